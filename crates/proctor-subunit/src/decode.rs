@@ -1,0 +1,442 @@
+//! The I/O-free decoder: bytes in, events out.
+//!
+//! Malformed packets are reported with python-subunit's messages (and its
+//! offsets, which count from where its parser's buffer starts) so that a
+//! corrupt stream decodes to the same events in both implementations.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use crate::number::{encoded_size, read_number};
+use crate::utf8::Utf8Tracker;
+use crate::{Event, File, Status, Timestamp, SIGNATURE};
+
+/// The test id the reference gives to parser errors.
+pub const PARSER_TEST_ID: &str = "subunit.parser";
+
+/// Non-subunit text is passed on in chunks of at most this many bytes (the
+/// reference's limit), so a stream with no packets never grows the buffer.
+const MAX_TEXT_CHUNK: usize = 1 << 20;
+
+/// The reference always reads the flags and a 3-byte length's worth after the
+/// signature before it knows the real length.
+const HEADER_READ: usize = 6;
+
+const FLAG_TEST_ID: u16 = 0x0800;
+const FLAG_ROUTE_CODE: u16 = 0x0400;
+const FLAG_TIMESTAMP: u16 = 0x0200;
+const FLAG_RUNNABLE: u16 = 0x0100;
+const FLAG_TAGS: u16 = 0x0080;
+const FLAG_FILE_CONTENT: u16 = 0x0040;
+const FLAG_MIME_TYPE: u16 = 0x0020;
+const FLAG_EOF: u16 = 0x0010;
+
+/// What one decoding step found.
+#[derive(Debug)]
+pub enum Decoded {
+    /// An event, decoded from the first `consumed` bytes of the input.
+    Event {
+        /// The event.
+        event: Event,
+        /// How many input bytes it used.
+        consumed: usize,
+    },
+    /// The input holds the start of a packet: call again once it holds at
+    /// least `at_least` bytes (or at end of input).
+    NeedMore {
+        /// The input length needed to make progress.
+        at_least: usize,
+    },
+    /// The input is empty.
+    Empty,
+}
+
+/// Turns bytes into events, one step at a time, holding no buffer of its own.
+///
+/// Each call to [`Decoder::decode`] either returns an event and how many bytes
+/// it consumed (always at least one), or says how many bytes it needs; so a
+/// caller never loops without progress and never buffers more than one packet.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    text: Utf8Tracker,
+    /// The second of a malformed packet's two events, returned next.
+    queued: Option<Event>,
+}
+
+impl Decoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes the next event from the start of `input`. `at_eof` says no
+    /// more bytes will follow `input`, so a partial packet is malformed.
+    pub fn decode(&mut self, input: &[u8], at_eof: bool) -> Decoded {
+        if let Some(event) = self.queued.take() {
+            return Decoded::Event { event, consumed: 0 };
+        }
+        match input.first() {
+            None => Decoded::Empty,
+            Some(&SIGNATURE) if !self.text.mid_character() => self.decode_packet(input, at_eof),
+            Some(_) => self.decode_text(input),
+        }
+    }
+
+    /// Non-subunit bytes up to the next packet start (or the end of the input,
+    /// so text is passed on as soon as it arrives) become a `stdout` chunk.
+    fn decode_text(&mut self, input: &[u8]) -> Decoded {
+        let limit = input.len().min(MAX_TEXT_CHUNK);
+        let mut end = 0;
+        while end < limit {
+            let byte = input[end];
+            if byte == SIGNATURE && !self.text.mid_character() {
+                break;
+            }
+            self.text.feed(byte);
+            end += 1;
+        }
+        let event = Event::file(None, "stdout", Bytes::copy_from_slice(&input[..end]), false);
+        Decoded::Event {
+            event,
+            consumed: end,
+        }
+    }
+
+    fn decode_packet(&mut self, input: &[u8], at_eof: bool) -> Decoded {
+        if input.len() < HEADER_READ {
+            if at_eof {
+                let got = input.len() - 1;
+                return self.malformed(
+                    input,
+                    input.len(),
+                    format!("Short read - got {got} bytes, wanted 5 bytes"),
+                );
+            }
+            return Decoded::NeedMore {
+                at_least: HEADER_READ,
+            };
+        }
+        let flags = u16::from_be_bytes([input[1], input[2]]);
+        let length_size = encoded_size(input[3]);
+        if length_size == 4 {
+            return self.malformed(
+                input,
+                HEADER_READ,
+                "3 byte maximum given but 4 byte value found.".to_owned(),
+            );
+        }
+        let Some((length, _)) = read_number(&input[3..]) else {
+            // Unreachable: HEADER_READ covers a 3-byte length.
+            return self.malformed(input, HEADER_READ, "Short header".to_owned());
+        };
+        let length = length as usize;
+        let header_size = 3 + length_size;
+        if length < header_size + 4 {
+            return self.malformed(
+                input,
+                header_size,
+                format!(
+                    "Packet length {length} is shorter than its {header_size}-byte header and \
+                     4-byte checksum"
+                ),
+            );
+        }
+        if input.len() < length {
+            if at_eof {
+                let got = input.len() - HEADER_READ;
+                let wanted = length - HEADER_READ;
+                return self.malformed(
+                    input,
+                    input.len(),
+                    format!("Short read - got {got} bytes, wanted {wanted} bytes"),
+                );
+            }
+            return Decoded::NeedMore { at_least: length };
+        }
+        let packet = &input[..length];
+        match parse_packet(packet, flags, header_size) {
+            Ok(event) => Decoded::Event {
+                event,
+                consumed: length,
+            },
+            Err(message) => self.malformed(input, length, message),
+        }
+    }
+
+    /// The reference's two events for a malformed packet: its raw bytes as
+    /// `Packet data`, then a `fail` with the reason as `Parser Error`.
+    fn malformed(&mut self, input: &[u8], consumed: usize, message: String) -> Decoded {
+        let parser_test = || Some(PARSER_TEST_ID.to_owned());
+        let data = Event::file(
+            parser_test(),
+            "Packet data",
+            Bytes::copy_from_slice(&input[..consumed]),
+            true,
+        )
+        .with_mime_type("application/octet-stream");
+        let mut error = Event::file(parser_test(), "Parser Error", message.into_bytes(), true)
+            .with_mime_type("text/plain;charset=utf8");
+        error.status = Some(Status::Fail);
+        self.queued = Some(error);
+        Decoded::Event {
+            event: data,
+            consumed,
+        }
+    }
+}
+
+/// Parses a whole packet whose length is known; the error is the reference's
+/// message.
+fn parse_packet(packet: &[u8], flags: u16, header_size: usize) -> Result<Event, String> {
+    let (body, stored) = packet.split_at(packet.len() - 4);
+    let stored = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let calculated = crc32fast::hash(body);
+    if calculated != stored {
+        return Err(format!(
+            "Bad checksum - calculated (0x{calculated:x}), stored (0x{stored:x})"
+        ));
+    }
+    let version = flags >> 12;
+    if version != 2 {
+        return Err(format!("Unsupported version {version} (expected 2)"));
+    }
+    let mut fields = Fields {
+        body,
+        pos: header_size,
+        // Where the reference's offsets count from: after the signature, or
+        // after its 6-byte header read when the length took 3 bytes.
+        origin: if header_size == HEADER_READ { HEADER_READ } else { 1 },
+    };
+    let timestamp = if flags & FLAG_TIMESTAMP != 0 {
+        Some(fields.timestamp()?)
+    } else {
+        None
+    };
+    let test_id = fields.optional_string(flags & FLAG_TEST_ID)?;
+    let tags = if flags & FLAG_TAGS != 0 {
+        let count = fields.number()?;
+        (0..count)
+            .map(|_| fields.string())
+            .collect::<Result<BTreeSet<_>, _>>()?
+    } else {
+        BTreeSet::new()
+    };
+    let mime_type = fields.optional_string(flags & FLAG_MIME_TYPE)?;
+    let file = if flags & FLAG_FILE_CONTENT != 0 {
+        let name = fields.string()?;
+        let content = fields.file_content()?;
+        Some(File { name, content })
+    } else {
+        None
+    };
+    let route_code = fields.optional_string(flags & FLAG_ROUTE_CODE)?;
+    Ok(Event {
+        status: Status::from_code((flags & 0x7) as u8),
+        test_id,
+        route_code,
+        timestamp,
+        runnable: flags & FLAG_RUNNABLE != 0,
+        tags,
+        mime_type,
+        file,
+        eof: flags & FLAG_EOF != 0,
+    })
+}
+
+/// A cursor over a packet's fields (CRC excluded).
+struct Fields<'a> {
+    body: &'a [u8],
+    pos: usize,
+    origin: usize,
+}
+
+impl Fields<'_> {
+    /// The offset the reference would print for the current position.
+    fn reference_offset(&self) -> isize {
+        self.pos as isize - self.origin as isize - 2
+    }
+
+    fn number(&mut self) -> Result<u32, String> {
+        let (value, size) = read_number(&self.body[self.pos..]).ok_or_else(|| {
+            format!(
+                "Number at offset {} extends past end of packet",
+                self.pos as isize - self.origin as isize
+            )
+        })?;
+        self.pos += size;
+        Ok(value)
+    }
+
+    fn timestamp(&mut self) -> Result<Timestamp, String> {
+        let seconds = self
+            .body
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| {
+                format!(
+                    "Timestamp at offset {} extends past end of packet",
+                    self.pos as isize - self.origin as isize
+                )
+            })?;
+        let seconds = u32::from_be_bytes([seconds[0], seconds[1], seconds[2], seconds[3]]);
+        self.pos += 4;
+        let nanos = self.number()?;
+        Ok(Timestamp { seconds, nanos })
+    }
+
+    fn optional_string(&mut self, flag: u16) -> Result<Option<String>, String> {
+        if flag == 0 {
+            return Ok(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// A length-prefixed UTF-8 string without NUL bytes.
+    fn string(&mut self) -> Result<String, String> {
+        let length = self.number()? as usize;
+        let offset = self.reference_offset();
+        let available = self.body.len() - self.pos;
+        if length > available {
+            return Err(format!(
+                "UTF8 string at offset {offset} extends past end of packet: claimed {length} \
+                 bytes, {available} available"
+            ));
+        }
+        let bytes = &self.body[self.pos..self.pos + length];
+        if bytes.contains(&0) {
+            return Err(format!("UTF8 string at offset {offset} contains NUL byte"));
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            // The reference decodes with final=False, so a string cut inside
+            // its last character is "partially decodable", not "not UTF8".
+            Err(error) if error.error_len().is_none() => {
+                let undecoded = length - error.valid_up_to();
+                return Err(format!(
+                    "Invalid (partially decodable) string at offset {offset}, {undecoded} \
+                     undecoded bytes"
+                ));
+            }
+            Err(_) => return Err(format!("UTF8 string at offset {offset} is not UTF8")),
+        };
+        self.pos += length;
+        Ok(text.to_owned())
+    }
+
+    fn file_content(&mut self) -> Result<Bytes, String> {
+        let length = self.number()? as usize;
+        let available = self.body.len() - self.pos;
+        if length > available {
+            return Err(format!(
+                "File content extends past end of packet: claimed {length} bytes, {available} \
+                 available"
+            ));
+        }
+        let content = Bytes::copy_from_slice(&self.body[self.pos..self.pos + length]);
+        self.pos += length;
+        Ok(content)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Vec<Event> {
+        let mut decoder = Decoder::new();
+        let mut events = Vec::new();
+        let mut rest = input;
+        loop {
+            match decoder.decode(rest, true) {
+                Decoded::Event { event, consumed } => {
+                    events.push(event);
+                    rest = &rest[consumed..];
+                }
+                Decoded::Empty => return events,
+                Decoded::NeedMore { .. } => panic!("NeedMore at eof"),
+            }
+        }
+    }
+
+    const VECTOR_A: &[u8] = &[
+        0xb3, 0x29, 0x01, 0x0c, 0x03, 0x66, 0x6f, 0x6f, 0x08, 0x55, 0x5f, 0x1b,
+    ];
+
+    #[test]
+    fn vector_a_decodes() {
+        let events = decode_all(VECTOR_A);
+        assert_eq!(events, vec![Event::test("foo", Status::Exists)]);
+    }
+
+    #[test]
+    fn bad_crc_gives_two_parser_events_and_resumes() {
+        let mut input = VECTOR_A.to_vec();
+        input[5] ^= 0x01;
+        input.extend_from_slice(VECTOR_A);
+        let events = decode_all(&input);
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].test_id.as_deref(), Some(PARSER_TEST_ID));
+        assert_eq!(
+            events[0].file.as_ref().map(|f| &f.content[..]),
+            Some(&input[..12])
+        );
+        assert_eq!(events[1].status, Some(Status::Fail));
+        let message = events[1].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some(&b"Bad checksum - calculated (0x997352c), stored (0x8555f1b)"[..])
+        );
+        assert_eq!(events[2], Event::test("foo", Status::Exists));
+    }
+
+    #[test]
+    fn text_before_packet_becomes_stdout() {
+        let mut input = "señor ó\n".as_bytes().to_vec();
+        input.extend_from_slice(VECTOR_A);
+        let events = decode_all(&input);
+        assert_eq!(events.len(), 2);
+        let text = events[0].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(text.as_deref(), Some("señor ó\n".as_bytes()));
+        assert_eq!(events[1].test_id.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn needs_only_the_current_packet() {
+        let mut decoder = Decoder::new();
+        assert!(matches!(
+            decoder.decode(&VECTOR_A[..3], false),
+            Decoded::NeedMore { at_least: 6 }
+        ));
+        assert!(matches!(
+            decoder.decode(&VECTOR_A[..7], false),
+            Decoded::NeedMore { at_least: 12 }
+        ));
+        assert!(matches!(
+            decoder.decode(VECTOR_A, false),
+            Decoded::Event { consumed: 12, .. }
+        ));
+    }
+
+    #[test]
+    fn four_byte_length_is_malformed() {
+        let events = decode_all(&[0xb3, 0x20, 0x00, 0xc0, 0x00, 0x00, 0x10]);
+        assert_eq!(events.len(), 3);
+        let message = events[1].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some(&b"3 byte maximum given but 4 byte value found."[..])
+        );
+        // The byte after the 6-byte header read is text again.
+        assert_eq!(events[2].file.as_ref().map(|f| f.name.as_str()), Some("stdout"));
+    }
+
+    #[test]
+    fn truncated_packet_at_eof_is_malformed() {
+        let events = decode_all(&VECTOR_A[..9]);
+        let message = events[1].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some(&b"Short read - got 3 bytes, wanted 6 bytes"[..])
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Decoding from any blocking reader.
+
+use std::io::{self, Read};
+
+use crate::{Decoded, Decoder, Event};
+
+/// Reads smaller than this are not worth a system call.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Decodes events from any [`Read`], as an iterator.
+///
+/// The reader asks for more bytes only when the buffered ones hold no whole
+/// event, and takes whatever one `read` call returns, so on a pipe each event
+/// is yielded as soon as its packet has arrived. The buffer holds at most one
+/// packet (or one read's worth of text) beyond what has been yielded.
+#[derive(Debug)]
+pub struct EventReader<R: Read> {
+    inner: R,
+    decoder: Decoder,
+    buffer: Vec<u8>,
+    start: usize,
+    at_eof: bool,
+}
+
+impl<R: Read> EventReader<R> {
+    /// A reader at the start of a stream.
+    pub fn new(inner: R) -> EventReader<R> {
+        EventReader {
+            inner,
+            decoder: Decoder::new(),
+            buffer: Vec::new(),
+            start: 0,
+            at_eof: false,
+        }
+    }
+
+    /// The next event, `None` at end of input.
+    pub fn next_event(&mut self) -> io::Result<Option<Event>> {
+        loop {
+            match self.decoder.decode(&self.buffer[self.start..], self.at_eof) {
+                Decoded::Event { event, consumed } => {
+                    self.start += consumed;
+                    return Ok(Some(event));
+                }
+                Decoded::Empty if self.at_eof => return Ok(None),
+                Decoded::Empty => self.fill(1)?,
+                Decoded::NeedMore { at_least } => self.fill(at_least)?,
+            }
+        }
+    }
+
+    /// Reads once, so that at least `at_least` unconsumed bytes can fit.
+    fn fill(&mut self, at_least: usize) -> io::Result<()> {
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        let filled = self.buffer.len();
+        let target = (filled + READ_SIZE).max(at_least);
+        self.buffer.resize(target, 0);
+        let result = loop {
+            match self.inner.read(&mut self.buffer[filled..]) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let read = *result.as_ref().unwrap_or(&0);
+        self.buffer.truncate(filled + read);
+        if read == 0 && result.is_ok() {
+            self.at_eof = true;
+        }
+        result.map(|_| ())
+    }
+
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Iterator for EventReader<R> {
+    type Item = io::Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode, Status};
+
+    /// A reader that returns one byte per call, like a slow pipe.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.split_first() {
+                Some((&first, rest)) if !buf.is_empty() => {
+                    buf[0] = first;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_one_byte_at_a_time() {
+        let mut stream = Vec::new();
+        for id in ["a", "b"] {
+            encode(&Event::test(id, Status::Success), &mut stream).expect("encodes");
+        }
+        let events: Vec<Event> = EventReader::new(Trickle(&stream))
+            .collect::<io::Result<_>>()
+            .expect("reads");
+        assert_eq!(
+            events,
+            vec![
+                Event::test("a", Status::Success),
+                Event::test("b", Status::Success)
+            ]
+        );
+    }
+}
