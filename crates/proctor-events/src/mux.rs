@@ -89,12 +89,14 @@ where
     first_error.map_or(Ok(()), |error| Err(error.into()))
 }
 
+type SinkFactory<'a> = Box<dyn FnMut(&str) -> Box<dyn Sink + 'a> + 'a>;
+
 /// Splits a stream by the first part of its route code, sending each part's
 /// events to its own sink with that part removed (`0/3` reaches sink `0` as
 /// `3`; `0` reaches it with no route). Events with no route code go to the
 /// sink for the empty label.
 pub struct RouteDemux<'a> {
-    make_sink: Box<dyn FnMut(&str) -> Box<dyn Sink + 'a> + 'a>,
+    make_sink: SinkFactory<'a>,
     sinks: BTreeMap<String, Box<dyn Sink + 'a>>,
 }
 
