@@ -186,8 +186,9 @@ mod tests {
 
     #[test]
     fn demux_strips_the_first_route_part() {
-        let seen: Rc<RefCell<Vec<(String, Option<String>)>>> = Rc::default();
-        struct Record(String, Rc<RefCell<Vec<(String, Option<String>)>>>);
+        type Seen = Rc<RefCell<Vec<(String, Option<String>)>>>;
+        let seen: Seen = Rc::default();
+        struct Record(String, Seen);
         impl Sink for Record {
             fn event(&mut self, event: &Event) -> Result<(), SinkError> {
                 self.1
