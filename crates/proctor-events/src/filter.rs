@@ -125,6 +125,10 @@ impl<S: Sink> Sink for Filter<S> {
         }
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         for run in self.pending.drain() {
             self.release(run, None)?;

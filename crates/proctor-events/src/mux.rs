@@ -33,6 +33,10 @@ impl<S: Sink> Sink for RoutePrefix<S> {
         self.inner.event(&event)
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.inner.finish()
     }
@@ -71,7 +75,19 @@ where
         .collect();
     drop(sender);
     let mut first_error = None;
-    for received in receiver {
+    loop {
+        let received = match receiver.try_recv() {
+            Ok(received) => received,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Every input is waiting: let downstream see what we have.
+                sink.flush()?;
+                match receiver.recv() {
+                    Ok(received) => received,
+                    Err(mpsc::RecvError) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
         match received {
             Ok(event) => sink.event(&event)?,
             Err(error) => {
@@ -134,6 +150,10 @@ impl Sink for RouteDemux<'_> {
             }
         };
         sink.event(&event)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.sinks.values_mut().try_for_each(|sink| sink.flush())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -20,6 +20,12 @@ pub trait Sink {
     /// Takes one event.
     fn event(&mut self, event: &Event) -> Result<(), SinkError>;
 
+    /// The input has paused: push anything written so far downstream, so
+    /// that readers of a live stream see it now.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// The stream has ended: flush what is buffered.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -31,6 +37,10 @@ impl<S: Sink + ?Sized> Sink for &mut S {
         (**self).event(event)
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (**self).flush()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         (**self).finish()
     }
@@ -39,6 +49,10 @@ impl<S: Sink + ?Sized> Sink for &mut S {
 impl<S: Sink + ?Sized> Sink for Box<S> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         (**self).event(event)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (**self).flush()
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
@@ -52,8 +66,12 @@ impl<W: Write> Sink for EventWriter<W> {
         Ok(self.write(event)?)
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(EventWriter::flush(self)?)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
-        Ok(self.flush()?)
+        Ok(EventWriter::flush(self)?)
     }
 }
 
@@ -79,6 +97,10 @@ impl<'a> Tee<'a> {
 impl Sink for Tee<'_> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         self.sinks.iter_mut().try_for_each(|sink| sink.event(event))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.sinks.iter_mut().try_for_each(|sink| sink.flush())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -39,6 +39,10 @@ impl<S: Sink> Sink for Timestamper<S> {
         self.inner.event(&stamped)
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.inner.finish()
     }
@@ -64,6 +68,10 @@ impl<S: Sink> Sink for TagEditor<S> {
         event.tags.extend(self.add.iter().cloned());
         event.tags.retain(|tag| !self.remove.contains(tag));
         self.inner.event(&event)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

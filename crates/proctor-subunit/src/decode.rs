@@ -206,7 +206,11 @@ fn parse_packet(packet: &[u8], flags: u16, header_size: usize) -> Result<Event, 
         pos: header_size,
         // Where the reference's offsets count from: after the signature, or
         // after its 6-byte header read when the length took 3 bytes.
-        origin: if header_size == HEADER_READ { HEADER_READ } else { 1 },
+        origin: if header_size == HEADER_READ {
+            HEADER_READ
+        } else {
+            1
+        },
     };
     let timestamp = if flags & FLAG_TIMESTAMP != 0 {
         Some(fields.timestamp()?)
@@ -269,15 +273,12 @@ impl Fields<'_> {
     }
 
     fn timestamp(&mut self) -> Result<Timestamp, String> {
-        let seconds = self
-            .body
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| {
-                format!(
-                    "Timestamp at offset {} extends past end of packet",
-                    self.pos as isize - self.origin as isize
-                )
-            })?;
+        let seconds = self.body.get(self.pos..self.pos + 4).ok_or_else(|| {
+            format!(
+                "Timestamp at offset {} extends past end of packet",
+                self.pos as isize - self.origin as isize
+            )
+        })?;
         let seconds = u32::from_be_bytes([seconds[0], seconds[1], seconds[2], seconds[3]]);
         self.pos += 4;
         let nanos = self.number()?;
@@ -427,7 +428,10 @@ mod tests {
             Some(&b"3 byte maximum given but 4 byte value found."[..])
         );
         // The byte after the 6-byte header read is text again.
-        assert_eq!(events[2].file.as_ref().map(|f| f.name.as_str()), Some("stdout"));
+        assert_eq!(
+            events[2].file.as_ref().map(|f| f.name.as_str()),
+            Some("stdout")
+        );
     }
 
     #[test]

@@ -48,11 +48,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     result
 }
 
-fn encode_packet(
-    event: &Event,
-    out: &mut Vec<u8>,
-    start: usize,
-) -> Result<(), EncodeError> {
+fn encode_packet(event: &Event, out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
     let flags = flags(event);
     out.push(SIGNATURE);
     out.extend_from_slice(&flags.to_be_bytes());
@@ -60,7 +56,7 @@ fn encode_packet(
     // form and close the gap afterwards.
     let length_at = out.len();
     out.extend_from_slice(&[0; 3]);
-    write_body(event, out)?;
+    write_body(event, out, start)?;
     let body_size = out.len() - length_at - 3;
     let unsized_total = 1 + 2 + body_size + 4;
     let length_size = [1, 2, 3]
@@ -107,7 +103,8 @@ fn flags(event: &Event) -> u16 {
     flags | event.status.map_or(0, |s| u16::from(s.code()))
 }
 
-fn write_body(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// `start` is where this packet begins in `out` (which may hold earlier ones).
+fn write_body(event: &Event, out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
     if let Some(timestamp) = event.timestamp {
         out.extend_from_slice(&timestamp.seconds.to_be_bytes());
         write_checked_number("timestamp's nanoseconds", timestamp.nanos as usize, out)?;
@@ -127,9 +124,9 @@ fn write_body(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     if let Some(file) = &event.file {
         write_string("file name", &file.name, out)?;
         write_checked_number("file chunk size", file.content.len(), out)?;
-        if out.len() + file.content.len() > MAX_PACKET_SIZE + 3 {
+        if out.len() - start + file.content.len() > MAX_PACKET_SIZE + 3 {
             return Err(EncodeError::PacketTooLarge {
-                size: out.len() + file.content.len(),
+                size: out.len() - start + file.content.len(),
             });
         }
         out.extend_from_slice(&file.content);
@@ -253,14 +250,9 @@ mod tests {
 
     #[test]
     fn vector_c() {
-        let mut event = Event::file(
-            Some("pkg.test_a".into()),
-            "traceback",
-            &b"boom\n"[..],
-            true,
-        )
-        .at(vector_timestamp())
-        .with_mime_type("text/plain;charset=utf8");
+        let mut event = Event::file(Some("pkg.test_a".into()), "traceback", &b"boom\n"[..], true)
+            .at(vector_timestamp())
+            .with_mime_type("text/plain;charset=utf8");
         event.status = Some(Status::Fail);
         assert_eq!(
             encoded(&event),
@@ -296,7 +288,10 @@ mod tests {
     fn refuses_what_readers_would_reject() {
         let mut out = vec![1, 2, 3];
         let nul = Event::test("a\0b", Status::Success);
-        assert!(matches!(encode(&nul, &mut out), Err(EncodeError::Nul { .. })));
+        assert!(matches!(
+            encode(&nul, &mut out),
+            Err(EncodeError::Nul { .. })
+        ));
         let huge = Event::file(None, "f", vec![0; MAX_PACKET_SIZE], true);
         assert!(matches!(
             encode(&huge, &mut out),

@@ -158,10 +158,7 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let extra_seconds = self.nanos / 1_000_000_000;
         let nanos = (self.nanos % 1_000_000_000) as i32;
-        match jiff::Timestamp::new(
-            i64::from(self.seconds) + i64::from(extra_seconds),
-            nanos,
-        ) {
+        match jiff::Timestamp::new(i64::from(self.seconds) + i64::from(extra_seconds), nanos) {
             Ok(ts) => write!(f, "{ts}"),
             Err(_) => write!(f, "{}.{:09}s", self.seconds, self.nanos),
         }

@@ -13,13 +13,13 @@
 //! - [`EventWriter`] and [`encode`] write packets in their shortest form.
 //! - [`Decoder`] is the I/O-free core both readers share.
 
+#[cfg(feature = "tokio")]
+mod codec;
 mod decode;
 mod encode;
 mod event;
 mod number;
 mod read;
-#[cfg(feature = "tokio")]
-mod codec;
 mod utf8;
 
 #[cfg(feature = "tokio")]

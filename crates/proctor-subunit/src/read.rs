@@ -72,6 +72,12 @@ impl<R: Read> EventReader<R> {
         result.map(|_| ())
     }
 
+    /// How many bytes have been read but not yet decoded. Zero means the next
+    /// event needs a read, which may block: a good moment to flush output.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
     /// The underlying reader.
     pub fn into_inner(self) -> R {
         self.inner

@@ -1,0 +1,192 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use proctor_subunit::Status;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  everything passed
+  1  a test failed (the stream reported a failure)
+  2  the command could not do its work (bad arguments, unreadable input)";
+
+/// Proctor runs automated tests and keeps what they found.
+#[derive(Debug, Parser)]
+#[command(name = "proctor", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with subunit v2 streams: statistics, filters, conversions.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Subunit(SubunitCommand),
+    /// Run the example tests built into proctor and summarise their stream.
+    #[command(after_help = EXIT_CODES)]
+    Example(ExampleArgs),
+}
+
+/// Input files; standard input when none are given.
+#[derive(Debug, Args)]
+pub struct Inputs {
+    /// Subunit v2 streams to read, in order (default: standard input).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `proctor subunit …`: filters over subunit v2, reading standard input (or
+/// the files given) and writing standard output.
+#[derive(Debug, Subcommand)]
+pub enum SubunitCommand {
+    /// Count tests by outcome, like subunit-stats (exit 1 when any failed).
+    Stats {
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// List the ids of the tests in a stream, as they finish.
+    Ls {
+        /// Show each run's duration in seconds.
+        #[arg(long)]
+        times: bool,
+        /// Also list tests that were only enumerated (status `exists`).
+        #[arg(long)]
+        exists: bool,
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Keep the test runs that match; with no options, pass everything.
+    Filter(FilterArgs),
+    /// Add (`+tag` or `tag`) and remove (`-tag`) tags on every event.
+    Tags {
+        /// Tag changes: `+name` or `name` adds, `-name` removes.
+        #[arg(required = true, allow_hyphen_values = true, value_name = "[+|-]TAG")]
+        changes: Vec<String>,
+        /// Read this stream instead of standard input.
+        #[arg(long, short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
+    /// Convert to JUnit XML (for GitLab, Jenkins, GitHub).
+    Junit {
+        /// The test suite's name.
+        #[arg(long, default_value = "proctor")]
+        suite_name: String,
+        /// Write the XML here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Convert to TAP version 13.
+    ToTap {
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Convert TAP (13 or 14) to subunit v2.
+    Tap2subunit {
+        /// TAP files to read (default: standard input).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print one JSON object per event.
+    Json {
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Print events and their attachments for people to read.
+    Cat {
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Merge streams live, labelling each file's events with its position as
+    /// a route code prefix (0, 1, …).
+    Mux {
+        /// The streams to merge (files or named pipes).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Write one event, for shell scripts that report tests
+    /// (like subunit-output).
+    Emit(EmitArgs),
+}
+
+/// Options of `proctor subunit filter`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Keep only runs that ended with this status (repeatable).
+    #[arg(long = "status", short = 's', value_name = "STATUS")]
+    pub statuses: Vec<Status>,
+    /// Drop runs that ended with this status (repeatable).
+    #[arg(long = "exclude-status", value_name = "STATUS")]
+    pub exclude_statuses: Vec<Status>,
+    /// Keep only tests whose id matches this regex (repeatable: any).
+    #[arg(long = "with", short = 'w', value_name = "REGEX")]
+    pub with: Vec<String>,
+    /// Drop tests whose id matches this regex (repeatable).
+    #[arg(long = "without", value_name = "REGEX")]
+    pub without: Vec<String>,
+    /// Keep only runs with this tag (repeatable: any).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Drop runs with this tag (repeatable).
+    #[arg(long = "exclude-tag", value_name = "TAG")]
+    pub exclude_tags: Vec<String>,
+    /// Drop output that belongs to no test (non-subunit text, global files).
+    #[arg(long)]
+    pub no_passthrough: bool,
+    #[command(flatten)]
+    pub inputs: Inputs,
+}
+
+/// Options of `proctor subunit emit`.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// Start a test: shorthand for `--test ID --status inprogress`.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["test", "status"])]
+    pub start: Option<String>,
+    /// The test the event is about (none for a global event).
+    #[arg(long, value_name = "ID")]
+    pub test: Option<String>,
+    /// The test's status.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<Status>,
+    /// Attach this file (`-` for standard input), in as many chunks as needed.
+    #[arg(long, value_name = "FILE")]
+    pub attach: Option<PathBuf>,
+    /// The attachment's name (default: the file's name, `stdin` for `-`).
+    #[arg(long, value_name = "NAME", requires = "attach")]
+    pub file_name: Option<String>,
+    /// The attachment's MIME type.
+    #[arg(long, value_name = "TYPE", requires = "attach")]
+    pub mime_type: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// A route code.
+    #[arg(long, value_name = "ROUTE")]
+    pub route: Option<String>,
+    /// Mark the test as not runnable on its own (a fixture or sub-test).
+    #[arg(long)]
+    pub not_runnable: bool,
+    /// Do not timestamp the event.
+    #[arg(long)]
+    pub no_timestamp: bool,
+}
+
+/// Options of `proctor example`.
+#[derive(Debug, Args)]
+pub struct ExampleArgs {
+    /// Keep the run's subunit stream in this file.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How many tests to run at once.
+    #[arg(long, short = 'j', default_value_t = 2)]
+    pub concurrency: usize,
+}

@@ -1,0 +1,44 @@
+//! `proctor`: the command-line front of Proctor.
+//!
+//! Argument parsing and presentation live here; the work is done by the
+//! library crates below (`proctor-subunit`, `proctor-events`,
+//! `proctor-formats`).
+
+mod cli;
+mod error;
+mod example;
+mod input;
+mod toolbox;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+
+/// Exit statuses, documented in `--help`.
+pub mod exit {
+    /// Everything passed.
+    pub const OK: u8 = 0;
+    /// A test failed (or the stream reported a failure).
+    pub const TESTS_FAILED: u8 = 1;
+    /// The command could not do its work: bad arguments, unreadable input.
+    pub const ERROR: u8 = 2;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Subunit(command) => toolbox::run(command),
+        Command::Example(args) => example::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(CliError::BrokenPipe) => ExitCode::from(exit::OK),
+        Err(error) => {
+            eprintln!("{:?}", miette::Report::new(error));
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
