@@ -39,6 +39,16 @@ pub struct Inputs {
     pub files: Vec<PathBuf>,
 }
 
+/// Whether output that belongs to no test is shown, as python-subunit's
+/// filters show it.
+#[derive(Debug, Args)]
+pub struct Passthrough {
+    /// Hide non-subunit input and global attachments (shown by default, as
+    /// the reference tools do).
+    #[arg(long)]
+    pub no_passthrough: bool,
+}
+
 /// `proctor subunit …`: filters over subunit v2, reading standard input (or
 /// the files given) and writing standard output.
 #[derive(Debug, Subcommand)]
@@ -48,6 +58,8 @@ pub enum SubunitCommand {
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        passthrough: Passthrough,
         #[command(flatten)]
         inputs: Inputs,
     },
@@ -59,6 +71,8 @@ pub enum SubunitCommand {
         /// Also list tests that were only enumerated (status `exists`).
         #[arg(long)]
         exists: bool,
+        #[command(flatten)]
+        passthrough: Passthrough,
         #[command(flatten)]
         inputs: Inputs,
     },

@@ -11,12 +11,17 @@ use crate::error::CliError;
 /// Runs one toolbox command, returning its exit status.
 pub fn run(command: SubunitCommand) -> Result<u8, CliError> {
     match command {
-        SubunitCommand::Stats { json, inputs } => report::stats(&inputs.files, json),
+        SubunitCommand::Stats {
+            json,
+            passthrough,
+            inputs,
+        } => report::stats(&inputs.files, json, !passthrough.no_passthrough),
         SubunitCommand::Ls {
             times,
             exists,
+            passthrough,
             inputs,
-        } => report::ls(&inputs.files, times, exists),
+        } => report::ls(&inputs.files, times, exists, !passthrough.no_passthrough),
         SubunitCommand::Filter(args) => transform::filter(args),
         SubunitCommand::Tags { changes, input } => transform::tags(&changes, input),
         SubunitCommand::Mux { files } => transform::mux(files),

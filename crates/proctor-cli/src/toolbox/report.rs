@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use proctor_events::{Aggregator, Sink, SinkError, Summary, TestRecord};
+use proctor_events::{Aggregator, Sink, SinkError, Summary, Tee, TestRecord};
 use proctor_subunit::{Event, Status};
 use serde_json::json;
 
@@ -12,10 +12,18 @@ use crate::error::CliError;
 use crate::exit;
 use crate::input::feed;
 
-/// `stats`: totals as subunit-stats prints them, or as JSON.
-pub fn stats(files: &[PathBuf], as_json: bool) -> Result<u8, CliError> {
+/// `stats`: totals as subunit-stats prints them (after any output that
+/// belongs to no test, unless `passthrough` is off), or as JSON.
+pub fn stats(files: &[PathBuf], as_json: bool, passthrough: bool) -> Result<u8, CliError> {
     let mut summary = Summary::new();
-    feed(files, &mut summary)?;
+    if as_json || !passthrough {
+        feed(files, &mut summary)?;
+    } else {
+        feed(
+            files,
+            &mut Tee::new().with(&mut summary).with(GlobalOutput(stdout())),
+        )?;
+    }
     let mut out = stdout();
     if as_json {
         serde_json::to_writer_pretty(&mut out, &stats_json(&summary))
@@ -65,17 +73,46 @@ fn write_stats_text(out: &mut impl Write, summary: &Summary) -> std::io::Result<
     writeln!(out, "Seen tags: {}", tags.join(", "))
 }
 
-/// `ls`: test ids as their runs finish (unfinished ones at the end).
-pub fn ls(files: &[PathBuf], times: bool, exists: bool) -> Result<u8, CliError> {
+/// `ls`: test ids as their runs finish (unfinished ones at the end), with
+/// output that belongs to no test passed through unless `passthrough` is off.
+pub fn ls(files: &[PathBuf], times: bool, exists: bool, passthrough: bool) -> Result<u8, CliError> {
     let mut lister = Lister {
         out: stdout(),
         aggregator: Aggregator::new(),
         summary: Summary::new(),
         times,
         exists,
+        passthrough,
     };
     feed(files, &mut lister)?;
     Ok(exit_status(&lister.summary))
+}
+
+/// Writes the content of file events that belong to no test: what the
+/// reference tools pass through.
+struct GlobalOutput<W>(W);
+
+impl<W: Write> GlobalOutput<W> {
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        match (&event.test_id, &event.file) {
+            (None, Some(file)) => self.0.write_all(&file.content),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<W: Write> Sink for GlobalOutput<W> {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+        Ok(self.write(event)?)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(self.0.flush()?)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(self.0.flush()?)
+    }
 }
 
 struct Lister<W> {
@@ -84,10 +121,15 @@ struct Lister<W> {
     summary: Summary,
     times: bool,
     exists: bool,
+    passthrough: bool,
 }
 
 impl<W: Write> Lister<W> {
     fn write_record(&mut self, record: &TestRecord) -> std::io::Result<()> {
+        // subunit-ls skips empty test ids (subunit-stats counts them).
+        if record.test_id.is_empty() {
+            return Ok(());
+        }
         if self.times {
             let seconds = record.duration().unwrap_or_default().as_secs_f64();
             writeln!(self.out, "{} {seconds:0.3}", record.test_id)
@@ -100,8 +142,11 @@ impl<W: Write> Lister<W> {
 impl<W: Write> Sink for Lister<W> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         self.summary.event(event)?;
+        if self.passthrough {
+            GlobalOutput(&mut self.out).write(event)?;
+        }
         if let (Some(Status::Exists), Some(test_id)) = (event.status, &event.test_id) {
-            if self.exists {
+            if self.exists && !test_id.is_empty() {
                 let line = if self.times { " 0.000" } else { "" };
                 writeln!(self.out, "{test_id}{line}")?;
             }
