@@ -443,3 +443,95 @@ fn example_runs_and_records_a_readable_stream() {
         .collect();
     assert!(!routes.is_empty() && routes.len() <= 3, "{routes:?}");
 }
+
+/// (classname, name, outcome) of every testcase in a JUnit XML document.
+fn junit_cases(xml: &str) -> Vec<(String, String, String)> {
+    let document = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let mut cases: Vec<_> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("testcase"))
+        .map(|case| {
+            let outcome = ["failure", "error", "skipped"]
+                .into_iter()
+                .find(|tag| case.children().any(|child| child.has_tag_name(*tag)))
+                .unwrap_or("pass");
+            let attribute = |name| case.attribute(name).unwrap_or_default().to_owned();
+            (
+                attribute("classname"),
+                attribute("name"),
+                outcome.to_owned(),
+            )
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn junit_agrees_with_subunit2junitxml() {
+    let dir = TempDir::new().expect("tempdir");
+    let streams = reference_streams(&dir);
+    for case in [
+        "statuses",
+        "tags_routes",
+        "attachment_chunks",
+        "corrupt_crc",
+    ] {
+        let stream = fs::read(&streams[case]).expect("stream");
+        let mut reference = venv_command("subunit2junitxml");
+        reference.arg("--no-passthrough");
+        let reference = run_with_stdin(reference, &stream);
+        let ours = proctor_output(&["subunit", "junit"], &stream);
+        assert!(ours.status.success(), "{case}: {ours:?}");
+        let mut expected = junit_cases(&String::from_utf8_lossy(&reference.stdout));
+        let actual = junit_cases(&String::from_utf8_lossy(&ours.stdout));
+        // subunit2junitxml reports an unfinished run as a failure; Proctor
+        // as an error (the test never reached a verdict).
+        let unfinished: Vec<_> = actual
+            .iter()
+            .filter(|(_, _, outcome)| outcome == "error")
+            .map(|(class, name, _)| (class.clone(), name.clone()))
+            .collect();
+        for (class, name, outcome) in &mut expected {
+            if unfinished.contains(&(class.clone(), name.clone())) && outcome == "failure" {
+                *outcome = "error".to_owned();
+            }
+        }
+        assert_eq!(actual, expected, "{case}");
+    }
+}
+
+const TAP_SAMPLE: &str = "TAP version 13\n1..5\nok 1 - adds\nnot ok 2 - subtracts\n  ---\n  message: off by one\n  ...\nok 3 - divides # SKIP no floats\nnot ok 4 - sorts # TODO not yet\n# a comment\nok 5 - prints\n";
+
+#[test]
+fn tap2subunit_agrees_with_the_reference_on_outcomes() {
+    let ours = proctor_output(&["subunit", "tap2subunit"], TAP_SAMPLE.as_bytes());
+    assert!(ours.status.success(), "{ours:?}");
+    let reference = run_with_stdin(venv_command("tap2subunit"), TAP_SAMPLE.as_bytes());
+    let (our_stats, _) = subunit_stats(&ours.stdout);
+    let (reference_stats, _) = subunit_stats(&reference.stdout);
+    assert_eq!(our_stats, reference_stats);
+    let events = reference_events(&ours.stdout);
+    let diagnostics = events
+        .iter()
+        .find(|e| e["file_name"] == "diagnostics")
+        .expect("the YAML block is attached");
+    assert_eq!(diagnostics["test_id"], "test 2 - subtracts");
+}
+
+#[test]
+fn to_tap_writes_a_plan_and_keeps_failures_failing() {
+    let dir = TempDir::new().expect("tempdir");
+    let stream = fs::read(&reference_streams(&dir)["statuses"]).expect("stream");
+    let tap = proctor_output(&["subunit", "to-tap"], &stream);
+    let text = String::from_utf8_lossy(&tap.stdout);
+    assert!(text.starts_with("TAP version 13\n"), "{text}");
+    let back = proctor_output(&["subunit", "tap2subunit"], &tap.stdout);
+    let original = proctor_output(&["subunit", "stats", "--json"], &stream);
+    let round_trip = proctor_output(&["subunit", "stats", "--json"], &back.stdout);
+    let original: Value = serde_json::from_slice(&original.stdout).expect("json");
+    let round_trip: Value = serde_json::from_slice(&round_trip.stdout).expect("json");
+    for key in ["total", "failed", "skipped"] {
+        assert_eq!(original[key], round_trip[key], "{key}:\n{text}");
+    }
+}

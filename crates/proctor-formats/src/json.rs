@@ -43,7 +43,8 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write> Sink for JsonLines<W> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
-        serde_json::to_writer(&mut self.out, &event_to_json(event)).map_err(std::io::Error::from)?;
+        serde_json::to_writer(&mut self.out, &event_to_json(event))
+            .map_err(std::io::Error::from)?;
         self.out.write_all(b"\n")?;
         Ok(())
     }

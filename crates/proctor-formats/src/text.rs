@@ -24,7 +24,12 @@ pub fn describe(event: &Event) -> String {
     if let Some(timestamp) = event.timestamp {
         parts.push(timestamp.to_string());
     }
-    parts.push(event.test_id.clone().unwrap_or_else(|| "(global)".to_owned()));
+    parts.push(
+        event
+            .test_id
+            .clone()
+            .unwrap_or_else(|| "(global)".to_owned()),
+    );
     if let Some(route) = &event.route_code {
         parts.push(format!("[{route}]"));
     }
@@ -47,7 +52,10 @@ impl<W: Write> Sink for TextSink<W> {
         let Some(file) = &event.file else {
             return Ok(());
         };
-        let mime = event.mime_type.as_deref().unwrap_or("application/octet-stream");
+        let mime = event
+            .mime_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
         let eof = if event.eof { ", end" } else { "" };
         writeln!(self.out, "  {} ({mime}{eof}):", file.name)?;
         match std::str::from_utf8(&file.content) {
@@ -56,7 +64,11 @@ impl<W: Write> Sink for TextSink<W> {
                     writeln!(self.out, "    {line}")?;
                 }
             }
-            Err(_) => writeln!(self.out, "    <{} bytes of binary data>", file.content.len())?,
+            Err(_) => writeln!(
+                self.out,
+                "    <{} bytes of binary data>",
+                file.content.len()
+            )?,
         }
         Ok(())
     }
@@ -80,9 +92,14 @@ mod tests {
     fn shows_attachments_indented() {
         let mut out = Vec::new();
         let mut sink = TextSink::new(&mut out);
-        let mut event = Event::file(Some("t".into()), "traceback", &b"line 1\nline 2\n"[..], true)
-            .with_mime_type("text/plain")
-            .routed("0");
+        let mut event = Event::file(
+            Some("t".into()),
+            "traceback",
+            &b"line 1\nline 2\n"[..],
+            true,
+        )
+        .with_mime_type("text/plain")
+        .routed("0");
         event.status = Some(Status::Fail);
         sink.event(&event).expect("writes");
         sink.event(&Event::file(None, "blob", vec![0xff, 0xfe], false))
