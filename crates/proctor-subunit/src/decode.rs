@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use crate::number::{encoded_size, read_number};
-use crate::utf8::Utf8Tracker;
+use crate::utf8::{truncated_surrogate, Utf8Tracker};
 use crate::{Event, File, Status, Timestamp, SIGNATURE};
 
 /// The test id the reference gives to parser errors.
@@ -132,7 +132,12 @@ impl Decoder {
         };
         let length = length as usize;
         let header_size = 3 + length_size;
-        if length < header_size + 4 {
+        // The reference reads `HEADER_READ` bytes before it looks at the
+        // length. Below that it would read to the end of the stream and lose
+        // it, so Proctor reports the packet and resumes after its header. From
+        // there on it reads `length` bytes and checks their CRC however short
+        // they are for the header; so does Proctor (see `parse_packet`).
+        if length < HEADER_READ {
             return self.malformed(
                 input,
                 header_size,
@@ -201,6 +206,15 @@ fn parse_packet(packet: &[u8], flags: u16, header_size: usize) -> Result<Event, 
     if version != 2 {
         return Err(format!("Unsupported version {version} (expected 2)"));
     }
+    if body.len() < header_size {
+        // A valid CRC over too few bytes. Every such version 2 packet flags
+        // a field, which the reference fails on while reading (struct.error).
+        return Err(format!(
+            "Packet length {} is shorter than its {header_size}-byte header and 4-byte \
+             checksum",
+            packet.len()
+        ));
+    }
     let mut fields = Fields {
         body,
         pos: header_size,
@@ -218,14 +232,14 @@ fn parse_packet(packet: &[u8], flags: u16, header_size: usize) -> Result<Event, 
         None
     };
     let test_id = fields.optional_string(flags & FLAG_TEST_ID)?;
-    let tags = if flags & FLAG_TAGS != 0 {
-        let count = fields.number()?;
-        (0..count)
-            .map(|_| fields.string())
-            .collect::<Result<BTreeSet<_>, _>>()?
-    } else {
-        BTreeSet::new()
-    };
+    let mut tags = BTreeSet::new();
+    if flags & FLAG_TAGS != 0 {
+        // One at a time: collecting into a set first gathers every tag,
+        // duplicates included, in a Vec (24 bytes per 1-byte empty tag).
+        for _ in 0..fields.number()? {
+            tags.insert(fields.string()?);
+        }
+    }
     let mime_type = fields.optional_string(flags & FLAG_MIME_TYPE)?;
     let file = if flags & FLAG_FILE_CONTENT != 0 {
         let name = fields.string()?;
@@ -310,8 +324,12 @@ impl Fields<'_> {
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
             // The reference decodes with final=False, so a string cut inside
-            // its last character is "partially decodable", not "not UTF8".
-            Err(error) if error.error_len().is_none() => {
+            // its last character is "partially decodable", not "not UTF8";
+            // to CPython that includes a surrogate's first two bytes.
+            Err(error)
+                if error.error_len().is_none()
+                    || truncated_surrogate(&bytes[error.valid_up_to()..]) =>
+            {
                 let undecoded = length - error.valid_up_to();
                 return Err(format!(
                     "Invalid (partially decodable) string at offset {offset}, {undecoded} \
@@ -431,6 +449,37 @@ mod tests {
         assert_eq!(
             events[2].file.as_ref().map(|f| f.name.as_str()),
             Some("stdout")
+        );
+    }
+
+    #[test]
+    fn too_short_length_consumes_the_claimed_bytes() {
+        // Length 7 cannot hold a header and CRC; like the reference, the CRC
+        // is checked over the 7 bytes and reading resumes after them.
+        let mut input = vec![0xb3, 0x20, 0x00, 0x07, b'A', b'B', b'C'];
+        input.extend_from_slice(VECTOR_A);
+        let events = decode_all(&input);
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            events[0].file.as_ref().map(|f| &f.content[..]),
+            Some(&input[..7])
+        );
+        let message = events[1].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some(&b"Bad checksum - calculated (0xadddbdf9), stored (0x7414243)"[..])
+        );
+        assert_eq!(events[2], Event::test("foo", Status::Exists));
+        // A valid CRC over such a packet (flags 0x206e: tags, file, MIME) is
+        // malformed too, not read past its end.
+        let mut packet = vec![0xb3, 0x20, 0x6e];
+        packet.extend_from_slice(&crc32fast::hash(&packet).to_be_bytes());
+        assert_eq!(packet[3], 0x07);
+        let events = decode_all(&packet);
+        let message = events[1].file.as_ref().map(|f| f.content.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some(&b"Packet length 7 is shorter than its 4-byte header and 4-byte checksum"[..])
         );
     }
 

@@ -17,8 +17,11 @@ const READ_SIZE: usize = 64 * 1024;
 pub struct EventReader<R: Read> {
     inner: R,
     decoder: Decoder,
+    /// `buffer[start..end]` is read but not yet decoded; past `end` is space
+    /// for the next read, zeroed once when the buffer grows, not per read.
     buffer: Vec<u8>,
     start: usize,
+    end: usize,
     at_eof: bool,
 }
 
@@ -30,6 +33,7 @@ impl<R: Read> EventReader<R> {
             decoder: Decoder::new(),
             buffer: Vec::new(),
             start: 0,
+            end: 0,
             at_eof: false,
         }
     }
@@ -37,7 +41,10 @@ impl<R: Read> EventReader<R> {
     /// The next event, `None` at end of input.
     pub fn next_event(&mut self) -> io::Result<Option<Event>> {
         loop {
-            match self.decoder.decode(&self.buffer[self.start..], self.at_eof) {
+            match self
+                .decoder
+                .decode(&self.buffer[self.start..self.end], self.at_eof)
+            {
                 Decoded::Event { event, consumed } => {
                     self.start += consumed;
                     return Ok(Some(event));
@@ -49,15 +56,26 @@ impl<R: Read> EventReader<R> {
         }
     }
 
-    /// Reads once, so that at least `at_least` unconsumed bytes can fit.
+    /// Reads once, into room for up to a read's worth more; reserves room for
+    /// `at_least` unconsumed bytes without touching it, as a packet may claim
+    /// more than the stream holds.
     fn fill(&mut self, at_least: usize) -> io::Result<()> {
         if self.start > 0 {
-            self.buffer.drain(..self.start);
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        let filled = self.buffer.len();
-        let target = (filled + READ_SIZE).max(at_least);
-        self.buffer.resize(target, 0);
+        let filled = self.end;
+        // Room for the packet and one read beyond it, exactly and at once:
+        // amortized growth would reserve up to twice a maximal packet.
+        let wanted = at_least.max(filled) + READ_SIZE;
+        if wanted > self.buffer.capacity() {
+            self.buffer.reserve_exact(wanted - self.buffer.len());
+        }
+        let target = filled + READ_SIZE;
+        if target > self.buffer.len() {
+            self.buffer.resize(target, 0);
+        }
         let result = loop {
             match self.inner.read(&mut self.buffer[filled..]) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -65,7 +83,7 @@ impl<R: Read> EventReader<R> {
             }
         };
         let read = *result.as_ref().unwrap_or(&0);
-        self.buffer.truncate(filled + read);
+        self.end = (filled + read).min(self.buffer.len());
         if read == 0 && result.is_ok() {
             self.at_eof = true;
         }
@@ -75,7 +93,7 @@ impl<R: Read> EventReader<R> {
     /// How many bytes have been read but not yet decoded. Zero means the next
     /// event needs a read, which may block: a good moment to flush output.
     pub fn buffered(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
     /// The underlying reader.

@@ -22,14 +22,29 @@ use std::process::{Command, Output, Stdio};
 /// The environment variable naming the virtualenv (set by `scripts/test`).
 pub const VENV_VAR: &str = "PROCTOR_TEST_VENV";
 
-/// The workspace's root directory.
+/// The workspace's root directory: the nearest directory above the package
+/// under test (`CARGO_MANIFEST_DIR`, which cargo and nextest set when they run
+/// tests) whose `Cargo.toml` has a `[workspace]` table; failing that, the root
+/// this crate was built in.
 pub fn workspace_root() -> PathBuf {
-    // This crate lives at <root>/crates/proctor-testkit.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built_in = || {
+        // This crate lives at <root>/crates/proctor-testkit.
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("proctor-testkit sits two levels below the workspace root")
+            .to_path_buf()
+    };
+    let Some(package) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return built_in();
+    };
+    Path::new(&package)
         .ancestors()
-        .nth(2)
-        .expect("proctor-testkit sits two levels below the workspace root")
-        .to_path_buf()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == "[workspace]"))
+        })
+        .map_or_else(built_in, Path::to_path_buf)
 }
 
 /// The virtualenv holding the Python peers: `$PROCTOR_TEST_VENV`, else
