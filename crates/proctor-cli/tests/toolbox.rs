@@ -152,16 +152,20 @@ fn sorted_lines(bytes: &[u8]) -> Vec<String> {
     lines
 }
 
+/// The reference streams the per-test comparisons run on: every status,
+/// tags and routes, chunked attachments, a corrupt packet.
+const COMPARED_CASES: [&str; 4] = [
+    "statuses",
+    "tags_routes",
+    "attachment_chunks",
+    "corrupt_crc",
+];
+
 #[test]
 fn ls_lists_the_same_tests_as_subunit_ls() {
     let dir = TempDir::new().expect("tempdir");
     let streams = reference_streams(&dir);
-    for case in [
-        "statuses",
-        "tags_routes",
-        "attachment_chunks",
-        "corrupt_crc",
-    ] {
+    for case in COMPARED_CASES {
         let stream = fs::read(&streams[case]).expect("stream");
         for flags in [&[][..], &["--exists"][..]] {
             let mut reference = venv_command("subunit-ls");
@@ -471,12 +475,7 @@ fn junit_cases(xml: &str) -> Vec<(String, String, String)> {
 fn junit_agrees_with_subunit2junitxml() {
     let dir = TempDir::new().expect("tempdir");
     let streams = reference_streams(&dir);
-    for case in [
-        "statuses",
-        "tags_routes",
-        "attachment_chunks",
-        "corrupt_crc",
-    ] {
+    for case in COMPARED_CASES {
         let stream = fs::read(&streams[case]).expect("stream");
         let mut reference = venv_command("subunit2junitxml");
         reference.arg("--no-passthrough");
