@@ -101,7 +101,7 @@ impl Partial {
             record.start.get_or_insert(timestamp);
             record.end = Some(timestamp);
         }
-        if !event.tags.is_empty() {
+        if !event.tags.is_empty() && record.tags != event.tags {
             record.tags.clone_from(&event.tags);
         }
         if let Some(file) = &event.file {

@@ -442,7 +442,6 @@ fn date_time(timestamp: Timestamp) -> Option<DateTime<FixedOffset>> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
 
@@ -451,13 +450,7 @@ mod tests {
     }
 
     fn text(test_id: &str, name: &str, content: &str) -> Event {
-        Event::file(
-            Some(test_id.to_owned()),
-            name,
-            Bytes::copy_from_slice(content.as_bytes()),
-            true,
-        )
-        .with_mime_type("text/plain;charset=utf8")
+        Event::text(Some(test_id.to_owned()), name, content)
     }
 
     /// Runs `events` through a sink and returns its one suite's cases.

@@ -1576,13 +1576,7 @@ mod tests {
     // ---- events to TAP ----
 
     fn text(test_id: &str, name: &str, content: &str) -> Event {
-        Event::file(
-            Some(test_id.to_owned()),
-            name,
-            Bytes::copy_from_slice(content.as_bytes()),
-            true,
-        )
-        .with_mime_type("text/plain;charset=utf8")
+        Event::text(Some(test_id.to_owned()), name, content)
     }
 
     fn tap_of(events: &[Event]) -> String {

@@ -6,26 +6,17 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use proctor_events::Sink;
 use proctor_formats::junit::JunitSink;
 use proctor_subunit::{Event, EventWriter, Status, Timestamp};
 use roxmltree::{Document, Node};
-
-const TEXT: &str = "text/plain;charset=utf8";
 
 fn at(millis: u64) -> Timestamp {
     Timestamp::new(1_704_164_645, 0).saturating_add(Duration::from_millis(millis))
 }
 
 fn text(test_id: &str, name: &str, content: &str) -> Event {
-    Event::file(
-        Some(test_id.to_owned()),
-        name,
-        Bytes::copy_from_slice(content.as_bytes()),
-        true,
-    )
-    .with_mime_type(TEXT)
+    Event::text(Some(test_id.to_owned()), name, content)
 }
 
 /// One run of each kind, timestamped, with the usual attachments.

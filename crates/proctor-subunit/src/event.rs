@@ -230,6 +230,18 @@ impl Event {
         }
     }
 
+    /// A runnable, complete (EOF) UTF-8 text attachment in one chunk,
+    /// `text/plain;charset=utf8` as python-subunit labels text.
+    pub fn text(test_id: Option<String>, name: impl Into<String>, content: &str) -> Event {
+        Event::file(
+            test_id,
+            name,
+            Bytes::copy_from_slice(content.as_bytes()),
+            true,
+        )
+        .with_mime_type("text/plain;charset=utf8")
+    }
+
     /// Sets the timestamp.
     pub fn at(mut self, timestamp: Timestamp) -> Event {
         self.timestamp = Some(timestamp);
