@@ -36,14 +36,14 @@ pub fn open(path: &Path) -> Result<File, CliError> {
 fn feed_one(input: impl Read, path: &Path, sink: &mut dyn Sink) -> Result<(), CliError> {
     let mut reader = EventReader::new(input);
     loop {
-        let event = reader.next_event().map_err(|source| CliError::Input {
+        let event = reader.next_ref().map_err(|source| CliError::Input {
             path: path.to_owned(),
             source,
         })?;
         let Some(event) = event else {
             return Ok(());
         };
-        sink.event(&event)?;
+        sink.event_ref(&event)?;
         if reader.buffered() == 0 {
             sink.flush()?;
         }

@@ -17,6 +17,12 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
 
+/// mimalloc rather than glibc's allocator: decoding and summarising a stream
+/// allocates a few small strings per test, and glibc's malloc and free were a
+/// fifth of `proctor subunit stats` (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit statuses, documented in `--help`.
 pub mod exit {
     /// Everything passed.

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use proctor_subunit::{Event, Status, Timestamp};
+use proctor_subunit::{Event, EventRef, Status, Timestamp};
 
-use crate::runs::OpenRuns;
+use crate::runs::{OpenRuns, RunKey, RunKeyRef};
 
 /// A file attached to a test run, all its chunks joined.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,16 @@ pub struct Attachment {
     pub mime_type: Option<String>,
     /// Its whole content.
     pub content: Bytes,
+}
+
+impl From<(String, Option<String>, BytesMut)> for Attachment {
+    fn from((name, mime_type, content): (String, Option<String>, BytesMut)) -> Attachment {
+        Attachment {
+            name,
+            mime_type,
+            content: content.freeze(),
+        }
+    }
 }
 
 /// One run of one test: everything the stream said about it.
@@ -70,68 +80,55 @@ pub struct Running {
     pub elapsed: Option<Duration>,
 }
 
-#[derive(Debug)]
+/// What is known so far of a run that has not ended.
+#[derive(Debug, Default)]
 struct Partial {
-    record: TestRecord,
+    status: Option<Status>,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    tags: BTreeSet<String>,
     files: Vec<(String, Option<String>, BytesMut)>,
 }
 
 impl Partial {
-    fn new((test_id, route_code): &(String, Option<String>)) -> Partial {
-        Partial {
-            record: TestRecord {
-                test_id: test_id.clone(),
-                route_code: route_code.clone(),
-                status: None,
-                start: None,
-                end: None,
-                tags: BTreeSet::new(),
-                attachments: Vec::new(),
-            },
-            files: Vec::new(),
-        }
-    }
-
-    fn update(&mut self, event: &Event) {
-        let record = &mut self.record;
+    fn update(&mut self, event: &EventRef<'_>) {
         if event.status.is_some() {
-            record.status = event.status;
+            self.status = event.status;
         }
         if let Some(timestamp) = event.timestamp {
-            record.start.get_or_insert(timestamp);
-            record.end = Some(timestamp);
+            self.start.get_or_insert(timestamp);
+            self.end = Some(timestamp);
         }
-        if !event.tags.is_empty() && record.tags != event.tags {
-            record.tags.clone_from(&event.tags);
+        if !event.tags.is_empty() && !event.tags.same_as(&self.tags) {
+            self.tags = event.tags.to_set();
         }
         if let Some(file) = &event.file {
-            match self.files.iter_mut().find(|(name, ..)| *name == file.name) {
+            match self.files.iter_mut().find(|(name, ..)| name == file.name) {
                 Some((_, mime_type, content)) => {
                     if mime_type.is_none() {
-                        mime_type.clone_from(&event.mime_type);
+                        *mime_type = event.mime_type.map(str::to_owned);
                     }
-                    content.extend_from_slice(&file.content);
+                    content.extend_from_slice(file.content);
                 }
                 None => self.files.push((
-                    file.name.clone(),
-                    event.mime_type.clone(),
-                    BytesMut::from(&file.content[..]),
+                    file.name.to_owned(),
+                    event.mime_type.map(str::to_owned),
+                    BytesMut::from(file.content),
                 )),
             }
         }
     }
 
-    fn into_record(mut self) -> TestRecord {
-        self.record.attachments = self
-            .files
-            .into_iter()
-            .map(|(name, mime_type, content)| Attachment {
-                name,
-                mime_type,
-                content: content.freeze(),
-            })
-            .collect();
-        self.record
+    fn into_record(self, key: RunKey) -> TestRecord {
+        TestRecord {
+            test_id: key.test_id,
+            route_code: key.route_code,
+            status: self.status,
+            start: self.start,
+            end: self.end,
+            tags: self.tags,
+            attachments: self.files.into_iter().map(Attachment::from).collect(),
+        }
     }
 }
 
@@ -152,30 +149,40 @@ impl Aggregator {
 
     /// Takes one event; returns the record of the run it finished, if any.
     pub fn push(&mut self, event: &Event) -> Option<TestRecord> {
-        let test_id = event.test_id.as_deref()?;
-        if event.status == Some(Status::Exists) {
-            return None;
+        self.push_ref(&event.view())
+    }
+
+    /// [`Aggregator::push`] for a borrowed event: a run's key and strings are
+    /// copied once, when the run starts.
+    pub fn push_ref(&mut self, event: &EventRef<'_>) -> Option<TestRecord> {
+        let key = RunKeyRef::of(event)?;
+        match event.status {
+            Some(Status::Exists) => None,
+            Some(status) if status.is_final() => {
+                let (key, mut partial) = self
+                    .open
+                    .remove(key)
+                    .unwrap_or_else(|| (RunKey::from(&key), Partial::default()));
+                partial.update(event);
+                Some(partial.into_record(key))
+            }
+            _ => {
+                self.open.entry(key, Partial::default).update(event);
+                None
+            }
         }
-        let key = (test_id.to_owned(), event.route_code.clone());
-        self.open.entry(key.clone(), Partial::new).update(event);
-        if !event.status.is_some_and(Status::is_final) {
-            return None;
-        }
-        self.open.remove(&key).map(Partial::into_record)
     }
 
     /// The runs still open, in the order they started.
     pub fn running(&self, now: Timestamp) -> Vec<Running> {
         self.open
             .iter()
-            .map(|partial| Running {
-                test_id: partial.record.test_id.clone(),
-                route_code: partial.record.route_code.clone(),
-                start: partial.record.start,
-                elapsed: partial
-                    .record
-                    .start
-                    .map(|start| now.saturating_since(start)),
+            .into_iter()
+            .map(|(key, partial)| Running {
+                test_id: key.test_id.clone(),
+                route_code: key.route_code.clone(),
+                start: partial.start,
+                elapsed: partial.start.map(|start| now.saturating_since(start)),
             })
             .collect()
     }
@@ -186,7 +193,7 @@ impl Aggregator {
         self.open
             .drain()
             .into_iter()
-            .map(Partial::into_record)
+            .map(|(key, partial)| partial.into_record(key))
             .collect()
     }
 }

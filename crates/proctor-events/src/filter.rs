@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use proctor_subunit::{Event, Status};
 use regex::Regex;
 
-use crate::runs::{OpenRuns, RunKey};
+use crate::runs::{OpenRuns, RunKey, RunKeyRef};
 use crate::{Sink, SinkError};
 
 /// What a [`Filter`] keeps. A run is kept when it passes every criterion
@@ -58,8 +58,8 @@ impl FilterSpec {
     }
 }
 
+#[derive(Default)]
 struct PendingRun {
-    test_id: String,
     events: Vec<Event>,
     tags: BTreeSet<String>,
 }
@@ -84,8 +84,13 @@ impl<S: Sink> Filter<S> {
     }
 
     /// Passes on a finished run's events if the spec accepts it.
-    fn release(&mut self, run: PendingRun, status: Option<Status>) -> Result<(), SinkError> {
-        if self.spec.accepts_run(&run.test_id, status, &run.tags) {
+    fn release(
+        &mut self,
+        key: &RunKey,
+        run: PendingRun,
+        status: Option<Status>,
+    ) -> Result<(), SinkError> {
+        if self.spec.accepts_run(&key.test_id, status, &run.tags) {
             run.events
                 .iter()
                 .try_for_each(|event| self.inner.event(event))?;
@@ -108,17 +113,16 @@ impl<S: Sink> Sink for Filter<S> {
             }
             return Ok(());
         }
-        let key: RunKey = (test_id.to_owned(), event.route_code.clone());
-        let run = self.pending.entry(key.clone(), |(test_id, _)| PendingRun {
-            test_id: test_id.clone(),
-            events: Vec::new(),
-            tags: BTreeSet::new(),
-        });
+        let view = event.view();
+        let Some(key) = RunKeyRef::of(&view) else {
+            return Ok(());
+        };
+        let run = self.pending.entry(key, PendingRun::default);
         run.tags.extend(event.tags.iter().cloned());
         run.events.push(event.clone());
         match event.status {
-            Some(status) if status.is_final() => match self.pending.remove(&key) {
-                Some(run) => self.release(run, Some(status)),
+            Some(status) if status.is_final() => match self.pending.remove(key) {
+                Some((key, run)) => self.release(&key, run, Some(status)),
                 None => Ok(()),
             },
             _ => Ok(()),
@@ -130,8 +134,8 @@ impl<S: Sink> Sink for Filter<S> {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        for run in self.pending.drain() {
-            self.release(run, None)?;
+        for (key, run) in self.pending.drain() {
+            self.release(&key, run, None)?;
         }
         self.inner.finish()
     }

@@ -1,16 +1,57 @@
 //! Test runs that have started and not yet ended, in the order they started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use hashbrown::{Equivalent, HashMap};
+use proctor_subunit::EventRef;
 
 /// What identifies a run: its test id and route code.
-pub(crate) type RunKey = (String, Option<String>);
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RunKey {
+    pub(crate) test_id: String,
+    pub(crate) route_code: Option<String>,
+}
 
-/// Open runs with per-run state `T`, kept in start order so that reports and
-/// end-of-stream flushes are deterministic. Every operation is O(log n).
+/// A [`RunKey`] borrowed from an event, so looking up a run allocates
+/// nothing. Its derived `Hash` matches `RunKey`'s (`String` hashes as `str`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RunKeyRef<'a> {
+    test_id: &'a str,
+    route_code: Option<&'a str>,
+}
+
+impl<'a> RunKeyRef<'a> {
+    /// The run an event with a test id belongs to.
+    pub(crate) fn of(event: &EventRef<'a>) -> Option<RunKeyRef<'a>> {
+        Some(RunKeyRef {
+            test_id: event.test_id?,
+            route_code: event.route_code,
+        })
+    }
+}
+
+impl Equivalent<RunKey> for RunKeyRef<'_> {
+    fn equivalent(&self, key: &RunKey) -> bool {
+        self.test_id == key.test_id && self.route_code == key.route_code.as_deref()
+    }
+}
+
+impl From<&RunKeyRef<'_>> for RunKey {
+    fn from(key: &RunKeyRef<'_>) -> RunKey {
+        RunKey {
+            test_id: key.test_id.to_owned(),
+            route_code: key.route_code.map(str::to_owned),
+        }
+    }
+}
+
+/// Open runs with per-run state `T`. Each run remembers when it opened, so
+/// reports and end-of-stream flushes list runs in start order; lookups and
+/// updates are one hash-table probe (sorting happens only when listing, and
+/// few runs are open at once).
 #[derive(Debug)]
 pub(crate) struct OpenRuns<T> {
     open: HashMap<RunKey, (u64, T)>,
-    order: BTreeMap<u64, RunKey>,
     next_sequence: u64,
 }
 
@@ -18,7 +59,6 @@ impl<T> Default for OpenRuns<T> {
     fn default() -> Self {
         OpenRuns {
             open: HashMap::new(),
-            order: BTreeMap::new(),
             next_sequence: 0,
         }
     }
@@ -26,36 +66,37 @@ impl<T> Default for OpenRuns<T> {
 
 impl<T> OpenRuns<T> {
     /// The state of the run `key`, opened with `start` if it was not open.
-    pub(crate) fn entry(&mut self, key: RunKey, start: impl FnOnce(&RunKey) -> T) -> &mut T {
-        let (_, state) = self.open.entry(key).or_insert_with_key(|key| {
-            let sequence = self.next_sequence;
-            self.next_sequence += 1;
-            self.order.insert(sequence, key.clone());
-            (sequence, start(key))
+    pub(crate) fn entry(&mut self, key: RunKeyRef<'_>, start: impl FnOnce() -> T) -> &mut T {
+        let sequence = &mut self.next_sequence;
+        let (_, state) = self.open.entry_ref(&key).or_insert_with(|| {
+            *sequence += 1;
+            (*sequence, start())
         });
         state
     }
 
-    /// Closes the run `key`, returning its state.
-    pub(crate) fn remove(&mut self, key: &RunKey) -> Option<T> {
-        let (sequence, state) = self.open.remove(key)?;
-        self.order.remove(&sequence);
-        Some(state)
+    /// Closes the run `key`, returning its key and state.
+    pub(crate) fn remove(&mut self, key: RunKeyRef<'_>) -> Option<(RunKey, T)> {
+        self.open
+            .remove_entry(&key)
+            .map(|(key, (_, state))| (key, state))
     }
 
     /// The open runs, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.order
-            .values()
-            .filter_map(|key| self.open.get(key).map(|(_, state)| state))
+    pub(crate) fn iter(&self) -> Vec<(&RunKey, &T)> {
+        let mut runs: Vec<_> = self.open.iter().collect();
+        runs.sort_unstable_by_key(|(_, (sequence, _))| *sequence);
+        runs.into_iter()
+            .map(|(key, (_, state))| (key, state))
+            .collect()
     }
 
-    /// Closes every run, returning their states oldest first.
-    pub(crate) fn drain(&mut self) -> Vec<T> {
-        let order = std::mem::take(&mut self.order);
-        order
-            .into_values()
-            .filter_map(|key| self.open.remove(&key).map(|(_, state)| state))
+    /// Closes every run, returning them oldest first.
+    pub(crate) fn drain(&mut self) -> Vec<(RunKey, T)> {
+        let mut runs: Vec<_> = self.open.drain().collect();
+        runs.sort_unstable_by_key(|(_, (sequence, _))| *sequence);
+        runs.into_iter()
+            .map(|(key, (_, state))| (key, state))
             .collect()
     }
 }
@@ -64,16 +105,45 @@ impl<T> OpenRuns<T> {
 mod tests {
     use super::*;
 
+    fn key(test_id: &str) -> RunKeyRef<'_> {
+        RunKeyRef {
+            test_id,
+            route_code: None,
+        }
+    }
+
     #[test]
     fn keeps_start_order() {
         let mut runs = OpenRuns::default();
         for id in ["c", "a", "b"] {
-            *runs.entry((id.to_owned(), None), |_| 0) += 1;
+            *runs.entry(key(id), || 0) += 1;
         }
-        *runs.entry(("c".to_owned(), None), |_| 0) += 1;
-        assert_eq!(runs.remove(&("a".to_owned(), None)), Some(1));
-        assert_eq!(runs.iter().copied().collect::<Vec<_>>(), vec![2, 1]);
-        assert_eq!(runs.drain(), vec![2, 1]);
-        assert!(runs.iter().next().is_none());
+        *runs.entry(key("c"), || 0) += 1;
+        let removed = runs
+            .remove(key("a"))
+            .map(|(key, state)| (key.test_id, state));
+        assert_eq!(removed, Some(("a".to_owned(), 1)));
+        let states: Vec<i32> = runs.iter().into_iter().map(|(_, state)| *state).collect();
+        assert_eq!(states, vec![2, 1]);
+        let ids: Vec<String> = runs
+            .drain()
+            .into_iter()
+            .map(|(key, _)| key.test_id)
+            .collect();
+        assert_eq!(ids, ["c", "b"]);
+        assert!(runs.iter().is_empty());
+    }
+
+    #[test]
+    fn routes_keep_runs_apart() {
+        let mut runs = OpenRuns::default();
+        let routed = RunKeyRef {
+            test_id: "t",
+            route_code: Some("0"),
+        };
+        *runs.entry(key("t"), || 0) += 1;
+        *runs.entry(routed, || 10) += 1;
+        assert_eq!(runs.remove(routed).map(|(_, state)| state), Some(11));
+        assert_eq!(runs.remove(key("t")).map(|(_, state)| state), Some(1));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use proctor_subunit::{EncodeError, Event, EventWriter};
+use proctor_subunit::{EncodeError, Event, EventRef, EventWriter};
 
 /// Why a sink could not take an event.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,13 @@ pub enum SinkError {
 pub trait Sink {
     /// Takes one event.
     fn event(&mut self, event: &Event) -> Result<(), SinkError>;
+
+    /// Takes one borrowed event, as a decoder yields it without copying.
+    /// Sinks that only look at events override this to skip the copy that
+    /// the default makes for [`Sink::event`].
+    fn event_ref(&mut self, event: &EventRef<'_>) -> Result<(), SinkError> {
+        self.event(&event.to_event())
+    }
 
     /// The input has paused: push anything written so far downstream, so
     /// that readers of a live stream see it now.
@@ -37,6 +44,10 @@ impl<S: Sink + ?Sized> Sink for &mut S {
         (**self).event(event)
     }
 
+    fn event_ref(&mut self, event: &EventRef<'_>) -> Result<(), SinkError> {
+        (**self).event_ref(event)
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
     }
@@ -49,6 +60,10 @@ impl<S: Sink + ?Sized> Sink for &mut S {
 impl<S: Sink + ?Sized> Sink for Box<S> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         (**self).event(event)
+    }
+
+    fn event_ref(&mut self, event: &EventRef<'_>) -> Result<(), SinkError> {
+        (**self).event_ref(event)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -97,6 +112,12 @@ impl<'a> Tee<'a> {
 impl Sink for Tee<'_> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         self.sinks.iter_mut().try_for_each(|sink| sink.event(event))
+    }
+
+    fn event_ref(&mut self, event: &EventRef<'_>) -> Result<(), SinkError> {
+        self.sinks
+            .iter_mut()
+            .try_for_each(|sink| sink.event_ref(event))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

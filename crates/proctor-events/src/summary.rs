@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proctor_subunit::{Event, Status, Timestamp};
+use proctor_subunit::{Event, EventRef, Status, Timestamp};
 
 use crate::{Aggregator, Sink, SinkError, TestRecord};
 
@@ -113,28 +113,45 @@ impl Summary {
             Some(Status::UxSuccess) => counts.uxsuccess += 1,
             Some(Status::InProgress | Status::Exists) | None => counts.incomplete += 1,
         }
-        self.tags.extend(record.tags.iter().cloned());
-        if let Some(duration) = record.duration() {
-            self.durations.push((record.test_id.clone(), duration));
+        for tag in &record.tags {
+            if !self.tags.contains(tag) {
+                self.tags.insert(tag.clone());
+            }
         }
-        match Outcome::of(record.status) {
-            Outcome::Passed => self.passed += 1,
-            Outcome::Skipped => self.skipped += 1,
+        let duration = record.duration();
+        let test_id = match Outcome::of(record.status) {
+            Outcome::Passed => {
+                self.passed += 1;
+                record.test_id
+            }
+            Outcome::Skipped => {
+                self.skipped += 1;
+                record.test_id
+            }
             Outcome::Failed => {
                 self.failed += 1;
+                let test_id = record.test_id.clone();
                 self.failures.push(record);
+                test_id
             }
+        };
+        if let Some(duration) = duration {
+            self.durations.push((test_id, duration));
         }
     }
 }
 
 impl Sink for Summary {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+        self.event_ref(&event.view())
+    }
+
+    fn event_ref(&mut self, event: &EventRef<'_>) -> Result<(), SinkError> {
         if let Some(timestamp) = event.timestamp {
             self.first = Some(self.first.map_or(timestamp, |t| t.min(timestamp)));
             self.last = Some(self.last.map_or(timestamp, |t| t.max(timestamp)));
         }
-        if let Some(record) = self.aggregator.push(event) {
+        if let Some(record) = self.aggregator.push_ref(event) {
             self.add(record);
         }
         Ok(())

@@ -18,15 +18,17 @@ mod codec;
 mod decode;
 mod encode;
 mod event;
+mod event_ref;
 mod number;
 mod read;
 mod utf8;
 
 #[cfg(feature = "tokio")]
 pub use codec::SubunitCodec;
-pub use decode::{Decoded, Decoder, PARSER_TEST_ID};
+pub use decode::{Decoded, DecodedRef, Decoder, PARSER_TEST_ID};
 pub use encode::{encode, EncodeError, EventWriter};
 pub use event::{Event, File, Status, Timestamp, UnknownStatus};
+pub use event_ref::{EventRef, FileRef, Tags, TagsIter};
 pub use read::EventReader;
 
 /// The byte every packet starts with.

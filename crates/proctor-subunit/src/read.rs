@@ -2,7 +2,8 @@
 
 use std::io::{self, Read};
 
-use crate::{Decoded, Decoder, Event};
+use crate::decode::Plan;
+use crate::{DecodedRef, Decoder, Event, EventRef};
 
 /// Reads smaller than this are not worth a system call.
 const READ_SIZE: usize = 64 * 1024;
@@ -40,19 +41,33 @@ impl<R: Read> EventReader<R> {
 
     /// The next event, `None` at end of input.
     pub fn next_event(&mut self) -> io::Result<Option<Event>> {
-        loop {
+        Ok(self.next_ref()?.map(|event| event.to_event()))
+    }
+
+    /// The next event borrowed from the reader's buffer (no allocation), `None`
+    /// at end of input. The event must be dropped before the next call.
+    pub fn next_ref(&mut self) -> io::Result<Option<EventRef<'_>>> {
+        let plan = loop {
             match self
                 .decoder
-                .decode(&self.buffer[self.start..self.end], self.at_eof)
+                .plan(&self.buffer[self.start..self.end], self.at_eof)
             {
-                Decoded::Event { event, consumed } => {
-                    self.start += consumed;
-                    return Ok(Some(event));
-                }
-                Decoded::Empty if self.at_eof => return Ok(None),
-                Decoded::Empty => self.fill(1)?,
-                Decoded::NeedMore { at_least } => self.fill(at_least)?,
+                Plan::Empty if self.at_eof => return Ok(None),
+                Plan::Empty => self.fill(1)?,
+                Plan::NeedMore(at_least) => self.fill(at_least)?,
+                ready => break ready,
             }
+        };
+        match self
+            .decoder
+            .follow(plan, &self.buffer[self.start..self.end])
+        {
+            DecodedRef::Event { event, consumed } => {
+                self.start += consumed;
+                Ok(Some(event))
+            }
+            // Unreachable: the plan above was to decode an event.
+            DecodedRef::NeedMore { .. } | DecodedRef::Empty => Ok(None),
         }
     }
 
