@@ -1,0 +1,404 @@
+//! Per-test history across runs, kept in `index.json`: counts over every run
+//! and the last [`HISTORY_WINDOW`] outcomes and durations, from which the
+//! scheduler's expected durations, "slowest" and "flaky" are computed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::time::Duration;
+
+use proctor_events::{Outcome, TestRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::layout::{read_optional, write_atomically};
+use crate::RepoError;
+
+/// How many of its most recent runs each test's history keeps in detail.
+/// Bounding it keeps the index's size proportional to the number of tests,
+/// not of runs (10 000 tests take about 4 MB), while ten samples are enough
+/// for a median that shrugs off one slow run and for seeing a test flip.
+pub const HISTORY_WINDOW: usize = 10;
+
+/// [`Outcome`] on disk, in short words.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Outcome")]
+enum OutcomeOnDisk {
+    #[serde(rename = "pass")]
+    Passed,
+    #[serde(rename = "fail")]
+    Failed,
+    #[serde(rename = "skip")]
+    Skipped,
+}
+
+/// Durations on disk as fractional seconds, which people can read.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        duration.map(|d| d.as_secs_f64()).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(deserializer)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+/// How one test did in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The run.
+    pub run: u64,
+    /// How its last attempt in that run ended.
+    #[serde(rename = "o", with = "OutcomeOnDisk")]
+    pub outcome: Outcome,
+    /// How long its last attempt took, when the stream was timestamped.
+    #[serde(
+        rename = "s",
+        with = "seconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+    /// Whether it failed and then passed on a retry within that run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retried: bool,
+}
+
+/// One test's history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestHistory {
+    /// Finished runs that ran it (a run that retried it counts once).
+    pub runs: u64,
+    /// Of those, the runs whose last attempt passed.
+    pub passed: u64,
+    /// ... failed.
+    pub failed: u64,
+    /// ... was skipped.
+    pub skipped: u64,
+    /// Its most recent runs, oldest first, at most [`HISTORY_WINDOW`].
+    pub recent: VecDeque<Sample>,
+}
+
+impl TestHistory {
+    /// How long the test is expected to take: the median duration of its
+    /// recent passing runs, or of all its recent timed runs when none passed.
+    ///
+    /// The median, not the mean, so that one run slowed by a loaded machine
+    /// does not reorder the schedule; recent runs only, so that a test that
+    /// became slower (or faster) is rescheduled within a few runs. Passing
+    /// runs first, as a failure can take any time (an early assertion, or a
+    /// time limit).
+    pub fn expected_duration(&self) -> Option<Duration> {
+        let durations = |passed_only: bool| {
+            self.recent
+                .iter()
+                .filter(|sample| !passed_only || sample.outcome == Outcome::Passed)
+                .filter_map(|sample| sample.duration)
+                .collect::<Vec<_>>()
+        };
+        median(durations(true)).or_else(|| median(durations(false)))
+    }
+
+    /// How often its outcome changed between pass and fail over its recent
+    /// runs (skips are not a verdict and are passed over).
+    pub fn flips(&self) -> usize {
+        let verdicts: Vec<Outcome> = self
+            .recent
+            .iter()
+            .map(|sample| sample.outcome)
+            .filter(|outcome| *outcome != Outcome::Skipped)
+            .collect();
+        verdicts
+            .windows(2)
+            .filter(|pair| pair[0] != pair[1])
+            .count()
+    }
+
+    /// In how many of its recent runs it failed and then passed on a retry.
+    pub fn retried(&self) -> usize {
+        self.recent.iter().filter(|sample| sample.retried).count()
+    }
+
+    fn add(&mut self, sample: Sample) {
+        self.runs += 1;
+        match sample.outcome {
+            Outcome::Passed => self.passed += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+        if self.recent.len() == HISTORY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
+    }
+}
+
+fn median(mut durations: Vec<Duration>) -> Option<Duration> {
+    durations.sort_unstable();
+    let middle = durations.len() / 2;
+    match durations.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(durations[middle]),
+        _ => Some((durations[middle - 1] + durations[middle]) / 2),
+    }
+}
+
+/// A test whose results are not to be trusted, as [`History::flaky`] finds
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlakyTest {
+    /// The test.
+    pub test_id: String,
+    /// Recent runs in which it failed and then passed on a retry.
+    pub retried: usize,
+    /// Changes between pass and fail over its recent runs.
+    pub flips: usize,
+    /// How many recent runs these are counted over.
+    pub runs: usize,
+}
+
+/// Every test's history: what `index.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    tests: BTreeMap<String, TestHistory>,
+}
+
+impl History {
+    /// The history of one test.
+    pub fn test(&self, test_id: &str) -> Option<&TestHistory> {
+        self.tests.get(test_id)
+    }
+
+    /// Every test with a history, by id.
+    pub fn tests(&self) -> impl Iterator<Item = (&str, &TestHistory)> {
+        self.tests
+            .iter()
+            .map(|(id, history)| (id.as_str(), history))
+    }
+
+    /// How many tests have a history.
+    pub fn len(&self) -> usize {
+        self.tests.len()
+    }
+
+    /// Whether no test has a history yet.
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty()
+    }
+
+    /// Each test's [expected duration](TestHistory::expected_duration), for
+    /// the scheduler; tests never timed are left out.
+    pub fn expected_durations(&self) -> HashMap<String, Duration> {
+        self.tests
+            .iter()
+            .filter_map(|(id, history)| Some((id.clone(), history.expected_duration()?)))
+            .collect()
+    }
+
+    /// The `n` tests with the longest expected durations, longest first.
+    pub fn slowest(&self, n: usize) -> Vec<(String, Duration)> {
+        let mut durations: Vec<_> = self.expected_durations().into_iter().collect();
+        durations.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        durations.truncate(n);
+        durations
+    }
+
+    /// The flaky tests: those that passed on a retry after failing within a
+    /// run, or whose outcome went back and forth across recent runs (at
+    /// least two flips: one flip is a test that broke or was fixed). Most
+    /// suspicious first.
+    pub fn flaky(&self) -> Vec<FlakyTest> {
+        let mut flaky: Vec<FlakyTest> = self
+            .tests
+            .iter()
+            .map(|(id, history)| FlakyTest {
+                test_id: id.clone(),
+                retried: history.retried(),
+                flips: history.flips(),
+                runs: history.recent.len(),
+            })
+            .filter(|test| test.retried > 0 || test.flips >= 2)
+            .collect();
+        flaky.sort_by(|a, b| {
+            (b.retried + b.flips)
+                .cmp(&(a.retried + a.flips))
+                .then_with(|| a.test_id.cmp(&b.test_id))
+        });
+        flaky
+    }
+
+    /// Adds a finished run's records (in the order they ended). Tests the
+    /// run left unfinished are not a verdict and are not recorded.
+    pub(crate) fn record_run(&mut self, run: u64, records: &[TestRecord]) {
+        let mut attempts: BTreeMap<&str, Vec<&TestRecord>> = BTreeMap::new();
+        for record in records.iter().filter(|record| record.is_complete()) {
+            attempts.entry(&record.test_id).or_default().push(record);
+        }
+        for (test_id, attempts) in attempts {
+            if let Some(sample) = sample_of(run, &attempts) {
+                self.tests
+                    .entry(test_id.to_owned())
+                    .or_default()
+                    .add(sample);
+            }
+        }
+    }
+
+    /// Reads `index.json`; a repository without one has no history yet.
+    pub(crate) fn read(path: &Path) -> Result<History, RepoError> {
+        let Some(bytes) = read_optional(path)? else {
+            return Ok(History::default());
+        };
+        serde_json::from_slice(&bytes).map_err(|source| RepoError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Replaces `index.json`.
+    pub(crate) fn write(&self, path: &Path) -> Result<(), RepoError> {
+        let json = serde_json::to_vec(self).map_err(|source| RepoError::Serialize {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_atomically(path, &json)
+    }
+}
+
+/// One test's sample from its attempts in one run, in the order they ended.
+fn sample_of(run: u64, attempts: &[&TestRecord]) -> Option<Sample> {
+    let last = attempts.last()?;
+    let outcomes: Vec<Outcome> = attempts.iter().map(|r| Outcome::of(r.status)).collect();
+    let first_failure = outcomes.iter().position(|o| *o == Outcome::Failed);
+    let retried = first_failure.is_some_and(|failed| outcomes[failed..].contains(&Outcome::Passed));
+    Some(Sample {
+        run,
+        outcome: Outcome::of(last.status),
+        duration: last.duration(),
+        retried,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proctor_subunit::{Event, Status, Timestamp};
+
+    use super::*;
+
+    fn record(id: &str, status: Status, seconds: u32) -> TestRecord {
+        let mut aggregator = proctor_events::Aggregator::new();
+        aggregator.push(&Event::test(id, Status::InProgress).at(Timestamp::new(100, 0)));
+        aggregator
+            .push(&Event::test(id, status).at(Timestamp::new(100 + seconds, 0)))
+            .unwrap_or_else(|| panic!("{id} finished"))
+    }
+
+    #[test]
+    fn expected_duration_is_the_median_of_recent_passes() {
+        let mut history = History::default();
+        for (run, seconds) in [(0, 1), (1, 100), (2, 3), (3, 2)] {
+            history.record_run(run, &[record("t", Status::Success, seconds)]);
+        }
+        history.record_run(4, &[record("t", Status::Fail, 500)]);
+        let test = history.test("t").expect("recorded");
+        assert_eq!(test.expected_duration(), Some(Duration::from_millis(2500)));
+        assert_eq!((test.runs, test.passed, test.failed), (5, 4, 1));
+    }
+
+    #[test]
+    fn failures_count_when_nothing_passed() {
+        let mut history = History::default();
+        history.record_run(0, &[record("t", Status::Fail, 7)]);
+        assert_eq!(
+            history.slowest(1),
+            vec![("t".to_owned(), Duration::from_secs(7))]
+        );
+    }
+
+    #[test]
+    fn window_keeps_the_most_recent_runs() {
+        let mut history = History::default();
+        for run in 0..(HISTORY_WINDOW as u64 + 5) {
+            history.record_run(run, &[record("t", Status::Success, 1)]);
+        }
+        let test = history.test("t").expect("recorded");
+        assert_eq!(test.recent.len(), HISTORY_WINDOW);
+        assert_eq!(test.recent.front().map(|s| s.run), Some(5));
+        assert_eq!(test.runs, HISTORY_WINDOW as u64 + 5);
+    }
+
+    #[test]
+    fn flaky_by_retry_or_by_flipping() {
+        let mut history = History::default();
+        let (s, f, k) = (Status::Success, Status::Fail, Status::Skip);
+        let tests = [
+            ("broke_then_fixed", [f, f, f, s]),
+            ("flips", [s, f, s, f]),
+            ("skipped_between", [f, k, s, f]),
+        ];
+        for run in 0..4 {
+            let records: Vec<_> = tests
+                .iter()
+                .map(|(id, statuses)| record(id, statuses[run], 1))
+                .collect();
+            history.record_run(run as u64, &records);
+        }
+        history.record_run(
+            9,
+            &[
+                record("retried", Status::Fail, 1),
+                record("retried", Status::Success, 1),
+            ],
+        );
+        let flaky: Vec<(String, usize, usize)> = history
+            .flaky()
+            .into_iter()
+            .map(|t| (t.test_id, t.retried, t.flips))
+            .collect();
+        assert_eq!(
+            flaky,
+            vec![
+                ("flips".to_owned(), 0, 3),
+                ("skipped_between".to_owned(), 0, 2),
+                ("retried".to_owned(), 1, 0),
+            ]
+        );
+        let retried = history.test("retried").expect("recorded");
+        assert_eq!((retried.runs, retried.passed), (1, 1));
+    }
+
+    #[test]
+    fn unfinished_tests_are_not_recorded() {
+        let mut aggregator = proctor_events::Aggregator::new();
+        aggregator.push(&Event::test("cut", Status::InProgress));
+        let records = aggregator.finish();
+        let mut history = History::default();
+        history.record_run(0, &records);
+        assert!(history.is_empty());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut history = History::default();
+        history.record_run(0, &[record("t", Status::Success, 2)]);
+        let json = serde_json::to_string(&history).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"tests":{"t":{"runs":1,"passed":1,"failed":0,"skipped":0,"recent":[{"run":0,"o":"pass","s":2.0}]}}}"#
+        );
+        let back: History = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, history);
+        let negative = json.replace("2.0", "-1.0");
+        assert!(serde_json::from_str::<History>(&negative).is_err());
+    }
+}
