@@ -1,0 +1,369 @@
+//! Running one batch: one supervised process, its output turned into events
+//! as it arrives, and an account of the tests it did not finish.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use proctor_events::{Sink, SinkError};
+use proctor_formats::tap::TapParser;
+use proctor_sources::{ExitOutcome, Invocation, Protocol, Suite, TestCase};
+use proctor_subunit::{Decoded, Decoder, Event, Status, Timestamp};
+use proctor_supervisor::{Chunk, CommandSpec, Exit, Limits, Outcome, Running, Stream, Supervisor};
+
+/// The name of the attachment that says why Proctor failed a test itself.
+pub const REASON: &str = "proctor-reason";
+
+/// What a worker needs to start a batch's process.
+pub(crate) struct Launch<'a> {
+    pub(crate) supervisor: &'a Supervisor,
+    pub(crate) suite: &'a Suite,
+    pub(crate) route: &'a str,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) grace: Duration,
+}
+
+/// What happened to a batch.
+pub(crate) struct BatchEnd {
+    /// Tests the process never started, to be run again elsewhere.
+    pub(crate) unstarted: Vec<TestCase>,
+    /// Whether the process ended abnormally (signal, limit, stop).
+    pub(crate) crashed: bool,
+}
+
+/// Starts the batch's process. On failure every test is failed with the
+/// reason, so the caller has nothing left to do.
+pub(crate) fn start(
+    launch: &Launch<'_>,
+    batch: &[TestCase],
+    emit: &mut dyn FnMut(Event),
+) -> Option<(Running, Invocation)> {
+    let tests: Vec<&TestCase> = batch.iter().collect();
+    let invocation = match launch.suite.invocation(&tests) {
+        Ok(invocation) => invocation,
+        Err(error) => {
+            let reason = format!("could not build the test command: {error}");
+            fail_all(batch, &reason, launch.route, emit);
+            return None;
+        }
+    };
+    let spec = CommandSpec::new(&invocation.program)
+        .args(&invocation.args)
+        .cwd(&invocation.cwd)
+        .env("PROCTOR_WORKER", launch.route)
+        .limits(Limits {
+            time: invocation.time_limit,
+            no_output: invocation.no_output_limit,
+            memory: launch.memory_limit,
+        })
+        .grace(launch.grace);
+    let spec = invocation
+        .env
+        .iter()
+        .fold(spec, |spec, (key, value)| spec.env(key, value));
+    match launch.supervisor.spawn(spec) {
+        Ok(running) => Some((running, invocation)),
+        Err(error) => {
+            let reason = format!("could not start the test command: {error}");
+            fail_all(batch, &reason, launch.route, emit);
+            None
+        }
+    }
+}
+
+/// Reads the process's output to its end, then accounts for every test of
+/// the batch.
+pub(crate) fn finish(
+    running: Running,
+    invocation: &Invocation,
+    batch: Vec<TestCase>,
+    route: &str,
+    emit: &mut dyn FnMut(Event),
+) -> BatchEnd {
+    let mut tracker = Tracker::default();
+    let mut output = Output::new(invocation.protocol, &batch);
+    let mut send = |mut event: Event| {
+        event.prefix_route(route);
+        tracker.see(&event);
+        emit(event);
+    };
+    output.begin(&mut send);
+    for chunk in running.output() {
+        output.chunk(chunk, &mut send);
+    }
+    let outcome = running.wait();
+    output.end(outcome.as_ref().ok(), &mut send);
+    let (crashed, why) = match &outcome {
+        Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
+        Err(error) => (true, format!("supervision failed: {error}")),
+    };
+    account(batch, &tracker, crashed, &why, emit, route)
+}
+
+/// Fails the tests that started and did not finish, and returns the ones
+/// that never started.
+fn account(
+    batch: Vec<TestCase>,
+    tracker: &Tracker,
+    crashed: bool,
+    why: &str,
+    emit: &mut dyn FnMut(Event),
+    route: &str,
+) -> BatchEnd {
+    // A process that left a test unfinished died mid-batch, whatever its exit
+    // status says (a shell reports a killed child as 128 + signal).
+    let crashed = crashed
+        || batch
+            .iter()
+            .any(|test| tracker.started.contains(&test.id) && !tracker.finished.contains(&test.id));
+    let mut unstarted = Vec::new();
+    for test in batch {
+        if tracker.finished.contains(&test.id) {
+            continue;
+        }
+        let mut event = if tracker.started.contains(&test.id) {
+            failure(&test.id, &format!("the test did not finish: {why}"))
+        } else if crashed {
+            unstarted.push(test);
+            continue;
+        } else {
+            failure(
+                &test.id,
+                &format!("the test command never reported this test ({why})"),
+            )
+        };
+        event.prefix_route(route);
+        emit(event);
+    }
+    BatchEnd { unstarted, crashed }
+}
+
+fn abnormal(outcome: &Outcome) -> bool {
+    outcome.limit.is_some() || outcome.stopped || matches!(outcome.exit, Exit::Signal(_))
+}
+
+/// Says how a process ended, naming the limit that fired.
+fn describe(outcome: &Outcome, invocation: &Invocation) -> String {
+    let mut text = String::new();
+    match outcome.limit {
+        Some(proctor_supervisor::Limit::Time) => {
+            let limit = invocation.time_limit.unwrap_or_default();
+            let _ = write!(text, "time limit of {limit:?} exceeded; ");
+        }
+        Some(proctor_supervisor::Limit::NoOutput) => {
+            let limit = invocation.no_output_limit.unwrap_or_default();
+            let _ = write!(text, "no output for {limit:?}; ");
+        }
+        Some(proctor_supervisor::Limit::Memory) => text.push_str("memory limit exceeded; "),
+        None if outcome.stopped => text.push_str("the run was interrupted; "),
+        None => {}
+    }
+    let _ = write!(text, "the process exited with {}", outcome.exit);
+    text
+}
+
+/// A final `fail` for a test, with the reason attached.
+pub(crate) fn failure(test_id: &str, reason: &str) -> Event {
+    let mut event = Event::text(Some(test_id.to_owned()), REASON, reason).at(Timestamp::now());
+    event.status = Some(Status::Fail);
+    event
+}
+
+fn fail_all(batch: &[TestCase], reason: &str, route: &str, emit: &mut dyn FnMut(Event)) {
+    for test in batch {
+        let mut event = failure(&test.id, reason);
+        event.prefix_route(route);
+        emit(event);
+    }
+}
+
+/// Which tests the process's own events started and finished.
+#[derive(Default)]
+struct Tracker {
+    started: HashSet<String>,
+    finished: HashSet<String>,
+}
+
+impl Tracker {
+    fn see(&mut self, event: &Event) {
+        let (Some(test_id), Some(status)) = (&event.test_id, event.status) else {
+            return;
+        };
+        match status {
+            Status::Exists => {}
+            Status::InProgress => {
+                self.started.insert(test_id.clone());
+            }
+            _ => {
+                self.finished.insert(test_id.clone());
+            }
+        }
+    }
+}
+
+/// Turns a process's output into events according to its protocol.
+enum Output {
+    Subunit {
+        buffer: BytesMut,
+        decoder: Decoder,
+    },
+    Tap {
+        parser: TapParser,
+        line: Vec<u8>,
+    },
+    /// One test, whose result is the exit status.
+    ExitStatus {
+        test_id: String,
+        mapping: proctor_sources::ExitMapping,
+        streams: [bool; 2],
+    },
+}
+
+impl Output {
+    fn new(protocol: Protocol, batch: &[TestCase]) -> Output {
+        match protocol {
+            Protocol::Subunit => Output::Subunit {
+                buffer: BytesMut::new(),
+                decoder: Decoder::new(),
+            },
+            Protocol::Tap => Output::Tap {
+                parser: TapParser::new().with_system_clock(),
+                line: Vec::new(),
+            },
+            Protocol::ExitStatus(mapping) => Output::ExitStatus {
+                test_id: batch.first().map(|t| t.id.clone()).unwrap_or_default(),
+                mapping,
+                streams: [false; 2],
+            },
+        }
+    }
+
+    fn begin(&mut self, emit: &mut dyn FnMut(Event)) {
+        if let Output::ExitStatus { test_id, .. } = self {
+            emit(Event::test(test_id.clone(), Status::InProgress).at(Timestamp::now()));
+        }
+    }
+
+    fn chunk(&mut self, chunk: Chunk, emit: &mut dyn FnMut(Event)) {
+        let at = timestamp(chunk.at);
+        match (self, chunk.stream) {
+            (
+                Output::ExitStatus {
+                    test_id, streams, ..
+                },
+                stream,
+            ) => {
+                let name = stream_name(stream);
+                streams[stream as usize] = true;
+                emit(Event::file(Some(test_id.clone()), name, chunk.data, false).at(at));
+            }
+            (_, Stream::Stderr) => emit(Event::file(None, "stderr", chunk.data, false).at(at)),
+            (Output::Subunit { buffer, decoder }, Stream::Stdout) => {
+                buffer.extend_from_slice(&chunk.data);
+                decode_available(buffer, decoder, false, emit);
+            }
+            (Output::Tap { parser, line }, Stream::Stdout) => {
+                line.extend_from_slice(&chunk.data);
+                while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                    let text: Vec<u8> = line.drain(..=end).collect();
+                    feed_tap_line(parser, &text, emit);
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, outcome: Option<&Outcome>, emit: &mut dyn FnMut(Event)) {
+        match self {
+            Output::Subunit { buffer, decoder } => decode_available(buffer, decoder, true, emit),
+            Output::Tap { parser, line } => {
+                if !line.is_empty() {
+                    let rest = std::mem::take(line);
+                    feed_tap_line(parser, &rest, emit);
+                }
+                let mut sink = EmitSink(emit);
+                if let Err(error) = parser.finish(&mut sink) {
+                    emit(Event::text(None, "stderr", &format!("TAP: {error}\n")));
+                }
+            }
+            Output::ExitStatus {
+                test_id,
+                mapping,
+                streams,
+            } => {
+                for (index, used) in streams.iter().enumerate() {
+                    if *used {
+                        let name = if index == 0 { "stdout" } else { "stderr" };
+                        emit(Event::file(Some(test_id.clone()), name, &b""[..], true));
+                    }
+                }
+                if let Some(outcome) = outcome.filter(|outcome| !abnormal(outcome)) {
+                    if let Exit::Code(code) = outcome.exit {
+                        emit(exit_status_event(test_id, mapping.outcome(code), code));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stream_name(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    }
+}
+
+/// The final event for a test whose exit status is its result.
+fn exit_status_event(test_id: &str, outcome: ExitOutcome, code: i32) -> Event {
+    let status = match outcome {
+        ExitOutcome::Pass => Status::Success,
+        ExitOutcome::Skip => Status::Skip,
+        ExitOutcome::Fail | ExitOutcome::Error => Status::Fail,
+    };
+    let mut event = match outcome {
+        ExitOutcome::Error => failure(test_id, &format!("error: the test exited with code {code}")),
+        _ => Event::test(test_id, status).at(Timestamp::now()),
+    };
+    event.status = Some(status);
+    event
+}
+
+fn decode_available(
+    buffer: &mut BytesMut,
+    decoder: &mut Decoder,
+    at_eof: bool,
+    emit: &mut dyn FnMut(Event),
+) {
+    loop {
+        match decoder.decode(buffer, at_eof) {
+            Decoded::Event { event, consumed } => {
+                buffer.advance(consumed);
+                emit(event);
+            }
+            Decoded::NeedMore { .. } | Decoded::Empty => return,
+        }
+    }
+}
+
+fn feed_tap_line(parser: &mut TapParser, line: &[u8], emit: &mut dyn FnMut(Event)) {
+    let text = String::from_utf8_lossy(line);
+    let mut sink = EmitSink(emit);
+    if let Err(error) = parser.line(&text, &mut sink) {
+        emit(Event::text(None, "stderr", &format!("TAP: {error}\n")));
+    }
+}
+
+fn timestamp(at: SystemTime) -> Timestamp {
+    Timestamp::from_system_time(at)
+}
+
+/// Lets a closure stand where the TAP parser wants a sink.
+struct EmitSink<'a>(&'a mut dyn FnMut(Event));
+
+impl Sink for EmitSink<'_> {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+        (self.0)(event.clone());
+        Ok(())
+    }
+}

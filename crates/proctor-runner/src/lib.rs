@@ -1,0 +1,432 @@
+//! Runs a project's tests on this machine, in parallel, ad hoc.
+//!
+//! A [`Runner`] takes the tests a [`Project`] lists (already filtered by the
+//! caller), orders them longest-expected first from the run history (see
+//! [`expected_duration`]), and lets `concurrency` workers pull work from one
+//! queue: a batch whose size shrinks as the queue drains for suites whose
+//! processes have a start-up cost, one test at a time otherwise. Each
+//! batch runs as one supervised process ([`proctor_supervisor`]); its output
+//! becomes subunit events as it arrives, tagged with the worker's route code,
+//! and every event goes to the caller's [`Sink`] from the calling thread.
+//!
+//! A process that dies mid-batch fails the test it was running, with the
+//! reason attached as [`REASON`]; the tests it never started go back to the
+//! queue once. With retries, failed tests run again; one that passes on a
+//! retry is reported [flaky](RunReport::flaky).
+
+mod batch;
+mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use proctor_events::{Aggregator, Running, Sink, SinkError, TestRecord};
+use proctor_sources::{Project, TestCase};
+use proctor_subunit::{Event, Status, Timestamp};
+use proctor_supervisor::{StopHandle, Supervisor};
+
+pub use batch::REASON;
+pub use schedule::expected_duration;
+
+use crate::batch::{BatchEnd, Launch};
+use crate::schedule::{order, Queue};
+
+/// How often the caller's progress callback runs while tests run.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How a run goes.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// How many test processes run at once.
+    pub concurrency: usize,
+    /// How many times a failed test is run again.
+    pub retries: u32,
+    /// The most memory a test process tree may use, in bytes.
+    pub memory_limit: Option<u64>,
+    /// How long a stopped test gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            concurrency: std::thread::available_parallelism().map_or(1, usize::from),
+            retries: 0,
+            memory_limit: None,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Stops a run from another thread (Ctrl-C): no new batch starts and every
+/// running process tree is stopped (SIGTERM, grace, SIGKILL).
+#[derive(Clone, Default)]
+pub struct Stopper(Arc<StopState>);
+
+#[derive(Default)]
+struct StopState {
+    stopped: AtomicBool,
+    running: Mutex<HashMap<usize, StopHandle>>,
+}
+
+impl Stopper {
+    /// Stops the run.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        for handle in self.handles().values() {
+            handle.stop();
+        }
+    }
+
+    /// Whether [`Stopper::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<usize, StopHandle>> {
+        self.0
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, worker: usize, handle: StopHandle) {
+        self.handles().insert(worker, handle.clone());
+        // A stop that raced with the start must still reach this process.
+        if self.is_stopped() {
+            handle.stop();
+        }
+    }
+
+    fn unregister(&self, worker: usize) {
+        self.handles().remove(&worker);
+    }
+}
+
+/// Where a run stands, for a live display.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Tests to run (retries included once they are scheduled).
+    pub total: usize,
+    /// Test runs finished.
+    pub done: usize,
+    /// Test runs that failed.
+    pub failed: usize,
+    /// Tests running now, oldest first.
+    pub running: Vec<Running>,
+    /// Expected time left, from the run history, when there is one.
+    pub eta: Option<Duration>,
+}
+
+/// What a run did, beyond its event stream.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// Whether the run was stopped before it finished.
+    pub interrupted: bool,
+    /// Tests whose last run failed.
+    pub failed: Vec<String>,
+    /// Tests that failed and then passed on a retry.
+    pub flaky: Vec<String>,
+}
+
+/// Runs tests of one project.
+pub struct Runner<'a> {
+    project: &'a Project,
+    supervisor: &'a Supervisor,
+    config: RunConfig,
+    stopper: Stopper,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner for `project`'s tests, spawning through `supervisor`.
+    pub fn new(project: &'a Project, supervisor: &'a Supervisor, config: RunConfig) -> Self {
+        Runner {
+            project,
+            supervisor,
+            config,
+            stopper: Stopper::default(),
+        }
+    }
+
+    /// A handle that stops this runner's run.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Runs `tests`, ordered by `history` (expected durations by test id),
+    /// sending every event to `sink` and calling `tick` with the progress
+    /// about every 100 ms. A sink error stops the run and is returned.
+    pub fn run(
+        &self,
+        tests: Vec<TestCase>,
+        history: &HashMap<String, Duration>,
+        sink: &mut dyn Sink,
+        tick: &mut dyn FnMut(&Progress),
+    ) -> Result<RunReport, SinkError> {
+        let mut tally = Tally::new(&tests, history, self.config.concurrency);
+        let mut round = tests;
+        for attempt in 0..=self.config.retries {
+            if attempt > 0 {
+                tally.progress.total += round.len();
+            }
+            self.run_round(round, history, sink, &mut tally, tick)?;
+            if self.stopper.is_stopped() {
+                break;
+            }
+            round = tally.failed_cases();
+            if round.is_empty() {
+                break;
+            }
+        }
+        Ok(tally.report(self.stopper.is_stopped()))
+    }
+
+    fn run_round(
+        &self,
+        tests: Vec<TestCase>,
+        history: &HashMap<String, Duration>,
+        sink: &mut dyn Sink,
+        tally: &mut Tally,
+        tick: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SinkError> {
+        let workers = self.config.concurrency.max(1);
+        let suites = self.project.suites();
+        let units = order(tests, history, |test| {
+            suites
+                .get(test.suite)
+                .is_some_and(|suite| suite.group_regex().is_some())
+        });
+        let queue = Mutex::new(Queue::new(units, workers));
+        let requeued = Mutex::new(HashSet::new());
+        let (sender, events) = mpsc::channel::<Event>();
+        std::thread::scope(|scope| {
+            for worker in 0..workers {
+                let sender = sender.clone();
+                let queue = &queue;
+                let requeued = &requeued;
+                scope.spawn(move || {
+                    self.work(worker, queue, requeued, &mut |event| {
+                        // The receiver outlives every worker in this scope.
+                        let _ = sender.send(event);
+                    });
+                });
+            }
+            drop(sender);
+            self.forward(&events, sink, tally, tick)
+        })
+    }
+
+    /// Passes events to the sink as they come, ticking while none do.
+    fn forward(
+        &self,
+        events: &mpsc::Receiver<Event>,
+        sink: &mut dyn Sink,
+        tally: &mut Tally,
+        tick: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SinkError> {
+        let mut failure = None;
+        loop {
+            match events.recv_timeout(TICK) {
+                Ok(event) => {
+                    tally.see(&event);
+                    if failure.is_none() {
+                        if let Err(error) = sink.event(&event) {
+                            self.stopper.stop();
+                            failure = Some(error);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if failure.is_none() {
+                        if let Err(error) = sink.flush() {
+                            self.stopper.stop();
+                            failure = Some(error);
+                        }
+                    }
+                    tick(&tally.progress_now());
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        tick(&tally.progress_now());
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// One worker: takes batches until the queue is empty or the run stops.
+    fn work(
+        &self,
+        worker: usize,
+        queue: &Mutex<Queue>,
+        requeued: &Mutex<HashSet<String>>,
+        emit: &mut dyn FnMut(Event),
+    ) {
+        let route = worker.to_string();
+        let suites = self.project.suites();
+        loop {
+            if self.stopper.is_stopped() {
+                return;
+            }
+            let batch = lock(queue).next_batch(|suite| {
+                suites
+                    .get(suite)
+                    .map_or(proctor_sources::Batching::OnePerProcess, |s| s.batching())
+            });
+            let Some(suite) = batch.first().and_then(|test| suites.get(test.suite)) else {
+                return;
+            };
+            let launch = Launch {
+                supervisor: self.supervisor,
+                suite,
+                route: &route,
+                memory_limit: self.config.memory_limit,
+                grace: self.config.grace,
+            };
+            let Some((running, invocation)) = batch::start(&launch, &batch, emit) else {
+                continue;
+            };
+            self.stopper.register(worker, running.stop_handle());
+            let end = batch::finish(running, &invocation, batch, &route, emit);
+            self.stopper.unregister(worker);
+            self.requeue(end, queue, requeued, &route, emit);
+        }
+    }
+
+    /// Puts a crashed batch's unstarted tests back once; a test whose process
+    /// crashes again before starting it fails.
+    fn requeue(
+        &self,
+        end: BatchEnd,
+        queue: &Mutex<Queue>,
+        requeued: &Mutex<HashSet<String>>,
+        route: &str,
+        emit: &mut dyn FnMut(Event),
+    ) {
+        let mut again = Vec::new();
+        for test in end.unstarted {
+            if self.stopper.is_stopped() || !lock(requeued).insert(test.id.clone()) {
+                let mut event = batch::failure(
+                    &test.id,
+                    "not run: its batch's process ended before starting it, twice",
+                );
+                if self.stopper.is_stopped() {
+                    continue;
+                }
+                event.prefix_route(route);
+                emit(event);
+            } else {
+                again.push(test);
+            }
+        }
+        debug_assert!(end.crashed || again.is_empty());
+        lock(queue).requeue(again);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the runner learns from the events as they pass.
+struct Tally {
+    aggregator: Aggregator,
+    progress: Progress,
+    cases: HashMap<String, TestCase>,
+    expected: HashMap<String, Duration>,
+    unknown: Duration,
+    workers: u32,
+    last: HashMap<String, Status>,
+    failed_once: HashSet<String>,
+}
+
+impl Tally {
+    fn new(tests: &[TestCase], history: &HashMap<String, Duration>, workers: usize) -> Tally {
+        let expected: HashMap<String, Duration> = tests
+            .iter()
+            .filter_map(|test| Some((test.id.clone(), expected_duration(test, history)?)))
+            .collect();
+        let known = u32::try_from(expected.len()).unwrap_or(u32::MAX).max(1);
+        Tally {
+            aggregator: Aggregator::new(),
+            progress: Progress {
+                total: tests.len(),
+                ..Progress::default()
+            },
+            cases: tests.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+            unknown: expected.values().sum::<Duration>() / known,
+            expected,
+            workers: u32::try_from(workers.max(1)).unwrap_or(u32::MAX),
+            last: HashMap::new(),
+            failed_once: HashSet::new(),
+        }
+    }
+
+    fn see(&mut self, event: &Event) {
+        if let Some(record) = self.aggregator.push(event) {
+            self.record(&record);
+        }
+    }
+
+    fn record(&mut self, record: &TestRecord) {
+        let Some(status) = record.status else {
+            return;
+        };
+        if !self.cases.contains_key(&record.test_id) {
+            return;
+        }
+        self.progress.done += 1;
+        if status.is_failure() {
+            self.progress.failed += 1;
+            self.failed_once.insert(record.test_id.clone());
+        }
+        self.last.insert(record.test_id.clone(), status);
+    }
+
+    fn progress_now(&mut self) -> Progress {
+        let mut progress = self.progress.clone();
+        progress.running = self.aggregator.running(Timestamp::now());
+        let left: Duration = self
+            .cases
+            .keys()
+            .filter(|id| !self.last.contains_key(*id))
+            .map(|id| self.expected.get(id).copied().unwrap_or(self.unknown))
+            .sum();
+        progress.eta = (!self.expected.is_empty()).then(|| left / self.workers);
+        progress
+    }
+
+    fn failed_ids(&self) -> impl Iterator<Item = &String> {
+        self.last
+            .iter()
+            .filter(|(_, status)| status.is_failure())
+            .map(|(id, _)| id)
+    }
+
+    fn failed_cases(&self) -> Vec<TestCase> {
+        let mut cases: Vec<TestCase> = self
+            .failed_ids()
+            .filter_map(|id| self.cases.get(id).cloned())
+            .collect();
+        cases.sort_by(|a, b| a.id.cmp(&b.id));
+        cases
+    }
+
+    fn report(&self, interrupted: bool) -> RunReport {
+        let mut failed: Vec<String> = self.failed_ids().cloned().collect();
+        failed.sort();
+        let mut flaky: Vec<String> = self
+            .failed_once
+            .iter()
+            .filter(|id| self.last.get(*id).is_some_and(|s| !s.is_failure()))
+            .cloned()
+            .collect();
+        flaky.sort();
+        RunReport {
+            interrupted,
+            failed,
+            flaky,
+        }
+    }
+}
