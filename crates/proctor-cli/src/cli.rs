@@ -7,9 +7,12 @@ use proctor_subunit::Status;
 
 const EXIT_CODES: &str = "\
 Exit status:
-  0  everything passed
-  1  a test failed (the stream reported a failure)
-  2  the command could not do its work (bad arguments, unreadable input)";
+  0    everything passed
+  1    a test failed (the stream reported a failure)
+  2    the command could not do its work: bad arguments, unreadable input,
+       tests that could not be found, listed or started
+  130  interrupted (Ctrl-C): running tests were stopped, the partial run was
+       stored and marked interrupted";
 
 /// Proctor runs automated tests and keeps what they found.
 #[derive(Debug, Parser)]
@@ -29,6 +32,166 @@ pub enum Command {
     /// Run the example tests built into proctor and summarise their stream.
     #[command(after_help = EXIT_CODES)]
     Example(ExampleArgs),
+    /// Run the project's tests in parallel and store the run in .proctor/.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List the tests the project's sources find, without running them.
+    #[command(after_help = EXIT_CODES)]
+    List(ListArgs),
+    /// Show the latest stored run.
+    #[command(after_help = EXIT_CODES)]
+    Last {
+        /// Print the run's subunit v2 stream instead of a summary.
+        #[arg(long)]
+        subunit: bool,
+        #[command(flatten)]
+        project: ProjectDir,
+    },
+    /// Show the tests that are failing now (stestr's failing set).
+    #[command(after_help = EXIT_CODES)]
+    Failing {
+        /// Print only the test ids, one per line.
+        #[arg(long)]
+        list: bool,
+        /// Print the failing tests' subunit v2 events.
+        #[arg(long, conflicts_with = "list")]
+        subunit: bool,
+        #[command(flatten)]
+        project: ProjectDir,
+    },
+    /// Show the slowest tests of the latest run.
+    #[command(after_help = EXIT_CODES)]
+    Slowest {
+        /// How many tests to show.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: usize,
+        #[command(flatten)]
+        project: ProjectDir,
+    },
+    /// List, show, remove or prune stored runs.
+    #[command(after_help = EXIT_CODES)]
+    History {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<HistoryAction>,
+        #[command(flatten)]
+        project: ProjectDir,
+    },
+    /// Import subunit v2 streams run elsewhere as stored runs.
+    #[command(after_help = EXIT_CODES)]
+    Load {
+        /// Streams to load, each as a run (default: standard input).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The streams hold only some of the tests: merge into the failing
+        /// set instead of replacing it.
+        #[arg(long)]
+        partial: bool,
+        #[command(flatten)]
+        project: ProjectDir,
+    },
+}
+
+/// The project whose tests and `.proctor/` repository a command uses.
+#[derive(Debug, Args)]
+pub struct ProjectDir {
+    /// The project directory (default: the current directory).
+    #[arg(long = "project", short = 'C', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `proctor history …`.
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// One line per stored run (the default).
+    List,
+    /// One run's tests and outcomes.
+    Show {
+        /// The run's id.
+        id: u64,
+    },
+    /// Delete a stored run.
+    Remove {
+        /// The run's id.
+        id: u64,
+    },
+    /// Delete all but the newest runs.
+    Prune {
+        /// How many runs to keep.
+        #[arg(long)]
+        keep: usize,
+    },
+}
+
+/// Which tests: what `run` and `list` select from the project's sources.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Run only tests whose id matches one of these regular expressions.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Leave out tests whose id matches this regular expression (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Run only the test ids listed in this file (one per line).
+    #[arg(long, value_name = "FILE")]
+    pub include_list: Option<PathBuf>,
+    /// Leave out the test ids listed in this file (one per line).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_list: Option<PathBuf>,
+    /// A directory of executables to run as tests (each file is a test),
+    /// instead of the project's configured sources.
+    #[arg(long, value_name = "DIR")]
+    pub executables: Option<PathBuf>,
+    /// FMF context for `adjust` rules, e.g. `distro=fedora-40` (repeatable).
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    #[command(flatten)]
+    pub project: ProjectDir,
+}
+
+/// Options of `proctor list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// Options of `proctor run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Run only the tests in the failing set.
+    #[arg(long)]
+    pub failing: bool,
+    /// How many tests run at once (default: the number of CPUs).
+    #[arg(long, short = 'j', value_name = "N", conflicts_with = "serial")]
+    pub concurrency: Option<usize>,
+    /// Run one test at a time.
+    #[arg(long)]
+    pub serial: bool,
+    /// Run again and again until a test fails.
+    #[arg(long)]
+    pub until_failure: bool,
+    /// Run a failed test again up to N times; passing on a retry is flaky.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Write only the subunit v2 stream to standard output.
+    #[arg(long)]
+    pub subunit: bool,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Do not store the run in .proctor/.
+    #[arg(long)]
+    pub no_store: bool,
+    /// Kill a test whose process tree uses more memory than this
+    /// (bytes, or with a K, M or G suffix).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Seconds a stopped test gets between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub grace: f64,
 }
 
 /// Input files; standard input when none are given.

@@ -40,6 +40,39 @@ pub enum CliError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The project's tests could not be found or listed.
+    #[error(transparent)]
+    #[diagnostic(code(proctor::sources))]
+    Sources(#[from] proctor_sources::SourceError),
+    /// The run repository (.proctor/) could not be read or written.
+    #[error(transparent)]
+    #[diagnostic(code(proctor::repository))]
+    Repository(#[from] proctor_repository::RepoError),
+    /// The repository exists but holds no run to show.
+    #[error("no runs stored in {path} yet; `proctor run` or `proctor load` stores one")]
+    #[diagnostic(code(proctor::no_runs))]
+    NoRuns {
+        /// The `.proctor` directory.
+        path: PathBuf,
+    },
+    /// A stream being loaded could not be read to its end.
+    #[error(
+        "cannot read {path} to its end; what was read is stored as run {id}, marked interrupted"
+    )]
+    #[diagnostic(code(proctor::load))]
+    LoadInterrupted {
+        /// The stream's file (`<stdin>` for standard input).
+        path: PathBuf,
+        /// The run that keeps what was read.
+        id: u64,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Test processes cannot be supervised here.
+    #[error(transparent)]
+    #[diagnostic(code(proctor::supervisor))]
+    Supervisor(#[from] proctor_supervisor::SupervisorError),
     /// Whoever reads our output went away; not an error worth reporting.
     #[error("broken pipe")]
     BrokenPipe,

@@ -11,10 +11,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use bytes::Bytes;
-use proctor_events::{Aggregator, Sink, SinkError, Summary, Tee, TestRecord};
+use proctor_events::{Sink, Summary, Tee};
 use proctor_subunit::{Event, EventWriter, Status, Timestamp};
 
 use crate::cli::ExampleArgs;
+use crate::display::Display;
 use crate::error::CliError;
 use crate::exit;
 
@@ -55,7 +56,7 @@ pub fn run(args: ExampleArgs) -> Result<u8, CliError> {
     })?;
     let mut writer = EventWriter::new(BufWriter::new(file));
     let mut summary = Summary::new();
-    let mut progress = Progress::default();
+    let mut progress = Display::plain();
     {
         let mut tee = Tee::new()
             .with(&mut writer)
@@ -160,38 +161,4 @@ fn run_example(name: &str, script: &str) -> Vec<Event> {
     }
     events.push(Event::test(name, status).at(finished_at).tagged("example"));
     events
-}
-
-/// Prints a line per finished test, with the output of failures.
-#[derive(Default)]
-struct Progress {
-    aggregator: Aggregator,
-}
-
-impl Progress {
-    fn report(record: &TestRecord) -> io::Result<()> {
-        let label = match record.status {
-            Some(Status::Success) => "PASS",
-            Some(Status::Skip) => "SKIP",
-            _ => "FAIL",
-        };
-        let seconds = record.duration().unwrap_or_default().as_secs_f64();
-        let mut out = io::stdout().lock();
-        writeln!(out, "{label:>5} [{seconds:>6.3}s] {}", record.test_id)?;
-        if label == "FAIL" {
-            for attachment in &record.attachments {
-                writeln!(out, "{}", String::from_utf8_lossy(&attachment.content))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Sink for Progress {
-    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
-        if let Some(record) = self.aggregator.push(event) {
-            Progress::report(&record)?;
-        }
-        Ok(())
-    }
 }

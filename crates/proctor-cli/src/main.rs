@@ -5,9 +5,12 @@
 //! `proctor-formats`).
 
 mod cli;
+mod display;
 mod error;
 mod example;
 mod input;
+mod repo;
+mod run;
 mod toolbox;
 
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ pub mod exit {
     pub const TESTS_FAILED: u8 = 1;
     /// The command could not do its work: bad arguments, unreadable input.
     pub const ERROR: u8 = 2;
+    /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Subunit(command) => toolbox::run(command),
         Command::Example(args) => example::run(args),
+        Command::Run(args) => run::run(args),
+        Command::List(args) => run::list(args),
+        Command::Last { subunit, project } => repo::last(&project.dir, subunit),
+        Command::Failing {
+            list,
+            subunit,
+            project,
+        } => repo::failing(&project.dir, list, subunit),
+        Command::Slowest { count, project } => repo::slowest(&project.dir, count),
+        Command::History { action, project } => {
+            repo::history(&project.dir, action.unwrap_or(cli::HistoryAction::List))
+        }
+        Command::Load {
+            files,
+            partial,
+            project,
+        } => repo::load(&project.dir, &files, partial),
     };
     match result {
         Ok(code) => ExitCode::from(code),

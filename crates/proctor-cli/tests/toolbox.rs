@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
+use proctor_subunit::{encode, Event, Status};
 use proctor_testkit::{expect_success, run_script_ok, run_with_stdin, venv_command};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -533,4 +534,36 @@ fn to_tap_writes_a_plan_and_keeps_failures_failing() {
     for key in ["total", "failed", "skipped"] {
         assert_eq!(original[key], round_trip[key], "{key}:\n{text}");
     }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new().expect("tempdir");
+    let mut stream = Vec::new();
+    for i in 0..50_000 {
+        let id = format!("test_{i}");
+        for status in [Status::InProgress, Status::Success] {
+            encode(&Event::test(&id, status), &mut stream).expect("encodes");
+        }
+    }
+    let input = dir.path().join("big.subunit");
+    fs::write(&input, &stream).expect("writes the stream");
+    let binary = assert_cmd::cargo::cargo_bin("proctor");
+    let mut child = std::process::Command::new(binary)
+        .args(["subunit", "json"])
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts proctor");
+    // Like `| head -1`: read one line, then close the pipe.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("reads a line");
+    assert!(first.starts_with('{'), "{first}");
+    let output = child.wait_with_output().expect("proctor exits");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }

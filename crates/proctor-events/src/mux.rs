@@ -204,6 +204,46 @@ mod tests {
         );
     }
 
+    /// A reader that yields its bytes, then fails (a disconnected pipe).
+    struct FailsAfter(io::Cursor<Vec<u8>>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "peer went away",
+                )),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn multiplex_keeps_other_inputs_when_one_fails_mid_stream() {
+        let broken = stream(&[Event::test("a", Status::InProgress)]);
+        let healthy = stream(&[
+            Event::test("b", Status::InProgress),
+            Event::test("b", Status::Success),
+        ]);
+        let mut sink = Collect::default();
+        let inputs = vec![
+            ("0".to_owned(), FailsAfter(io::Cursor::new(broken))),
+            ("1".to_owned(), FailsAfter(io::Cursor::new(Vec::new()))),
+            ("2".to_owned(), FailsAfter(io::Cursor::new(healthy))),
+        ];
+        let error = multiplex(inputs, &mut sink).expect_err("an input failed");
+        assert!(error.to_string().contains("peer went away"), "{error}");
+        let seen: Vec<_> = sink
+            .events
+            .iter()
+            .map(|e| (e.test_id.clone().unwrap_or_default(), e.status))
+            .collect();
+        // Everything read before the failures got through, from every input.
+        assert!(seen.contains(&("a".to_owned(), Some(Status::InProgress))));
+        assert!(seen.contains(&("b".to_owned(), Some(Status::Success))));
+    }
+
     #[test]
     fn demux_strips_the_first_route_part() {
         type Seen = Rc<RefCell<Vec<(String, Option<String>)>>>;

@@ -18,6 +18,18 @@ impl<W: Write> TextSink<W> {
     }
 }
 
+/// Attachment content for people: each line of UTF-8 text after `indent`,
+/// or the size of binary content.
+pub fn indented_content(content: &[u8], indent: &str) -> String {
+    match std::str::from_utf8(content) {
+        Ok(text) => text
+            .lines()
+            .map(|line| format!("{indent}{line}\n"))
+            .collect(),
+        Err(_) => format!("{indent}<{} bytes of binary data>\n", content.len()),
+    }
+}
+
 /// The one-line heading of an event.
 pub fn describe(event: &Event) -> String {
     let mut parts = Vec::new();
@@ -58,18 +70,8 @@ impl<W: Write> Sink for TextSink<W> {
             .unwrap_or("application/octet-stream");
         let eof = if event.eof { ", end" } else { "" };
         writeln!(self.out, "  {} ({mime}{eof}):", file.name)?;
-        match std::str::from_utf8(&file.content) {
-            Ok(text) => {
-                for line in text.lines() {
-                    writeln!(self.out, "    {line}")?;
-                }
-            }
-            Err(_) => writeln!(
-                self.out,
-                "    <{} bytes of binary data>",
-                file.content.len()
-            )?,
-        }
+        self.out
+            .write_all(indented_content(&file.content, "    ").as_bytes())?;
         Ok(())
     }
 

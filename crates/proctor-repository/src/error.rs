@@ -10,7 +10,7 @@ use crate::layout::FORMAT;
 pub enum RepoError {
     /// `open` found no repository in the project.
     #[error(
-        "no run repository at {path} (no format file); `proctor run` or `proctor init` creates one"
+        "no run repository at {path} (no format file); `proctor run` or `proctor load` creates one"
     )]
     NotFound {
         /// The `.proctor` directory looked for.
@@ -32,7 +32,7 @@ pub enum RepoError {
         found: String,
     },
     /// A file or directory could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done (`read`, `create`, `lock`, ...).
         action: &'static str,
@@ -42,7 +42,7 @@ pub enum RepoError {
         source: io::Error,
     },
     /// A JSON file of the repository does not parse.
-    #[error("{path} is corrupt: {source}")]
+    #[error("{path} is corrupt")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -50,7 +50,7 @@ pub enum RepoError {
         source: serde_json::Error,
     },
     /// Data could not be turned into JSON for a file of the repository.
-    #[error("cannot serialise the data for {path}: {source}")]
+    #[error("cannot serialise the data for {path}")]
     Serialize {
         /// The file it was meant for.
         path: PathBuf,
@@ -83,7 +83,7 @@ pub enum RepoError {
         path: PathBuf,
     },
     /// An event could not be written to a stream file.
-    #[error("cannot write an event to {path}: {source}")]
+    #[error("cannot write an event to {path}")]
     Encode {
         /// The stream file.
         path: PathBuf,
@@ -92,7 +92,7 @@ pub enum RepoError {
     },
     /// Reading a stream being loaded failed; the run stored so far is kept
     /// and marked interrupted.
-    #[error("reading the stream to load as run {id} failed: {source}")]
+    #[error("reading the stream to load as run {id} failed")]
     LoadRead {
         /// The run the stream was being loaded into.
         id: u64,

@@ -154,7 +154,13 @@ fn a_process_that_dies_mid_run_leaves_it_unfinished() {
 fn child(name: &str, project: &Path, writer: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("knows its own path"));
     command
-        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_PROJECT, project)
         .env(CHILD_NAME, writer)
         .stdout(Stdio::piped())

@@ -222,7 +222,11 @@ fn a_failing_reader_leaves_an_interrupted_run() {
         matches!(error, RepoError::LoadRead { id: 0, .. }),
         "{error}"
     );
-    assert!(error.to_string().contains("the pipe broke"), "{error}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        cause.is_some_and(|cause| cause.contains("the pipe broke")),
+        "{error:?}"
+    );
     let info = repository.run(0).expect("kept");
     assert!(info.is_interrupted());
     assert_eq!(repository.failing().expect("reads"), ["a", "b"]);

@@ -68,12 +68,20 @@ pub enum SourceError {
         key: String,
     },
 
-    /// The project directory has FMF metadata (`.fmf/version`) and nothing
-    /// Proctor can run yet.
-    #[error("{root} is an FMF (tmt) tree, which is not supported as a test source yet")]
-    FmfUnsupported {
+    /// An FMF (tmt) tree could not be read.
+    #[error("cannot read the FMF tree at {root}: {reason}")]
+    Fmf {
         /// The tree's root.
         root: PathBuf,
+        /// What was wrong, naming the file and place.
+        reason: String,
+    },
+
+    /// An FMF context argument is malformed.
+    #[error("bad --context: {reason}")]
+    FmfContext {
+        /// What was wrong.
+        reason: String,
     },
 
     /// Nothing in the directory says how to find tests.

@@ -24,7 +24,11 @@
 //!    with a clear error for now). The INI files are read with Python
 //!    `configparser` rules: multi-line values, `%(name)s` interpolation,
 //!    case-insensitive option names.
-//! 3. **FMF trees** (`.fmf/version`): recognised, not supported yet.
+//! 3. **FMF trees** (`.fmf/version`, tmt's test metadata): each enabled test
+//!    runs as `bash -c TEST` in its `path`, with its `environment`, under its
+//!    `duration` as time limit; exit 0 passes, 1 fails, anything else is an
+//!    error, adjusted by its `result` key. `adjust` rules are decided on the
+//!    context given with [`Project::set_fmf_context`].
 //! 4. **A directory of executables**, given explicitly: each executable file
 //!    below it (recursively, skipping hidden names) is a test whose id is
 //!    its relative path; each runs in its own process, in that directory,
@@ -109,6 +113,7 @@
 
 mod error;
 mod executables;
+mod fmf;
 mod ini;
 mod invocation;
 mod proctor_toml;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::suite::{Suite, TestCase};
-use crate::{executables, proctor_toml, stestr, testr, SourceError};
+use crate::{executables, fmf, proctor_toml, stestr, testr, SourceError};
 
 /// Where a project's suites came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum Source {
     Testr(PathBuf),
     /// A directory of test executables.
     Executables(PathBuf),
+    /// An FMF (tmt) metadata tree (its root).
+    Fmf(PathBuf),
 }
 
 /// A project's test suites, as [`discover`] found them.
@@ -31,6 +33,20 @@ impl Project {
             suite.index = index;
         }
         Project { source, suites }
+    }
+
+    /// Sets the context FMF `adjust` rules are decided on, from
+    /// `DIMENSION=VALUE[,VALUE…]` pairs (tmt's `--context`); other sources
+    /// have no use for it.
+    pub fn set_fmf_context(&mut self, pairs: &[String]) -> Result<(), SourceError> {
+        let context =
+            proctor_fmf::Context::parse_pairs(pairs).map_err(|source| SourceError::FmfContext {
+                reason: source.to_string(),
+            })?;
+        for suite in &mut self.suites {
+            fmf::set_context(suite, context.clone());
+        }
+        Ok(())
     }
 
     /// Where the suites came from.
@@ -106,9 +122,9 @@ pub fn discover(project: &Path, explicit_dir: Option<&Path>) -> Result<Project, 
     if let Some(found) = stestr_fallback(&project)? {
         return Ok(found);
     }
-    // The FMF source plugs in here.
     if project.join(".fmf").join("version").is_file() {
-        return Err(SourceError::FmfUnsupported { root: project });
+        let suite = fmf::suite(&project);
+        return Ok(Project::new(Source::Fmf(project), vec![suite]));
     }
     Err(SourceError::NothingFound { dir: project })
 }

@@ -83,6 +83,8 @@ pub(crate) enum Runner {
     Commands(CommandTemplate),
     /// Each executable file under the suite's directory is a test.
     Executables,
+    /// The test nodes of an FMF tree rooted at the suite's directory.
+    Fmf(crate::fmf::FmfTests),
 }
 
 /// Where a suite's concurrency hint comes from.
@@ -219,7 +221,7 @@ impl Suite {
     pub fn can_select(&self) -> bool {
         match &self.runner {
             Runner::Commands(template) => template.can_select(),
-            Runner::Executables => true,
+            Runner::Executables | Runner::Fmf(_) => true,
         }
     }
 
@@ -238,6 +240,17 @@ impl Suite {
                 self.shell(&command).list_ids()?
             }
             Runner::Executables => executables::find(&self.directory)?,
+            Runner::Fmf(tests) => {
+                let listed = crate::fmf::list(tests, &self.directory)?;
+                return Ok(listed
+                    .into_iter()
+                    .map(|(id, time_limit, estimate)| TestCase {
+                        time_limit: Some(time_limit),
+                        estimate,
+                        ..self.test_case(id)
+                    })
+                    .collect());
+            }
         };
         Ok(ids.into_iter().map(|id| self.test_case(id)).collect())
     }
@@ -266,6 +279,7 @@ impl Suite {
         let mut invocation = match &self.runner {
             Runner::Commands(template) => self.command_invocation(template, &ids)?,
             Runner::Executables => self.executable_invocation(ids[0])?,
+            Runner::Fmf(fmf) => crate::fmf::invocation(fmf, &self.directory, ids[0])?,
         };
         invocation.tests = ids.iter().map(|id| (*id).to_owned()).collect();
         invocation.time_limit = total_time_limit(tests);
@@ -282,7 +296,7 @@ impl Suite {
                 &self.directory,
                 self.protocol,
             ))),
-            Runner::Executables => Err(SourceError::OnePerProcess {
+            Runner::Executables | Runner::Fmf(_) => Err(SourceError::OnePerProcess {
                 suite: self.name.clone(),
                 count: 0,
             }),

@@ -23,6 +23,7 @@ fn source_kind(dir: &Path) -> &'static str {
         Source::Stestr(_) => "tox.ini",
         Source::Testr(_) => ".testr.conf",
         Source::Executables(_) => "executables",
+        Source::Fmf(_) => "fmf",
     }
 }
 
@@ -74,15 +75,50 @@ fn python_files_without_stestr_sections_are_not_projects() {
 }
 
 #[test]
-fn fmf_trees_are_recognised_but_not_supported_yet() {
+fn fmf_trees_are_a_source_with_context() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join(".fmf")).expect("mkdir");
     write(&dir.path().join(".fmf").join("version"), "1\n");
-    let error = discover(dir.path(), None).expect_err("fmf");
-    assert!(
-        matches!(error, SourceError::FmfUnsupported { .. }),
-        "{error:?}"
+    write(
+        &dir.path().join("main.fmf"),
+        "/quick:\n    test: exit 0\n/slow:\n    test: sleep 1\n    duration: 10m\n\
+         /off:\n    test: exit 0\n    enabled: false\n\
+         /fedora-only:\n    test: exit 0\n    enabled: false\n    adjust:\n      \
+         - when: distro == fedora\n        enabled: true\n",
     );
+    let mut project = discover(dir.path(), None).expect("an fmf project");
+    assert!(matches!(project.source(), proctor_sources::Source::Fmf(_)));
+    let ids = |project: &proctor_sources::Project| -> Vec<String> {
+        project
+            .list()
+            .expect("lists")
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(ids(&project), ["/quick", "/slow"]);
+    project
+        .set_fmf_context(&["distro=fedora-40".to_owned()])
+        .expect("a context");
+    assert_eq!(ids(&project), ["/fedora-only", "/quick", "/slow"]);
+    let tests = project.list().expect("lists");
+    let slow = &tests[2];
+    assert_eq!(slow.time_limit, Some(std::time::Duration::from_secs(600)));
+    assert_eq!(slow.estimate, Some(std::time::Duration::from_secs(600)));
+    assert_eq!(tests[1].estimate, None);
+    let suite = project.suite_of(slow).expect("its suite");
+    let invocation = suite.invocation(&[slow]).expect("an invocation");
+    assert_eq!(invocation.args, ["-c", "sleep 1"]);
+    assert_eq!(
+        invocation.cwd,
+        dir.path().canonicalize().expect("canonical")
+    );
+    assert!(project.set_fmf_context(&["nonsense".to_owned()]).is_err());
+    write(&dir.path().join("broken.fmf"), "test: [unclosed\n");
+    let mut broken = discover(dir.path(), None).expect("discovers");
+    broken.set_fmf_context(&[]).expect("empty context");
+    let message = error_message(broken.list());
+    assert!(message.contains("broken.fmf"), "{message}");
 }
 
 #[test]

@@ -1,0 +1,191 @@
+//! What people see while tests run: a line per finished test (failures with
+//! their details, as they happen) and, on a terminal, a live progress bar
+//! with the tests running now and an ETA.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use proctor_events::{Aggregator, Sink, SinkError, Summary, TestRecord};
+use proctor_formats::text::indented_content;
+use proctor_runner::{Progress, RunReport};
+use proctor_subunit::{Event, Status};
+
+/// How many running tests the bar lists.
+const RUNNING_SHOWN: usize = 8;
+
+/// Prints finished tests and keeps a progress bar when stdout is a terminal.
+pub struct Display {
+    aggregator: Aggregator,
+    bar: Option<ProgressBar>,
+    /// Print passing tests too (failures always print).
+    verbose: bool,
+}
+
+impl Display {
+    /// A display for a run of `total` tests; the bar appears only on a
+    /// terminal. Passing tests get a line unless `quiet`.
+    pub fn new(total: usize, quiet: bool) -> Display {
+        let bar = io::stdout().is_terminal().then(|| progress_bar(total));
+        Display {
+            aggregator: Aggregator::new(),
+            bar,
+            verbose: !quiet,
+        }
+    }
+
+    /// A display with no bar that prints every test: for the example run.
+    pub fn plain() -> Display {
+        Display {
+            aggregator: Aggregator::new(),
+            bar: None,
+            verbose: true,
+        }
+    }
+
+    /// What updates the bar while the display sits in a sink chain.
+    pub fn ticker(&self) -> Ticker {
+        Ticker {
+            bar: self.bar.clone(),
+        }
+    }
+
+    /// Removes the bar, leaving the printed lines.
+    pub fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn print(&self, text: &str) -> io::Result<()> {
+        match &self.bar {
+            Some(bar) => {
+                bar.println(text.trim_end_matches('\n'));
+                Ok(())
+            }
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            }
+        }
+    }
+
+    fn report(&self, record: &TestRecord) -> io::Result<()> {
+        let failed = !matches!(
+            record.status,
+            Some(Status::Success | Status::Skip | Status::XFail)
+        );
+        if failed || self.verbose {
+            self.print(&record_text(record, failed))?;
+        }
+        Ok(())
+    }
+}
+
+/// Updates a [`Display`]'s progress bar (a no-op without one).
+pub struct Ticker {
+    bar: Option<ProgressBar>,
+}
+
+impl Ticker {
+    /// Shows the runner's progress.
+    pub fn tick(&self, progress: &Progress) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        bar.set_length(progress.total as u64);
+        bar.set_position(progress.done as u64);
+        let eta = progress
+            .eta
+            .map(|eta| format!(" ETA {}", seconds(eta)))
+            .unwrap_or_default();
+        let mut message = format!("{} failed{eta}", progress.failed);
+        for running in progress.running.iter().take(RUNNING_SHOWN) {
+            let elapsed = running.elapsed.map(seconds).unwrap_or_default();
+            message.push_str(&format!("\n  {elapsed:>7} {}", running.test_id));
+        }
+        bar.set_message(message);
+    }
+}
+
+/// A finished test's line, followed by its attachments when it failed.
+pub fn record_text(record: &TestRecord, with_details: bool) -> String {
+    let label = match record.status {
+        Some(Status::Success) => "PASS",
+        Some(Status::Skip) => "SKIP",
+        Some(Status::XFail) => "XFAIL",
+        Some(Status::UxSuccess) => "UXPASS",
+        Some(Status::Fail) => "FAIL",
+        Some(Status::InProgress | Status::Exists) | None => "INCOMPLETE",
+    };
+    let seconds = record.duration().unwrap_or_default().as_secs_f64();
+    let mut text = format!("{label:>6} [{seconds:>7.3}s] {}\n", record.test_id);
+    if with_details {
+        for attachment in &record.attachments {
+            text.push_str(&format!("  --- {} ---\n", attachment.name));
+            text.push_str(&indented_content(&attachment.content, "  "));
+        }
+    }
+    text
+}
+
+impl Sink for Display {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+        if let Some(record) = self.aggregator.push(event) {
+            self.report(&record)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        for record in self.aggregator.finish() {
+            self.report(&record)?;
+        }
+        Ok(())
+    }
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+    let style = ProgressStyle::with_template("{elapsed:>5} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// The closing summary: totals, the slowest tests and the flaky ones.
+pub fn summary_text(summary: &Summary, report: &RunReport, slowest: usize) -> String {
+    let wall = summary.wall_time().map(seconds).unwrap_or_default();
+    let mut text = format!(
+        "\n{} tests in {wall}: {} passed, {} failed, {} skipped",
+        summary.total, summary.passed, summary.failed, summary.skipped
+    );
+    if !report.flaky.is_empty() {
+        text.push_str(&format!(", {} flaky", report.flaky.len()));
+    }
+    if report.interrupted {
+        text.push_str(" (interrupted)");
+    }
+    text.push('\n');
+    let slow = summary.slowest(slowest);
+    if !slow.is_empty() {
+        text.push_str("Slowest:\n");
+        for (test_id, duration) in slow {
+            text.push_str(&format!("  {:>8.3}s {test_id}\n", duration.as_secs_f64()));
+        }
+    }
+    if !report.flaky.is_empty() {
+        text.push_str("Flaky (failed, then passed on a retry):\n");
+        for test_id in &report.flaky {
+            text.push_str(&format!("  {test_id}\n"));
+        }
+    }
+    text
+}

@@ -1,0 +1,342 @@
+//! `proctor run` and `proctor list`: find the project's tests, pick the ones
+//! asked for, run them in parallel, and store the run.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proctor_events::{Sink, Summary, Tee};
+use proctor_formats::junit::JunitSink;
+use proctor_repository::{Repository, RunMeta, RunWriter};
+use proctor_runner::{RunConfig, RunReport, Runner, Stopper};
+use proctor_sources::{Project, TestCase};
+use proctor_subunit::EventWriter;
+use proctor_supervisor::{Supervisor, SupervisorConfig};
+use regex::Regex;
+
+use crate::cli::{ListArgs, RunArgs, Selection};
+use crate::display::{summary_text, Display};
+use crate::error::CliError;
+use crate::exit;
+
+/// How many slow tests the closing summary names.
+const SLOWEST_SHOWN: usize = 5;
+
+/// `proctor list`: the selected tests' ids, one per line.
+pub fn list(args: ListArgs) -> Result<u8, CliError> {
+    let project = discover(&args.selection)?;
+    let tests = select(&project, &args.selection, None)?;
+    let mut out = io::stdout().lock();
+    for test in tests {
+        writeln!(out, "{}", test.id)?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+/// `proctor run`.
+pub fn run(args: RunArgs) -> Result<u8, CliError> {
+    let project_dir = &args.selection.project.dir;
+    let project = discover(&args.selection)?;
+    let repository = open_repository(project_dir, args.no_store)?;
+    let failing = match (&repository, args.failing) {
+        (Some(repository), true) => Some(repository.failing()?.into_iter().collect()),
+        (None, true) => return Err(CliError::Usage("--failing needs a stored run".into())),
+        (_, false) => None,
+    };
+    let tests = select(&project, &args.selection, failing.as_ref())?;
+    if tests.is_empty() {
+        if !args.subunit {
+            println!("No tests to run.");
+        }
+        return Ok(exit::OK);
+    }
+    let history = repository
+        .as_ref()
+        .map(|repository| repository.expected_durations().unwrap_or_default())
+        .unwrap_or_default();
+    let config = run_config(&args)?;
+    let supervisor = Supervisor::new(SupervisorConfig {
+        grace: config.grace,
+        ..SupervisorConfig::default()
+    })?;
+    let runner = Runner::new(&project, &supervisor, config);
+    stop_on_ctrl_c(runner.stopper());
+    let partial = args.failing || selects_subset(&args.selection);
+    loop {
+        let outcome = run_once(
+            &args,
+            &runner,
+            tests.clone(),
+            &history,
+            repository.as_ref(),
+            partial,
+        )?;
+        if outcome != exit::OK || !args.until_failure {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// One run of the selected tests, stored and reported; returns the exit status.
+fn run_once(
+    args: &RunArgs,
+    runner: &Runner<'_>,
+    tests: Vec<TestCase>,
+    history: &HashMap<String, Duration>,
+    repository: Option<&Repository>,
+    partial: bool,
+) -> Result<u8, CliError> {
+    let meta = RunMeta {
+        kind: if partial {
+            proctor_repository::RunKind::Partial
+        } else {
+            proctor_repository::RunKind::Full
+        },
+        command: std::env::args().collect(),
+        filters: args.selection.filters.clone(),
+    };
+    let mut writer = repository.map(|r| r.begin_run(meta)).transpose()?;
+    let mut summary = Summary::new();
+    let mut junit = args
+        .junit
+        .as_ref()
+        .map(|_| JunitSink::new().group_retries(true));
+    let mut display = (!args.subunit).then(|| Display::new(tests.len(), false));
+    let ticker = display.as_ref().map(Display::ticker);
+    let mut stdout_stream = args.subunit.then(|| EventWriter::new(io::stdout()));
+    let report = {
+        let mut tee = Tee::new().with(&mut summary);
+        if let Some(writer) = writer.as_mut() {
+            tee = tee.with(writer);
+        }
+        if let Some(junit) = junit.as_mut() {
+            tee = tee.with(junit);
+        }
+        if let Some(display) = display.as_mut() {
+            tee = tee.with(&mut *display);
+        }
+        if let Some(stream) = stdout_stream.as_mut() {
+            tee = tee.with(stream);
+        }
+        let result = runner.run(tests, history, &mut tee, &mut |progress| {
+            if let Some(ticker) = &ticker {
+                ticker.tick(progress);
+            }
+        });
+        let finished = tee.finish();
+        result.and_then(|report| finished.map(|()| report))
+    };
+    if let Some(display) = &display {
+        display.clear();
+    }
+    let report = report?;
+    if let Some(writer) = writer {
+        store(writer, &report)?;
+    }
+    if let (Some(junit), Some(path)) = (&junit, &args.junit) {
+        write_junit(junit, path)?;
+    }
+    if display.is_some() {
+        print!("{}", summary_text(&summary, &report, SLOWEST_SHOWN));
+    }
+    Ok(exit_status(&report))
+}
+
+fn store(writer: RunWriter, report: &RunReport) -> Result<(), CliError> {
+    if report.interrupted {
+        writer.interrupt()?;
+    } else {
+        writer.complete()?;
+    }
+    Ok(())
+}
+
+fn write_junit(junit: &JunitSink, path: &Path) -> Result<(), CliError> {
+    let file = std::fs::File::create(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })?;
+    junit.write_report(file).map_err(|source| CliError::Parse {
+        what: format!("the JUnit report for {}", path.display()),
+        source: Box::new(source),
+    })
+}
+
+fn exit_status(report: &RunReport) -> u8 {
+    if report.interrupted {
+        exit::INTERRUPTED
+    } else if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::TESTS_FAILED
+    }
+}
+
+/// The first Ctrl-C stops the run cleanly; a second one exits at once.
+fn stop_on_ctrl_c(stopper: Stopper) {
+    static PRESSES: AtomicUsize = AtomicUsize::new(0);
+    // Without a handler Ctrl-C kills proctor and leaves the run unfinished,
+    // which the repository still reads; nothing else to do on failure.
+    let _ = ctrlc::set_handler(move || {
+        if PRESSES.fetch_add(1, Ordering::SeqCst) > 0 {
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+        eprintln!("\nInterrupted: stopping running tests (Ctrl-C again to quit now)");
+        stopper.stop();
+    });
+}
+
+fn run_config(args: &RunArgs) -> Result<RunConfig, CliError> {
+    let defaults = RunConfig::default();
+    let concurrency = match (args.serial, args.concurrency) {
+        (true, _) => 1,
+        (false, Some(0)) => {
+            return Err(CliError::Usage(
+                "-j/--concurrency must be at least 1".into(),
+            ))
+        }
+        (false, Some(n)) => n,
+        (false, None) => defaults.concurrency,
+    };
+    if !args.grace.is_finite() || args.grace < 0.0 {
+        return Err(CliError::Usage(format!(
+            "--grace must be a number of seconds, not {}",
+            args.grace
+        )));
+    }
+    Ok(RunConfig {
+        concurrency,
+        retries: args.retries,
+        memory_limit: args.memory_limit.as_deref().map(parse_size).transpose()?,
+        grace: Duration::from_secs_f64(args.grace),
+    })
+}
+
+/// `512M`, `2G`, `100000` (bytes).
+fn parse_size(text: &str) -> Result<u64, CliError> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let factor: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| factor > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "--memory-limit {text:?}: expected a number of bytes with an optional K, M or G"
+            ))
+        })
+}
+
+fn open_repository(project: &Path, no_store: bool) -> Result<Option<Repository>, CliError> {
+    if no_store {
+        // History still orders the tests when a repository exists.
+        return Ok(Repository::open(project).ok());
+    }
+    Ok(Some(Repository::open_or_init(project)?))
+}
+
+fn discover(selection: &Selection) -> Result<Project, CliError> {
+    let mut project =
+        proctor_sources::discover(&selection.project.dir, selection.executables.as_deref())?;
+    project.set_fmf_context(&selection.context)?;
+    Ok(project)
+}
+
+/// Whether the selection leaves tests out (making the run partial).
+fn selects_subset(selection: &Selection) -> bool {
+    !selection.filters.is_empty()
+        || !selection.exclude.is_empty()
+        || selection.include_list.is_some()
+        || selection.exclude_list.is_some()
+}
+
+/// The project's tests that the selection (and `only`, the failing set)
+/// picks, in listing order.
+fn select(
+    project: &Project,
+    selection: &Selection,
+    only: Option<&HashSet<String>>,
+) -> Result<Vec<TestCase>, CliError> {
+    let include = regexes(&selection.filters)?;
+    let exclude = regexes(&selection.exclude)?;
+    let include_list = selection
+        .include_list
+        .as_deref()
+        .map(read_ids)
+        .transpose()?;
+    let exclude_list = selection
+        .exclude_list
+        .as_deref()
+        .map(read_ids)
+        .transpose()?;
+    let tests = project.list()?;
+    Ok(tests
+        .into_iter()
+        .filter(|test| include.is_empty() || include.iter().any(|r| r.is_match(&test.id)))
+        .filter(|test| !exclude.iter().any(|r| r.is_match(&test.id)))
+        .filter(|test| {
+            include_list
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&test.id))
+        })
+        .filter(|test| {
+            !exclude_list
+                .as_ref()
+                .is_some_and(|ids| ids.contains(&test.id))
+        })
+        .filter(|test| only.is_none_or(|ids| ids.contains(&test.id)))
+        .collect())
+}
+
+fn regexes(patterns: &[String]) -> Result<Vec<Regex>, CliError> {
+    patterns
+        .iter()
+        .map(|pattern| {
+            Regex::new(pattern).map_err(|source| CliError::Parse {
+                what: format!("the test filter {pattern:?}"),
+                source: Box::new(source),
+            })
+        })
+        .collect()
+}
+
+fn read_ids(path: &Path) -> Result<HashSet<String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("100").ok(), Some(100));
+        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
+        assert_eq!(parse_size("2g").ok(), Some(2 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! `proctor run` as a real binary on real projects: directories of
+//! executables, a `.testr.conf` project with python-subunit's runner, a
+//! `.stestr.conf` project with stestr's own runner, time and memory limits,
+//! escaped daemons, crashed workers, retries and Ctrl-C.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use proctor_subunit::{EventReader, Status};
+use tempfile::TempDir;
+
+fn proctor(project: &Path) -> Command {
+    let mut command = Command::cargo_bin("proctor").expect("the proctor binary is built");
+    command
+        .current_dir(project)
+        .env("PYTHON", proctor_testkit::python());
+    command
+}
+
+fn run(project: &Path, args: &[&str]) -> Output {
+    proctor(project)
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("proctor runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Writes an executable shell script.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("creates the directory");
+    }
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("writes the script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Final statuses by test id in a subunit stream.
+fn statuses(stream: &[u8]) -> Vec<(String, Status)> {
+    EventReader::new(stream)
+        .map(|event| event.expect("decodes"))
+        .filter_map(|event| match (event.test_id, event.status) {
+            (Some(id), Some(status)) if status.is_final() && status != Status::Exists => {
+                Some((id, status))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_of(stream: &[u8], test_id: &str) -> Option<Status> {
+    statuses(stream)
+        .into_iter()
+        .rev()
+        .find(|(id, _)| id == test_id)
+        .map(|(_, status)| status)
+}
+
+/// The text of a test's attachment in a stream.
+fn attachment(stream: &[u8], test_id: &str, name: &str) -> String {
+    EventReader::new(stream)
+        .map(|event| event.expect("decodes"))
+        .filter(|event| event.test_id.as_deref() == Some(test_id))
+        .filter_map(|event| event.file.filter(|file| file.name == name))
+        .map(|file| String::from_utf8_lossy(&file.content).into_owned())
+        .collect()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn executables_pass_fail_skip_and_the_run_is_stored() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    script(&tests, "pass.sh", "echo fine");
+    script(&tests, "fail.sh", "echo broken >&2; exit 1");
+    script(&tests, "skip.sh", "exit 77");
+    script(&tests, "nested/deep.sh", "exit 0");
+    let output = run(project.path(), &["--executables", "t", "-j", "2"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    assert!(
+        shown.contains("FAIL") && shown.contains("broken"),
+        "{shown}"
+    );
+    assert!(shown.contains("4 tests"), "{shown}");
+
+    let stream = fs::read(project.path().join(".proctor/runs/0.subunit")).expect("stored run");
+    assert_eq!(status_of(&stream, "pass.sh"), Some(Status::Success));
+    assert_eq!(status_of(&stream, "fail.sh"), Some(Status::Fail));
+    assert_eq!(status_of(&stream, "skip.sh"), Some(Status::Skip));
+    assert_eq!(status_of(&stream, "nested/deep.sh"), Some(Status::Success));
+    // The stored stream is what python-subunit reads.
+    let stats =
+        proctor_testkit::run_with_stdin(proctor_testkit::venv_command("subunit-stats"), &stream);
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains("Failed tests:      1"),
+        "{stats:?}"
+    );
+
+    // Only the failing test runs again.
+    let again = run(
+        project.path(),
+        &["--executables", "t", "--failing", "--subunit"],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    let ran: Vec<String> = statuses(&again.stdout)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ran, ["fail.sh"]);
+}
+
+#[test]
+fn subunit_output_is_pure_and_routes_name_workers() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    for i in 0..6 {
+        script(&tests, &format!("t{i}.sh"), "sleep 0.1");
+    }
+    let output = run(
+        project.path(),
+        &["--executables", "t", "-j", "3", "--subunit", "--no-store"],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let events: Vec<_> = EventReader::new(&output.stdout[..])
+        .map(|event| event.expect("pure subunit on stdout"))
+        .collect();
+    let routes: std::collections::BTreeSet<_> =
+        events.iter().filter_map(|e| e.route_code.clone()).collect();
+    assert!(routes.len() > 1 && routes.iter().all(|r| ["0", "1", "2"].contains(&r.as_str())));
+    assert!(
+        !project.path().join(".proctor").exists(),
+        "--no-store stored a run"
+    );
+}
+
+#[test]
+fn a_time_limit_kills_the_test_and_says_so() {
+    let project = TempDir::new().expect("tempdir");
+    fs::write(
+        project.path().join("proctor.toml"),
+        r#"
+[[suite]]
+name = "slow"
+list = "printf 'quick\nstuck\n'"
+run = "case $IDLIST in quick) exit 0;; stuck) sleep 300;; esac"
+protocol = "exit-status"
+exit_codes = "tmt"
+time_limit = "1s"
+"#,
+    )
+    .expect("writes proctor.toml");
+    let started = Instant::now();
+    let output = run(project.path(), &["--subunit", "--grace", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(status_of(&output.stdout, "quick"), Some(Status::Success));
+    assert_eq!(status_of(&output.stdout, "stuck"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "stuck", proctor_runner::REASON);
+    assert!(reason.contains("time limit"), "{reason}");
+}
+
+#[test]
+fn a_daemon_started_by_a_test_is_gone_after_it() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let pidfile = project.path().join("daemon.pid");
+    script(
+        &tests,
+        "daemon.sh",
+        &format!(
+            "setsid sh -c 'sleep 300 & echo $! > {}; wait' > /dev/null 2>&1 < /dev/null &\n\
+             while [ ! -s {} ]; do sleep 0.05; done",
+            pidfile.display(),
+            pidfile.display()
+        ),
+    );
+    let output = run(project.path(), &["--executables", "t", "--no-store"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .expect("the daemon wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(!pid_alive(pid), "the daemon {pid} outlived its test");
+}
+
+#[test]
+fn a_memory_hog_is_killed() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let python = proctor_testkit::python();
+    script(
+        &tests,
+        "hog.sh",
+        &format!(
+            "exec {} -c 'import time\nblocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20)); time.sleep(0.01)'",
+            python.display()
+        ),
+    );
+    script(&tests, "small.sh", "exit 0");
+    let output = run(
+        project.path(),
+        &[
+            "--executables",
+            "t",
+            "--memory-limit",
+            "100M",
+            "--subunit",
+            "--no-store",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(status_of(&output.stdout, "small.sh"), Some(Status::Success));
+    assert_eq!(status_of(&output.stdout, "hog.sh"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "hog.sh", proctor_runner::REASON);
+    assert!(reason.contains("memory limit"), "{reason}");
+}
+
+/// A python package of unittest tests: `tests/test_<module>.py` with classes
+/// `One` and `Two`, each test appending "<id> <pid>" to `pids`.
+fn python_tests(project: &Path, modules: &[&str]) {
+    let tests = project.join("tests");
+    fs::create_dir_all(&tests).expect("tests dir");
+    fs::write(tests.join("__init__.py"), "").expect("init");
+    let pids = project.join("pids");
+    for module in modules {
+        let mut source = String::from("import os, unittest\n");
+        for class in ["One", "Two"] {
+            source.push_str(&format!("class {class}(unittest.TestCase):\n"));
+            for i in 0..3 {
+                source.push_str(&format!(
+                    "    def test_{i}(self):\n        open({:?}, 'a').write('%s %d\\n' % (self.id(), os.getpid()))\n",
+                    pids.display().to_string()
+                ));
+            }
+        }
+        fs::write(tests.join(format!("test_{module}.py")), source).expect("module");
+    }
+}
+
+/// Which process ran each test, from the `pids` file.
+fn pids_by_test(project: &Path) -> std::collections::BTreeMap<String, String> {
+    fs::read_to_string(project.join("pids"))
+        .expect("tests wrote their pids")
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(id, pid)| (id.to_owned(), pid.to_owned()))
+        .collect()
+}
+
+const TESTR_CONF: &str = "[DEFAULT]
+test_command=${PYTHON:-python3} -m subunit.run discover -t . tests $LISTOPT $IDOPTION
+test_id_option=--load-list $IDFILE
+test_list_option=--list
+group_regex=([^\\.]+\\.)+
+";
+
+#[test]
+fn a_testr_project_runs_with_its_groups_in_one_process() {
+    let project = TempDir::new().expect("tempdir");
+    python_tests(project.path(), &["a", "b", "c"]);
+    fs::write(project.path().join(".testr.conf"), TESTR_CONF).expect("conf");
+    let listed = proctor(project.path()).arg("list").output().expect("lists");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 18);
+    let output = run(project.path(), &["-j", "2", "--subunit"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(statuses(&output.stdout).len(), 18);
+    let pids = pids_by_test(project.path());
+    assert_eq!(pids.len(), 18);
+    for module in ["a", "b", "c"] {
+        for class in ["One", "Two"] {
+            let group: std::collections::BTreeSet<_> = (0..3)
+                .map(|i| &pids[&format!("tests.test_{module}.{class}.test_{i}")])
+                .collect();
+            assert_eq!(group.len(), 1, "{module}.{class} ran in several processes");
+        }
+    }
+}
+
+#[test]
+fn a_crashed_worker_fails_its_test_and_requeues_the_rest() {
+    let project = TempDir::new().expect("tempdir");
+    python_tests(project.path(), &["a", "b"]);
+    fs::write(
+        project.path().join("tests/test_crash.py"),
+        "import os, unittest\nclass Crash(unittest.TestCase):\n    def test_crash(self):\n        os.kill(os.getpid(), 9)\n",
+    )
+    .expect("crashing module");
+    // No groups: the crash and other tests share batches.
+    fs::write(
+        project.path().join(".testr.conf"),
+        TESTR_CONF.replace("group_regex=([^\\.]+\\.)+\n", ""),
+    )
+    .expect("conf");
+    let output = run(project.path(), &["-j", "1", "--subunit"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let results = statuses(&output.stdout);
+    let crash = "tests.test_crash.Crash.test_crash";
+    assert_eq!(status_of(&output.stdout, crash), Some(Status::Fail));
+    let reason = attachment(&output.stdout, crash, proctor_runner::REASON);
+    assert!(reason.contains("did not finish"), "{reason}");
+    let passed = results
+        .iter()
+        .filter(|(_, s)| *s == Status::Success)
+        .count();
+    assert_eq!(passed, 12, "{results:?}");
+}
+
+#[test]
+fn a_stestr_project_runs_with_stestr_s_runner() {
+    let project = TempDir::new().expect("tempdir");
+    python_tests(project.path(), &["a", "b"]);
+    fs::write(
+        project.path().join(".stestr.conf"),
+        "[DEFAULT]\ntest_path=./tests\ntop_dir=./\n",
+    )
+    .expect("conf");
+    let output = run(project.path(), &["-j", "2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("12 tests"), "{}", text(&output));
+    let last = proctor(project.path()).args(["failing", "--list"]).output();
+    assert_eq!(last.expect("runs").status.code(), Some(0));
+}
+
+#[test]
+fn retries_report_flaky_tests_in_the_summary_and_junit() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let marker = project.path().join("ran-once");
+    script(
+        &tests,
+        "flaky.sh",
+        &format!(
+            "if [ -e {0} ]; then exit 0; fi; touch {0}; exit 1",
+            marker.display()
+        ),
+    );
+    script(&tests, "steady.sh", "exit 0");
+    let junit = project.path().join("junit.xml");
+    let output = run(
+        project.path(),
+        &[
+            "--executables",
+            "t",
+            "--retries",
+            "2",
+            "--junit",
+            junit.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("Flaky"), "{}", text(&output));
+    let xml = fs::read_to_string(&junit).expect("junit written");
+    assert!(xml.contains("flakyFailure"), "{xml}");
+}
+
+#[test]
+fn ctrl_c_stops_running_tests_and_stores_an_interrupted_run() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let pidfile = project.path().join("sleeper.pid");
+    script(
+        &tests,
+        "sleeper.sh",
+        &format!("echo $$ > {}; sleep 300", pidfile.display()),
+    );
+    let binary = assert_cmd::cargo::cargo_bin("proctor");
+    let mut child = StdCommand::new(binary)
+        .current_dir(project.path())
+        .args(["run", "--executables", "t", "--grace", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts proctor");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() || fs::read_to_string(&pidfile).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the test never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sleeper: i32 = fs::read_to_string(&pidfile)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let proctor_pid = i32::try_from(child.id()).expect("pid fits");
+    assert!(StdCommand::new("kill")
+        .args(["-INT", &proctor_pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success());
+    let status = child.wait().expect("proctor exits");
+    assert_eq!(status.code(), Some(130));
+    assert!(!pid_alive(sleeper), "the test outlived the interrupted run");
+    let meta = fs::read_to_string(project.path().join(".proctor/runs/0.json")).expect("stored");
+    assert!(meta.to_lowercase().contains("interrupted"), "{meta}");
+}
+
+#[test]
+fn an_fmf_tree_runs_as_tmt_would() {
+    let project = TempDir::new().expect("tempdir");
+    let root = project.path();
+    fs::create_dir_all(root.join(".fmf")).expect("mkdir");
+    fs::write(root.join(".fmf/version"), "1\n").expect("version");
+    let pidfile = root.join("daemon.pid");
+    let python = proctor_testkit::python();
+    fs::create_dir_all(root.join("tests/daemon")).expect("mkdir");
+    fs::write(
+        root.join("tests/main.fmf"),
+        format!(
+            "environment:\n    GREETING: hello\n\
+             /pass:\n    test: test \"$GREETING\" = hello\n\
+             /fail:\n    test: exit 1\n\
+             /error:\n    test: exit 2\n\
+             /expected-failure:\n    test: exit 1\n    result: xfail\n\
+             /timeout:\n    test: sleep 300\n    duration: 1s\n\
+             /hog:\n    test: \"{} -c 'b = []\\nwhile True: b.append(bytearray(8 << 20))'\"\n\
+             /fedora:\n    test: exit 0\n    enabled: false\n    adjust:\n      - when: distro == fedora\n        enabled: true\n",
+            python.display()
+        ),
+    )
+    .expect("main.fmf");
+    fs::write(
+        root.join("tests/daemon/main.fmf"),
+        format!(
+            "test: |\n    setsid sh -c 'sleep 300 & echo $! > {}; wait' > /dev/null 2>&1 < /dev/null &\n    \
+             while [ ! -s {} ]; do sleep 0.05; done\n",
+            pidfile.display(),
+            pidfile.display()
+        ),
+    )
+    .expect("daemon test");
+    let listed = proctor(root).args(["list"]).output().expect("lists");
+    let ids = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(!ids.contains("/tests/fedora"), "{ids}");
+    let output = run(
+        root,
+        &[
+            "--subunit",
+            "--memory-limit",
+            "100M",
+            "--grace",
+            "1",
+            "--context",
+            "distro=fedora-40",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stream = &output.stdout;
+    assert_eq!(status_of(stream, "/tests/pass"), Some(Status::Success));
+    assert_eq!(status_of(stream, "/tests/fail"), Some(Status::Fail));
+    assert_eq!(status_of(stream, "/tests/error"), Some(Status::Fail));
+    assert!(attachment(stream, "/tests/error", proctor_runner::REASON).contains("error"));
+    assert_eq!(
+        status_of(stream, "/tests/expected-failure"),
+        Some(Status::Success)
+    );
+    assert_eq!(status_of(stream, "/tests/fedora"), Some(Status::Success));
+    assert_eq!(status_of(stream, "/tests/timeout"), Some(Status::Fail));
+    assert!(attachment(stream, "/tests/timeout", proctor_runner::REASON).contains("time limit"));
+    assert_eq!(status_of(stream, "/tests/hog"), Some(Status::Fail));
+    assert!(attachment(stream, "/tests/hog", proctor_runner::REASON).contains("memory limit"));
+    assert_eq!(status_of(stream, "/tests/daemon"), Some(Status::Success));
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .expect("the daemon wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(!pid_alive(pid), "the daemon {pid} outlived its test");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let project = TempDir::new().expect("tempdir");
+    let output = run(project.path(), &["--no-store"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!text(&output).is_empty());
+    let tests = project.path().join("t");
+    script(&tests, "a.sh", "exit 0");
+    let output = run(project.path(), &["--executables", "t", "("]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("test filter"), "{}", text(&output));
+    let output = run(
+        project.path(),
+        &["--executables", "t", "--memory-limit", "lots"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output).contains("--memory-limit"),
+        "{}",
+        text(&output)
+    );
+}
