@@ -105,13 +105,27 @@ impl Queue {
         }
     }
 
-    /// Puts tests back at the front (a crashed batch's unstarted tests).
+    /// Puts tests back at the front (a crashed batch's unstarted tests),
+    /// keeping each group's tests in one unit.
     pub(crate) fn requeue(&mut self, tests: Vec<TestCase>) {
-        for test in tests.into_iter().rev() {
-            self.units.push_front(Unit {
-                tests: vec![test],
-                expected: None,
-            });
+        let mut units: Vec<Unit> = Vec::new();
+        for test in tests {
+            match units.iter_mut().find(|unit| {
+                test.group.is_some()
+                    && unit
+                        .tests
+                        .first()
+                        .is_some_and(|first| first.group == test.group && first.suite == test.suite)
+            }) {
+                Some(unit) => unit.tests.push(test),
+                None => units.push(Unit {
+                    tests: vec![test],
+                    expected: None,
+                }),
+            }
+        }
+        for unit in units.into_iter().rev() {
+            self.units.push_front(unit);
         }
     }
 
@@ -234,5 +248,18 @@ mod tests {
         assert_eq!(queue.next_batch(|_| Batching::OnePerProcess).len(), 1);
         queue.requeue(vec![test("c", None)]);
         assert_eq!(queue.next_batch(|_| Batching::Batches)[0].id, "c");
+    }
+
+    #[test]
+    fn requeued_groups_stay_together() {
+        let mut queue = Queue::new(Vec::new(), 4);
+        queue.requeue(vec![
+            test("g.1", Some("g")),
+            test("h.1", Some("h")),
+            test("g.2", Some("g")),
+        ]);
+        let first = queue.next_batch(|_| Batching::OnePerProcess);
+        let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["g.1", "g.2"]);
     }
 }
