@@ -1,10 +1,11 @@
 //! From events to one record per finished test run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use proctor_subunit::{Event, EventRef, Status, Timestamp};
+use proctor_subunit::{Event, EventRef, Status, Tags, Timestamp};
 
 use crate::runs::{OpenRuns, RunKey, RunKeyRef};
 
@@ -44,8 +45,9 @@ pub struct TestRecord {
     pub start: Option<Timestamp>,
     /// The timestamp of the event that finished it (or the last one seen).
     pub end: Option<Timestamp>,
-    /// The most recent tags given (as testtools keeps them).
-    pub tags: BTreeSet<String>,
+    /// The most recent tags given (as testtools keeps them). Shared between
+    /// records with the same tags, which most streams repeat run after run.
+    pub tags: Arc<BTreeSet<String>>,
     /// Attached files, in the order they started.
     pub attachments: Vec<Attachment>,
 }
@@ -81,17 +83,29 @@ pub struct Running {
 }
 
 /// What is known so far of a run that has not ended.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Partial {
     status: Option<Status>,
     start: Option<Timestamp>,
     end: Option<Timestamp>,
-    tags: BTreeSet<String>,
+    tags: Arc<BTreeSet<String>>,
     files: Vec<(String, Option<String>, BytesMut)>,
 }
 
 impl Partial {
-    fn update(&mut self, event: &EventRef<'_>) {
+    /// A run with nothing known yet; `no_tags` is the shared empty set.
+    fn new(no_tags: Arc<BTreeSet<String>>) -> Partial {
+        Partial {
+            status: None,
+            start: None,
+            end: None,
+            tags: no_tags,
+            files: Vec::new(),
+        }
+    }
+
+    /// Takes an event of this run; tag sets are shared through `tag_sets`.
+    fn update(&mut self, event: &EventRef<'_>, tag_sets: &mut TagSets) {
         if event.status.is_some() {
             self.status = event.status;
         }
@@ -100,7 +114,7 @@ impl Partial {
             self.end = Some(timestamp);
         }
         if !event.tags.is_empty() && !event.tags.same_as(&self.tags) {
-            self.tags = event.tags.to_set();
+            self.tags = tag_sets.get(&event.tags);
         }
         if let Some(file) = &event.file {
             match self.files.iter_mut().find(|(name, ..)| name == file.name) {
@@ -127,7 +141,11 @@ impl Partial {
             start: self.start,
             end: self.end,
             tags: self.tags,
-            attachments: self.files.into_iter().map(Attachment::from).collect(),
+            attachments: if self.files.is_empty() {
+                Vec::new()
+            } else {
+                self.files.into_iter().map(Attachment::from).collect()
+            },
         }
     }
 }
@@ -139,6 +157,33 @@ impl Partial {
 #[derive(Debug, Default)]
 pub struct Aggregator {
     open: OpenRuns<Partial>,
+    tag_sets: TagSets,
+}
+
+/// The tag sets runs had lately, shared by the records that repeat them:
+/// streams tag runs with a few sets over and over (one per worker, say), and
+/// sharing saves building and freeing a set per run.
+#[derive(Debug, Default)]
+struct TagSets {
+    recent: VecDeque<Arc<BTreeSet<String>>>,
+    empty: Arc<BTreeSet<String>>,
+}
+
+impl TagSets {
+    /// How many sets are remembered.
+    const KEPT: usize = 16;
+
+    fn get(&mut self, tags: &Tags<'_>) -> Arc<BTreeSet<String>> {
+        if let Some(set) = self.recent.iter().find(|set| tags.same_as(set)) {
+            return Arc::clone(set);
+        }
+        let set = Arc::new(tags.to_set());
+        if self.recent.len() == Self::KEPT {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(Arc::clone(&set));
+        set
+    }
 }
 
 impl Aggregator {
@@ -159,15 +204,18 @@ impl Aggregator {
         match event.status {
             Some(Status::Exists) => None,
             Some(status) if status.is_final() => {
-                let (key, mut partial) = self
-                    .open
-                    .remove(key)
-                    .unwrap_or_else(|| (RunKey::from(&key), Partial::default()));
-                partial.update(event);
+                let (key, mut partial) = self.open.remove(key).unwrap_or_else(|| {
+                    let partial = Partial::new(Arc::clone(&self.tag_sets.empty));
+                    (RunKey::from(&key), partial)
+                });
+                partial.update(event, &mut self.tag_sets);
                 Some(partial.into_record(key))
             }
             _ => {
-                self.open.entry(key, Partial::default).update(event);
+                let no_tags = &self.tag_sets.empty;
+                self.open
+                    .entry(key, || Partial::new(Arc::clone(no_tags)))
+                    .update(event, &mut self.tag_sets);
                 None
             }
         }
@@ -225,7 +273,7 @@ mod tests {
             .expect("finished");
         assert_eq!(record.status, Some(Status::Fail));
         assert_eq!(record.duration(), Some(Duration::from_secs(3)));
-        assert_eq!(record.tags, BTreeSet::from(["a".to_owned()]));
+        assert_eq!(*record.tags, BTreeSet::from(["a".to_owned()]));
         let traceback = record.attachment("traceback").expect("attached");
         assert_eq!(&traceback.content[..], b"boom");
         assert_eq!(traceback.mime_type.as_deref(), Some("text/plain"));

@@ -1,6 +1,7 @@
 //! Counting what happened in a stream.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proctor_subunit::{Event, EventRef, Status, Timestamp};
@@ -54,6 +55,8 @@ pub struct StatusCounts {
 #[derive(Debug, Default)]
 pub struct Summary {
     aggregator: Aggregator,
+    /// The tag set last merged into `tags`, so repeats are skipped.
+    last_tags: Arc<BTreeSet<String>>,
     /// Test runs seen.
     pub total: usize,
     /// Runs that passed (`success`, `xfail`).
@@ -113,10 +116,13 @@ impl Summary {
             Some(Status::UxSuccess) => counts.uxsuccess += 1,
             Some(Status::InProgress | Status::Exists) | None => counts.incomplete += 1,
         }
-        for tag in &record.tags {
-            if !self.tags.contains(tag) {
-                self.tags.insert(tag.clone());
+        if !Arc::ptr_eq(&record.tags, &self.last_tags) {
+            for tag in record.tags.iter() {
+                if !self.tags.contains(tag) {
+                    self.tags.insert(tag.clone());
+                }
             }
+            self.last_tags = Arc::clone(&record.tags);
         }
         let duration = record.duration();
         let test_id = match Outcome::of(record.status) {

@@ -31,7 +31,7 @@ pub(crate) fn record_events(record: &TestRecord) -> Vec<Event> {
     let about = |status: Status, timestamp| Event {
         route_code: record.route_code.clone(),
         timestamp,
-        tags: record.tags.clone(),
+        tags: (*record.tags).clone(),
         ..Event::test(record.test_id.clone(), status)
     };
     let mut events = vec![about(Status::InProgress, record.start)];
