@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use proctor_subunit::{encode, Event, Status, Timestamp};
-use proctor_testkit::{run_with_stdin, venv_command};
+use proctor_testkit::{run_with_stdin, stestr, venv_command};
 use tempfile::TempDir;
 
 use Status::{Fail, InProgress, Skip, Success, UxSuccess, XFail};
@@ -56,21 +56,6 @@ fn proctor(project: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .write_stdin(stdin.to_vec())
         .output()
         .expect("proctor runs")
-}
-
-/// Runs stestr in `project`. It exits 1 when tests failed, which is what
-/// these tests compare, so only 2 and up (and signals) are errors.
-fn stestr(project: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut command = venv_command("stestr");
-    command.current_dir(project).args(args);
-    let output = run_with_stdin(command, stdin);
-    assert!(
-        output.status.code().is_some_and(|code| code <= 1),
-        "stestr {args:?} failed ({}):\n{}",
-        output.status,
-        text(&output.stderr)
-    );
-    output
 }
 
 fn text(bytes: &[u8]) -> String {

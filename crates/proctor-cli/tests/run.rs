@@ -79,6 +79,15 @@ fn attachment(stream: &[u8], test_id: &str, name: &str) -> String {
         .collect()
 }
 
+/// The pid a test wrote to `path`.
+fn read_pid(path: &Path) -> i32 {
+    fs::read_to_string(path)
+        .expect("the test wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
 fn pid_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -196,11 +205,7 @@ fn a_daemon_started_by_a_test_is_gone_after_it() {
     );
     let output = run(project.path(), &["--executables", "t", "--no-store"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .expect("the daemon wrote its pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = read_pid(&pidfile);
     assert!(!pid_alive(pid), "the daemon {pid} outlived its test");
 }
 
@@ -397,11 +402,7 @@ fn ctrl_c_stops_running_tests_and_stores_an_interrupted_run() {
         assert!(Instant::now() < deadline, "the test never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let sleeper: i32 = fs::read_to_string(&pidfile)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let sleeper = read_pid(&pidfile);
     let proctor_pid = i32::try_from(child.id()).expect("pid fits");
     assert!(StdCommand::new("kill")
         .args(["-INT", &proctor_pid.to_string()])
@@ -480,11 +481,7 @@ fn an_fmf_tree_runs_as_tmt_would() {
     assert_eq!(status_of(stream, "/tests/hog"), Some(Status::Fail));
     assert!(attachment(stream, "/tests/hog", proctor_runner::REASON).contains("memory limit"));
     assert_eq!(status_of(stream, "/tests/daemon"), Some(Status::Success));
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .expect("the daemon wrote its pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = read_pid(&pidfile);
     assert!(!pid_alive(pid), "the daemon {pid} outlived its test");
 }
 

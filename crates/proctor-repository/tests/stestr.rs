@@ -9,7 +9,7 @@ use common::{encoded, project, stream, Ran};
 use proctor_events::Aggregator;
 use proctor_repository::{Repository, RunKind, RunMeta};
 use proctor_subunit::{Event, EventReader, Status};
-use proctor_testkit::{expect_success, run_python_code, run_with_stdin, venv_command};
+use proctor_testkit::{expect_success, run_python_code, stestr};
 
 use Status::{Fail, InProgress, Skip, Success, UxSuccess, XFail};
 
@@ -27,22 +27,6 @@ inserter.startTestRun()
 case.run(inserter)
 inserter.stopTestRun()
 ";
-
-/// Runs stestr in `project`, returning its output. stestr exits 1 when
-/// tests failed, which is what these tests are about, so only 2 and up (and
-/// signals) are errors.
-fn stestr(project: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let mut command = venv_command("stestr");
-    command.current_dir(project).args(args);
-    let output = run_with_stdin(command, stdin);
-    assert!(
-        output.status.code().is_some_and(|code| code <= 1),
-        "stestr {args:?} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 fn stestr_load(project: &Path, kind: RunKind, bytes: &[u8]) {
     match kind {
@@ -145,7 +129,7 @@ fn failing_last_and_slowest_match_stestr() {
         repository
             .load(&bytes[..], RunMeta::of_kind(kind))
             .expect("loads");
-        let theirs = lines(&stestr(dir.path(), &["failing", "--list"], b""));
+        let theirs = lines(&stestr(dir.path(), &["failing", "--list"], b"").stdout);
         let ours = repository.failing().expect("reads");
         assert_eq!(ours, theirs, "failing set after run {number}");
         assert_eq!(ours, expected[number], "failing set after run {number}");
@@ -153,10 +137,10 @@ fn failing_last_and_slowest_match_stestr() {
 
     let mut ours = Vec::new();
     repository.write_failing_stream(&mut ours).expect("writes");
-    let theirs = stestr(dir.path(), &["failing", "--subunit"], b"");
+    let theirs = stestr(dir.path(), &["failing", "--subunit"], b"").stdout;
     assert_eq!(outcomes(&ours), outcomes(&theirs), "failing streams");
 
-    let last = stestr(dir.path(), &["last", "--subunit"], b"");
+    let last = stestr(dir.path(), &["last", "--subunit"], b"").stdout;
     let latest = repository.latest().expect("reads").expect("has runs");
     let ours: Vec<_> = repository
         .records(latest.id)
@@ -167,7 +151,7 @@ fn failing_last_and_slowest_match_stestr() {
     let theirs: Vec<_> = outcomes(&last).into_iter().map(|(id, _)| id).collect();
     assert_eq!(ours, theirs, "last run's tests");
 
-    let table = lines(&stestr(dir.path(), &["slowest", "--all"], b""));
+    let table = lines(&stestr(dir.path(), &["slowest", "--all"], b"").stdout);
     let theirs: Vec<(String, String)> = table
         .iter()
         .skip(2)

@@ -182,6 +182,22 @@ pub fn expect_success(what: &str, output: Output) -> Vec<u8> {
     output.stdout
 }
 
+/// Runs the virtualenv's `stestr` in `project` with `stdin`. stestr exits 1
+/// when tests failed, which callers compare, so only exit statuses above 1
+/// (and signals) fail the test.
+pub fn stestr(project: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut command = venv_command("stestr");
+    command.current_dir(project).args(args);
+    let output = run_with_stdin(command, stdin);
+    assert!(
+        output.status.code().is_some_and(|code| code <= 1),
+        "stestr {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
