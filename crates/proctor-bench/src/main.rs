@@ -6,6 +6,11 @@
 //! in-process decode rate against the `subunit` crate 0.3.1, `proctor subunit
 //! stats` against python-subunit's `subunit-stats` on the same file, and
 //! panics under random mutation against the `subunit` crate.
+//!
+//! `proctor-bench run [--venv DIR] [PART...]` measures `proctor run`: see
+//! [`run`].
+
+mod run;
 
 use std::env;
 use std::fs;
@@ -36,8 +41,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("run") => match run::run_bench(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("proctor-bench run: {error}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: proctor-bench subunit [--venv DIR]");
+            eprintln!(
+                "usage: proctor-bench subunit [--venv DIR]\n       \
+                 proctor-bench run [--venv DIR] [makespan|overhead|python]..."
+            );
             ExitCode::from(2)
         }
     }
@@ -183,11 +198,17 @@ fn median_of(
     runs: usize,
     mut measure: impl FnMut() -> Result<Duration, String>,
 ) -> Result<Duration, String> {
-    let mut times = (0..runs)
+    let times = (0..runs)
         .map(|_| measure())
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(median(times))
+}
+
+/// The middle time (the upper one of an even count); zero when there are
+/// none.
+fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
-    Ok(times[times.len() / 2])
+    times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
 fn report_rate(name: &str, time: Duration, events: u64) {

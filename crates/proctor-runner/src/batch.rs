@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use proctor_events::{Sink, SinkError};
@@ -30,6 +30,16 @@ pub(crate) struct BatchEnd {
     pub(crate) unstarted: Vec<TestCase>,
     /// Whether the process ended abnormally (signal, limit, stop).
     pub(crate) crashed: bool,
+    /// What the process cost beyond its tests, when it reported any.
+    pub(crate) cost: Option<ProcessCost>,
+}
+
+/// What a test process costs: its start-up (until its first test began)
+/// and the mean time of the tests it ran.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProcessCost {
+    pub(crate) startup: Duration,
+    pub(crate) per_test: Duration,
 }
 
 /// Starts the batch's process. On failure every test is failed with the
@@ -81,6 +91,7 @@ pub(crate) fn finish(
     route: &str,
     emit: &mut dyn FnMut(Event),
 ) -> BatchEnd {
+    let began = Instant::now();
     let mut tracker = Tracker::default();
     let mut output = Output::new(invocation.protocol, &batch);
     let mut send = |mut event: Event| {
@@ -98,7 +109,10 @@ pub(crate) fn finish(
         Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
         Err(error) => (true, format!("supervision failed: {error}")),
     };
-    account(batch, &tracker, crashed, &why, emit, route)
+    let cost = tracker.cost(began);
+    let mut end = account(batch, &tracker, crashed, &why, emit, route);
+    end.cost = cost;
+    end
 }
 
 /// Fails the tests that started and did not finish, and returns the ones
@@ -136,7 +150,11 @@ fn account(
         event.prefix_route(route);
         emit(event);
     }
-    BatchEnd { unstarted, crashed }
+    BatchEnd {
+        unstarted,
+        crashed,
+        cost: None,
+    }
 }
 
 fn abnormal(outcome: &Outcome) -> bool {
@@ -178,11 +196,13 @@ fn fail_all(batch: &[TestCase], reason: &str, route: &str, emit: &mut dyn FnMut(
     }
 }
 
-/// Which tests the process's own events started and finished.
+/// Which tests the process's own events started and finished, and when
+/// the first one began.
 #[derive(Default)]
 struct Tracker {
     started: HashSet<String>,
     finished: HashSet<String>,
+    first_test_at: Option<Instant>,
 }
 
 impl Tracker {
@@ -190,6 +210,7 @@ impl Tracker {
         let (Some(test_id), Some(status)) = (&event.test_id, event.status) else {
             return;
         };
+        self.first_test_at.get_or_insert_with(Instant::now);
         match status {
             Status::Exists => {}
             Status::InProgress => {
@@ -199,6 +220,18 @@ impl Tracker {
                 self.finished.insert(test_id.clone());
             }
         }
+    }
+}
+
+impl Tracker {
+    /// The process's cost, from when it was started (`began`) to now.
+    fn cost(&self, began: Instant) -> Option<ProcessCost> {
+        let first = self.first_test_at?;
+        let tests = u32::try_from(self.finished.len()).ok().filter(|n| *n > 0)?;
+        Some(ProcessCost {
+            startup: first.saturating_duration_since(began),
+            per_test: Instant::now().saturating_duration_since(first) / tests,
+        })
     }
 }
 

@@ -31,7 +31,7 @@ use proctor_supervisor::{StopHandle, Supervisor};
 pub use batch::REASON;
 pub use schedule::expected_duration;
 
-use crate::batch::{BatchEnd, Launch};
+use crate::batch::{BatchEnd, Launch, ProcessCost};
 use crate::schedule::{order, Queue};
 
 /// How often the caller's progress callback runs while tests run.
@@ -138,6 +138,8 @@ pub struct Runner<'a> {
     supervisor: &'a Supervisor,
     config: RunConfig,
     stopper: Stopper,
+    /// What each suite's processes cost, as measured so far.
+    costs: Mutex<HashMap<usize, ProcessCost>>,
 }
 
 impl<'a> Runner<'a> {
@@ -148,6 +150,7 @@ impl<'a> Runner<'a> {
             supervisor,
             config,
             stopper: Stopper::default(),
+            costs: Mutex::default(),
         }
     }
 
@@ -269,11 +272,15 @@ impl<'a> Runner<'a> {
             if self.stopper.is_stopped() {
                 return;
             }
-            let batch = lock(queue).next_batch(|suite| {
-                suites
-                    .get(suite)
-                    .map_or(proctor_sources::Batching::OnePerProcess, |s| s.batching())
-            });
+            let costs = lock(&self.costs).clone();
+            let batch = lock(queue).next_batch(
+                |suite| {
+                    suites
+                        .get(suite)
+                        .map_or(proctor_sources::Batching::OnePerProcess, |s| s.batching())
+                },
+                |suite| costs.get(&suite).map_or(1, min_batch_size),
+            );
             let Some(suite) = batch.first().and_then(|test| suites.get(test.suite)) else {
                 return;
             };
@@ -288,8 +295,12 @@ impl<'a> Runner<'a> {
                 continue;
             };
             self.stopper.register(worker, running.stop_handle());
+            let suite_index = suite.index();
             let end = batch::finish(running, &invocation, batch, &route, emit);
             self.stopper.unregister(worker);
+            if let Some(cost) = end.cost {
+                remember_cost(&mut lock(&self.costs), suite_index, cost);
+            }
             self.requeue(end, queue, requeued, &route, emit);
         }
     }
@@ -323,6 +334,30 @@ impl<'a> Runner<'a> {
         debug_assert!(end.crashed || again.is_empty());
         lock(queue).requeue(again);
     }
+}
+
+/// A batch should take at least this many times its process's start-up, so
+/// start-up stays a small share of the run: guided self-scheduling alone
+/// hands out ever smaller batches, and for a Python suite of quick tests each
+/// of those paid ~0.3 s of interpreter start and imports for milliseconds of
+/// tests (BENCHMARKS.md, the stestr comparison).
+const STARTUP_SHARE: u32 = 10;
+
+/// The fewest tests a batch of a suite with this cost should hold.
+fn min_batch_size(cost: &ProcessCost) -> usize {
+    let wanted = cost.startup * STARTUP_SHARE;
+    let per_test = cost.per_test.max(Duration::from_micros(1));
+    usize::try_from(wanted.as_nanos().div_ceil(per_test.as_nanos()))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// Keeps the latest measurement of a suite's process cost, its start-up
+/// never below the worst seen (a loaded machine makes it vary).
+fn remember_cost(costs: &mut HashMap<usize, ProcessCost>, suite: usize, cost: ProcessCost) {
+    let entry = costs.entry(suite).or_insert(cost);
+    entry.startup = entry.startup.max(cost.startup);
+    entry.per_test = cost.per_test;
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -428,5 +463,27 @@ impl Tally {
             failed,
             flaky,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_outweigh_start_up() {
+        let cost = |startup_ms, per_test_us| ProcessCost {
+            startup: Duration::from_millis(startup_ms),
+            per_test: Duration::from_micros(per_test_us),
+        };
+        // 300 ms to start, 1 ms a test: 10 × 300 ms of tests.
+        assert_eq!(min_batch_size(&cost(300, 1000)), 3000);
+        // Slow tests need no padding.
+        assert_eq!(min_batch_size(&cost(300, 10_000_000)), 1);
+        let mut costs = HashMap::new();
+        remember_cost(&mut costs, 0, cost(300, 5));
+        remember_cost(&mut costs, 0, cost(100, 7));
+        assert_eq!(costs[&0].startup, Duration::from_millis(300));
+        assert_eq!(costs[&0].per_test, Duration::from_micros(7));
     }
 }

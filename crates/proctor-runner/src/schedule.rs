@@ -130,8 +130,13 @@ impl Queue {
     }
 
     /// The next batch: the head unit, plus, for a batching suite, further
-    /// units of the same suite up to the guided self-scheduling size.
-    pub(crate) fn next_batch(&mut self, batching: impl Fn(usize) -> Batching) -> Vec<TestCase> {
+    /// units of the same suite up to the guided self-scheduling size, or up
+    /// to `min_size(suite)` tests when that is larger.
+    pub(crate) fn next_batch(
+        &mut self,
+        batching: impl Fn(usize) -> Batching,
+        min_size: impl Fn(usize) -> usize,
+    ) -> Vec<TestCase> {
         let Some(first) = self.units.pop_front() else {
             return Vec::new();
         };
@@ -141,7 +146,7 @@ impl Queue {
             return batch;
         }
         let remaining = self.remaining_in(suite) + batch.len();
-        let size = remaining.div_ceil(2 * self.workers).max(1);
+        let size = remaining.div_ceil(2 * self.workers).max(min_size(suite));
         while batch.len() < size {
             let Some(position) = self.units.iter().position(|unit| unit.suite() == suite) else {
                 break;
@@ -225,7 +230,7 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         let mut sizes = Vec::new();
         loop {
-            let batch = queue.next_batch(|_| Batching::Batches);
+            let batch = queue.next_batch(|_| Batching::Batches, |_| 1);
             if batch.is_empty() {
                 break;
             }
@@ -238,6 +243,18 @@ mod tests {
     }
 
     #[test]
+    fn a_minimum_size_keeps_costly_processes_few() {
+        let units = order(
+            (0..100).map(|i| test(&format!("t{i}"), None)).collect(),
+            &HashMap::new(),
+            |_| true,
+        );
+        let mut queue = Queue::new(units, 4);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 60);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 40);
+    }
+
+    #[test]
     fn one_per_process_suites_take_one_unit() {
         let units = order(
             vec![test("a", None), test("b", None)],
@@ -245,9 +262,12 @@ mod tests {
             |_| true,
         );
         let mut queue = Queue::new(units, 1);
-        assert_eq!(queue.next_batch(|_| Batching::OnePerProcess).len(), 1);
+        assert_eq!(
+            queue.next_batch(|_| Batching::OnePerProcess, |_| 1).len(),
+            1
+        );
         queue.requeue(vec![test("c", None)]);
-        assert_eq!(queue.next_batch(|_| Batching::Batches)[0].id, "c");
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1)[0].id, "c");
     }
 
     #[test]
@@ -258,7 +278,7 @@ mod tests {
             test("h.1", Some("h")),
             test("g.2", Some("g")),
         ]);
-        let first = queue.next_batch(|_| Batching::OnePerProcess);
+        let first = queue.next_batch(|_| Batching::OnePerProcess, |_| 1);
         let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["g.1", "g.2"]);
     }

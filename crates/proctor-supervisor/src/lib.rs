@@ -4,7 +4,7 @@
 //!
 //! A [`Supervisor`] makes this process a child subreaper, so that processes escaping with
 //! `setsid` or a double fork are re-parented here instead of to init. Each command it
-//! [spawns](Supervisor::spawn) runs in its own process group (and its own memory cgroup where
+//! [spawns](Supervisor::spawn) runs in its own process group (and, when it has a memory limit, in its own memory cgroup where
 //! one is usable), with stdout and stderr captured as timestamped [`Chunk`]s delivered as soon
 //! as they are read. A monitor thread per command enforces its [`Limits`] (time, no output,
 //! memory), carries out [`StopHandle::stop`] requests, and when the command ends, normally or

@@ -39,8 +39,6 @@ enum StopReason {
 /// How memory is watched for this command.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum MemoryWatch {
-    /// Not at all: no limit, and the cgroup keeps the peak.
-    None,
     /// Through the cgroup's OOM-kill counter, every interval (the kernel enforces the limit).
     CgroupOomKills(Duration),
     /// By summing resident memory over the tree every interval, against an optional limit.
@@ -85,7 +83,6 @@ impl Monitor {
     pub(crate) fn new(setup: MonitorSetup, stdout: OwnedFd, stderr: OwnedFd) -> Self {
         let started = setup.started;
         let next_sample = match setup.memory_watch {
-            MemoryWatch::None => None,
             MemoryWatch::CgroupOomKills(every) | MemoryWatch::Rss(every) => Some(started + every),
         };
         Monitor {
@@ -310,7 +307,6 @@ impl Monitor {
     /// Takes a memory sample and schedules the next; says whether the tree is over its limit.
     fn memory_over_limit(&mut self, now: Instant) -> bool {
         match self.setup.memory_watch {
-            MemoryWatch::None => false,
             MemoryWatch::CgroupOomKills(every) => {
                 self.next_sample = Some(now + every);
                 self.cgroup_oom_killed()

@@ -94,7 +94,19 @@ fn a_daemon_that_clears_its_environment_is_found_through_the_cgroup() {
         eprintln!("SKIPPED LOUDLY: no writable memory cgroup here, so a daemon without the token cannot be found");
         return;
     }
-    let (outcome, daemon) = run_daemon_starter(&supervisor, "exit 0", "env -i");
+    // Only commands with a memory limit get a cgroup of their own.
+    let starter = DaemonStarter::new("exit 0", "env -i");
+    let running = supervisor
+        .spawn(
+            starter
+                .spec
+                .clone()
+                .time_limit(Duration::from_secs(2))
+                .memory_limit(1 << 30),
+        )
+        .unwrap();
+    let daemon = starter.start(&running);
+    let (outcome, _) = finish(running);
     assert_eq!(outcome.exit, Exit::Code(0));
     assert!(
         gone(daemon, "sleep"),
