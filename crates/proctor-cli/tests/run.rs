@@ -486,6 +486,79 @@ fn an_fmf_tree_runs_as_tmt_would() {
 }
 
 #[test]
+fn filters_pick_the_tests_and_make_the_run_partial() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    for name in ["api_a.sh", "api_b.sh", "ui_a.sh", "ui_b.sh", "db.sh"] {
+        script(&tests, name, "exit 0");
+    }
+    fs::write(project.path().join("include"), "ui_a.sh\nui_b.sh\ndb.sh\n").expect("list");
+    fs::write(project.path().join("exclude"), "ui_b.sh\n").expect("list");
+    let ran = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--executables", "t", "--subunit"];
+        all.extend_from_slice(args);
+        let output = run(project.path(), &all);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let mut ids: Vec<String> = statuses(&output.stdout)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ran(&["^api"]), ["api_a.sh", "api_b.sh"]);
+    assert_eq!(ran(&["_a", "--exclude", "^ui"]), ["api_a.sh"]);
+    assert_eq!(
+        ran(&["--include-list", "include", "--exclude-list", "exclude"]),
+        ["db.sh", "ui_a.sh"]
+    );
+    let meta = fs::read_to_string(project.path().join(".proctor/runs/0.json")).expect("stored");
+    assert!(meta.contains("artial"), "{meta}");
+}
+
+#[test]
+fn until_failure_repeats_until_a_test_fails() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let counter = project.path().join("count");
+    script(
+        &tests,
+        "third_time.sh",
+        &format!(
+            "n=$(cat {0} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {0}; [ $n -lt 3 ]",
+            counter.display()
+        ),
+    );
+    let output = run(project.path(), &["--executables", "t", "--until-failure"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(fs::read_to_string(&counter).expect("counted").trim(), "3");
+    assert!(project.path().join(".proctor/runs/2.subunit").exists());
+    assert!(!project.path().join(".proctor/runs/3.subunit").exists());
+}
+
+#[test]
+fn a_tap_suite_reports_each_test() {
+    let project = TempDir::new().expect("tempdir");
+    fs::write(
+        project.path().join("proctor.toml"),
+        r#"
+[[suite]]
+name = "tap"
+list = "printf 'one\ntwo\nthree\n'"
+run = '''n=0; echo "TAP version 13"; for id in $IDLIST; do n=$((n+1)); if [ $id = two ]; then echo "not ok $n - $id"; else echo "ok $n - $id"; fi; done'''
+protocol = "tap"
+"#,
+    )
+    .expect("writes proctor.toml");
+    let output = run(project.path(), &["--subunit", "-j", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let results = statuses(&output.stdout);
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results.contains(&("one".to_owned(), Status::Success)));
+    assert!(results.contains(&("two".to_owned(), Status::Fail)));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let project = TempDir::new().expect("tempdir");
     let output = run(project.path(), &["--no-store"]);

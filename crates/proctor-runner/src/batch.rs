@@ -244,6 +244,8 @@ enum Output {
     Tap {
         parser: TapParser,
         line: Vec<u8>,
+        /// The batch's test ids, which TAP descriptions are matched to.
+        ids: HashSet<String>,
     },
     /// One test, whose result is the exit status.
     ExitStatus {
@@ -263,6 +265,7 @@ impl Output {
             Protocol::Tap => Output::Tap {
                 parser: TapParser::new().with_system_clock(),
                 line: Vec::new(),
+                ids: batch.iter().map(|test| test.id.clone()).collect(),
             },
             Protocol::ExitStatus(mapping) => Output::ExitStatus {
                 test_id: batch.first().map(|t| t.id.clone()).unwrap_or_default(),
@@ -296,11 +299,11 @@ impl Output {
                 buffer.extend_from_slice(&chunk.data);
                 decode_available(buffer, decoder, false, emit);
             }
-            (Output::Tap { parser, line }, Stream::Stdout) => {
+            (Output::Tap { parser, line, ids }, Stream::Stdout) => {
                 line.extend_from_slice(&chunk.data);
                 while let Some(end) = line.iter().position(|&b| b == b'\n') {
                     let text: Vec<u8> = line.drain(..=end).collect();
-                    feed_tap_line(parser, &text, emit);
+                    feed_tap_line(parser, &text, ids, emit);
                 }
             }
         }
@@ -309,12 +312,12 @@ impl Output {
     fn end(&mut self, outcome: Option<&Outcome>, emit: &mut dyn FnMut(Event)) {
         match self {
             Output::Subunit { buffer, decoder } => decode_available(buffer, decoder, true, emit),
-            Output::Tap { parser, line } => {
+            Output::Tap { parser, line, ids } => {
                 if !line.is_empty() {
                     let rest = std::mem::take(line);
-                    feed_tap_line(parser, &rest, emit);
+                    feed_tap_line(parser, &rest, ids, emit);
                 }
-                let mut sink = EmitSink(emit);
+                let mut sink = EmitSink { emit, ids };
                 if let Err(error) = parser.finish(&mut sink) {
                     emit(Event::text(None, "stderr", &format!("TAP: {error}\n")));
                 }
@@ -379,9 +382,14 @@ fn decode_available(
     }
 }
 
-fn feed_tap_line(parser: &mut TapParser, line: &[u8], emit: &mut dyn FnMut(Event)) {
+fn feed_tap_line(
+    parser: &mut TapParser,
+    line: &[u8],
+    ids: &HashSet<String>,
+    emit: &mut dyn FnMut(Event),
+) {
     let text = String::from_utf8_lossy(line);
-    let mut sink = EmitSink(emit);
+    let mut sink = EmitSink { emit, ids };
     if let Err(error) = parser.line(&text, &mut sink) {
         emit(Event::text(None, "stderr", &format!("TAP: {error}\n")));
     }
@@ -391,12 +399,37 @@ fn timestamp(at: SystemTime) -> Timestamp {
     Timestamp::from_system_time(at)
 }
 
-/// Lets a closure stand where the TAP parser wants a sink.
-struct EmitSink<'a>(&'a mut dyn FnMut(Event));
+/// Lets a closure stand where the TAP parser wants a sink, giving each
+/// result the id of the test it reports on.
+struct EmitSink<'a> {
+    emit: &'a mut dyn FnMut(Event),
+    ids: &'a HashSet<String>,
+}
 
 impl Sink for EmitSink<'_> {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
-        (self.0)(event.clone());
+        let mut event = event.clone();
+        if let Some(id) = event
+            .test_id
+            .as_deref()
+            .and_then(|id| listed_id(id, self.ids))
+        {
+            event.test_id = Some(id.to_owned());
+        }
+        (self.emit)(event);
         Ok(())
     }
+}
+
+/// The batch's test id a TAP result names: the parser calls results
+/// `test N - description` (as python-subunit's tap2subunit does), and a
+/// suite's test prints its id as the description.
+fn listed_id<'a>(tap_id: &str, ids: &'a HashSet<String>) -> Option<&'a String> {
+    let numbered = tap_id.strip_prefix("test ")?;
+    let description = numbered.trim_start_matches(|c: char| c.is_ascii_digit());
+    let description = description
+        .strip_prefix(" - ")
+        .unwrap_or(description)
+        .trim();
+    ids.get(description)
 }
