@@ -242,7 +242,7 @@ enum Output {
         decoder: Decoder,
     },
     Tap {
-        parser: TapParser,
+        parser: Box<TapParser>,
         line: Vec<u8>,
         /// The batch's test ids, which TAP descriptions are matched to.
         ids: HashSet<String>,
@@ -263,7 +263,7 @@ impl Output {
                 decoder: Decoder::new(),
             },
             Protocol::Tap => Output::Tap {
-                parser: TapParser::new().with_system_clock(),
+                parser: Box::new(TapParser::new().with_system_clock()),
                 line: Vec::new(),
                 ids: batch.iter().map(|test| test.id.clone()).collect(),
             },
