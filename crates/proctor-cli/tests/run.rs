@@ -559,6 +559,39 @@ protocol = "tap"
 }
 
 #[test]
+fn concurrent_runs_in_one_project_are_both_stored() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    for i in 0..4 {
+        script(&tests, &format!("t{i}.sh"), "sleep 0.2");
+    }
+    let binary = assert_cmd::cargo::cargo_bin("proctor");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            StdCommand::new(&binary)
+                .current_dir(project.path())
+                .args(["run", "--executables", "t", "--subunit"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("starts proctor")
+        })
+        .collect();
+    for mut child in children {
+        assert_eq!(child.wait().expect("exits").code(), Some(0));
+    }
+    let history = proctor(project.path())
+        .arg("history")
+        .output()
+        .expect("lists runs");
+    let listing = String::from_utf8_lossy(&history.stdout).into_owned();
+    for id in 0..3 {
+        let stream = fs::read(project.path().join(format!(".proctor/runs/{id}.subunit")))
+            .unwrap_or_else(|error| panic!("run {id}: {error}\n{listing}"));
+        assert_eq!(statuses(&stream).len(), 4, "run {id}");
+    }
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let project = TempDir::new().expect("tempdir");
     let output = run(project.path(), &["--no-store"]);
