@@ -1,1 +1,177 @@
-//! The lab service's storage: a Store trait over queues, agents, jobs, phases, log chunks, per-test results, artifacts, recipes and tokens, with the SQLite implementation and its migrations.
+//! The lab service's storage: queues, agents, jobs, phases, log chunks, per-test results, artifacts, recipes and
+//! tokens, behind the [`Store`] trait, with [`SqliteStore`] (an embedded SQLite file in WAL mode, migrated on open)
+//! as the first implementation.
+//!
+//! The trait is shaped so that a PostgreSQL implementation, with several servers sharing one database, drops in:
+//! every operation is one transaction against the database and no state lives in the process, the claim is one
+//! `UPDATE … WHERE id = (SELECT … ORDER BY priority DESC, created_at ASC LIMIT 1) RETURNING …` statement, and the
+//! current time is always a parameter (so the callers, and the tests, own the clock). Methods are synchronous; an
+//! async server calls them through `spawn_blocking`.
+//!
+//! Byte streams (a job's log and its subunit results) are appended idempotently by offset: resending bytes the store
+//! already holds changes nothing, a chunk overlapping the end stores only its new tail, and a chunk past the end is
+//! refused with [`StoreError::StreamGap`] naming the offset to resend from.
+//!
+//! ```
+//! use std::time::Duration;
+//! use proctor_store::{AgentRegistration, NewJob, SqliteStore, Store};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path())?;
+//! let now = jiff::Timestamp::now();
+//! store.register_agent(&AgentRegistration { id: "a1".into(), queues: vec!["local".into()], images: vec![] }, now)?;
+//! let job = store.submit_job(&NewJob {
+//!     queue: "local".into(), name: None, priority: 0, definition: serde_json::json!({"job_queue": "local"}),
+//!     max_attempts: 1, submitter: None, held: false,
+//! }, now)?;
+//! let claimed = store.claim_job("a1", &["local".into()], now, Duration::from_secs(20))?;
+//! assert_eq!(claimed.map(|job| job.id), Some(job.id));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod model;
+mod secret;
+mod sqlite;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+pub use error::StoreError;
+pub use model::{
+    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
+    ReapedJob, Recipe, Role, StreamChunk, StreamKind, TestResult, Token, UnknownName,
+};
+pub use sqlite::{SqliteStore, DATABASE_FILE};
+
+/// Shorthand for the store's results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The lab service's storage. Every method is one atomic operation; implementations are shared between threads.
+pub trait Store: Send + Sync {
+    // Queues and agents.
+
+    /// Every queue that jobs or agents have named, by name.
+    fn queues(&self) -> Result<Vec<QueueInfo>>;
+    /// One queue, or `None` if nothing ever named it.
+    fn queue(&self, name: &str) -> Result<Option<QueueInfo>>;
+    /// Records an agent and the queues it serves (marking them served), or updates it; it becomes `idle`, or `busy`
+    /// if it still holds running jobs. An agent in maintenance stays in maintenance.
+    fn register_agent(&self, agent: &AgentRegistration, now: Timestamp) -> Result<Agent>;
+    /// Sets an agent's state (an operator's `maintenance`, or back to `idle`).
+    fn set_agent_state(&self, agent_id: &str, state: AgentState) -> Result<()>;
+    /// Every agent, by id.
+    fn agents(&self) -> Result<Vec<Agent>>;
+    /// Marks agents not heard from since `silent_since` offline; returns their ids.
+    fn mark_silent_agents_offline(&self, silent_since: Timestamp) -> Result<Vec<String>>;
+
+    // Jobs.
+
+    /// Stores a new `queued` job (creating its queue if new) and returns it with its id.
+    fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job>;
+    /// Makes a held job claimable (its attachments are stored).
+    fn release_job(&self, job_id: &str) -> Result<()>;
+    /// One job.
+    fn job(&self, job_id: &str) -> Result<Job>;
+    /// Jobs matching the filter, newest first.
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// Atomically claims the highest-priority, then oldest, claimable queued job on one of `queues` for the agent:
+    /// it becomes `running` with a lease until `now + lease`. `None` when nothing waits or the agent is in
+    /// maintenance. The agent must be registered.
+    fn claim_job(
+        &self,
+        agent_id: &str,
+        queues: &[String],
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Job>>;
+    /// Records that the agent is alive and renews the leases of its running jobs until `now + lease`; says which
+    /// of them a user asked to cancel.
+    fn heartbeat(&self, agent_id: &str, now: Timestamp, lease: Duration) -> Result<HeartbeatReply>;
+    /// Handles running jobs whose lease lapsed before `now`: back to `queued` while attempts remain, otherwise
+    /// `error` ("agent lost"); `cancelled` if a cancel was pending.
+    fn reap_expired_leases(&self, now: Timestamp) -> Result<Vec<ReapedJob>>;
+    /// Cancels a queued job at once, or flags a running one for its agent. Who may cancel is the caller's check.
+    fn request_cancel(&self, job_id: &str, now: Timestamp) -> Result<CancelOutcome>;
+    /// Ends a running job with its result and reason. With `agent_id`, only that agent's claim may end it (a
+    /// lost agent cannot end a job that moved on); without, the server ends it.
+    fn finish_job(
+        &self,
+        job_id: &str,
+        agent_id: Option<&str>,
+        state: FinalState,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Job>;
+
+    // Phases.
+
+    /// Records that a phase of the job started (again, if it is restarted).
+    fn start_phase(&self, job_id: &str, phase: &str, now: Timestamp) -> Result<()>;
+    /// Records a phase's end and exit status.
+    fn end_phase(&self, job_id: &str, phase: &str, exit_status: i32, now: Timestamp) -> Result<()>;
+    /// The job's phases in the order they started.
+    fn phases(&self, job_id: &str) -> Result<Vec<PhaseRecord>>;
+
+    // Byte streams: the log and the subunit results.
+
+    /// Appends `bytes` at `offset` to one of the job's streams, idempotently, and returns the acknowledged end
+    /// offset: bytes already stored are skipped, and an `offset` past the end is a [`StoreError::StreamGap`].
+    /// `phase` tags log chunks.
+    fn append_stream(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        offset: u64,
+        phase: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<u64>;
+    /// The acknowledged end offset of a stream (0 when empty).
+    fn stream_end(&self, job_id: &str, stream: StreamKind) -> Result<u64>;
+    /// The stored chunks of a stream that end after `from`, in order, optionally only one phase's. The first chunk
+    /// may start before `from`.
+    fn read_stream(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        from: u64,
+        phase: Option<&str>,
+    ) -> Result<Vec<StreamChunk>>;
+
+    // Results, artifacts.
+
+    /// Stores per-test results; a test already recorded for the job is replaced (re-parsing a stream is harmless).
+    fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()>;
+    /// The job's per-test results, by test id.
+    fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>>;
+    /// Stores (or replaces) an artifact of the job.
+    fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()>;
+    /// The job's artifacts, by name.
+    fn artifacts(&self, job_id: &str) -> Result<Vec<Artifact>>;
+
+    // Recipes.
+
+    /// Stores a recipe, replacing one of the same name.
+    fn put_recipe(&self, recipe: &Recipe, now: Timestamp) -> Result<()>;
+    /// One recipe.
+    fn recipe(&self, name: &str) -> Result<Recipe>;
+    /// Every recipe, by name.
+    fn recipes(&self) -> Result<Vec<Recipe>>;
+    /// Removes a recipe.
+    fn remove_recipe(&self, name: &str) -> Result<()>;
+
+    // Tokens.
+
+    /// Makes a token with a fresh random secret; only its hash is stored.
+    fn create_token(&self, role: Role, queues: &[String], now: Timestamp) -> Result<IssuedToken>;
+    /// The token a bearer secret belongs to, or `None` for an unknown (forged, revoked) secret.
+    fn verify_token(&self, secret: &str) -> Result<Option<Token>>;
+    /// Whether any token exists (without any, a loopback server runs open).
+    fn has_tokens(&self) -> Result<bool>;
+    /// Every token, by creation time.
+    fn tokens(&self) -> Result<Vec<Token>>;
+    /// Deletes a token; its secret stops working.
+    fn revoke_token(&self, token_id: &str) -> Result<()>;
+}

@@ -1,0 +1,149 @@
+//! The store's error type.
+
+use std::path::PathBuf;
+
+use crate::model::{JobState, StreamKind};
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}")]
+    CreateDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened or set up.
+    #[error("cannot open the database {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A schema migration failed; the database keeps the schema it had before it.
+    #[error("schema migration {version} ({name}) failed")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer Proctor.
+    #[error("the database has schema version {found}, newer than the {known} this Proctor knows; upgrade Proctor")]
+    SchemaTooNew {
+        /// The version in the database.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A database operation failed.
+    #[error("database error while {doing}")]
+    Database {
+        /// The operation, e.g. "claiming a job".
+        doing: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A value to store could not be encoded.
+    #[error("cannot encode {what} for storage")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A number is too large for the database's 64-bit signed integers.
+    #[error("{what} {value} is too large to store")]
+    OutOfRange {
+        /// What the number is.
+        what: &'static str,
+        /// The number.
+        value: u64,
+    },
+    /// A job must be allowed at least one attempt.
+    #[error("max_attempts must be at least 1")]
+    NoAttempts,
+    /// The operating system gave no randomness for a token secret.
+    #[error("cannot get random bytes for a token secret: {0}")]
+    Randomness(getrandom::Error),
+    /// No job has this id.
+    #[error("no job with id {0}")]
+    JobNotFound(String),
+    /// No agent has this id.
+    #[error("no agent with id {0}; it must register first")]
+    AgentNotFound(String),
+    /// No recipe has this name.
+    #[error("no recipe named {0}")]
+    RecipeNotFound(String),
+    /// No token has this id.
+    #[error("no token with id {0}")]
+    TokenNotFound(String),
+    /// The job has no artifact of this name.
+    #[error("job {job} has no artifact named {name}")]
+    ArtifactNotFound {
+        /// The job.
+        job: String,
+        /// The artifact name.
+        name: String,
+    },
+    /// The job has no phase of this name.
+    #[error("job {job} has no phase {phase}")]
+    PhaseNotFound {
+        /// The job.
+        job: String,
+        /// The phase name.
+        phase: String,
+    },
+    /// The operation needs a running job.
+    #[error("job {job} is {state}, not running")]
+    JobNotRunning {
+        /// The job.
+        job: String,
+        /// Its state.
+        state: JobState,
+    },
+    /// The job is running on another agent (this one's lease lapsed and the job moved on).
+    #[error("job {job} is held by agent {holder}, not by {agent}")]
+    NotJobHolder {
+        /// The job.
+        job: String,
+        /// The agent that holds it.
+        holder: String,
+        /// The agent that asked.
+        agent: String,
+    },
+    /// A chunk would leave a hole in a stream: the uploader must resend from `expected`.
+    #[error("the {stream} stream of job {job} ends at offset {expected}; a chunk at offset {got} would leave a gap")]
+    StreamGap {
+        /// The job.
+        job: String,
+        /// Which stream.
+        stream: StreamKind,
+        /// The offset the next chunk must start at (or before).
+        expected: u64,
+        /// The offset the chunk started at.
+        got: u64,
+    },
+}
+
+/// Attaches what the store was doing to a SQLite error.
+pub(crate) trait During<T> {
+    /// Names the operation that failed.
+    fn during(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> During<T> for Result<T, rusqlite::Error> {
+    fn during(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Database { doing, source })
+    }
+}

@@ -1,0 +1,387 @@
+//! The records the store keeps and the values its operations take.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A stored text value that is not one of an enum's names (only a damaged database holds one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {kind}")]
+pub struct UnknownName {
+    /// What was being parsed, e.g. "job state".
+    pub kind: &'static str,
+    /// The text found.
+    pub value: String,
+}
+
+/// Defines a fieldless enum stored as lowercase text, with `as_str`, `Display` and `FromStr`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The name stored in the database and used in the API.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(value: &str) -> Result<Self, UnknownName> {
+                match value {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(UnknownName { kind: $kind, value: value.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// A job's state (DESIGN.md, "Job states"): queued, running, then one final result.
+    JobState, "job state" {
+        /// Waiting for an agent to claim it.
+        Queued = "queued",
+        /// Claimed by an agent that holds its lease.
+        Running = "running",
+        /// Every phase exited 0 and no test failed.
+        Passed = "passed",
+        /// A phase exited non-zero or a test failed.
+        Failed = "failed",
+        /// The system, not the test, broke (agent lost, bad data found late).
+        Error = "error",
+        /// A limit was hit (global or no-output timeout, memory).
+        Killed = "killed",
+        /// A user cancelled it.
+        Cancelled = "cancelled",
+    }
+);
+
+impl JobState {
+    /// Whether the job has ended (no further state change happens).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+named_enum!(
+    /// The result a job ends with.
+    FinalState, "final job state" {
+        /// See [`JobState::Passed`].
+        Passed = "passed",
+        /// See [`JobState::Failed`].
+        Failed = "failed",
+        /// See [`JobState::Error`].
+        Error = "error",
+        /// See [`JobState::Killed`].
+        Killed = "killed",
+        /// See [`JobState::Cancelled`].
+        Cancelled = "cancelled",
+    }
+);
+
+impl From<FinalState> for JobState {
+    fn from(state: FinalState) -> Self {
+        match state {
+            FinalState::Passed => Self::Passed,
+            FinalState::Failed => Self::Failed,
+            FinalState::Error => Self::Error,
+            FinalState::Killed => Self::Killed,
+            FinalState::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+named_enum!(
+    /// What an agent is doing.
+    AgentState, "agent state" {
+        /// Serving its queues, no job running.
+        Idle = "idle",
+        /// Running a job.
+        Busy = "busy",
+        /// Not heard from within the allowed silence.
+        Offline = "offline",
+        /// Taken out of service by an operator: it claims nothing.
+        Maintenance = "maintenance",
+    }
+);
+
+named_enum!(
+    /// What a bearer token may do.
+    Role, "token role" {
+        /// Everything, including cancelling anyone's job.
+        Admin = "admin",
+        /// Submit jobs and manage their own.
+        User = "user",
+        /// Claim jobs and upload their output, possibly limited to some queues.
+        Agent = "agent",
+    }
+);
+
+named_enum!(
+    /// One of a job's uploaded byte streams.
+    StreamKind, "stream" {
+        /// The job's output, each chunk tagged with the phase that produced it.
+        Log = "log",
+        /// The subunit v2 stream of per-test results.
+        Results = "results",
+    }
+);
+
+/// A job as submitted, before the store gives it an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The queue it targets.
+    pub queue: String,
+    /// A human name, if the job has one.
+    pub name: Option<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// The validated job definition, kept verbatim for the agent.
+    pub definition: serde_json::Value,
+    /// How many times the job may be claimed before a lost agent makes it `error` (at least 1).
+    pub max_attempts: u32,
+    /// Who submitted it (a token id or user name), for cancel rights.
+    pub submitter: Option<String>,
+    /// Keep the job unclaimable until [`Store::release_job`](crate::Store::release_job) (its attachments are
+    /// still being uploaded).
+    pub held: bool,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id (a UUID string).
+    pub id: String,
+    /// The queue it targets.
+    pub queue: String,
+    /// A human name, if any.
+    pub name: Option<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// The job definition as submitted.
+    pub definition: serde_json::Value,
+    /// Its current state.
+    pub state: JobState,
+    /// Why it is in its state (set for final states and requeues).
+    pub reason: Option<String>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// How many claims are allowed.
+    pub max_attempts: u32,
+    /// Who submitted it.
+    pub submitter: Option<String>,
+    /// Whether it waits for its attachments.
+    pub held: bool,
+    /// Whether a user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When the current (or last) attempt was claimed.
+    pub started_at: Option<Timestamp>,
+    /// When it reached its final state.
+    pub ended_at: Option<Timestamp>,
+    /// When the running job's lease lapses unless renewed.
+    pub lease_expires_at: Option<Timestamp>,
+    /// The agent that claimed it.
+    pub agent_id: Option<String>,
+}
+
+/// Which jobs [`Store::list_jobs`](crate::Store::list_jobs) returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// At most this many.
+    pub limit: Option<u32>,
+}
+
+/// What [`Store::request_cancel`](crate::Store::request_cancel) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The job had not started: it is now `cancelled`.
+    Cancelled,
+    /// The job is running: its agent learns of the request at its next heartbeat.
+    Requested,
+    /// The job had already ended in this state: nothing changed.
+    AlreadyEnded {
+        /// Its final state.
+        state: JobState,
+    },
+}
+
+/// What a heartbeat tells the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The agent's running jobs whose leases were renewed. A job the agent runs that is missing here was taken
+    /// from it (its lease lapsed) and must be abandoned.
+    pub renewed: Vec<String>,
+    /// The subset of `renewed` that a user asked to cancel.
+    pub cancel_requested: Vec<String>,
+}
+
+/// A job whose lease lapsed, and what the reaper made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapedJob {
+    /// The job.
+    pub job_id: String,
+    /// The agent that lost it.
+    pub agent_id: Option<String>,
+    /// `queued` (attempts remain), `error` (agent lost) or `cancelled` (a cancel was pending).
+    pub new_state: JobState,
+}
+
+/// An agent announcing itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRegistration {
+    /// Its unique id (Testflinger's `agent_id`).
+    pub id: String,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// The images it can provision.
+    pub images: Vec<String>,
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Its id.
+    pub id: String,
+    /// The queues it serves, sorted.
+    pub queues: Vec<String>,
+    /// Its state.
+    pub state: AgentState,
+    /// When it was last heard from.
+    pub last_heartbeat: Timestamp,
+    /// The images it advertised.
+    pub images: Vec<String>,
+}
+
+/// A queue and what waits on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether any agent has ever served it; a queue none has is probably a typo.
+    pub ever_served: bool,
+    /// Jobs waiting (held ones included).
+    pub queued: u64,
+    /// Jobs running.
+    pub running: u64,
+    /// Agents serving it now that are not offline.
+    pub agents_online: u64,
+}
+
+/// One phase of a job on its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// The phase name (`setup`, `provision`, `test`, …).
+    pub name: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended, once it has.
+    pub ended_at: Option<Timestamp>,
+    /// Its exit status, once it has ended.
+    pub exit_status: Option<i32>,
+}
+
+/// A chunk of a job's byte stream as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamChunk {
+    /// Where the chunk starts in the stream.
+    pub offset: u64,
+    /// The phase that produced it (log chunks).
+    pub phase: Option<String>,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// One test's outcome in a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The test id.
+    pub test_id: String,
+    /// Its subunit status (`success`, `fail`, `skip`, …).
+    pub status: String,
+    /// How long it ran, in microseconds, when known.
+    pub duration_us: Option<u64>,
+}
+
+/// Where an artifact's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactContent {
+    /// A file the server keeps (in its data directory).
+    Path(String),
+    /// The bytes themselves, kept in the database.
+    Blob(Vec<u8>),
+}
+
+/// A file a job produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Its name within the job.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where its bytes are.
+    pub content: ArtifactContent,
+}
+
+/// A named, stored job template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Its name.
+    pub name: String,
+    /// The script (any interpreter, by its `#!` line).
+    pub script: String,
+    /// Options passed as `--key value` unless a start overrides them.
+    pub default_options: BTreeMap<String, String>,
+    /// The queue its jobs go to.
+    pub queue: String,
+}
+
+/// A stored bearer token (its secret is only kept hashed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// Its id, safe to show and log.
+    pub id: String,
+    /// What it may do.
+    pub role: Role,
+    /// The queues it is limited to; empty means all.
+    pub queues: Vec<String>,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+impl Token {
+    /// Whether the token may act on `queue`.
+    pub fn allows_queue(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|allowed| allowed == queue)
+    }
+}
+
+/// A token just made, with the secret shown this once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The stored token.
+    pub token: Token,
+    /// The bearer secret to hand to its user.
+    pub secret: String,
+}

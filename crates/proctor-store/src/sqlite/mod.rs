@@ -1,0 +1,929 @@
+//! The SQLite implementation of [`Store`]: one database file in the data directory, in WAL mode.
+
+mod migrations;
+mod rows;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::During;
+use crate::model::{
+    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
+    ReapedJob, Recipe, Role, StreamChunk, StreamKind, TestResult, Token,
+};
+use crate::{secret, Result, Store, StoreError};
+use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "proctor.sqlite3";
+
+/// How long a statement waits for another connection's write lock (another server process on the same file)
+/// before failing; generous because writes are short.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Store`] in a SQLite database file.
+///
+/// One connection serves the whole process, behind a mutex: SQLite admits one writer at a time anyway, and every
+/// operation is short. Several processes may open the same file; WAL mode and immediate transactions keep them
+/// consistent.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, as the file [`DATABASE_FILE`], and migrates its schema.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Self::open_file(&data_dir.join(DATABASE_FILE))
+    }
+
+    /// Opens (creating if needed) the store in the database file `path` and migrates its schema.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        configure(&connection).map_err(open_error)?;
+        migrations::migrate(&mut connection)?;
+        Ok(Self {
+            path: path.to_owned(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` in one immediate transaction (the write lock taken up front, so concurrent writers wait for each
+    /// other instead of failing to upgrade a read lock) and commits it.
+    fn write<T>(
+        &self,
+        doing: &'static str,
+        work: impl FnOnce(&Transaction) -> Result<T>,
+    ) -> Result<T> {
+        // A panic elsewhere while holding the lock leaves the connection usable: its transaction rolled back when
+        // dropped.
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .during(doing)?;
+        let value = work(&transaction)?;
+        transaction.commit().during(doing)?;
+        Ok(value)
+    }
+
+    /// Runs read-only `work` on the connection.
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        work(&connection)
+    }
+}
+
+/// Sets the connection up: WAL so readers never block the writer, foreign keys enforced.
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    // In WAL mode NORMAL loses no committed transaction when the process dies, only (possibly the last ones) when
+    // the machine does, and spares an fsync per commit.
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")
+}
+
+/// `now + lease` in microseconds, saturating (a lease too long to represent never lapses).
+fn lease_expiry(now: Timestamp, lease: Duration) -> i64 {
+    micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Converts a count or offset to the database's integer type.
+fn to_i64(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+fn job_in(connection: &Connection, job_id: &str) -> Result<Job> {
+    connection
+        .query_row(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+            [job_id],
+            job_row,
+        )
+        .optional()
+        .during("reading a job")?
+        .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
+}
+
+fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
+    let exists: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+            [job_id],
+            |row| row.get(0),
+        )
+        .during("looking up a job")?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::JobNotFound(job_id.to_owned()))
+    }
+}
+
+/// Records a queue name, marking it served when an agent names it.
+fn upsert_queue(connection: &Connection, name: &str, now: Timestamp, served: bool) -> Result<()> {
+    let served_at = served.then(|| micros(now));
+    connection
+        .execute(
+            "INSERT INTO queues (name, created_at, first_served_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET first_served_at = COALESCE(queues.first_served_at, excluded.first_served_at)",
+            params![name, micros(now), served_at],
+        )
+        .during("recording a queue")?;
+    Ok(())
+}
+
+/// Sets an agent `busy` or `idle` by whether it holds running jobs, leaving maintenance alone.
+fn refresh_agent_state(connection: &Connection, agent_id: &str) -> Result<()> {
+    connection
+        .execute(
+            "UPDATE agents SET state = CASE
+                 WHEN state = 'maintenance' THEN state
+                 WHEN EXISTS (SELECT 1 FROM jobs WHERE agent_id = agents.id AND state = 'running') THEN 'busy'
+                 ELSE 'idle' END
+             WHERE id = ?1",
+            [agent_id],
+        )
+        .during("updating an agent's state")?;
+    Ok(())
+}
+
+fn agent_in(connection: &Connection, agent_id: &str) -> Result<Agent> {
+    let agent = connection
+        .query_row(
+            "SELECT id, state, images, last_heartbeat FROM agents WHERE id = ?1",
+            [agent_id],
+            agent_row,
+        )
+        .optional()
+        .during("reading an agent")?
+        .ok_or_else(|| StoreError::AgentNotFound(agent_id.to_owned()))?;
+    let mut queues = queues_served(connection)?;
+    Ok(Agent {
+        queues: queues.remove(agent_id).unwrap_or_default(),
+        ..agent
+    })
+}
+
+/// Every agent's queues, sorted, by agent id.
+fn queues_served(connection: &Connection) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut statement = connection
+        .prepare_cached("SELECT agent_id, queue FROM agent_queues ORDER BY agent_id, queue")
+        .during("reading agents' queues")?;
+    let pairs = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .during("reading agents' queues")?;
+    let mut by_agent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in pairs {
+        let (agent, queue) = pair.during("reading agents' queues")?;
+        by_agent.entry(agent).or_default().push(queue);
+    }
+    Ok(by_agent)
+}
+
+/// The end offset of a stream: chunks never overlap, so it is where the last one ends.
+fn stream_end_in(connection: &Connection, job_id: &str, stream: StreamKind) -> Result<u64> {
+    connection
+        .query_row(
+            "SELECT start_offset + length(bytes) FROM stream_chunks
+             WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1",
+            params![job_id, stream.as_str()],
+            |row| row.get::<_, u64>(0),
+        )
+        .optional()
+        .during("reading a stream's end")
+        .map(Option::unwrap_or_default)
+}
+
+/// Decides what becomes of a job whose agent's lease lapsed, and why.
+fn reaped_state(
+    cancel_requested: bool,
+    attempts: u32,
+    max_attempts: u32,
+    agent: &str,
+) -> (JobState, String) {
+    if cancel_requested {
+        (
+            JobState::Cancelled,
+            format!("cancelled; agent {agent} was lost before it confirmed"),
+        )
+    } else if attempts < max_attempts {
+        (
+            JobState::Queued,
+            format!("agent {agent} lost during attempt {attempts} of {max_attempts}; requeued"),
+        )
+    } else {
+        (JobState::Error, format!("agent lost: {agent} stopped renewing its lease (attempt {attempts} of {max_attempts})"))
+    }
+}
+
+impl Store for SqliteStore {
+    fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(QUEUE_QUERY_ALL)
+                .during("listing queues")?;
+            let rows = statement
+                .query_map([], queue_row)
+                .during("listing queues")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("listing queues")
+        })
+    }
+
+    fn queue(&self, name: &str) -> Result<Option<QueueInfo>> {
+        self.read(|connection| {
+            connection
+                .query_row(QUEUE_QUERY_ONE, [name], queue_row)
+                .optional()
+                .during("reading a queue")
+        })
+    }
+
+    fn register_agent(&self, agent: &AgentRegistration, now: Timestamp) -> Result<Agent> {
+        let images = to_json("advertised images", &agent.images)?;
+        self.write("registering an agent", |tx| {
+            tx.execute(
+                "INSERT INTO agents (id, state, images, registered_at, last_heartbeat) VALUES (?1, 'idle', ?2, ?3, ?3)
+                 ON CONFLICT (id) DO UPDATE SET images = excluded.images, last_heartbeat = excluded.last_heartbeat",
+                params![agent.id, images, micros(now)],
+            )
+            .during("registering an agent")?;
+            tx.execute("DELETE FROM agent_queues WHERE agent_id = ?1", [&agent.id]).during("registering an agent")?;
+            for queue in &agent.queues {
+                upsert_queue(tx, queue, now, true)?;
+                tx.execute(
+                    "INSERT INTO agent_queues (agent_id, queue) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    [&agent.id, queue],
+                )
+                .during("registering an agent")?;
+            }
+            refresh_agent_state(tx, &agent.id)?;
+            agent_in(tx, &agent.id)
+        })
+    }
+
+    fn set_agent_state(&self, agent_id: &str, state: AgentState) -> Result<()> {
+        self.write("setting an agent's state", |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE agents SET state = ?2 WHERE id = ?1",
+                    [agent_id, state.as_str()],
+                )
+                .during("setting an agent's state")?;
+            if changed == 0 {
+                return Err(StoreError::AgentNotFound(agent_id.to_owned()));
+            }
+            // Back in service means idle or busy, whichever is true.
+            if matches!(state, AgentState::Idle | AgentState::Busy) {
+                refresh_agent_state(tx, agent_id)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn agents(&self) -> Result<Vec<Agent>> {
+        self.read(|connection| {
+            let mut queues = queues_served(connection)?;
+            let mut statement = connection
+                .prepare_cached("SELECT id, state, images, last_heartbeat FROM agents ORDER BY id")
+                .during("listing agents")?;
+            let rows = statement
+                .query_map([], agent_row)
+                .during("listing agents")?;
+            rows.map(|row| {
+                let agent = row.during("listing agents")?;
+                Ok(Agent {
+                    queues: queues.remove(&agent.id).unwrap_or_default(),
+                    ..agent
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn mark_silent_agents_offline(&self, silent_since: Timestamp) -> Result<Vec<String>> {
+        self.write("marking silent agents offline", |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "UPDATE agents SET state = 'offline'
+                     WHERE last_heartbeat < ?1 AND state IN ('idle', 'busy') RETURNING id",
+                )
+                .during("marking silent agents offline")?;
+            let ids = statement
+                .query_map([micros(silent_since)], |row| row.get(0))
+                .during("marking agents offline")?;
+            ids.collect::<rusqlite::Result<_>>()
+                .during("marking silent agents offline")
+        })
+    }
+
+    fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job> {
+        if job.max_attempts == 0 {
+            return Err(StoreError::NoAttempts);
+        }
+        let definition = to_json("job definition", &job.definition)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.write("submitting a job", |tx| {
+            upsert_queue(tx, &job.queue, now, false)?;
+            tx.query_row(
+                &format!(
+                    "INSERT INTO jobs (id, queue, name, priority, definition, state, max_attempts, submitter, held,
+                                       created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9) RETURNING {JOB_COLUMNS}"
+                ),
+                params![
+                    id,
+                    job.queue,
+                    job.name,
+                    job.priority,
+                    definition,
+                    job.max_attempts,
+                    job.submitter,
+                    job.held,
+                    micros(now)
+                ],
+                job_row,
+            )
+            .during("submitting a job")
+        })
+    }
+
+    fn release_job(&self, job_id: &str) -> Result<()> {
+        self.write("releasing a held job", |tx| {
+            let changed = tx
+                .execute("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
+                .during("releasing a job")?;
+            if changed == 0 {
+                return Err(StoreError::JobNotFound(job_id.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    fn job(&self, job_id: &str) -> Result<Job> {
+        self.read(|connection| job_in(connection, job_id))
+    }
+
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let limit = filter.limit.map_or(i64::MAX, i64::from);
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs
+                     WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2)
+                     ORDER BY created_at DESC, seq DESC LIMIT ?3"
+                ))
+                .during("listing jobs")?;
+            let rows = statement
+                .query_map(
+                    params![filter.queue, filter.state.map(JobState::as_str), limit],
+                    job_row,
+                )
+                .during("listing jobs")?;
+            rows.collect::<rusqlite::Result<_>>().during("listing jobs")
+        })
+    }
+
+    fn claim_job(
+        &self,
+        agent_id: &str,
+        queues: &[String],
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Job>> {
+        let queues = to_json("queue list", queues)?;
+        self.write("claiming a job", |tx| {
+            let agent = agent_in(tx, agent_id)?;
+            if agent.state == AgentState::Maintenance {
+                return Ok(None);
+            }
+            // One statement picks and takes the job. The outer `state = 'queued'` re-check is what keeps the
+            // claim exclusive on databases whose subquery may see a row another transaction is taking
+            // (PostgreSQL adds FOR UPDATE SKIP LOCKED to the subquery); SQLite serialises writers anyway.
+            let claimed = tx
+                .query_row(
+                    &format!(
+                        "UPDATE jobs
+                         SET state = 'running', agent_id = ?1, attempts = attempts + 1, started_at = ?2,
+                             lease_expires_at = ?3
+                         WHERE id = (SELECT id FROM jobs
+                                     WHERE state = 'queued' AND held = 0
+                                       AND queue IN (SELECT value FROM json_each(?4))
+                                     ORDER BY priority DESC, created_at ASC, seq ASC LIMIT 1)
+                           AND state = 'queued'
+                         RETURNING {JOB_COLUMNS}"
+                    ),
+                    params![agent_id, micros(now), lease_expiry(now, lease), queues],
+                    job_row,
+                )
+                .optional()
+                .during("claiming a job")?;
+            tx.execute("UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1", params![agent_id, micros(now)])
+                .during("claiming a job")?;
+            refresh_agent_state(tx, agent_id)?;
+            Ok(claimed)
+        })
+    }
+
+    fn heartbeat(&self, agent_id: &str, now: Timestamp, lease: Duration) -> Result<HeartbeatReply> {
+        self.write("recording a heartbeat", |tx| {
+            let known = tx
+                .execute(
+                    "UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1",
+                    params![agent_id, micros(now)],
+                )
+                .during("recording a heartbeat")?;
+            if known == 0 {
+                return Err(StoreError::AgentNotFound(agent_id.to_owned()));
+            }
+            // An agent heard from again is no longer offline.
+            refresh_agent_state(tx, agent_id)?;
+            let mut statement = tx
+                .prepare_cached(
+                    "UPDATE jobs SET lease_expires_at = ?2 WHERE agent_id = ?1 AND state = 'running'
+                     RETURNING id, cancel_requested",
+                )
+                .during("renewing leases")?;
+            let renewed = statement
+                .query_map(params![agent_id, lease_expiry(now, lease)], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+                })
+                .during("renewing leases")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .during("renewing leases")?;
+            let mut reply = HeartbeatReply::default();
+            for (job_id, cancel_requested) in renewed {
+                if cancel_requested {
+                    reply.cancel_requested.push(job_id.clone());
+                }
+                reply.renewed.push(job_id);
+            }
+            reply.renewed.sort();
+            reply.cancel_requested.sort();
+            Ok(reply)
+        })
+    }
+
+    fn reap_expired_leases(&self, now: Timestamp) -> Result<Vec<ReapedJob>> {
+        self.write("reaping lapsed leases", |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT id, agent_id, cancel_requested, attempts, max_attempts FROM jobs
+                     WHERE state = 'running' AND lease_expires_at < ?1 ORDER BY seq",
+                )
+                .during("finding lapsed leases")?;
+            let lapsed = statement
+                .query_map([micros(now)], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, bool>(2)?,
+                        row.get::<_, u32>(3)?,
+                        row.get::<_, u32>(4)?,
+                    ))
+                })
+                .during("finding lapsed leases")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .during("finding lapsed leases")?;
+            let mut reaped = Vec::with_capacity(lapsed.len());
+            for (job_id, agent_id, cancel_requested, attempts, max_attempts) in lapsed {
+                let agent = agent_id.as_deref().unwrap_or("(unknown)");
+                let (new_state, reason) =
+                    reaped_state(cancel_requested, attempts, max_attempts, agent);
+                let requeued = new_state == JobState::Queued;
+                tx.execute(
+                    "UPDATE jobs SET state = ?2, reason = ?3, lease_expires_at = NULL,
+                         agent_id = CASE WHEN ?4 THEN NULL ELSE agent_id END,
+                         started_at = CASE WHEN ?4 THEN NULL ELSE started_at END,
+                         ended_at = CASE WHEN ?4 THEN NULL ELSE ?5 END
+                     WHERE id = ?1",
+                    params![job_id, new_state.as_str(), reason, requeued, micros(now)],
+                )
+                .during("reaping a lapsed lease")?;
+                if let Some(agent) = &agent_id {
+                    refresh_agent_state(tx, agent)?;
+                }
+                reaped.push(ReapedJob {
+                    job_id,
+                    agent_id,
+                    new_state,
+                });
+            }
+            Ok(reaped)
+        })
+    }
+
+    fn request_cancel(&self, job_id: &str, now: Timestamp) -> Result<CancelOutcome> {
+        self.write("cancelling a job", |tx| {
+            let job = job_in(tx, job_id)?;
+            match job.state {
+                JobState::Queued => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'cancelled', reason = 'cancelled before it started', ended_at = ?2
+                         WHERE id = ?1",
+                        params![job_id, micros(now)],
+                    )
+                    .during("cancelling a job")?;
+                    Ok(CancelOutcome::Cancelled)
+                }
+                JobState::Running => {
+                    tx.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [job_id])
+                        .during("cancelling a job")?;
+                    Ok(CancelOutcome::Requested)
+                }
+                state => Ok(CancelOutcome::AlreadyEnded { state }),
+            }
+        })
+    }
+
+    fn finish_job(
+        &self,
+        job_id: &str,
+        agent_id: Option<&str>,
+        state: FinalState,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Job> {
+        self.write("finishing a job", |tx| {
+            let job = job_in(tx, job_id)?;
+            if job.state != JobState::Running {
+                return Err(StoreError::JobNotRunning { job: job.id, state: job.state });
+            }
+            let holder = job.agent_id.unwrap_or_default();
+            if let Some(agent) = agent_id.filter(|agent| *agent != holder) {
+                return Err(StoreError::NotJobHolder { job: job.id, holder, agent: agent.to_owned() });
+            }
+            let finished = tx
+                .query_row(
+                    &format!(
+                        "UPDATE jobs SET state = ?2, reason = ?3, ended_at = ?4, lease_expires_at = NULL
+                         WHERE id = ?1 RETURNING {JOB_COLUMNS}"
+                    ),
+                    params![job_id, state.as_str(), reason, micros(now)],
+                    job_row,
+                )
+                .during("finishing a job")?;
+            refresh_agent_state(tx, &holder)?;
+            Ok(finished)
+        })
+    }
+
+    fn start_phase(&self, job_id: &str, phase: &str, now: Timestamp) -> Result<()> {
+        self.write("recording a phase start", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            tx.execute(
+                "INSERT INTO phases (job_id, name, started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id, name) DO UPDATE
+                 SET started_at = excluded.started_at, ended_at = NULL, exit_status = NULL",
+                params![job_id, phase, micros(now)],
+            )
+            .during("recording a phase start")?;
+            Ok(())
+        })
+    }
+
+    fn end_phase(&self, job_id: &str, phase: &str, exit_status: i32, now: Timestamp) -> Result<()> {
+        self.write("recording a phase end", |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE phases SET ended_at = ?3, exit_status = ?4 WHERE job_id = ?1 AND name = ?2",
+                    params![job_id, phase, micros(now), exit_status],
+                )
+                .during("recording a phase end")?;
+            if changed == 0 {
+                return Err(StoreError::PhaseNotFound { job: job_id.to_owned(), phase: phase.to_owned() });
+            }
+            Ok(())
+        })
+    }
+
+    fn phases(&self, job_id: &str) -> Result<Vec<PhaseRecord>> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT name, started_at, ended_at, exit_status FROM phases
+                     WHERE job_id = ?1 ORDER BY started_at, rowid",
+                )
+                .during("listing phases")?;
+            let rows = statement
+                .query_map([job_id], rows::phase_row)
+                .during("listing phases")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("listing phases")
+        })
+    }
+
+    fn append_stream(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        offset: u64,
+        phase: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<u64> {
+        self.write("appending to a stream", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            let end = stream_end_in(tx, job_id, stream)?;
+            if offset > end {
+                return Err(StoreError::StreamGap { job: job_id.to_owned(), stream, expected: end, got: offset });
+            }
+            // Bytes before `end` are already stored (a resend after a lost acknowledgement): keep only the tail.
+            let already_stored = usize::try_from(end - offset).unwrap_or(usize::MAX);
+            let Some(new_bytes) = bytes.get(already_stored..).filter(|tail| !tail.is_empty()) else {
+                return Ok(end);
+            };
+            tx.execute(
+                "INSERT INTO stream_chunks (job_id, stream, start_offset, phase, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![job_id, stream.as_str(), to_i64("stream offset", end)?, phase, new_bytes],
+            )
+            .during("appending to a stream")?;
+            Ok(end + new_bytes.len() as u64)
+        })
+    }
+
+    fn stream_end(&self, job_id: &str, stream: StreamKind) -> Result<u64> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            stream_end_in(connection, job_id, stream)
+        })
+    }
+
+    fn read_stream(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        from: u64,
+        phase: Option<&str>,
+    ) -> Result<Vec<StreamChunk>> {
+        let from = to_i64("stream offset", from)?;
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT start_offset, phase, bytes FROM stream_chunks
+                     WHERE job_id = ?1 AND stream = ?2 AND start_offset + length(bytes) > ?3
+                       AND (?4 IS NULL OR phase = ?4)
+                     ORDER BY start_offset",
+                )
+                .during("reading a stream")?;
+            let rows = statement
+                .query_map(params![job_id, stream.as_str(), from, phase], |row| {
+                    Ok(StreamChunk {
+                        offset: row.get(0)?,
+                        phase: row.get(1)?,
+                        bytes: row.get(2)?,
+                    })
+                })
+                .during("reading a stream")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("reading a stream")
+        })
+    }
+
+    fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()> {
+        self.write("recording test results", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT INTO test_results (job_id, test_id, status, duration_us) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (job_id, test_id) DO UPDATE
+                     SET status = excluded.status, duration_us = excluded.duration_us",
+                )
+                .during("recording test results")?;
+            for result in results {
+                let duration = result.duration_us.map(|us| to_i64("test duration", us)).transpose()?;
+                statement
+                    .execute(params![job_id, result.test_id, result.status, duration])
+                    .during("recording test results")?;
+            }
+            Ok(())
+        })
+    }
+
+    fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT test_id, status, duration_us FROM test_results WHERE job_id = ?1 ORDER BY test_id",
+                )
+                .during("reading test results")?;
+            let rows = statement
+                .query_map([job_id], |row| {
+                    Ok(TestResult { test_id: row.get(0)?, status: row.get(1)?, duration_us: row.get(2)? })
+                })
+                .during("reading test results")?;
+            rows.collect::<rusqlite::Result<_>>().during("reading test results")
+        })
+    }
+
+    fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()> {
+        let (path, blob) = match &artifact.content {
+            ArtifactContent::Path(path) => (Some(path.as_str()), None),
+            ArtifactContent::Blob(bytes) => (None, Some(bytes.as_slice())),
+        };
+        let size = to_i64("artifact size", artifact.size)?;
+        self.write("storing an artifact", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            tx.execute(
+                "INSERT INTO artifacts (job_id, name, size, path, blob) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (job_id, name) DO UPDATE
+                 SET size = excluded.size, path = excluded.path, blob = excluded.blob",
+                params![job_id, artifact.name, size, path, blob],
+            )
+            .during("storing an artifact")?;
+            Ok(())
+        })
+    }
+
+    fn artifacts(&self, job_id: &str) -> Result<Vec<Artifact>> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT name, size, path, blob FROM artifacts WHERE job_id = ?1 ORDER BY name",
+                )
+                .during("listing artifacts")?;
+            let rows = statement
+                .query_map([job_id], rows::artifact_row)
+                .during("listing artifacts")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("listing artifacts")
+        })
+    }
+
+    fn put_recipe(&self, recipe: &Recipe, now: Timestamp) -> Result<()> {
+        let options = to_json("recipe options", &recipe.default_options)?;
+        self.write("storing a recipe", |tx| {
+            tx.execute(
+                "INSERT INTO recipes (name, script, default_options, queue, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET script = excluded.script,
+                     default_options = excluded.default_options, queue = excluded.queue,
+                     updated_at = excluded.updated_at",
+                params![recipe.name, recipe.script, options, recipe.queue, micros(now)],
+            )
+            .during("storing a recipe")?;
+            Ok(())
+        })
+    }
+
+    fn recipe(&self, name: &str) -> Result<Recipe> {
+        self.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT name, script, default_options, queue FROM recipes WHERE name = ?1",
+                    [name],
+                    recipe_row,
+                )
+                .optional()
+                .during("reading a recipe")?
+                .ok_or_else(|| StoreError::RecipeNotFound(name.to_owned()))
+        })
+    }
+
+    fn recipes(&self) -> Result<Vec<Recipe>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT name, script, default_options, queue FROM recipes ORDER BY name",
+                )
+                .during("listing recipes")?;
+            let rows = statement
+                .query_map([], recipe_row)
+                .during("listing recipes")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("listing recipes")
+        })
+    }
+
+    fn remove_recipe(&self, name: &str) -> Result<()> {
+        self.write("removing a recipe", |tx| {
+            let removed = tx
+                .execute("DELETE FROM recipes WHERE name = ?1", [name])
+                .during("removing a recipe")?;
+            if removed == 0 {
+                return Err(StoreError::RecipeNotFound(name.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    fn create_token(&self, role: Role, queues: &[String], now: Timestamp) -> Result<IssuedToken> {
+        let secret = secret::generate()?;
+        let queues_json = to_json("token queues", queues)?;
+        let token = Token {
+            id: uuid::Uuid::new_v4().to_string(),
+            role,
+            queues: queues.to_vec(),
+            created_at: now,
+        };
+        self.write("creating a token", |tx| {
+            tx.execute(
+                "INSERT INTO tokens (id, secret_hash, role, queues, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token.id, secret::hash(&secret), role.as_str(), queues_json, micros(now)],
+            )
+            .during("creating a token")?;
+            Ok(())
+        })?;
+        Ok(IssuedToken { token, secret })
+    }
+
+    fn verify_token(&self, secret: &str) -> Result<Option<Token>> {
+        let hash = secret::hash(secret);
+        self.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT id, role, queues, created_at FROM tokens WHERE secret_hash = ?1",
+                    [hash],
+                    token_row,
+                )
+                .optional()
+                .during("verifying a token")
+        })
+    }
+
+    fn has_tokens(&self) -> Result<bool> {
+        self.read(|connection| {
+            connection
+                .query_row("SELECT EXISTS (SELECT 1 FROM tokens)", [], |row| row.get(0))
+                .during("counting tokens")
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<Token>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT id, role, queues, created_at FROM tokens ORDER BY created_at, id",
+                )
+                .during("listing tokens")?;
+            let rows = statement
+                .query_map([], token_row)
+                .during("listing tokens")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("listing tokens")
+        })
+    }
+
+    fn revoke_token(&self, token_id: &str) -> Result<()> {
+        self.write("revoking a token", |tx| {
+            let removed = tx
+                .execute("DELETE FROM tokens WHERE id = ?1", [token_id])
+                .during("revoking a token")?;
+            if removed == 0 {
+                return Err(StoreError::TokenNotFound(token_id.to_owned()));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A queue with its counts; `{filter}` narrows it to one queue or none.
+macro_rules! queue_query {
+    ($filter:literal) => {
+        concat!(
+            "SELECT q.name, q.first_served_at IS NOT NULL,
+                 (SELECT COUNT(*) FROM jobs j WHERE j.state = 'queued' AND j.queue = q.name),
+                 (SELECT COUNT(*) FROM jobs j WHERE j.state = 'running' AND j.queue = q.name),
+                 (SELECT COUNT(*) FROM agent_queues aq JOIN agents a ON a.id = aq.agent_id
+                  WHERE aq.queue = q.name AND a.state <> 'offline')
+             FROM queues q ",
+            $filter,
+            " ORDER BY q.name"
+        )
+    };
+}
+
+const QUEUE_QUERY_ALL: &str = queue_query!("");
+const QUEUE_QUERY_ONE: &str = queue_query!("WHERE q.name = ?1");

@@ -1,0 +1,826 @@
+//! The SQLite store against real database files in temporary directories, with the clock in the tests' hands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use proctor_store::{
+    AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState, JobFilter,
+    JobState, NewJob, Recipe, Role, SqliteStore, Store, StoreError, StreamKind, TestResult,
+};
+use tempfile::TempDir;
+
+const LEASE: Duration = Duration::from_secs(20);
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_700_000_000).expect("a valid timestamp")
+}
+
+fn at(seconds: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(seconds)
+}
+
+fn new_store() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(&dir.path().join("data")).expect("the store opens");
+    (dir, store)
+}
+
+fn job_on(queue: &str, priority: i64) -> NewJob {
+    NewJob {
+        queue: queue.into(),
+        name: Some(format!("{queue} job")),
+        priority,
+        definition: serde_json::json!({ "job_queue": queue, "test_data": { "test_cmds": "true" } }),
+        max_attempts: 1,
+        submitter: Some("alice".into()),
+        held: false,
+    }
+}
+
+fn register(store: &dyn Store, agent: &str, queues: &[&str], now: Timestamp) {
+    let registration = AgentRegistration {
+        id: agent.into(),
+        queues: queues.iter().map(|queue| queue.to_string()).collect(),
+        images: vec!["noble".into()],
+    };
+    store
+        .register_agent(&registration, now)
+        .expect("the agent registers");
+}
+
+fn queues(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
+fn claim(store: &dyn Store, agent: &str, queue: &str, now: Timestamp) -> Option<String> {
+    store
+        .claim_job(agent, &queues(&[queue]), now, LEASE)
+        .expect("the claim runs")
+        .map(|job| job.id)
+}
+
+#[test]
+fn migrations_build_the_schema_from_an_empty_directory_in_wal_mode() {
+    let (_dir, store) = new_store();
+    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
+    let versions: Vec<i64> = raw
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+        .expect("schema_migrations is readable");
+    assert_eq!(versions, [1]);
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn reopening_keeps_the_data_and_applies_no_migration_twice() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (job_id, token_secret) = {
+        let store = SqliteStore::open(dir.path()).expect("the store opens");
+        register(&store, "a1", &["lab"], t0());
+        let job = store.submit_job(&job_on("lab", 3), t0()).expect("submit");
+        store
+            .append_stream(&job.id, StreamKind::Log, 0, Some("test"), b"hello ")
+            .expect("append");
+        let token = store.create_token(Role::User, &[], t0()).expect("token");
+        (job.id, token.secret)
+    };
+    let store = SqliteStore::open(dir.path()).expect("the store reopens");
+    let job = store.job(&job_id).expect("the job survived");
+    assert_eq!(
+        (job.state, job.priority, job.created_at),
+        (JobState::Queued, 3, t0())
+    );
+    assert_eq!(job.definition["test_data"]["test_cmds"], "true");
+    assert_eq!(store.stream_end(&job_id, StreamKind::Log).expect("end"), 6);
+    assert!(store.verify_token(&token_secret).expect("verify").is_some());
+    assert_eq!(store.agents().expect("agents")[0].queues, ["lab"]);
+    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
+    let applied: i64 = raw
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
+            row.get(0)
+        })
+        .expect("count");
+    assert_eq!(applied, 1);
+}
+
+#[test]
+fn a_database_from_a_newer_proctor_is_refused() {
+    let (dir, store) = new_store();
+    let path = store.path().to_owned();
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("the file opens");
+    raw.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
+        [],
+    )
+    .expect("insert");
+    drop(raw);
+    let error = SqliteStore::open(&dir.path().join("data")).expect_err("a newer schema is refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaTooNew {
+                found: 99,
+                known: 1
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn claims_take_the_highest_priority_then_the_oldest_job() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let low_old = store
+        .submit_job(&job_on("lab", 0), at(1))
+        .expect("submit")
+        .id;
+    let high_new = store
+        .submit_job(&job_on("lab", 5), at(3))
+        .expect("submit")
+        .id;
+    let high_old = store
+        .submit_job(&job_on("lab", 5), at(2))
+        .expect("submit")
+        .id;
+    let low_new = store
+        .submit_job(&job_on("lab", 0), at(4))
+        .expect("submit")
+        .id;
+    let order: Vec<_> = (0..5).map(|_| claim(&store, "a1", "lab", at(10))).collect();
+    assert_eq!(
+        order,
+        [
+            Some(high_old),
+            Some(high_new),
+            Some(low_old),
+            Some(low_new),
+            None
+        ]
+    );
+}
+
+#[test]
+fn a_claim_sets_running_state_agent_lease_and_attempt() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    store.submit_job(&job_on("lab", 0), t0()).expect("submit");
+    let job = store
+        .claim_job("a1", &queues(&["lab"]), at(5), LEASE)
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.agent_id.as_deref(), Some("a1"));
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.started_at, Some(at(5)));
+    assert_eq!(job.lease_expires_at, Some(at(25)));
+    assert_eq!(store.agents().expect("agents")[0].state, AgentState::Busy);
+}
+
+#[test]
+fn claims_respect_queues_holds_maintenance_and_registration() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab", "other"], t0());
+    let held = store
+        .submit_job(
+            &NewJob {
+                held: true,
+                ..job_on("lab", 9)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    let other = store
+        .submit_job(&job_on("other", 0), t0())
+        .expect("submit")
+        .id;
+    assert_eq!(
+        claim(&store, "a1", "lab", at(1)),
+        None,
+        "a held job is not claimable"
+    );
+    store.release_job(&held).expect("release");
+    store
+        .set_agent_state("a1", AgentState::Maintenance)
+        .expect("maintenance");
+    assert_eq!(
+        claim(&store, "a1", "lab", at(2)),
+        None,
+        "an agent in maintenance claims nothing"
+    );
+    store
+        .set_agent_state("a1", AgentState::Idle)
+        .expect("back in service");
+    assert_eq!(claim(&store, "a1", "lab", at(3)), Some(held));
+    assert_eq!(claim(&store, "a1", "other", at(3)), Some(other));
+    let error = store
+        .claim_job("ghost", &queues(&["lab"]), at(4), LEASE)
+        .expect_err("unregistered agents fail");
+    assert!(
+        matches!(&error, StoreError::AgentNotFound(id) if id == "ghost"),
+        "{error}"
+    );
+}
+
+/// Claims until the queue is empty, returning what this claimer got.
+fn drain(store: &dyn Store, agent: &str) -> Vec<String> {
+    std::iter::from_fn(|| claim(store, agent, "lab", at(1))).collect()
+}
+
+#[test]
+fn concurrent_claimers_on_two_store_instances_never_share_a_job() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let first = Arc::new(SqliteStore::open(dir.path()).expect("first instance"));
+    let second = Arc::new(SqliteStore::open(dir.path()).expect("second instance"));
+    let submitted: BTreeSet<String> = (0..60)
+        .map(|_| {
+            first
+                .submit_job(&job_on("lab", 0), t0())
+                .expect("submit")
+                .id
+        })
+        .collect();
+    let claimers: Vec<_> = (0..4)
+        .map(|index| {
+            let store = if index % 2 == 0 {
+                Arc::clone(&first)
+            } else {
+                Arc::clone(&second)
+            };
+            let agent = format!("agent-{index}");
+            register(&*store, &agent, &["lab"], t0());
+            std::thread::spawn(move || drain(&*store, &agent))
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.join().expect("a claimer thread"));
+    }
+    let distinct: BTreeSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(claimed.len(), distinct.len(), "a job was claimed twice");
+    assert_eq!(distinct, submitted, "every job was claimed once");
+}
+
+#[test]
+fn heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", t0());
+    let reply = store.heartbeat("a1", at(15), LEASE).expect("heartbeat");
+    assert_eq!(reply.renewed, std::slice::from_ref(&job));
+    assert!(reply.cancel_requested.is_empty());
+    assert!(
+        store.reap_expired_leases(at(30)).expect("reap").is_empty(),
+        "the renewed lease runs to 35 s"
+    );
+    assert_eq!(store.job(&job).expect("job").lease_expires_at, Some(at(35)));
+    let error = store
+        .heartbeat("ghost", at(16), LEASE)
+        .expect_err("unknown agent");
+    assert!(matches!(error, StoreError::AgentNotFound(_)), "{error}");
+}
+
+#[test]
+fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    register(&store, "a2", &["lab"], t0());
+    let job = store
+        .submit_job(
+            &NewJob {
+                max_attempts: 2,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    assert_eq!(claim(&store, "a1", "lab", t0()), Some(job.clone()));
+    assert!(
+        store.reap_expired_leases(at(20)).expect("reap").is_empty(),
+        "the lease lapses after 20 s, not at"
+    );
+
+    let reaped = store.reap_expired_leases(at(21)).expect("reap");
+    assert_eq!(
+        (reaped[0].new_state, reaped[0].agent_id.as_deref()),
+        (JobState::Queued, Some("a1"))
+    );
+    let requeued = store.job(&job).expect("job");
+    assert_eq!(
+        (requeued.state, requeued.agent_id.clone(), requeued.attempts),
+        (JobState::Queued, None, 1)
+    );
+    assert!(
+        requeued
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("a1 lost")),
+        "{requeued:?}"
+    );
+    assert!(
+        store
+            .heartbeat("a1", at(22), LEASE)
+            .expect("heartbeat")
+            .renewed
+            .is_empty(),
+        "a1 lost the job"
+    );
+
+    assert_eq!(claim(&store, "a2", "lab", at(30)), Some(job.clone()));
+    let reaped = store.reap_expired_leases(at(51)).expect("reap");
+    assert_eq!(reaped[0].new_state, JobState::Error);
+    let failed = store.job(&job).expect("job");
+    assert_eq!(
+        (failed.state, failed.attempts, failed.ended_at),
+        (JobState::Error, 2, Some(at(51)))
+    );
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("agent lost")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        store.agents().expect("agents")[1].state,
+        AgentState::Idle,
+        "a2 holds no job any more"
+    );
+    let error = store
+        .finish_job(&job, Some("a2"), FinalState::Passed, "done", at(52))
+        .expect_err("too late");
+    assert!(
+        matches!(
+            error,
+            StoreError::JobNotRunning {
+                state: JobState::Error,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn only_the_holding_agent_finishes_a_job_and_the_result_is_kept() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    register(&store, "a2", &["lab"], t0());
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", t0());
+    let error = store
+        .finish_job(&job, Some("a2"), FinalState::Passed, "ok", at(1))
+        .expect_err("not a2's job");
+    assert!(
+        matches!(&error, StoreError::NotJobHolder { holder, .. } if holder == "a1"),
+        "{error}"
+    );
+    let finished = store
+        .finish_job(&job, Some("a1"), FinalState::Failed, "test exited 1", at(2))
+        .expect("finish");
+    assert_eq!(finished.state, JobState::Failed);
+    assert_eq!(finished.reason.as_deref(), Some("test exited 1"));
+    assert_eq!(
+        (finished.ended_at, finished.lease_expires_at),
+        (Some(at(2)), None)
+    );
+    assert_eq!(store.agents().expect("agents")[0].state, AgentState::Idle);
+    assert!(matches!(store.job("nope"), Err(StoreError::JobNotFound(_))));
+}
+
+#[test]
+fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let waiting = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    assert_eq!(
+        store.request_cancel(&waiting, at(1)).expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(store.job(&waiting).expect("job").state, JobState::Cancelled);
+    assert_eq!(
+        claim(&store, "a1", "lab", at(2)),
+        None,
+        "a cancelled job is never claimed"
+    );
+
+    let running = store
+        .submit_job(&job_on("lab", 0), at(3))
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", at(3));
+    assert_eq!(
+        store.request_cancel(&running, at(4)).expect("cancel"),
+        CancelOutcome::Requested
+    );
+    let reply = store.heartbeat("a1", at(5), LEASE).expect("heartbeat");
+    assert_eq!(reply.cancel_requested, std::slice::from_ref(&running));
+    store
+        .finish_job(
+            &running,
+            Some("a1"),
+            FinalState::Cancelled,
+            "cancelled by alice",
+            at(6),
+        )
+        .expect("finish");
+    assert_eq!(
+        store.request_cancel(&running, at(7)).expect("cancel"),
+        CancelOutcome::AlreadyEnded {
+            state: JobState::Cancelled
+        }
+    );
+}
+
+#[test]
+fn a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let job = store
+        .submit_job(
+            &NewJob {
+                max_attempts: 3,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", t0());
+    store.request_cancel(&job, at(1)).expect("cancel");
+    let reaped = store.reap_expired_leases(at(60)).expect("reap");
+    assert_eq!(reaped[0].new_state, JobState::Cancelled);
+}
+
+#[test]
+fn log_appends_are_idempotent_and_a_gap_names_the_expected_offset() {
+    let (_dir, store) = new_store();
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    let append = |offset, phase, bytes: &[u8]| {
+        store.append_stream(&job, StreamKind::Log, offset, Some(phase), bytes)
+    };
+    assert_eq!(append(0, "setup", b"hello ").expect("first chunk"), 6);
+    assert_eq!(append(0, "setup", b"hello ").expect("exact duplicate"), 6);
+    assert_eq!(append(2, "setup", b"llo").expect("duplicate inside"), 6);
+    assert_eq!(
+        append(3, "test", b"lo world").expect("overlap keeps the tail"),
+        11
+    );
+    assert_eq!(append(11, "test", b"").expect("empty chunk"), 11);
+    let error = append(15, "test", b"!!").expect_err("a gap is refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::StreamGap {
+                expected: 11,
+                got: 15,
+                stream: StreamKind::Log,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ends at offset 11"), "{error}");
+    assert_eq!(append(11, "test", b"!\n").expect("resend from the end"), 13);
+
+    let whole: Vec<u8> = store
+        .read_stream(&job, StreamKind::Log, 0, None)
+        .expect("read")
+        .into_iter()
+        .flat_map(|chunk| chunk.bytes)
+        .collect();
+    assert_eq!(whole, b"hello world!\n");
+    let test_phase = store
+        .read_stream(&job, StreamKind::Log, 0, Some("test"))
+        .expect("read");
+    assert_eq!(
+        test_phase
+            .iter()
+            .map(|chunk| chunk.offset)
+            .collect::<Vec<_>>(),
+        [6, 11]
+    );
+    let tail = store
+        .read_stream(&job, StreamKind::Log, 11, None)
+        .expect("read from 11");
+    assert_eq!((tail.len(), tail[0].offset), (1, 11));
+    assert_eq!(
+        store
+            .stream_end(&job, StreamKind::Results)
+            .expect("results end"),
+        0,
+        "streams are separate"
+    );
+    let error = store
+        .append_stream("nope", StreamKind::Log, 0, None, b"x")
+        .expect_err("unknown job");
+    assert!(matches!(error, StoreError::JobNotFound(_)), "{error}");
+}
+
+#[test]
+fn queues_report_depth_and_whether_any_agent_ever_served_them() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    store.submit_job(&job_on("lab", 0), t0()).expect("submit");
+    store.submit_job(&job_on("lab", 0), t0()).expect("submit");
+    store.submit_job(&job_on("typo", 0), t0()).expect("submit");
+    claim(&store, "a1", "lab", at(1));
+    let lab = store.queue("lab").expect("query").expect("lab is known");
+    assert_eq!(
+        (lab.ever_served, lab.queued, lab.running, lab.agents_online),
+        (true, 1, 1, 1)
+    );
+    let typo = store
+        .queue("typo")
+        .expect("query")
+        .expect("typo was named by a job");
+    assert!(!typo.ever_served);
+    assert_eq!(store.queue("never").expect("query"), None);
+    assert_eq!(
+        store
+            .queues()
+            .expect("queues")
+            .iter()
+            .map(|queue| &queue.name[..])
+            .collect::<Vec<_>>(),
+        ["lab", "typo"]
+    );
+
+    let offline = store.mark_silent_agents_offline(at(100)).expect("mark");
+    assert_eq!(offline, ["a1"]);
+    let lab = store.queue("lab").expect("query").expect("lab is known");
+    assert_eq!(
+        (lab.ever_served, lab.agents_online),
+        (true, 0),
+        "served once stays served"
+    );
+    store.heartbeat("a1", at(101), LEASE).expect("heartbeat");
+    assert_eq!(
+        store.agents().expect("agents")[0].state,
+        AgentState::Busy,
+        "back, and still holding its job"
+    );
+}
+
+#[test]
+fn jobs_are_listed_newest_first_by_queue_and_state() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let first = store
+        .submit_job(&job_on("lab", 0), at(1))
+        .expect("submit")
+        .id;
+    let second = store
+        .submit_job(&job_on("lab", 0), at(2))
+        .expect("submit")
+        .id;
+    let elsewhere = store
+        .submit_job(&job_on("other", 0), at(3))
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", at(4));
+    let ids = |filter: JobFilter| -> Vec<String> {
+        store
+            .list_jobs(&filter)
+            .expect("list")
+            .into_iter()
+            .map(|job| job.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(JobFilter::default()),
+        [elsewhere.clone(), second.clone(), first.clone()]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            queue: Some("lab".into()),
+            ..JobFilter::default()
+        }),
+        [second.clone(), first.clone()]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            state: Some(JobState::Running),
+            ..JobFilter::default()
+        }),
+        [first]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            limit: Some(1),
+            ..JobFilter::default()
+        }),
+        [elsewhere]
+    );
+    let error = store
+        .submit_job(
+            &NewJob {
+                max_attempts: 0,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect_err("no attempts");
+    assert!(matches!(error, StoreError::NoAttempts), "{error}");
+}
+
+#[test]
+fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
+    let (_dir, store) = new_store();
+    assert!(!store.has_tokens().expect("has tokens"));
+    let agent = store
+        .create_token(Role::Agent, &queues(&["lab"]), t0())
+        .expect("create");
+    let admin = store.create_token(Role::Admin, &[], t0()).expect("create");
+    assert!(store.has_tokens().expect("has tokens"));
+    assert_ne!(agent.secret, admin.secret);
+    assert!(
+        agent.secret.starts_with("proctor_") && agent.secret.len() > 60,
+        "{}",
+        agent.secret
+    );
+
+    let verified = store
+        .verify_token(&agent.secret)
+        .expect("verify")
+        .expect("a valid secret");
+    assert_eq!(verified, agent.token);
+    assert!(verified.allows_queue("lab") && !verified.allows_queue("other"));
+    assert!(store
+        .verify_token(&admin.secret)
+        .expect("verify")
+        .expect("valid")
+        .allows_queue("anything"));
+    let forged = format!("{}0", &agent.secret[..agent.secret.len() - 1]);
+    assert_eq!(store.verify_token(&forged).expect("verify"), None);
+    assert_eq!(store.verify_token("").expect("verify"), None);
+
+    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
+    let stored: String = raw
+        .query_row("SELECT group_concat(secret_hash) FROM tokens", [], |row| {
+            row.get(0)
+        })
+        .expect("hashes");
+    assert!(
+        !stored.contains(&agent.secret[8..]),
+        "only hashes are stored"
+    );
+
+    store.revoke_token(&agent.token.id).expect("revoke");
+    assert_eq!(store.verify_token(&agent.secret).expect("verify"), None);
+    assert_eq!(store.tokens().expect("tokens"), [admin.token]);
+    assert!(matches!(
+        store.revoke_token(&agent.token.id),
+        Err(StoreError::TokenNotFound(_))
+    ));
+}
+
+#[test]
+fn phases_results_artifacts_and_recipes_round_trip() {
+    let (_dir, store) = new_store();
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    store.start_phase(&job, "setup", at(1)).expect("start");
+    store.end_phase(&job, "setup", 0, at(2)).expect("end");
+    store.start_phase(&job, "test", at(3)).expect("start");
+    store.end_phase(&job, "test", 3, at(5)).expect("end");
+    let phases = store.phases(&job).expect("phases");
+    assert_eq!(
+        phases
+            .iter()
+            .map(|phase| (&phase.name[..], phase.exit_status))
+            .collect::<Vec<_>>(),
+        [("setup", Some(0)), ("test", Some(3))]
+    );
+    assert!(matches!(
+        store.end_phase(&job, "reserve", 0, at(6)),
+        Err(StoreError::PhaseNotFound { .. })
+    ));
+
+    let result = |test_id: &str, status: &str| TestResult {
+        test_id: test_id.into(),
+        status: status.into(),
+        duration_us: Some(1500),
+    };
+    store
+        .record_test_results(&job, &[result("t.b", "fail"), result("t.a", "success")])
+        .expect("record");
+    store
+        .record_test_results(&job, &[result("t.b", "success")])
+        .expect("re-record replaces");
+    assert_eq!(
+        store.test_results(&job).expect("results"),
+        [result("t.a", "success"), result("t.b", "success")]
+    );
+
+    let blob = Artifact {
+        name: "logs.tar.gz".into(),
+        size: 3,
+        content: ArtifactContent::Blob(vec![1, 2, 3]),
+    };
+    let file = Artifact {
+        name: "big.img".into(),
+        size: 1 << 40,
+        content: ArtifactContent::Path("a/big.img".into()),
+    };
+    store.put_artifact(&job, &blob).expect("blob");
+    store.put_artifact(&job, &file).expect("path");
+    assert_eq!(store.artifacts(&job).expect("artifacts"), [file, blob]);
+
+    let recipe = Recipe {
+        name: "smoke".into(),
+        script: "#!/bin/sh\necho \"$@\"\n".into(),
+        default_options: BTreeMap::from([("level".into(), "1".into())]),
+        queue: "lab".into(),
+    };
+    store.put_recipe(&recipe, t0()).expect("put");
+    let changed = Recipe {
+        queue: "other".into(),
+        ..recipe
+    };
+    store.put_recipe(&changed, at(1)).expect("replace");
+    assert_eq!(store.recipe("smoke").expect("recipe"), changed);
+    assert_eq!(store.recipes().expect("recipes"), [changed]);
+    store.remove_recipe("smoke").expect("remove");
+    assert!(matches!(
+        store.recipe("smoke"),
+        Err(StoreError::RecipeNotFound(_))
+    ));
+    assert!(matches!(
+        store.remove_recipe("smoke"),
+        Err(StoreError::RecipeNotFound(_))
+    ));
+}
+
+/// Python's own sqlite3 module, as another process, while the store is open: it reads what the store wrote, and
+/// while it holds the write lock the store's claim waits for it instead of failing.
+#[test]
+fn another_process_shares_the_database_file() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let job = store
+        .submit_job(&job_on("lab", 7), t0())
+        .expect("submit")
+        .id;
+    let script = r#"
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+print(db.execute("PRAGMA journal_mode").fetchone()[0])
+print(db.execute("SELECT id, state, priority FROM jobs").fetchone())
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(0.5)
+db.execute("UPDATE jobs SET priority = 8")
+db.execute("COMMIT")
+"#;
+    let mut python = Command::new(proctor_testkit::python())
+        .args(["-c", script])
+        .arg(store.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let mut lines = BufReader::new(python.stdout.take().expect("piped stdout")).lines();
+    let mut next_line = || {
+        lines
+            .next()
+            .expect("a line from python")
+            .expect("readable output")
+    };
+    assert_eq!(next_line(), "wal");
+    assert_eq!(next_line(), format!("('{job}', 'queued', 7)"));
+    assert_eq!(next_line(), "locked");
+    let claimed = store
+        .claim_job("a1", &queues(&["lab"]), at(1), LEASE)
+        .expect("the claim waits for the lock");
+    assert_eq!(
+        claimed.map(|job| job.priority),
+        Some(8),
+        "the claim ran after python's commit"
+    );
+    assert!(python.wait().expect("python ends").success());
+}
