@@ -143,6 +143,56 @@ impl CgroupParent {
     }
 }
 
+impl CgroupParent {
+    /// Removes the command cgroups of supervisors whose process is gone (a
+    /// proctor killed with SIGKILL cannot clean up), killing whatever still
+    /// runs in them. A cgroup whose creator's pid is alive (or reused) is
+    /// left alone.
+    pub(crate) fn remove_stale(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let dead = creator_pid(&name.to_string_lossy())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if dead {
+                remove_with_processes(&entry.path());
+            }
+        }
+    }
+}
+
+/// The pid in a command cgroup's name, `proctor-<pid>-<sequence>`.
+fn creator_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("proctor-")?;
+    let (pid, sequence) = rest.split_once('-')?;
+    sequence.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// SIGKILLs every process in the cgroup `dir`, then removes it (giving up
+/// after half a second if it stays busy).
+fn remove_with_processes(dir: &Path) {
+    for _ in 0..50 {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs
+            .lines()
+            .filter_map(|line| line.trim().parse::<i32>().ok())
+        {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return,
+        }
+    }
+}
+
 /// The directory of this process's own cgroup in the hierarchy `mount_matches` selects.
 fn own_cgroup_dir(
     hierarchy: &'static str,
@@ -325,6 +375,14 @@ impl Drop for CommandCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_cgroup_names_give_their_creator() {
+        assert_eq!(creator_pid("proctor-123-7"), Some(123));
+        assert_eq!(creator_pid("proctor-supervisor"), None);
+        assert_eq!(creator_pid("proctor-12-x"), None);
+        assert_eq!(creator_pid("other-1-2"), None);
+    }
 
     #[test]
     fn cgroup_paths_join_under_the_mount_point() {

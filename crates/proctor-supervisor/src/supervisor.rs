@@ -58,6 +58,9 @@ impl Supervisor {
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
             .map_err(|errno| SupervisorError::Subreaper(errno.into()))?;
         let cgroups = choose_cgroups(config.memory)?;
+        if let Some(parent) = &cgroups {
+            parent.remove_stale();
+        }
         let strategy = match cgroups.as_ref().map(CgroupParent::version) {
             Some(Version::V2) => MemoryStrategy::CgroupV2,
             Some(Version::V1) => MemoryStrategy::CgroupV1,
