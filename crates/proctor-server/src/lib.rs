@@ -1,1 +1,31 @@
-//! The lab service: the HTTP JSON API under /api/v1 (with its OpenAPI document), dispatch by long-polling claims, leases and the reaper, log and result uploads, metrics.
+//! The lab service: the HTTP JSON API under `/api/v1` (with its OpenAPI document at `/api/v1/openapi.json`),
+//! dispatch by long-polling claims, leases renewed by heartbeats and lapsed by a background reaper, idempotent log
+//! and result uploads, bearer-token authentication and Prometheus metrics at `/metrics`.
+//!
+//! The server keeps no state that two servers sharing one database would need to share, except wake-ups: every
+//! job, lease and byte lives in the [`proctor_store::Store`]. A claim that finds nothing waits on a per-process
+//! wake-up for its queues (a job submitted to this server wakes it at once) and retries the store's atomic claim.
+//!
+//! The CLI's `proctor server` and `proctor up` use it like this (port 0 picks a free port):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), proctor_server::ServerError> {
+//! use proctor_server::{Server, ServerConfig};
+//!
+//! let server = Server::bind(ServerConfig::new("/var/lib/proctor".into())).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.run(std::future::pending()).await
+//! # }
+//! ```
+
+mod api;
+mod auth;
+mod dispatch;
+mod error;
+mod metrics;
+mod reaper;
+mod server;
+
+pub use api::openapi;
+pub use error::ServerError;
+pub use server::{serve, Server, ServerConfig, DEFAULT_LISTEN};

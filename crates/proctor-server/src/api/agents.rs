@@ -1,0 +1,230 @@
+//! What agents call: register, claim (long-poll), heartbeat, phase starts and ends.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::future::select_all;
+use jiff::Timestamp;
+use proctor_job::Phase;
+use proctor_store::{AgentRegistration, Job, Role};
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
+
+use super::views::{
+    AgentView, ClaimRequest, ErrorBody, HeartbeatView, JobView, PhaseEnd, RegisterAgent,
+};
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Registers an agent and the queues it serves (again after a restart; it keeps its running jobs).
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}",
+    params(("id" = String, Path, description = "The agent id")),
+    request_body = RegisterAgent,
+    responses(
+        (status = 200, description = "The agent as registered", body = AgentView),
+        (status = 403, description = "Not an agent token, or limited to other queues", body = ErrorBody),
+    ),
+    tag = "agents"
+)]
+pub(crate) async fn register_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(request): Json<RegisterAgent>,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    caller.require_queues(&request.queues)?;
+    let registration = AgentRegistration {
+        id,
+        queues: request.queues,
+        images: request.images,
+    };
+    let agent = state
+        .store_call(move |store| store.register_agent(&registration, Timestamp::now()))
+        .await?;
+    Ok(Json(agent.into()))
+}
+
+/// Claims the next job on the agent's queues, by priority then age. When none waits, the request is held until one
+/// is submitted (answered at once) or the hold ends (204).
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/claim",
+    params(("id" = String, Path, description = "The agent id")),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "The claimed job, now running under the agent's lease", body = JobView),
+        (status = 204, description = "Nothing to run within the hold"),
+        (status = 400, description = "No queues named", body = ErrorBody),
+        (status = 404, description = "The agent is not registered", body = ErrorBody),
+    ),
+    tag = "agents"
+)]
+pub(crate) async fn claim_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent_id): Path<String>,
+    Json(request): Json<ClaimRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Agent])?;
+    caller.require_queues(&request.queues)?;
+    if request.queues.is_empty() {
+        return Err(ApiError::BadRequest(
+            "a claim must name at least one queue".into(),
+        ));
+    }
+    let deadline = Instant::now() + hold(&request, state.claim_hold);
+    let wakers = state.wakers.for_queues(&request.queues);
+    loop {
+        // Listening before trying the store means a submit between the try and the wait is not missed.
+        let mut wake_ups: Vec<Pin<Box<Notified<'_>>>> = wakers
+            .iter()
+            .map(|notify| Box::pin(notify.notified()))
+            .collect();
+        for wake_up in &mut wake_ups {
+            wake_up.as_mut().enable();
+        }
+        if let Some(job) = try_claim(&state, &agent_id, &request.queues).await? {
+            return Ok(Json(JobView::from(job)).into_response());
+        }
+        if tokio::time::timeout_at(deadline, select_all(wake_ups))
+            .await
+            .is_err()
+        {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+}
+
+/// How long to hold a claim: what the agent asked for, at most the server's hold.
+fn hold(request: &ClaimRequest, server_hold: Duration) -> Duration {
+    request
+        .wait_seconds
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .map_or(server_hold, |asked| asked.min(server_hold))
+}
+
+/// One atomic claim attempt; records the dispatch latency of a first claim.
+async fn try_claim(
+    state: &AppState,
+    agent_id: &str,
+    queues: &[String],
+) -> Result<Option<Job>, ApiError> {
+    let (agent_id, queues, lease) = (agent_id.to_owned(), queues.to_vec(), state.lease);
+    let now = Timestamp::now();
+    let job = state
+        .store_call(move |store| store.claim_job(&agent_id, &queues, now, lease))
+        .await?;
+    if let Some(job) = job.as_ref().filter(|job| job.attempts == 1) {
+        let waited = now.duration_since(job.created_at);
+        state
+            .metrics
+            .observe_claim_latency(waited.as_secs_f64().max(0.0));
+    }
+    Ok(job)
+}
+
+/// Renews the leases of the agent's running jobs and says which of them a user asked to cancel.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/heartbeat",
+    params(("id" = String, Path, description = "The agent id")),
+    responses(
+        (status = 200, description = "Renewed leases and cancel requests", body = HeartbeatView),
+        (status = 404, description = "The agent is not registered", body = ErrorBody),
+    ),
+    tag = "agents"
+)]
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent_id): Path<String>,
+) -> Result<Json<HeartbeatView>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let lease = state.lease;
+    let reply = state
+        .store_call(move |store| store.heartbeat(&agent_id, Timestamp::now(), lease))
+        .await?;
+    Ok(Json(reply.into()))
+}
+
+/// Records that a phase of the job started.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/phases/{phase}/start",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("phase" = String, Path, description = "setup, provision, firmware_update, test, allocate, reserve or cleanup"),
+    ),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Not a phase", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "phases"
+)]
+pub(crate) async fn start_phase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, phase)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let phase = known_phase(&phase)?;
+    state
+        .store_call(move |store| store.start_phase(&id, phase.as_str(), Timestamp::now()))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records a phase's end and exit status.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/phases/{phase}/end",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("phase" = String, Path, description = "The phase that ended"),
+    ),
+    request_body = PhaseEnd,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Not a phase", body = ErrorBody),
+        (status = 404, description = "No such job, or the phase never started", body = ErrorBody),
+    ),
+    tag = "phases"
+)]
+pub(crate) async fn end_phase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, phase)): Path<(String, String)>,
+    Json(end): Json<PhaseEnd>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let phase = known_phase(&phase)?;
+    state
+        .store_call(move |store| {
+            store.end_phase(&id, phase.as_str(), end.exit_status, Timestamp::now())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The phase called `name`, or a 400 naming the phases there are.
+pub(crate) fn known_phase(name: &str) -> Result<Phase, ApiError> {
+    Phase::ALL
+        .into_iter()
+        .find(|phase| phase.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
+            ApiError::BadRequest(format!(
+                "{name:?} is not a phase; the phases are {}",
+                known.join(", ")
+            ))
+        })
+}

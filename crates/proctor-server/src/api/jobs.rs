@@ -1,0 +1,237 @@
+//! Jobs: submit, look at, list, cancel, finish.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jiff::Timestamp;
+use proctor_job::{Job, JobFormat};
+use proctor_store::{JobFilter, JobState, NewJob, Role};
+
+use super::views::{
+    CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
+};
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    params(SubmitQuery),
+    request_body(
+        description = "The job definition (Testflinger field names)",
+        content((String = "application/yaml"), (String = "application/json"))
+    ),
+    responses(
+        (status = 201, description = "Queued", body = JobView),
+        (status = 400, description = "Not YAML or JSON", body = ErrorBody),
+        (status = 413, description = "The body is too large"),
+        (status = 415, description = "Another content type", body = ErrorBody),
+        (status = 422, description = "Invalid job, or a queue no agent ever served", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn submit_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::User])?;
+    let format = job_format(&headers, &body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|error| ApiError::BadRequest(format!("the job is not UTF-8 text: {error}")))?;
+    let job = Job::parse(text, format)?;
+    let queue = job.job_queue.as_str().to_owned();
+    if !query.allow_unknown_queue {
+        require_served_queue(&state, &queue).await?;
+    }
+    let new_job = NewJob {
+        queue: queue.clone(),
+        name: job.name.clone(),
+        priority: i64::from(job.job_priority),
+        definition: serde_json::to_value(&job).map_err(|error| {
+            ApiError::BadRequest(format!("the job cannot be stored as JSON: {error}"))
+        })?,
+        max_attempts: job.max_attempts.get(),
+        submitter: caller.submitter(),
+        held: false,
+    };
+    let stored = state
+        .store_call(move |store| store.submit_job(&new_job, Timestamp::now()))
+        .await?;
+    state.wakers.wake(&queue);
+    let location = format!("/api/v1/jobs/{}", stored.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(JobView::from(stored)),
+    )
+        .into_response())
+}
+
+/// The format of a submitted job from its content type, or from its text when the type does not say.
+fn job_format(headers: &HeaderMap, body: &[u8]) -> Result<JobFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(JobFormat::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Ok(JobFormat::Yaml)
+        }
+        "" | "text/plain" | "application/octet-stream" => {
+            Ok(JobFormat::detect(&String::from_utf8_lossy(body)))
+        }
+        _ => Err(ApiError::UnsupportedMediaType(content_type.to_owned())),
+    }
+}
+
+/// Refuses a queue that no agent has ever served: most likely a typo that would leave the job waiting forever.
+async fn require_served_queue(state: &AppState, queue: &str) -> Result<(), ApiError> {
+    let name = queue.to_owned();
+    let info = state.store_call(move |store| store.queue(&name)).await?;
+    if info.is_some_and(|info| info.ever_served) {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownQueue(queue.to_owned()))
+    }
+}
+
+/// One job, with its phases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job", body = JobDetail),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, ApiError> {
+    caller.require(&[Role::User, Role::Agent])?;
+    let (job, phases) = state
+        .store_call(move |store| Ok((store.job(&id)?, store.phases(&id)?)))
+        .await?;
+    Ok(Json(JobDetail {
+        job: job.into(),
+        phases: phases.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Jobs, newest first, optionally on one queue and in one state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "The jobs", body = Vec<JobView>),
+        (status = 400, description = "An unknown state", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<JobsQuery>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    caller.require(&[Role::User, Role::Agent])?;
+    let job_state = query
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let filter = JobFilter {
+        queue: query.queue,
+        state: job_state,
+        limit: query.limit,
+    };
+    let jobs = state
+        .store_call(move |store| store.list_jobs(&filter))
+        .await?;
+    Ok(Json(jobs.into_iter().map(Into::into).collect()))
+}
+
+/// Cancels a job: at once if it waits, through its agent (heartbeat reply) if it runs. Submitter or admin only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "What happened", body = CancelView),
+        (status = 403, description = "Neither the submitter nor an admin", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CancelView>, ApiError> {
+    caller.require(&[Role::User])?;
+    let job_id = id.clone();
+    let job = state.store_call(move |store| store.job(&job_id)).await?;
+    caller.require_may_cancel(&job)?;
+    let outcome = state
+        .store_call(move |store| store.request_cancel(&id, Timestamp::now()))
+        .await?;
+    let view = CancelView::new(outcome);
+    if view.outcome == "cancelled" {
+        state.metrics.count_job_ended(JobState::Cancelled.as_str());
+    }
+    Ok(Json(view))
+}
+
+/// Ends a running job with its result and reason (the agent, when it has run every phase).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/finish",
+    params(("id" = String, Path, description = "The job id")),
+    request_body = FinishRequest,
+    responses(
+        (status = 200, description = "The ended job", body = JobView),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "Not running, or held by another agent", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn finish_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(request): Json<FinishRequest>,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let final_state = request.state;
+    let job = state
+        .store_call(move |store| {
+            store.finish_job(
+                &id,
+                request.agent_id.as_deref(),
+                final_state,
+                &request.reason,
+                Timestamp::now(),
+            )
+        })
+        .await?;
+    state.metrics.count_job_ended(final_state.as_str());
+    Ok(Json(job.into()))
+}

@@ -1,0 +1,117 @@
+//! The HTTP API: the shared request state, the router with every endpoint, and the OpenAPI document made from the
+//! handlers' annotations.
+
+mod agents;
+mod jobs;
+mod ops;
+mod streams;
+pub(crate) mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use proctor_store::{Store, StoreError};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::dispatch::Wakers;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// Where everything lives.
+    pub(crate) store: Arc<dyn Store>,
+    /// Wake-ups for long-polling claims.
+    pub(crate) wakers: Arc<Wakers>,
+    /// The metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// How long a claim is held when nothing waits.
+    pub(crate) claim_hold: Duration,
+    /// How long a claim or heartbeat leases a job for.
+    pub(crate) lease: Duration,
+    /// Whether the API may run open when no token exists (the server listens on loopback).
+    pub(crate) allow_open: bool,
+}
+
+impl AppState {
+    /// Runs a store operation on the blocking pool (the store is synchronous).
+    pub(crate) async fn store_call<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        Ok(tokio::task::spawn_blocking(move || work(store.as_ref())).await??)
+    }
+}
+
+/// The OpenAPI description's frame; the paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Proctor lab API", description = "Submit jobs to queues; agents claim and run them."),
+    components(schemas(views::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme the API uses when tokens exist.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// Every API route with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::submit_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::finish_job))
+        .routes(routes!(agents::register_agent))
+        .routes(routes!(agents::claim_job))
+        .routes(routes!(agents::heartbeat))
+        .routes(routes!(agents::start_phase))
+        .routes(routes!(agents::end_phase))
+        .routes(routes!(streams::upload_log, streams::read_log))
+        .routes(routes!(streams::upload_results, streams::read_results))
+        .routes(routes!(ops::list_queues))
+        .routes(routes!(ops::list_agents))
+}
+
+/// The OpenAPI document of the HTTP API, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The whole service: the API, its OpenAPI document and `/metrics`, with bodies limited to `max_body_bytes`.
+pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (api, document) = api_routes().split_for_parts();
+    let document = Arc::new(document);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || async move { Json(document.as_ref().clone()) }),
+    )
+    .route("/metrics", get(ops::metrics))
+    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .with_state(state)
+}

@@ -1,0 +1,336 @@
+//! The JSON shapes of the API: what requests send and responses carry, with their OpenAPI schemas. They are kept
+//! apart from the store's records so the stored form can change without changing the stable API.
+
+use jiff::Timestamp;
+use proctor_job::Problem;
+use proctor_store::{
+    Agent, CancelOutcome, FinalState, HeartbeatReply, Job, JobState, PhaseRecord, QueueInfo,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Every error response: a stable code, a message for people, and details where they apply.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable name: `unauthorized`, `forbidden`, `invalid_job`, `unknown_queue`, `bad_request`,
+    /// `unsupported_media_type`, `not_found`, `conflict`, `stream_gap` or `internal`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// For `invalid_job`: which field, where in the text, and what was wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<ProblemView>,
+    /// For `stream_gap`: the offset the upload must resume from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_offset: Option<u64>,
+}
+
+/// What was wrong in a submitted job, and where.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProblemView {
+    /// The field path, like `test_data.test_cmds[2]`; empty for the document as a whole.
+    pub path: String,
+    /// The 1-based line, when the parser knows it.
+    pub line: Option<usize>,
+    /// The 1-based column, when the parser knows it.
+    pub column: Option<usize>,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl From<&Problem> for ProblemView {
+    fn from(problem: &Problem) -> Self {
+        ProblemView {
+            path: problem.path.clone(),
+            line: problem.location.map(|at| at.line),
+            column: problem.location.map(|at| at.column),
+            message: problem.message.clone(),
+        }
+    }
+}
+
+/// A job and where it stands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Its id.
+    pub id: String,
+    /// The queue it targets.
+    pub queue: String,
+    /// A name for people.
+    pub name: Option<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// `queued`, `running`, `passed`, `failed`, `error`, `killed` or `cancelled`.
+    #[schema(value_type = String)]
+    pub state: JobState,
+    /// Why it is in its state (final states and requeues).
+    pub reason: Option<String>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// How many claims are allowed.
+    pub max_attempts: u32,
+    /// Whether a user asked to cancel it while it runs.
+    pub cancel_requested: bool,
+    /// When it was submitted (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When its current or last attempt was claimed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    /// The agent that claimed it.
+    pub agent_id: Option<String>,
+    /// The job definition as submitted, normalised to JSON (timeouts in seconds).
+    #[schema(value_type = Object)]
+    pub definition: serde_json::Value,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        JobView {
+            id: job.id,
+            queue: job.queue,
+            name: job.name,
+            priority: job.priority,
+            state: job.state,
+            reason: job.reason,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            cancel_requested: job.cancel_requested,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            agent_id: job.agent_id,
+            definition: job.definition,
+        }
+    }
+}
+
+/// A job with its phases, as `GET /jobs/{id}` shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Its phases in the order they started.
+    pub phases: Vec<PhaseView>,
+}
+
+/// One phase of a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PhaseView {
+    /// The phase (`setup`, `provision`, `firmware_update`, `test`, `allocate`, `reserve`, `cleanup`).
+    pub name: String,
+    /// When it started.
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// When it ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    /// Its exit status, once ended.
+    pub exit_status: Option<i32>,
+}
+
+impl From<PhaseRecord> for PhaseView {
+    fn from(phase: PhaseRecord) -> Self {
+        PhaseView {
+            name: phase.name,
+            started_at: phase.started_at,
+            ended_at: phase.ended_at,
+            exit_status: phase.exit_status,
+        }
+    }
+}
+
+/// Options of `POST /jobs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// Accept a queue that no agent has ever served (it is rejected otherwise, as a likely typo).
+    #[serde(default)]
+    pub allow_unknown_queue: bool,
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only jobs on this queue.
+    pub queue: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<String>,
+    /// At most this many (newest first).
+    pub limit: Option<u32>,
+}
+
+/// What `POST /jobs/{id}/cancel` did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelView {
+    /// `cancelled` (it had not started), `requested` (its agent learns at its next heartbeat) or `already_ended`.
+    pub outcome: String,
+    /// The job's state now.
+    #[schema(value_type = String)]
+    pub state: JobState,
+}
+
+impl CancelView {
+    /// The view of a store outcome.
+    pub fn new(outcome: CancelOutcome) -> Self {
+        match outcome {
+            CancelOutcome::Cancelled => CancelView {
+                outcome: "cancelled".into(),
+                state: JobState::Cancelled,
+            },
+            CancelOutcome::Requested => CancelView {
+                outcome: "requested".into(),
+                state: JobState::Running,
+            },
+            CancelOutcome::AlreadyEnded { state } => CancelView {
+                outcome: "already_ended".into(),
+                state,
+            },
+        }
+    }
+}
+
+/// An agent announcing itself (`POST /agents/{id}`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegisterAgent {
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// The images it can provision.
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+/// An agent as the server knows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    /// Its id.
+    pub id: String,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// `idle`, `busy`, `offline` or `maintenance`.
+    #[schema(value_type = String)]
+    pub state: proctor_store::AgentState,
+    /// When it was last heard from.
+    #[schema(value_type = String, format = DateTime)]
+    pub last_heartbeat: Timestamp,
+    /// The images it advertised.
+    pub images: Vec<String>,
+}
+
+impl From<Agent> for AgentView {
+    fn from(agent: Agent) -> Self {
+        AgentView {
+            id: agent.id,
+            queues: agent.queues,
+            state: agent.state,
+            last_heartbeat: agent.last_heartbeat,
+            images: agent.images,
+        }
+    }
+}
+
+/// A long-polling claim (`POST /agents/{id}/claim`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimRequest {
+    /// The queues to claim from (at least one).
+    pub queues: Vec<String>,
+    /// How long to hold the request when nothing waits, in seconds; capped by the server's hold (30 s by default).
+    pub wait_seconds: Option<f64>,
+}
+
+/// The reply to a heartbeat.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatView {
+    /// The agent's running jobs whose leases were renewed; a job it runs that is missing was taken from it.
+    pub renewed: Vec<String>,
+    /// The jobs among them that a user asked to cancel: kill the phase, run cleanup, finish as `cancelled`.
+    pub cancel_requested: Vec<String>,
+}
+
+impl From<HeartbeatReply> for HeartbeatView {
+    fn from(reply: HeartbeatReply) -> Self {
+        HeartbeatView {
+            renewed: reply.renewed,
+            cancel_requested: reply.cancel_requested,
+        }
+    }
+}
+
+/// The end of a phase.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PhaseEnd {
+    /// The phase command's exit status.
+    pub exit_status: i32,
+}
+
+/// Where an upload is acknowledged to (`PUT /jobs/{id}/log`, `/results`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadAck {
+    /// The stream's end offset: everything before it is stored; the next chunk starts here.
+    pub end_offset: u64,
+}
+
+/// Where an uploaded chunk goes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The chunk's offset in the stream. Bytes before the acknowledged end are skipped; beyond it is a 409.
+    pub offset: u64,
+    /// The phase that produced the chunk (log only).
+    pub phase: Option<String>,
+}
+
+/// What part of a stream to read.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// Start at this byte offset (0 by default).
+    #[serde(default)]
+    pub from: u64,
+    /// Only this phase's chunks (log only).
+    pub phase: Option<String>,
+}
+
+/// How a job ends (`POST /jobs/{id}/finish`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FinishRequest {
+    /// `passed`, `failed`, `error`, `killed` or `cancelled`.
+    #[schema(value_type = String)]
+    pub state: FinalState,
+    /// Why, for people (which limit fired, which phase failed).
+    pub reason: String,
+    /// The agent finishing it: only the agent holding the job's claim may end it. Without, the server ends it.
+    pub agent_id: Option<String>,
+}
+
+/// A queue and what waits on it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// Its name.
+    pub name: String,
+    /// Whether any agent has ever served it.
+    pub ever_served: bool,
+    /// Jobs waiting.
+    pub queued: u64,
+    /// Jobs running.
+    pub running: u64,
+    /// Agents serving it that are not offline.
+    pub agents_online: u64,
+}
+
+impl From<QueueInfo> for QueueView {
+    fn from(queue: QueueInfo) -> Self {
+        QueueView {
+            name: queue.name,
+            ever_served: queue.ever_served,
+            queued: queue.queued,
+            running: queue.running,
+            agents_online: queue.agents_online,
+        }
+    }
+}

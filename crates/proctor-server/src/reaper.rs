@@ -1,0 +1,51 @@
+//! The background reaper: every interval it hands jobs whose lease lapsed back to their queue (or ends them as
+//! `error`, "agent lost") and marks agents that fell silent offline.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use proctor_store::{JobState, ReapedJob};
+
+use crate::api::AppState;
+
+/// Runs reaper rounds every `interval` until the task is aborted.
+pub(crate) async fn run(state: AppState, interval: Duration, agent_offline_after: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // A failed round (a locked or unreachable database) is retried at the next tick; it is counted so an
+        // operator sees it in the metrics.
+        if reap_once(&state, agent_offline_after).await.is_err() {
+            state.metrics.count_reaper_error();
+        }
+    }
+}
+
+/// One round: reap lapsed leases, then mark silent agents offline.
+async fn reap_once(
+    state: &AppState,
+    agent_offline_after: Duration,
+) -> Result<(), crate::error::ApiError> {
+    let reaped: Vec<ReapedJob> = state
+        .store_call(move |store| {
+            let now = Timestamp::now();
+            let reaped = store.reap_expired_leases(now)?;
+            let silent_since = now.checked_sub(agent_offline_after).unwrap_or(now);
+            store.mark_silent_agents_offline(silent_since)?;
+            Ok(reaped)
+        })
+        .await?;
+    let mut requeued = false;
+    for job in &reaped {
+        if job.new_state == JobState::Queued {
+            requeued = true;
+        } else {
+            state.metrics.count_job_ended(job.new_state.as_str());
+        }
+    }
+    if requeued {
+        state.wakers.wake_all();
+    }
+    Ok(())
+}

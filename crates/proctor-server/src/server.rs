@@ -1,0 +1,165 @@
+//! Starting and running the server: its configuration, the bind-time safety check, and the serve loop with the
+//! reaper beside it.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use proctor_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::dispatch::Wakers;
+use crate::error::ServerError;
+use crate::metrics::Metrics;
+use crate::reaper;
+
+/// Where the server listens unless told otherwise: loopback, port 7370.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7370);
+
+/// How the server runs. [`ServerConfig::new`] gives the defaults; every field may be changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The address to listen on; port 0 picks a free port ([`Server::local_addr`] tells which).
+    pub listen: SocketAddr,
+    /// The data directory holding the SQLite store.
+    pub data_dir: PathBuf,
+    /// How long a claim waits for a job when none is queued before answering 204 (30 s).
+    pub claim_hold: Duration,
+    /// How long a claim or heartbeat leases a job for (20 s; agents heartbeat every 5 s).
+    pub lease: Duration,
+    /// How often the reaper looks for lapsed leases (1 s).
+    pub reap_interval: Duration,
+    /// How long an agent may stay silent before it is shown offline (one lease by default).
+    pub agent_offline_after: Duration,
+    /// The largest request body accepted; larger ones get 413 (16 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// The defaults, with the store in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        let lease = Duration::from_secs(20);
+        ServerConfig {
+            listen: DEFAULT_LISTEN,
+            data_dir,
+            claim_hold: Duration::from_secs(30),
+            lease,
+            reap_interval: Duration::from_secs(1),
+            agent_offline_after: lease,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A server bound to its address, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    state: AppState,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Opens the store in the data directory and binds the listening socket. Refuses a non-loopback address unless
+    /// authentication is configured (a token exists in the store).
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            SqliteStore::open(&data_dir)
+                .map_err(|source| ServerError::OpenStore { data_dir, source })
+        })
+        .await
+        .map_err(ServerError::StoreTask)??;
+        Server::bind_with_store(config, Arc::new(store)).await
+    }
+
+    /// Like [`bind`](Server::bind), with a store the caller opened (the data directory is not used).
+    pub async fn bind_with_store(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Server, ServerError> {
+        let allow_open = config.listen.ip().is_loopback();
+        if !allow_open {
+            require_tokens(&store, config.listen).await?;
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    listen: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            listen: config.listen,
+            source,
+        })?;
+        let state = AppState {
+            store,
+            wakers: Arc::new(Wakers::default()),
+            metrics: Arc::new(Metrics::new().map_err(ServerError::Metrics)?),
+            claim_hold: config.claim_hold,
+            lease: config.lease,
+            allow_open,
+        };
+        let router = api::router(state.clone(), config.max_body_bytes);
+        Ok(Server {
+            listener,
+            local_addr,
+            router,
+            state,
+            config,
+        })
+    }
+
+    /// The address the server listens on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves requests, with the reaper running beside, until `shutdown` completes; then stops taking connections
+    /// and lets requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let reaper = tokio::spawn(reaper::run(
+            self.state,
+            self.config.reap_interval,
+            self.config.agent_offline_after,
+        ));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve);
+        reaper.abort();
+        served
+    }
+}
+
+/// Refuses to go on when no token exists: a server beyond loopback must not run open.
+async fn require_tokens(store: &Arc<dyn Store>, listen: SocketAddr) -> Result<(), ServerError> {
+    let store = Arc::clone(store);
+    let has_tokens = tokio::task::spawn_blocking(move || store.has_tokens())
+        .await
+        .map_err(ServerError::StoreTask)?
+        .map_err(ServerError::CheckTokens)?;
+    if has_tokens {
+        Ok(())
+    } else {
+        Err(ServerError::OpenToNetwork { listen })
+    }
+}
+
+/// Binds the server as `config` says and serves until `shutdown` completes.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
