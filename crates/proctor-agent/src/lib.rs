@@ -1,1 +1,241 @@
-//! The lab agent: claims jobs from the server for its queues and runs their phases under process supervision, streaming logs and results back.
+//! The lab agent: claims jobs from the server for its queues and runs their phases under process supervision,
+//! streaming logs and results back.
+//!
+//! An [`Agent`] registers with the server named in its [`AgentConfig`], long-polls for a job on its queues, and
+//! runs the job's phases (`setup`, `provision`, …, `cleanup`, as [`AgentConfig::phases_for`] picks them) one after
+//! another in the job's own work directory, `<work_dir>/<job id>`, which holds the job as `job.json`. Each phase
+//! is the agent's `<phase>_command` run with bash, or for the test phase without a `test_command`, the job's
+//! `test_cmds` (the built-in local device). Phases see the job through `PROCTOR_JOB_ID`, `PROCTOR_PHASE`,
+//! `PROCTOR_SERVER`, `PROCTOR_WORK_DIR`, `PROCTOR_JOB_FILE`, `PROCTOR_RESULTS` (where to write a subunit v2
+//! stream) and `PROCTOR_ARTIFACTS`, and run under the supervisor with what is left of the job's global timeout
+//! and its output timeout; a limit or a cancel kills the phase's whole process tree.
+//!
+//! Output is copied to a spool file beside the work directories (`<work_dir>/.spool/<job id>/output.log`) and
+//! uploaded from there by a background thread as it grows (within about 100 ms), by offset: a failed upload is
+//! retried with backoff from the offset the server acknowledged, so nothing is lost or sent twice while the server
+//! is away. The results file is uploaded the same way. A heartbeat renews the job's lease every few seconds and
+//! brings cancels. The job then ends with one [`FinalState`] and a reason:
+//!
+//! - `passed` when every phase exited 0 and no test in the results failed; `failed` when the test, allocate or
+//!   reserve phase exited non-zero or a test in the results failed;
+//! - `error` when setup, provisioning, firmware update or cleanup failed, or a phase could not start;
+//! - `killed` when the global or the output timeout fired; `cancelled` when a user cancelled it.
+//!
+//! `cleanup` runs after every other phase, whatever happened to them (with at least
+//! [`AgentSettings::cleanup_allowance`] even when the job's time ran out).
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use proctor_agent::Agent;
+//! use proctor_job::{AgentConfig, Name};
+//!
+//! let name = |text: &str| Name::new(text).expect("a valid name");
+//! let config = AgentConfig::new(name("lab-1"), vec![name("local")]);
+//! let agent = Agent::new(config, "/var/lib/proctor-agent".into())?;
+//! let shutdown = AtomicBool::new(false);
+//! agent.run(&shutdown, |error| eprintln!("{error}"));
+//! # Ok::<(), proctor_agent::AgentError>(())
+//! ```
+
+mod client;
+mod control;
+mod error;
+mod job;
+mod upload;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proctor_job::AgentConfig;
+use proctor_supervisor::{Supervisor, SupervisorConfig};
+use serde::Serialize;
+
+pub use error::AgentError;
+
+use client::ServerClient;
+use job::{run_job, JobContext};
+
+/// The state a job ends in, as the server records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalState {
+    /// Every phase exited 0 and no test in the results failed.
+    Passed,
+    /// The test (or allocate, reserve) phase exited non-zero, or a test in the results failed.
+    Failed,
+    /// The system broke rather than the test: setup, provisioning or cleanup failed, or a phase could not start.
+    Error,
+    /// A time limit fired.
+    Killed,
+    /// A user cancelled it.
+    Cancelled,
+}
+
+impl fmt::Display for FinalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FinalState::Passed => "passed",
+            FinalState::Failed => "failed",
+            FinalState::Error => "error",
+            FinalState::Killed => "killed",
+            FinalState::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// How a job this agent ran ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// The job's id.
+    pub job_id: String,
+    /// Its final state.
+    pub state: FinalState,
+    /// Why, as sent to the server.
+    pub reason: String,
+}
+
+/// The agent's pacing; [`Default`] gives the production values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// How long one claim waits for a job (25 s); also how long [`Agent::run`] may take to see a shutdown.
+    pub claim_wait: Duration,
+    /// How often a running job's lease is renewed and cancels are looked for (5 s; the server's lease is 20 s).
+    pub heartbeat_interval: Duration,
+    /// Between SIGTERM and SIGKILL when a phase is stopped (10 s).
+    pub grace: Duration,
+    /// How long to keep retrying uploads after a job ended while the server cannot be reached (60 s).
+    pub drain_limit: Duration,
+    /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
+    pub cleanup_allowance: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            claim_wait: Duration::from_secs(25),
+            heartbeat_interval: Duration::from_secs(5),
+            grace: Duration::from_secs(10),
+            drain_limit: Duration::from_secs(60),
+            cleanup_allowance: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Requests other than claims give up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait between attempts when [`Agent::run`] cannot reach the server.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// A lab agent: one configuration, one work directory, one job at a time.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    settings: AgentSettings,
+    client: ServerClient,
+    supervisor: Supervisor,
+    jobs_dir: PathBuf,
+    spool_dir: PathBuf,
+}
+
+impl Agent {
+    /// An agent with the default [`AgentSettings`], making job work directories under `work_dir`. Makes this
+    /// process the subreaper of the phases it runs.
+    pub fn new(config: AgentConfig, work_dir: PathBuf) -> Result<Agent, AgentError> {
+        Agent::with_settings(config, work_dir, AgentSettings::default())
+    }
+
+    /// An agent with its own pacing.
+    pub fn with_settings(
+        config: AgentConfig,
+        work_dir: PathBuf,
+        settings: AgentSettings,
+    ) -> Result<Agent, AgentError> {
+        let client = ServerClient::new(
+            &config.server_address,
+            config.agent_id.as_str(),
+            settings.claim_wait + REQUEST_TIMEOUT,
+        )?;
+        let supervisor = Supervisor::new(SupervisorConfig {
+            grace: settings.grace,
+            ..SupervisorConfig::default()
+        })?;
+        let spool_dir = config
+            .logging_basedir
+            .clone()
+            .unwrap_or_else(|| work_dir.join(".spool"));
+        Ok(Agent {
+            config,
+            settings,
+            client,
+            supervisor,
+            jobs_dir: work_dir,
+            spool_dir,
+        })
+    }
+
+    /// Tells the server this agent exists and which queues it serves (again after a restart).
+    pub fn register(&self) -> Result<(), AgentError> {
+        let images: Vec<String> = self
+            .config
+            .advertised_images
+            .values()
+            .flat_map(|images| images.keys().cloned())
+            .collect();
+        self.client.register(&self.queues(), &images)
+    }
+
+    /// Waits up to [`AgentSettings::claim_wait`] for a job; runs it to its end when one comes. `None` when none came.
+    pub fn run_once(&self) -> Result<Option<JobReport>, AgentError> {
+        let Some(claimed) = self
+            .client
+            .claim(&self.queues(), self.settings.claim_wait)?
+        else {
+            return Ok(None);
+        };
+        let context = JobContext {
+            config: &self.config,
+            settings: &self.settings,
+            client: &self.client,
+            supervisor: &self.supervisor,
+            jobs_dir: &self.jobs_dir,
+            spool_dir: &self.spool_dir,
+        };
+        run_job(&context, claimed).map(Some)
+    }
+
+    /// Registers and runs jobs until `shutdown` is set (seen between jobs, within one claim wait). Errors never stop
+    /// it: each goes to `on_error` and the agent tries again after a backoff, registering anew.
+    pub fn run(&self, shutdown: &AtomicBool, mut on_error: impl FnMut(&AgentError)) {
+        let mut registered = false;
+        let mut retry_wait = Duration::from_millis(100);
+        while !shutdown.load(Ordering::SeqCst) {
+            let attempt = if registered {
+                self.run_once().map(|_| ())
+            } else {
+                self.register()
+            };
+            match attempt {
+                Ok(()) => {
+                    registered = true;
+                    retry_wait = Duration::from_millis(100);
+                }
+                Err(error) => {
+                    on_error(&error);
+                    registered = false;
+                    std::thread::sleep(retry_wait);
+                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
+                }
+            }
+        }
+    }
+
+    fn queues(&self) -> Vec<String> {
+        self.config
+            .job_queues
+            .iter()
+            .map(|queue| queue.as_str().to_owned())
+            .collect()
+    }
+}

@@ -1,0 +1,435 @@
+//! Running one claimed job: its directories and `job.json`, its phases under supervision with the job's time
+//! limits, its log and results streamed to the server, and the final state it ends in.
+
+use std::fs::{self, File};
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proctor_job::{AgentConfig, Job, Phase, Timeouts};
+use proctor_subunit::{EventReader, Status};
+use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
+
+use crate::client::{ClaimedJob, ServerClient, StreamKind};
+use crate::control::{Heartbeat, JobControl};
+use crate::error::AgentError;
+use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader};
+use crate::{AgentSettings, FinalState, JobReport};
+
+/// The file in the job's work directory holding the job definition.
+pub(crate) const JOB_FILE: &str = "job.json";
+/// The file in the job's work directory where phases write their subunit v2 results.
+pub(crate) const RESULTS_FILE: &str = "results.subunit";
+/// The directory in the job's work directory for artifacts.
+pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
+
+/// Everything a job run needs from its agent.
+pub(crate) struct JobContext<'a> {
+    pub(crate) config: &'a AgentConfig,
+    pub(crate) settings: &'a AgentSettings,
+    pub(crate) client: &'a ServerClient,
+    pub(crate) supervisor: &'a Supervisor,
+    /// Where the job's work directory is made.
+    pub(crate) jobs_dir: &'a Path,
+    /// Where the agent keeps its own files for the job (the log spool, the test script).
+    pub(crate) spool_dir: &'a Path,
+}
+
+/// Runs `claimed` to its end and reports it finished to the server.
+pub(crate) fn run_job(
+    context: &JobContext<'_>,
+    claimed: ClaimedJob,
+) -> Result<JobReport, AgentError> {
+    let started = Instant::now();
+    let spool = context.spool_dir.join(&claimed.id);
+    create_dir(&spool)?;
+    let log_path = spool.join("output.log");
+    let log_file = File::create(&log_path).map_err(|source| AgentError::Io {
+        what: "could not create the job's log spool",
+        path: log_path.clone(),
+        source,
+    })?;
+    let marks = PhaseMarks::default();
+    let log_uploader = Uploader::start(
+        context.client.clone(),
+        UploadSource {
+            job_id: claimed.id.clone(),
+            stream: StreamKind::Log,
+            path: log_path,
+            marks: Some(marks.clone()),
+        },
+        context.settings.drain_limit,
+    );
+    let work_dir = context.jobs_dir.join(&claimed.id);
+    let results_uploader = Uploader::start(
+        context.client.clone(),
+        UploadSource {
+            job_id: claimed.id.clone(),
+            stream: StreamKind::Results,
+            path: work_dir.join(RESULTS_FILE),
+            marks: None,
+        },
+        context.settings.drain_limit,
+    );
+    let control = Arc::new(JobControl::default());
+    let heartbeat = Heartbeat::start(
+        context.client.clone(),
+        claimed.id.clone(),
+        Arc::clone(&control),
+        context.settings.heartbeat_interval,
+    );
+    let mut run = JobRun {
+        context,
+        job_id: claimed.id.clone(),
+        work_dir,
+        spool,
+        log: LogWriter {
+            file: log_file,
+            written: 0,
+            marks,
+            uploader: log_uploader,
+        },
+        control: Arc::clone(&control),
+        started,
+    };
+    let (state, reason) = run.run_all(&claimed.definition);
+    heartbeat.stop();
+    run.log.note(&format!("the job ended {state}: {reason}"));
+    let results_end = results_uploader.finish();
+    let log_end = run.log.uploader.finish();
+    let reason = with_upload_warnings(reason, &log_end, &results_end);
+    if control.is_lost() {
+        // The server gave the job to someone else (or ended it); finishing it would be refused.
+        return Ok(JobReport {
+            job_id: claimed.id,
+            state,
+            reason,
+        });
+    }
+    context.client.finish(&claimed.id, state, &reason)?;
+    Ok(JobReport {
+        job_id: claimed.id,
+        state,
+        reason,
+    })
+}
+
+/// The reason, with a note when a stream could not be uploaded whole.
+fn with_upload_warnings(reason: String, log: &UploadEnd, results: &UploadEnd) -> String {
+    let mut reason = reason;
+    for (name, end) in [("log", log), ("results", results)] {
+        if let UploadEnd::Incomplete(stored) = end {
+            reason.push_str(&format!(
+                " (the {name} upload stopped at byte {stored}: the server could not be reached)"
+            ));
+        }
+    }
+    reason
+}
+
+/// The agent's copy of the job's output, uploaded as it grows.
+struct LogWriter {
+    file: File,
+    written: u64,
+    marks: PhaseMarks,
+    uploader: Uploader,
+}
+
+impl LogWriter {
+    /// Appends output. A full disk loses output rather than the job: the phase goes on.
+    fn write(&mut self, bytes: &[u8]) {
+        if self.file.write_all(bytes).is_ok() {
+            self.written += bytes.len() as u64;
+            self.uploader.nudge();
+        }
+    }
+
+    /// Appends a line from the agent itself, so the log says what the agent did and why.
+    fn note(&mut self, message: &str) {
+        self.write(format!("proctor-agent: {message}\n").as_bytes());
+    }
+
+    /// Output from here on belongs to `phase`.
+    fn begin_phase(&mut self, phase: Phase) {
+        self.marks.mark(self.written, phase);
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PhaseEnd {
+    /// Its command exited with this status (signals as 128 + the signal number, as shells report them).
+    Exited(i32),
+    /// A limit stopped it.
+    Limited(Limit, i32),
+    /// It was stopped by a cancel or a lost lease.
+    Stopped(i32),
+    /// It could not be started; why.
+    NotStarted(String),
+}
+
+struct JobRun<'a, 'b> {
+    context: &'b JobContext<'a>,
+    job_id: String,
+    work_dir: PathBuf,
+    spool: PathBuf,
+    log: LogWriter,
+    control: Arc<JobControl>,
+    started: Instant,
+}
+
+impl JobRun<'_, '_> {
+    /// Runs every phase the job needs and decides its final state and reason.
+    fn run_all(&mut self, definition: &serde_json::Value) -> (FinalState, String) {
+        let job: Job = match serde_json::from_value(definition.clone()) {
+            Ok(job) => job,
+            Err(error) => {
+                return (
+                    FinalState::Error,
+                    format!("the job definition could not be read: {error}"),
+                )
+            }
+        };
+        if let Err(error) = self.prepare_work_dir(definition) {
+            return (FinalState::Error, error.to_string());
+        }
+        let timeouts = self.context.config.effective_timeouts(&job);
+        let mut verdict: Option<(FinalState, String)> = None;
+        for phase in self.context.config.phases_for(&job) {
+            if phase != Phase::Cleanup && verdict.is_some() {
+                continue;
+            }
+            let end = self.run_phase(&job, phase, timeouts);
+            let judged = judge(phase, &end, timeouts);
+            if verdict.is_none() {
+                verdict = judged;
+            }
+        }
+        if self.control.is_cancelled() {
+            return (FinalState::Cancelled, "cancelled by a user".into());
+        }
+        if self.control.is_lost() {
+            return (
+                FinalState::Error,
+                "the server took the job from this agent (its lease lapsed)".into(),
+            );
+        }
+        verdict.unwrap_or_else(|| self.judge_results())
+    }
+
+    /// The final state of a job whose phases all exited 0: `failed` when its results record a failed test.
+    fn judge_results(&self) -> (FinalState, String) {
+        let failed = failed_tests(&self.work_dir.join(RESULTS_FILE));
+        match failed.first() {
+            None => (FinalState::Passed, "every phase exited 0".into()),
+            Some(first) => (
+                FinalState::Failed,
+                format!(
+                    "{} test(s) failed in the results, the first {first}",
+                    failed.len()
+                ),
+            ),
+        }
+    }
+
+    /// Makes the job's work directory with `job.json` and the artifacts directory.
+    fn prepare_work_dir(&self, definition: &serde_json::Value) -> Result<(), AgentError> {
+        create_dir(&self.work_dir.join(ARTIFACTS_DIR))?;
+        let path = self.work_dir.join(JOB_FILE);
+        let text = serde_json::to_vec_pretty(definition).unwrap_or_default();
+        fs::write(&path, text).map_err(|source| AgentError::Io {
+            what: "could not write the job file",
+            path,
+            source,
+        })
+    }
+
+    /// Runs one phase, reporting its start and end to the server.
+    fn run_phase(&mut self, job: &Job, phase: Phase, timeouts: Timeouts) -> PhaseEnd {
+        let Some(time_limit) = self.time_left(phase, timeouts) else {
+            return PhaseEnd::Limited(Limit::Time, 124);
+        };
+        self.log.begin_phase(phase);
+        if let Err(error) = self.context.client.start_phase(&self.job_id, phase) {
+            self.log.note(&format!(
+                "could not report the start of the {phase} phase: {error}"
+            ));
+        }
+        let end = match self.phase_command(job, phase) {
+            Ok(command) => self.supervise(
+                phase,
+                command.limits(Limits {
+                    time: Some(time_limit),
+                    no_output: Some(timeouts.output),
+                    memory: None,
+                }),
+            ),
+            Err(reason) => PhaseEnd::NotStarted(reason),
+        };
+        if let PhaseEnd::NotStarted(reason) = &end {
+            self.log
+                .note(&format!("the {phase} phase could not start: {reason}"));
+        }
+        let status = match &end {
+            PhaseEnd::Exited(status) | PhaseEnd::Limited(_, status) | PhaseEnd::Stopped(status) => {
+                *status
+            }
+            PhaseEnd::NotStarted(_) => 127,
+        };
+        if let Err(error) = self.context.client.end_phase(&self.job_id, phase, status) {
+            self.log.note(&format!(
+                "could not report the end of the {phase} phase: {error}"
+            ));
+        }
+        end
+    }
+
+    /// The time `phase` may take: what is left of the job's global timeout. `cleanup` always gets at least the
+    /// agent's cleanup allowance, so a job that ran out of time is still tidied up.
+    fn time_left(&self, phase: Phase, timeouts: Timeouts) -> Option<Duration> {
+        let left = timeouts.global.saturating_sub(self.started.elapsed());
+        if phase == Phase::Cleanup {
+            return Some(left.max(self.context.settings.cleanup_allowance));
+        }
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// The command for `phase`: the agent's `<phase>_command`, or for `test` without one the job's `test_cmds`
+    /// run with bash (the built-in local device).
+    fn phase_command(&mut self, job: &Job, phase: Phase) -> Result<CommandSpec, String> {
+        // A phase may have deleted the work directory; the next one still gets one.
+        create_dir(&self.work_dir.join(ARTIFACTS_DIR)).map_err(|error| error.to_string())?;
+        let spec = match self.context.config.command(phase) {
+            Some(command) => CommandSpec::new("bash").args(["-c", command]),
+            None => {
+                let script = job
+                    .test_data
+                    .as_ref()
+                    .and_then(|data| data.test_cmds.as_ref())
+                    .ok_or("the job has no test_cmds and the agent has no test_command")?
+                    .script();
+                let path = self.spool.join("test_cmds.sh");
+                fs::write(&path, script)
+                    .map_err(|error| format!("could not write {}: {error}", path.display()))?;
+                CommandSpec::new("bash").arg(path)
+            }
+        };
+        let mut spec = spec
+            .cwd(&self.work_dir)
+            .grace(self.context.settings.grace)
+            .env("PROCTOR_JOB_ID", &self.job_id)
+            .env("PROCTOR_PHASE", phase.as_str())
+            .env("PROCTOR_SERVER", self.context.client.base())
+            .env("PROCTOR_WORK_DIR", &self.work_dir)
+            .env("PROCTOR_JOB_FILE", self.work_dir.join(JOB_FILE))
+            .env("PROCTOR_RESULTS", self.work_dir.join(RESULTS_FILE))
+            .env("PROCTOR_ARTIFACTS", self.work_dir.join(ARTIFACTS_DIR));
+        if phase == Phase::Test {
+            for (name, value) in job.test_data.iter().flat_map(|data| &data.environment) {
+                spec = spec.env(name, value.to_string());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Runs `command` under the supervisor, copying its output into the log as it comes.
+    fn supervise(&mut self, phase: Phase, command: CommandSpec) -> PhaseEnd {
+        let running = match self.context.supervisor.spawn(command) {
+            Ok(running) => running,
+            Err(error) => return PhaseEnd::NotStarted(error.to_string()),
+        };
+        if phase != Phase::Cleanup {
+            self.control.set_running(running.stop_handle());
+        }
+        for chunk in running.output() {
+            self.log.write(&chunk.data);
+        }
+        let outcome = running.wait();
+        self.control.clear_running();
+        match outcome {
+            Ok(outcome) => classify(&outcome),
+            Err(error) => PhaseEnd::NotStarted(error.to_string()),
+        }
+    }
+}
+
+/// How a supervised command's outcome counts for its phase.
+fn classify(outcome: &Outcome) -> PhaseEnd {
+    let status = match outcome.exit {
+        Exit::Code(code) => code,
+        Exit::Signal(signal) => 128 + signal,
+    };
+    match (outcome.limit, outcome.stopped) {
+        (Some(limit), _) => PhaseEnd::Limited(limit, status),
+        (None, true) => PhaseEnd::Stopped(status),
+        (None, false) => PhaseEnd::Exited(status),
+    }
+}
+
+/// The final state a phase's end calls for, if it is not a success. Setup, provisioning and firmware failures are
+/// the system's (`error`); a failing test, allocate or reserve phase is the job's (`failed`).
+fn judge(phase: Phase, end: &PhaseEnd, timeouts: Timeouts) -> Option<(FinalState, String)> {
+    match end {
+        PhaseEnd::Exited(0) => None,
+        PhaseEnd::Exited(status) => {
+            let state = match phase {
+                Phase::Setup | Phase::Provision | Phase::FirmwareUpdate | Phase::Cleanup => {
+                    FinalState::Error
+                }
+                Phase::Test | Phase::Allocate | Phase::Reserve => FinalState::Failed,
+            };
+            Some((
+                state,
+                format!("the {phase} phase exited with status {status}"),
+            ))
+        }
+        PhaseEnd::Limited(Limit::Time, _) => Some((
+            FinalState::Killed,
+            format!(
+                "the global timeout ({} s) ran out in the {phase} phase",
+                timeouts.global.as_secs()
+            ),
+        )),
+        PhaseEnd::Limited(Limit::NoOutput, _) => Some((
+            FinalState::Killed,
+            format!(
+                "the {phase} phase printed nothing for the output timeout ({} s)",
+                timeouts.output.as_secs()
+            ),
+        )),
+        PhaseEnd::Limited(Limit::Memory, _) => Some((
+            FinalState::Killed,
+            format!("the {phase} phase went over its memory limit"),
+        )),
+        PhaseEnd::Stopped(_) => Some((
+            FinalState::Cancelled,
+            format!("the {phase} phase was stopped"),
+        )),
+        PhaseEnd::NotStarted(reason) => Some((
+            FinalState::Error,
+            format!("the {phase} phase could not start: {reason}"),
+        )),
+    }
+}
+
+/// The ids of the tests a subunit v2 results file records as failed (none when there is no file). Corrupt bytes
+/// count as a failure of the reader's own `subunit.parser` test, as the reference implementation reports them.
+fn failed_tests(path: &Path) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    EventReader::new(BufReader::new(file))
+        .map_while(Result::ok)
+        .filter(|event| event.status.is_some_and(Status::is_failure))
+        .map(|event| event.test_id.unwrap_or_default())
+        .collect()
+}
+
+fn create_dir(path: &Path) -> Result<(), AgentError> {
+    fs::create_dir_all(path).map_err(|source| AgentError::Io {
+        what: "could not create the directory",
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,217 @@
+//! Background uploads of a job's byte streams. Each stream is a file on this machine (the agent's log of the
+//! phases' output, or the subunit results a phase writes); an uploader thread sends what the file holds past the
+//! server's acknowledged end, so a failed request is simply retried from the acknowledged offset and the file is
+//! the spool while the server is away.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use proctor_job::Phase;
+
+use crate::client::{ServerClient, StreamKind, UploadAck};
+
+/// The most bytes sent in one request (well under the server's default 16 MiB body limit).
+const MAX_CHUNK: u64 = 1024 * 1024;
+/// How often the file is looked at when nobody says it grew (the results file is written by a phase).
+const POLL: Duration = Duration::from_millis(100);
+/// The first wait after a failed upload; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Which phase wrote which bytes of the log: each entry is the offset where a phase's output starts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PhaseMarks(Arc<Mutex<Vec<(u64, Phase)>>>);
+
+impl PhaseMarks {
+    /// Records that `phase`'s output starts at `offset`.
+    pub(crate) fn mark(&self, offset: u64, phase: Phase) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((offset, phase));
+    }
+
+    /// The phase that wrote the byte at `offset`, and where the next phase's output starts.
+    fn phase_at(&self, offset: u64) -> (Option<Phase>, Option<u64>) {
+        let marks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = marks.iter().rev().find(|(start, _)| *start <= offset);
+        let next = marks.iter().find(|(start, _)| *start > offset);
+        (
+            current.map(|(_, phase)| *phase),
+            next.map(|(start, _)| *start),
+        )
+    }
+}
+
+/// What an uploader sends and where.
+pub(crate) struct UploadSource {
+    /// The job the stream belongs to.
+    pub(crate) job_id: String,
+    /// Which stream.
+    pub(crate) stream: StreamKind,
+    /// The file holding it; it may appear only later (a results file).
+    pub(crate) path: PathBuf,
+    /// Phase attribution (log only).
+    pub(crate) marks: Option<PhaseMarks>,
+}
+
+/// A running uploader. [`nudge`](Self::nudge) says the file grew; [`finish`](Self::finish) waits until all of it is
+/// stored, or until the server has stayed unreachable for the drain limit.
+pub(crate) struct Uploader {
+    nudge: SyncSender<()>,
+    thread: JoinHandle<UploadEnd>,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UploadEnd {
+    /// Everything the file held is stored, up to this offset.
+    Complete(u64),
+    /// The server stored only up to this offset before the drain limit ran out.
+    Incomplete(u64),
+}
+
+impl Uploader {
+    /// Starts uploading `source` with `client`; after [`finish`](Self::finish) it keeps retrying for `drain_limit`.
+    pub(crate) fn start(client: ServerClient, source: UploadSource, drain_limit: Duration) -> Self {
+        let (nudge, nudged) = mpsc::sync_channel(1);
+        let thread = std::thread::spawn(move || {
+            UploadLoop {
+                client,
+                source,
+                file: None,
+                acked: 0,
+            }
+            .run(nudged, drain_limit)
+        });
+        Uploader { nudge, thread }
+    }
+
+    /// Says the file grew, so it is sent now rather than at the next poll.
+    pub(crate) fn nudge(&self) {
+        // A full channel already holds a nudge the uploader has not seen: nothing is lost.
+        let _ = self.nudge.try_send(());
+    }
+
+    /// Sends what is left and says how far the server got.
+    pub(crate) fn finish(self) -> UploadEnd {
+        drop(self.nudge);
+        self.thread.join().unwrap_or(UploadEnd::Incomplete(0))
+    }
+}
+
+struct UploadLoop {
+    client: ServerClient,
+    source: UploadSource,
+    /// Kept open once found, so the stream can still be read after a phase deletes the file.
+    file: Option<File>,
+    /// Everything before this offset is stored on the server.
+    acked: u64,
+}
+
+/// What one step of the loop did.
+enum Step {
+    /// Sent (or skipped) some bytes.
+    Progress,
+    /// The server has everything the file holds now.
+    CaughtUp,
+    /// The server could not be reached or refused.
+    Failed,
+}
+
+impl UploadLoop {
+    fn run(mut self, nudged: Receiver<()>, drain_limit: Duration) -> UploadEnd {
+        let mut closed_at: Option<Instant> = None;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let wait = match self.step() {
+                Step::Progress => {
+                    backoff = FIRST_BACKOFF;
+                    continue;
+                }
+                Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete(self.acked),
+                Step::CaughtUp => POLL,
+                Step::Failed => {
+                    if closed_at.is_some_and(|closed| closed.elapsed() >= drain_limit) {
+                        return UploadEnd::Incomplete(self.acked);
+                    }
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+            };
+            match nudged.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if closed_at.is_some() {
+                        // A closed channel no longer waits: keep the retry pace by sleeping instead.
+                        std::thread::sleep(wait);
+                    }
+                    closed_at.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        let Some((phase, bytes)) = self.next_chunk() else {
+            return Step::CaughtUp;
+        };
+        match self.client.upload(
+            &self.source.job_id,
+            self.source.stream,
+            self.acked,
+            phase,
+            bytes,
+        ) {
+            // The server resumes us at its own end: past ours when a previous attempt was stored but not
+            // acknowledged, before ours when it lost bytes it had acknowledged.
+            Ok(UploadAck::Gap(expected)) => {
+                self.acked = expected;
+                Step::Progress
+            }
+            Ok(UploadAck::StoredTo(stored)) if stored > self.acked => {
+                self.acked = stored;
+                Step::Progress
+            }
+            // An acknowledgement that does not move forward would make us resend the same bytes forever.
+            Ok(UploadAck::StoredTo(_)) | Err(_) => Step::Failed,
+        }
+    }
+
+    /// The bytes past the acknowledged end, up to the next phase's output and the chunk size, with the phase that
+    /// wrote them; `None` when there are none (or the file cannot be read now).
+    fn next_chunk(&mut self) -> Option<(Option<Phase>, Vec<u8>)> {
+        if self.file.is_none() {
+            self.file = File::open(&self.source.path).ok();
+        }
+        let file = self.file.as_ref()?;
+        let length = file.metadata().ok()?.len();
+        if self.acked >= length {
+            return None;
+        }
+        let (phase, next_mark) = self
+            .source
+            .marks
+            .as_ref()
+            .map_or((None, None), |marks| marks.phase_at(self.acked));
+        let end = length
+            .min(self.acked + MAX_CHUNK)
+            .min(next_mark.unwrap_or(u64::MAX));
+        read_range(file, self.acked, end).map(|bytes| (phase, bytes))
+    }
+}
+
+/// The bytes of `file` from `start` to `end`, or `None` when they cannot be read (the file shrank).
+fn read_range(file: &File, start: u64, end: u64) -> Option<Vec<u8>> {
+    let length = usize::try_from(end.saturating_sub(start)).ok()?;
+    let mut bytes = vec![0; length];
+    file.read_exact_at(&mut bytes, start).ok()?;
+    Some(bytes)
+}
