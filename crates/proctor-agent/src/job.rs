@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proctor_events::{Sink, Summary};
 use proctor_job::{AgentConfig, Job, Phase, Timeouts};
-use proctor_subunit::{EventReader, Status};
+use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 
 use crate::client::{ClaimedJob, ServerClient, StreamKind};
@@ -413,16 +414,24 @@ fn judge(phase: Phase, end: &PhaseEnd, timeouts: Timeouts) -> Option<(FinalState
     }
 }
 
-/// The ids of the tests a subunit v2 results file records as failed (none when there is no file). Corrupt bytes
-/// count as a failure of the reader's own `subunit.parser` test, as the reference implementation reports them.
+/// The ids of the tests a subunit v2 results file records as failed, by the
+/// same rules as every other summary in Proctor (a run left unfinished fails;
+/// corrupt bytes fail the reader's own `subunit.parser` test); none when there
+/// is no file.
 fn failed_tests(path: &Path) -> Vec<String> {
     let Ok(file) = File::open(path) else {
         return Vec::new();
     };
-    EventReader::new(BufReader::new(file))
-        .map_while(Result::ok)
-        .filter(|event| event.status.is_some_and(Status::is_failure))
-        .map(|event| event.test_id.unwrap_or_default())
+    let mut summary = Summary::new();
+    for event in EventReader::new(BufReader::new(file)).map_while(Result::ok) {
+        // A summary only counts; it has no way to fail.
+        let _ = summary.event(&event);
+    }
+    let _ = summary.finish();
+    summary
+        .failures
+        .into_iter()
+        .map(|record| record.test_id)
         .collect()
 }
 

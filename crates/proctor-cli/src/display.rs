@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use proctor_events::{Aggregator, Sink, SinkError, Summary, TestRecord};
+use proctor_events::{Aggregator, Outcome, Sink, SinkError, Summary, TestRecord};
 use proctor_formats::text::indented_content;
 use proctor_runner::{Progress, RunReport};
 use proctor_subunit::{Event, Status};
@@ -18,28 +18,24 @@ const RUNNING_SHOWN: usize = 8;
 pub struct Display {
     aggregator: Aggregator,
     bar: Option<ProgressBar>,
-    /// Print passing tests too (failures always print).
-    verbose: bool,
 }
 
 impl Display {
     /// A display for a run of `total` tests; the bar appears only on a
-    /// terminal. Passing tests get a line unless `quiet`.
-    pub fn new(total: usize, quiet: bool) -> Display {
+    /// terminal.
+    pub fn new(total: usize) -> Display {
         let bar = io::stdout().is_terminal().then(|| progress_bar(total));
         Display {
             aggregator: Aggregator::new(),
             bar,
-            verbose: !quiet,
         }
     }
 
-    /// A display with no bar that prints every test: for the example run.
+    /// A display with no bar: for the example run.
     pub fn plain() -> Display {
         Display {
             aggregator: Aggregator::new(),
             bar: None,
-            verbose: true,
         }
     }
 
@@ -72,14 +68,8 @@ impl Display {
     }
 
     fn report(&self, record: &TestRecord) -> io::Result<()> {
-        let failed = !matches!(
-            record.status,
-            Some(Status::Success | Status::Skip | Status::XFail)
-        );
-        if failed || self.verbose {
-            self.print(&record_text(record, failed))?;
-        }
-        Ok(())
+        let failed = Outcome::of(record.status) == Outcome::Failed;
+        self.print(&record_text(record, failed))
     }
 }
 
@@ -160,12 +150,31 @@ fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
 
+/// The totals line every command that reports a run ends with:
+/// `N tests in T: P passed, F failed, S skipped` (without ` in T` when the
+/// run's time is unknown).
+pub fn totals_line([total, passed, failed, skipped]: [usize; 4], time: Option<Duration>) -> String {
+    let time = time
+        .map(|time| format!(" in {:.3}s", time.as_secs_f64()))
+        .unwrap_or_default();
+    format!("{total} tests{time}: {passed} passed, {failed} failed, {skipped} skipped")
+}
+
+/// A summary's totals for [`totals_line`].
+pub fn summary_totals(summary: &Summary) -> [usize; 4] {
+    [
+        summary.total,
+        summary.passed,
+        summary.failed,
+        summary.skipped,
+    ]
+}
+
 /// The closing summary: totals, the slowest tests and the flaky ones.
 pub fn summary_text(summary: &Summary, report: &RunReport, slowest: usize) -> String {
-    let wall = summary.wall_time().map(seconds).unwrap_or_default();
     let mut text = format!(
-        "\n{} tests in {wall}: {} passed, {} failed, {} skipped",
-        summary.total, summary.passed, summary.failed, summary.skipped
+        "\n{}",
+        totals_line(summary_totals(summary), summary.wall_time())
     );
     if !report.flaky.is_empty() {
         text.push_str(&format!(", {} flaky", report.flaky.len()));

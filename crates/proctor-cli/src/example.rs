@@ -14,7 +14,7 @@ use proctor_subunit::EventWriter;
 use proctor_supervisor::{Supervisor, SupervisorConfig};
 
 use crate::cli::ExampleArgs;
-use crate::display::Display;
+use crate::display::{summary_totals, totals_line, Display};
 use crate::error::CliError;
 use crate::exit;
 
@@ -73,12 +73,8 @@ pub fn run(args: ExampleArgs) -> Result<u8, CliError> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "\n{} tests: {} passed, {} failed, {} skipped in {:.2}s",
-        summary.total,
-        summary.passed,
-        summary.failed,
-        summary.skipped,
-        summary.wall_time().unwrap_or_default().as_secs_f64()
+        "\n{}",
+        totals_line(summary_totals(&summary), summary.wall_time())
     )?;
     writeln!(out, "subunit stream: {}", path.display())?;
     writeln!(out, "  try: proctor subunit stats {}", path.display())?;

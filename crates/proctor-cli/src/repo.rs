@@ -9,7 +9,7 @@ use proctor_events::{Outcome, TestRecord};
 use proctor_repository::{RepoError, Repository, RunCounts, RunInfo, RunKind, RunMeta, RunState};
 
 use crate::cli::HistoryAction;
-use crate::display::record_text;
+use crate::display::{record_text, totals_line};
 use crate::error::CliError;
 use crate::exit;
 use crate::input;
@@ -204,15 +204,8 @@ fn failing_count_line(count: usize) -> String {
 /// A run's closing lines: the totals, then which run it is and how it
 /// ended.
 fn write_totals(out: &mut impl Write, info: &RunInfo, counts: RunCounts) -> io::Result<()> {
-    let time = info
-        .duration
-        .map(|duration| format!(" in {:.3}s", duration.as_secs_f64()))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "\n{} tests{time}: {} passed, {} failed, {} skipped",
-        counts.total, counts.passed, counts.failed, counts.skipped
-    )?;
+    let totals = [counts.total, counts.passed, counts.failed, counts.skipped];
+    writeln!(out, "\n{}", totals_line(totals, info.duration))?;
     writeln!(
         out,
         "Run {}: {} ({} run), started {}",

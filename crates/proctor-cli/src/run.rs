@@ -104,7 +104,7 @@ fn run_once(
         .junit
         .as_ref()
         .map(|_| JunitSink::new().group_retries(true));
-    let mut display = (!args.subunit).then(|| Display::new(tests.len(), false));
+    let mut display = (!args.subunit).then(|| Display::new(tests.len()));
     let ticker = display.as_ref().map(Display::ticker);
     let mut stdout_stream = args.subunit.then(|| EventWriter::new(io::stdout()));
     let report = {
@@ -132,7 +132,17 @@ fn run_once(
     if let Some(display) = &display {
         display.clear();
     }
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            // An output failed (a closed pipe, a full disk) and the run was
+            // stopped: keep what it produced, marked interrupted.
+            if let Some(writer) = writer {
+                writer.interrupt()?;
+            }
+            return Err(error.into());
+        }
+    };
     if let Some(writer) = writer {
         store(writer, &report)?;
     }

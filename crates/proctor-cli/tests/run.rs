@@ -559,6 +559,53 @@ protocol = "tap"
 }
 
 #[test]
+fn a_reader_that_goes_away_stops_the_run_quietly() {
+    use std::io::Read;
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    let pids = project.path().join("pids");
+    for i in 0..40 {
+        script(
+            &tests,
+            &format!("t{i}.sh"),
+            &format!("echo $$ >> {}; sleep 0.3", pids.display()),
+        );
+    }
+    let binary = assert_cmd::cargo::cargo_bin("proctor");
+    let mut child = StdCommand::new(binary)
+        .current_dir(project.path())
+        .args(["run", "--executables", "t", "-j", "2", "--subunit"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts proctor");
+    // Like `| head -c 10`: read a little, then close the pipe.
+    let mut first = [0u8; 10];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("reads the start of the stream");
+    let output = child.wait_with_output().expect("proctor exits");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    let meta = fs::read_to_string(project.path().join(".proctor/runs/0.json")).expect("stored");
+    assert!(meta.to_lowercase().contains("interrupted"), "{meta}");
+    let started = fs::read_to_string(&pids).expect("some tests started");
+    assert!(
+        started.lines().count() < 40,
+        "the run went on after its reader left"
+    );
+    for pid in started
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+    {
+        assert!(!pid_alive(pid), "test process {pid} outlived the run");
+    }
+}
+
+#[test]
 fn concurrent_runs_in_one_project_are_both_stored() {
     let project = TempDir::new().expect("tempdir");
     let tests = project.path().join("t");

@@ -62,18 +62,8 @@ proptest! {
 
 #[test]
 fn fuzz_regressions_replay() {
-    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&directory).expect("tests/fuzz-regressions exists") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().is_some_and(|extension| extension == "bin") {
-            fuzz_input::exercise(&std::fs::read(&path).expect("read regression input"));
-            replayed += 1;
-        }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (_, input) in proctor_testkit::fuzz_regressions(crate_dir, 1) {
+        fuzz_input::exercise(&input);
     }
-    assert!(
-        replayed > 0,
-        "no regression inputs in {}",
-        directory.display()
-    );
 }

@@ -196,12 +196,7 @@ impl<'a> Runner<'a> {
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<(), SinkError> {
         let workers = self.config.concurrency.max(1);
-        let suites = self.project.suites();
-        let units = order(tests, history, |test| {
-            suites
-                .get(test.suite)
-                .is_some_and(|suite| suite.group_regex().is_some())
-        });
+        let units = order(tests, history);
         let queue = Mutex::new(Queue::new(units, workers));
         let requeued = Mutex::new(HashSet::new());
         let (sender, events) = mpsc::channel::<Event>();

@@ -37,12 +37,8 @@ pub fn expected_duration(test: &TestCase, history: &HashMap<String, Duration>) -
 /// known estimates: ahead of the tests known to be short, so that a slow new
 /// test does not start last, and behind the known long ones. Ties keep the
 /// order the source listed them in.
-pub(crate) fn order(
-    tests: Vec<TestCase>,
-    history: &HashMap<String, Duration>,
-    group_units: impl Fn(&TestCase) -> bool,
-) -> Vec<Unit> {
-    let mut units = group(tests, history, group_units);
+pub(crate) fn order(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit> {
+    let mut units = group(tests, history);
     let known: Vec<Duration> = units.iter().filter_map(|unit| unit.expected).collect();
     let unknown = mean(&known).unwrap_or_default();
     // A stable sort keeps listing order among equals.
@@ -56,20 +52,14 @@ fn mean(durations: &[Duration]) -> Option<Duration> {
 }
 
 /// One unit per group (in the order groups first appear) and one per
-/// ungrouped test.
-fn group(
-    tests: Vec<TestCase>,
-    history: &HashMap<String, Duration>,
-    group_units: impl Fn(&TestCase) -> bool,
-) -> Vec<Unit> {
+/// ungrouped test. A test has a group only when its suite has a
+/// `group_regex` (see `Suite::test_case`).
+fn group(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit> {
     let mut units: Vec<Unit> = Vec::new();
     let mut group_index: BTreeMap<(usize, String), usize> = BTreeMap::new();
     for test in tests {
         let expected = expected_duration(&test, history);
-        let key = match &test.group {
-            Some(group) if group_units(&test) => Some((test.suite, group.clone())),
-            _ => None,
-        };
+        let key = test.group.clone().map(|group| (test.suite, group));
         match key.as_ref().and_then(|key| group_index.get(key).copied()) {
             Some(index) => {
                 let unit = &mut units[index];
@@ -108,23 +98,7 @@ impl Queue {
     /// Puts tests back at the front (a crashed batch's unstarted tests),
     /// keeping each group's tests in one unit.
     pub(crate) fn requeue(&mut self, tests: Vec<TestCase>) {
-        let mut units: Vec<Unit> = Vec::new();
-        for test in tests {
-            match units.iter_mut().find(|unit| {
-                test.group.is_some()
-                    && unit
-                        .tests
-                        .first()
-                        .is_some_and(|first| first.group == test.group && first.suite == test.suite)
-            }) {
-                Some(unit) => unit.tests.push(test),
-                None => units.push(Unit {
-                    tests: vec![test],
-                    expected: None,
-                }),
-            }
-        }
-        for unit in units.into_iter().rev() {
+        for unit in group(tests, &HashMap::new()).into_iter().rev() {
             self.units.push_front(unit);
         }
     }
@@ -201,7 +175,7 @@ mod tests {
         with_metadata.estimate = Some(Duration::from_secs(50));
         let mut all = tests.to_vec();
         all.push(with_metadata);
-        let units = order(all, &history, |_| true);
+        let units = order(all, &history);
         // Known mean is (1 + 100 + 20 + 50) / 4 = 42.75 s.
         assert_eq!(
             ids(&units),
@@ -216,7 +190,7 @@ mod tests {
             test("b.1", Some("b")),
             test("a.2", Some("a")),
         ];
-        let units = order(tests, &HashMap::new(), |_| true);
+        let units = order(tests, &HashMap::new());
         assert_eq!(ids(&units), [vec!["a.1", "a.2"], vec!["b.1"]]);
     }
 
@@ -225,7 +199,6 @@ mod tests {
         let units = order(
             (0..100).map(|i| test(&format!("t{i}"), None)).collect(),
             &HashMap::new(),
-            |_| true,
         );
         let mut queue = Queue::new(units, 4);
         let mut sizes = Vec::new();
@@ -247,7 +220,6 @@ mod tests {
         let units = order(
             (0..100).map(|i| test(&format!("t{i}"), None)).collect(),
             &HashMap::new(),
-            |_| true,
         );
         let mut queue = Queue::new(units, 4);
         assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 60);
@@ -256,11 +228,7 @@ mod tests {
 
     #[test]
     fn one_per_process_suites_take_one_unit() {
-        let units = order(
-            vec![test("a", None), test("b", None)],
-            &HashMap::new(),
-            |_| true,
-        );
+        let units = order(vec![test("a", None), test("b", None)], &HashMap::new());
         let mut queue = Queue::new(units, 1);
         assert_eq!(
             queue.next_batch(|_| Batching::OnePerProcess, |_| 1).len(),

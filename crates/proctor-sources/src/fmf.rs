@@ -18,17 +18,30 @@ use crate::SourceError;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FmfTests {
     context: Context,
-    loaded: Arc<OnceLock<Result<Vec<TestMeta>, String>>>,
+    loaded: Arc<OnceLock<Result<Loaded, String>>>,
+}
+
+/// A tree's tests in tree order, and where each name is among them.
+#[derive(Debug)]
+struct Loaded {
+    tests: Vec<TestMeta>,
+    by_name: HashMap<String, usize>,
 }
 
 impl FmfTests {
-    fn load(&self, root: &Path) -> Result<&[TestMeta], SourceError> {
+    fn load(&self, root: &Path) -> Result<&Loaded, SourceError> {
         let loaded = self.loaded.get_or_init(|| {
-            Tree::load(root)
+            let tests = Tree::load(root)
                 .and_then(|tree| tree.tests(&self.context))
-                .map_err(|error| error.to_string())
+                .map_err(|error| error.to_string())?;
+            let by_name = tests
+                .iter()
+                .enumerate()
+                .map(|(index, test)| (test.name.clone(), index))
+                .collect();
+            Ok(Loaded { tests, by_name })
         });
-        loaded.as_deref().map_err(|reason| SourceError::Fmf {
+        loaded.as_ref().map_err(|reason| SourceError::Fmf {
             root: root.to_path_buf(),
             reason: reason.clone(),
         })
@@ -63,6 +76,7 @@ pub(crate) fn list(
 ) -> Result<Vec<(String, Duration, Option<Duration>)>, SourceError> {
     Ok(tests
         .load(root)?
+        .tests
         .iter()
         .filter(|test| test.enabled)
         .map(|test| {
@@ -78,12 +92,9 @@ pub(crate) fn invocation(
     root: &Path,
     id: &str,
 ) -> Result<Invocation, SourceError> {
-    let by_name: HashMap<&str, &TestMeta> = tests
-        .load(root)?
-        .iter()
-        .map(|test| (test.name.as_str(), test))
-        .collect();
-    let test = by_name.get(id).ok_or_else(|| SourceError::Fmf {
+    let loaded = tests.load(root)?;
+    let test = loaded.by_name.get(id).map(|&index| &loaded.tests[index]);
+    let test = test.ok_or_else(|| SourceError::Fmf {
         root: root.to_path_buf(),
         reason: format!("no enabled test named {id}"),
     })?;

@@ -5,30 +5,10 @@
 
 mod support;
 
-use std::fs;
-use std::path::PathBuf;
+use std::path::Path;
 
 fn inputs() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
-    let mut inputs: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("lists").path();
-            let name = path
-                .file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned();
-            (name, fs::read(&path).expect("reads"))
-        })
-        .collect();
-    inputs.sort();
-    assert!(
-        inputs.len() >= 10,
-        "only {} regression inputs",
-        inputs.len()
-    );
-    inputs
+    proctor_testkit::fuzz_regressions(Path::new(env!("CARGO_MANIFEST_DIR")), 10)
 }
 
 /// The `decode` target's checks: every decoding path, with several read

@@ -198,6 +198,37 @@ pub fn stestr(project: &Path, args: &[&str], stdin: &[u8]) -> Output {
     output
 }
 
+/// The fuzz regression inputs a crate keeps in `tests/fuzz-regressions`
+/// under `crate_dir` (its `CARGO_MANIFEST_DIR`): (file name, bytes), sorted by
+/// name. Panics when there are fewer than `at_least`, so a test replaying them
+/// cannot pass on an empty directory.
+pub fn fuzz_regressions(crate_dir: &Path, at_least: usize) -> Vec<(String, Vec<u8>)> {
+    let dir = crate_dir.join("tests").join("fuzz-regressions");
+    let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| {
+            let path = entry
+                .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+                .path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{name}: {error}"));
+            (name, bytes)
+        })
+        .collect();
+    inputs.sort();
+    assert!(
+        inputs.len() >= at_least,
+        "only {} regression inputs in {}",
+        inputs.len(),
+        dir.display()
+    );
+    inputs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
