@@ -102,7 +102,7 @@ impl Heartbeat {
 
 /// One heartbeat. A server that cannot be reached is tried again next time: the lease outlasts several beats.
 fn beat(client: &ServerClient, job_id: &str, control: &JobControl) {
-    let Ok(reply) = client.heartbeat() else {
+    let Ok(reply) = client.heartbeat(None) else {
         return;
     };
     if reply.cancel_requested.iter().any(|id| id == job_id) {

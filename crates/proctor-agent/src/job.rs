@@ -12,7 +12,9 @@ use proctor_job::{AgentConfig, Job, Phase, Timeouts};
 use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 
-use crate::client::{ClaimedJob, ServerClient, StreamKind};
+use proctor_api::{ClaimedJob, StreamKind};
+
+use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader};
@@ -43,7 +45,7 @@ pub(crate) fn run_job(
     claimed: ClaimedJob,
 ) -> Result<JobReport, AgentError> {
     let started = Instant::now();
-    let spool = context.spool_dir.join(&claimed.id);
+    let spool = context.spool_dir.join(&claimed.job.id);
     create_dir(&spool)?;
     let log_path = spool.join("output.log");
     let log_file = File::create(&log_path).map_err(|source| AgentError::Io {
@@ -53,20 +55,20 @@ pub(crate) fn run_job(
     })?;
     let marks = PhaseMarks::default();
     let log_uploader = Uploader::start(
-        context.client.clone(),
+        context.client.api.clone(),
         UploadSource {
-            job_id: claimed.id.clone(),
+            job_id: claimed.job.id.clone(),
             stream: StreamKind::Log,
             path: log_path,
             marks: Some(marks.clone()),
         },
         context.settings.drain_limit,
     );
-    let work_dir = context.jobs_dir.join(&claimed.id);
+    let work_dir = context.jobs_dir.join(&claimed.job.id);
     let results_uploader = Uploader::start(
-        context.client.clone(),
+        context.client.api.clone(),
         UploadSource {
-            job_id: claimed.id.clone(),
+            job_id: claimed.job.id.clone(),
             stream: StreamKind::Results,
             path: work_dir.join(RESULTS_FILE),
             marks: None,
@@ -76,13 +78,13 @@ pub(crate) fn run_job(
     let control = Arc::new(JobControl::default());
     let heartbeat = Heartbeat::start(
         context.client.clone(),
-        claimed.id.clone(),
+        claimed.job.id.clone(),
         Arc::clone(&control),
         context.settings.heartbeat_interval,
     );
     let mut run = JobRun {
         context,
-        job_id: claimed.id.clone(),
+        job_id: claimed.job.id.clone(),
         work_dir,
         spool,
         log: LogWriter {
@@ -94,7 +96,7 @@ pub(crate) fn run_job(
         control: Arc::clone(&control),
         started,
     };
-    let (state, reason) = run.run_all(&claimed.definition);
+    let (state, reason) = run.run_all(&claimed.job.definition);
     heartbeat.stop();
     run.log.note(&format!("the job ended {state}: {reason}"));
     let results_end = results_uploader.finish();
@@ -103,14 +105,14 @@ pub(crate) fn run_job(
     if control.is_lost() {
         // The server gave the job to someone else (or ended it); finishing it would be refused.
         return Ok(JobReport {
-            job_id: claimed.id,
+            job_id: claimed.job.id,
             state,
             reason,
         });
     }
-    context.client.finish(&claimed.id, state, &reason)?;
+    context.client.finish(&claimed.job.id, state, &reason)?;
     Ok(JobReport {
-        job_id: claimed.id,
+        job_id: claimed.job.id,
         state,
         reason,
     })
@@ -252,7 +254,7 @@ impl JobRun<'_, '_> {
             return PhaseEnd::Limited(Limit::Time, 124);
         };
         self.log.begin_phase(phase);
-        if let Err(error) = self.context.client.start_phase(&self.job_id, phase) {
+        if let Err(error) = self.context.client.api.start_phase(&self.job_id, phase) {
             self.log.note(&format!(
                 "could not report the start of the {phase} phase: {error}"
             ));
@@ -278,7 +280,12 @@ impl JobRun<'_, '_> {
             }
             PhaseEnd::NotStarted(_) => 127,
         };
-        if let Err(error) = self.context.client.end_phase(&self.job_id, phase, status) {
+        if let Err(error) = self
+            .context
+            .client
+            .api
+            .end_phase(&self.job_id, phase, status)
+        {
             self.log.note(&format!(
                 "could not report the end of the {phase} phase: {error}"
             ));

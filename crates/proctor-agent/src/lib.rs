@@ -43,47 +43,19 @@ mod error;
 mod job;
 mod upload;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proctor_job::AgentConfig;
 use proctor_supervisor::{Supervisor, SupervisorConfig};
-use serde::Serialize;
 
 pub use error::AgentError;
+/// The state a job ends in, as the server records it.
+pub use proctor_api::FinalState;
 
 use client::ServerClient;
 use job::{run_job, JobContext};
-
-/// The state a job ends in, as the server records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinalState {
-    /// Every phase exited 0 and no test in the results failed.
-    Passed,
-    /// The test (or allocate, reserve) phase exited non-zero, or a test in the results failed.
-    Failed,
-    /// The system broke rather than the test: setup, provisioning or cleanup failed, or a phase could not start.
-    Error,
-    /// A time limit fired.
-    Killed,
-    /// A user cancelled it.
-    Cancelled,
-}
-
-impl fmt::Display for FinalState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FinalState::Passed => "passed",
-            FinalState::Failed => "failed",
-            FinalState::Error => "error",
-            FinalState::Killed => "killed",
-            FinalState::Cancelled => "cancelled",
-        })
-    }
-}
 
 /// How a job this agent ran ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +96,6 @@ impl Default for AgentSettings {
 }
 
 /// Requests other than claims give up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between attempts when [`Agent::run`] cannot reach the server.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
@@ -155,7 +126,7 @@ impl Agent {
         let client = ServerClient::new(
             &config.server_address,
             config.agent_id.as_str(),
-            settings.claim_wait + REQUEST_TIMEOUT,
+            config.token.as_deref(),
         )?;
         let supervisor = Supervisor::new(SupervisorConfig {
             grace: settings.grace,
@@ -183,7 +154,7 @@ impl Agent {
             .values()
             .flat_map(|images| images.keys().cloned())
             .collect();
-        self.client.register(&self.queues(), &images)
+        Ok(self.client.register(&self.queues(), &images)?)
     }
 
     /// Waits up to [`AgentSettings::claim_wait`] for a job; runs it to its end when one comes. `None` when none came.

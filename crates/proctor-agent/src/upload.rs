@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use proctor_job::Phase;
 
-use crate::client::{ServerClient, StreamKind, UploadAck};
+use proctor_api::StreamKind;
+use proctor_client::{Client, Upload};
 
 /// The most bytes sent in one request (well under the server's default 16 MiB body limit).
 const MAX_CHUNK: u64 = 1024 * 1024;
@@ -79,7 +80,7 @@ pub(crate) enum UploadEnd {
 
 impl Uploader {
     /// Starts uploading `source` with `client`; after [`finish`](Self::finish) it keeps retrying for `drain_limit`.
-    pub(crate) fn start(client: ServerClient, source: UploadSource, drain_limit: Duration) -> Self {
+    pub(crate) fn start(client: Client, source: UploadSource, drain_limit: Duration) -> Self {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let thread = std::thread::spawn(move || {
             UploadLoop {
@@ -107,7 +108,7 @@ impl Uploader {
 }
 
 struct UploadLoop {
-    client: ServerClient,
+    client: Client,
     source: UploadSource,
     /// Kept open once found, so the stream can still be read after a phase deletes the file.
     file: Option<File>,
@@ -172,16 +173,16 @@ impl UploadLoop {
         ) {
             // The server resumes us at its own end: past ours when a previous attempt was stored but not
             // acknowledged, before ours when it lost bytes it had acknowledged.
-            Ok(UploadAck::Gap(expected)) => {
+            Ok(Upload::Gap(expected)) => {
                 self.acked = expected;
                 Step::Progress
             }
-            Ok(UploadAck::StoredTo(stored)) if stored > self.acked => {
+            Ok(Upload::StoredTo(stored)) if stored > self.acked => {
                 self.acked = stored;
                 Step::Progress
             }
             // An acknowledgement that does not move forward would make us resend the same bytes forever.
-            Ok(UploadAck::StoredTo(_)) | Err(_) => Step::Failed,
+            Ok(Upload::StoredTo(_)) | Err(_) => Step::Failed,
         }
     }
 

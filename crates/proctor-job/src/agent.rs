@@ -25,6 +25,9 @@ pub struct AgentConfig {
     /// The server's base URL; [`DEFAULT_SERVER_ADDRESS`] by default.
     #[serde(default = "default_server_address")]
     pub server_address: String,
+    /// The bearer token the agent sends (an `agent` token); `PROCTOR_TOKEN` in the environment when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// The queues this agent takes jobs from (at least one).
     #[serde(deserialize_with = "deserialize_queues")]
     pub job_queues: Vec<Name>,
@@ -135,6 +138,7 @@ impl AgentConfig {
         AgentConfig {
             agent_id,
             server_address: default_server_address(),
+            token: None,
             job_queues: queues,
             advertised_queues: BTreeMap::new(),
             advertised_images: BTreeMap::new(),

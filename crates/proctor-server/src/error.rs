@@ -9,7 +9,7 @@ use axum::Json;
 use proctor_job::{JobError, ProblemKind};
 use proctor_store::StoreError;
 
-use crate::api::views::ErrorBody;
+use proctor_api::ErrorBody;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::{JobState, StreamKind};
+use crate::{JobState, StreamKind};
 
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]

@@ -40,10 +40,12 @@ use jiff::Timestamp;
 
 pub use error::StoreError;
 pub use model::{
-    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
-    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
-    ReapedJob, Recipe, Role, StreamChunk, StreamKind, TestResult, Token, UnknownName,
+    Agent, AgentRegistration, Artifact, ArtifactContent, CancelOutcome, HeartbeatReply,
+    IssuedToken, Job, JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, StreamChunk,
+    TestResult, Token,
 };
+/// The states the store keeps, from the lab's shared vocabulary.
+pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
 pub use sqlite::{SqliteStore, DATABASE_FILE};
 
 /// Shorthand for the store's results.

@@ -14,12 +14,13 @@ use proctor_store::{AgentRegistration, Job, Role};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::views::{
-    AgentView, ClaimRequest, ErrorBody, HeartbeatView, JobView, PhaseEnd, RegisterAgent,
-};
+use super::convert::IntoView;
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use proctor_api::{
+    AgentView, ClaimRequest, ClaimedJob, ErrorBody, HeartbeatView, PhaseEnd, RegisterAgent,
+};
 
 /// Registers an agent and the queues it serves (again after a restart; it keeps its running jobs).
 #[utoipa::path(
@@ -49,7 +50,7 @@ pub(crate) async fn register_agent(
     let agent = state
         .store_call(move |store| store.register_agent(&registration, Timestamp::now()))
         .await?;
-    Ok(Json(agent.into()))
+    Ok(Json(agent.into_view()))
 }
 
 /// Claims the next job on the agent's queues, by priority then age. When none waits, the request is held until one
@@ -60,7 +61,7 @@ pub(crate) async fn register_agent(
     params(("id" = String, Path, description = "The agent id")),
     request_body = ClaimRequest,
     responses(
-        (status = 200, description = "The claimed job, now running under the agent's lease", body = JobView),
+        (status = 200, description = "The claimed job, now running under the agent's lease", body = ClaimedJob),
         (status = 204, description = "Nothing to run within the hold"),
         (status = 400, description = "No queues named", body = ErrorBody),
         (status = 404, description = "The agent is not registered", body = ErrorBody),
@@ -92,7 +93,13 @@ pub(crate) async fn claim_job(
             wake_up.as_mut().enable();
         }
         if let Some(job) = try_claim(&state, &agent_id, &request.queues).await? {
-            return Ok(Json(JobView::from(job)).into_response());
+            let claimed = ClaimedJob {
+                job: job.into_view(),
+                job_token: None,
+                recipe_script: None,
+                has_attachments: false,
+            };
+            return Ok(Json(claimed).into_response());
         }
         if tokio::time::timeout_at(deadline, select_all(wake_ups))
             .await
@@ -152,7 +159,7 @@ pub(crate) async fn heartbeat(
     let reply = state
         .store_call(move |store| store.heartbeat(&agent_id, Timestamp::now(), lease))
         .await?;
-    Ok(Json(reply.into()))
+    Ok(Json(reply.into_view()))
 }
 
 /// Records that a phase of the job started.

@@ -9,12 +9,13 @@ use jiff::Timestamp;
 use proctor_job::{Job, JobFormat};
 use proctor_store::{JobFilter, JobState, NewJob, Role};
 
-use super::views::{
-    CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
-};
+use super::convert::IntoView;
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use proctor_api::{
+    CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
+};
 
 /// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed).
 #[utoipa::path(
@@ -69,7 +70,7 @@ pub(crate) async fn submit_job(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(JobView::from(stored)),
+        Json(stored.into_view()),
     )
         .into_response())
 }
@@ -130,8 +131,8 @@ pub(crate) async fn get_job(
         .store_call(move |store| Ok((store.job(&id)?, store.phases(&id)?)))
         .await?;
     Ok(Json(JobDetail {
-        job: job.into(),
-        phases: phases.into_iter().map(Into::into).collect(),
+        job: job.into_view(),
+        phases: phases.into_iter().map(IntoView::into_view).collect(),
     }))
 }
 
@@ -166,7 +167,7 @@ pub(crate) async fn list_jobs(
     let jobs = state
         .store_call(move |store| store.list_jobs(&filter))
         .await?;
-    Ok(Json(jobs.into_iter().map(Into::into).collect()))
+    Ok(Json(jobs.into_iter().map(IntoView::into_view).collect()))
 }
 
 /// Cancels a job: at once if it waits, through its agent (heartbeat reply) if it runs. Submitter or admin only.
@@ -193,7 +194,7 @@ pub(crate) async fn cancel_job(
     let outcome = state
         .store_call(move |store| store.request_cancel(&id, Timestamp::now()))
         .await?;
-    let view = CancelView::new(outcome);
+    let view = outcome.into_view();
     if view.outcome == "cancelled" {
         state.metrics.count_job_ended(JobState::Cancelled.as_str());
     }
@@ -233,5 +234,5 @@ pub(crate) async fn finish_job(
         })
         .await?;
     state.metrics.count_job_ended(final_state.as_str());
-    Ok(Json(job.into()))
+    Ok(Json(job.into_view()))
 }

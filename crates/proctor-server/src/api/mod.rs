@@ -2,10 +2,10 @@
 //! handlers' annotations.
 
 mod agents;
+mod convert;
 mod jobs;
 mod ops;
 mod streams;
-pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Proctor lab API", description = "Submit jobs to queues; agents claim and run them."),
-    components(schemas(views::ErrorBody)),
+    components(schemas(proctor_api::ErrorBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -6,10 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proctor_store::Role;
 
-use super::views::{AgentView, QueueView};
+use super::convert::IntoView;
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use proctor_api::{AgentView, QueueView};
 
 /// Every queue that jobs or agents named, with what waits and runs on it.
 #[utoipa::path(
@@ -24,7 +25,7 @@ pub(crate) async fn list_queues(
 ) -> Result<Json<Vec<QueueView>>, ApiError> {
     caller.require(&[Role::User, Role::Agent])?;
     let queues = state.store_call(|store| store.queues()).await?;
-    Ok(Json(queues.into_iter().map(Into::into).collect()))
+    Ok(Json(queues.into_iter().map(IntoView::into_view).collect()))
 }
 
 /// Every agent with its state and queues.
@@ -40,7 +41,7 @@ pub(crate) async fn list_agents(
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
     caller.require(&[Role::User, Role::Agent])?;
     let agents = state.store_call(|store| store.agents()).await?;
-    Ok(Json(agents.into_iter().map(Into::into).collect()))
+    Ok(Json(agents.into_iter().map(IntoView::into_view).collect()))
 }
 
 /// The Prometheus text exposition (any valid token when authentication is on).

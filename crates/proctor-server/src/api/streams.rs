@@ -8,10 +8,10 @@ use axum::Json;
 use proctor_store::{Role, StreamKind};
 
 use super::agents::known_phase;
-use super::views::{ErrorBody, ReadQuery, UploadAck, UploadQuery};
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use proctor_api::{ErrorBody, ReadQuery, UploadAck, UploadQuery};
 
 /// The response header giving the offset after the bytes returned, where the next read starts.
 const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";

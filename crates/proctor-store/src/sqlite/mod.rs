@@ -12,12 +12,12 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::During;
-use crate::model::{
+use crate::{secret, Result, Store, StoreError};
+use crate::{
     Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
     HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
     ReapedJob, Recipe, Role, StreamChunk, StreamKind, TestResult, Token,
 };
-use crate::{secret, Result, Store, StoreError};
 use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
 
 /// The database file's name inside the data directory.

@@ -1,11 +1,12 @@
 //! The JSON shapes of the API: what requests send and responses carry, with their OpenAPI schemas. They are kept
 //! apart from the store's records so the stored form can change without changing the stable API.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use proctor_job::Problem;
-use proctor_store::{
-    Agent, CancelOutcome, FinalState, HeartbeatReply, Job, JobState, PhaseRecord, QueueInfo,
-};
+
+use crate::{AgentState, FinalState, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -87,27 +88,6 @@ pub struct JobView {
     pub definition: serde_json::Value,
 }
 
-impl From<Job> for JobView {
-    fn from(job: Job) -> Self {
-        JobView {
-            id: job.id,
-            queue: job.queue,
-            name: job.name,
-            priority: job.priority,
-            state: job.state,
-            reason: job.reason,
-            attempts: job.attempts,
-            max_attempts: job.max_attempts,
-            cancel_requested: job.cancel_requested,
-            created_at: job.created_at,
-            started_at: job.started_at,
-            ended_at: job.ended_at,
-            agent_id: job.agent_id,
-            definition: job.definition,
-        }
-    }
-}
-
 /// A job with its phases, as `GET /jobs/{id}` shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobDetail {
@@ -131,17 +111,6 @@ pub struct PhaseView {
     pub ended_at: Option<Timestamp>,
     /// Its exit status, once ended.
     pub exit_status: Option<i32>,
-}
-
-impl From<PhaseRecord> for PhaseView {
-    fn from(phase: PhaseRecord) -> Self {
-        PhaseView {
-            name: phase.name,
-            started_at: phase.started_at,
-            ended_at: phase.ended_at,
-            exit_status: phase.exit_status,
-        }
-    }
 }
 
 /// Options of `POST /jobs`.
@@ -175,26 +144,6 @@ pub struct CancelView {
     pub state: JobState,
 }
 
-impl CancelView {
-    /// The view of a store outcome.
-    pub fn new(outcome: CancelOutcome) -> Self {
-        match outcome {
-            CancelOutcome::Cancelled => CancelView {
-                outcome: "cancelled".into(),
-                state: JobState::Cancelled,
-            },
-            CancelOutcome::Requested => CancelView {
-                outcome: "requested".into(),
-                state: JobState::Running,
-            },
-            CancelOutcome::AlreadyEnded { state } => CancelView {
-                outcome: "already_ended".into(),
-                state,
-            },
-        }
-    }
-}
-
 /// An agent announcing itself (`POST /agents/{id}`).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RegisterAgent {
@@ -214,24 +163,12 @@ pub struct AgentView {
     pub queues: Vec<String>,
     /// `idle`, `busy`, `offline` or `maintenance`.
     #[schema(value_type = String)]
-    pub state: proctor_store::AgentState,
+    pub state: AgentState,
     /// When it was last heard from.
     #[schema(value_type = String, format = DateTime)]
     pub last_heartbeat: Timestamp,
     /// The images it advertised.
     pub images: Vec<String>,
-}
-
-impl From<Agent> for AgentView {
-    fn from(agent: Agent) -> Self {
-        AgentView {
-            id: agent.id,
-            queues: agent.queues,
-            state: agent.state,
-            last_heartbeat: agent.last_heartbeat,
-            images: agent.images,
-        }
-    }
 }
 
 /// A long-polling claim (`POST /agents/{id}/claim`).
@@ -250,15 +187,6 @@ pub struct HeartbeatView {
     pub renewed: Vec<String>,
     /// The jobs among them that a user asked to cancel: kill the phase, run cleanup, finish as `cancelled`.
     pub cancel_requested: Vec<String>,
-}
-
-impl From<HeartbeatReply> for HeartbeatView {
-    fn from(reply: HeartbeatReply) -> Self {
-        HeartbeatView {
-            renewed: reply.renewed,
-            cancel_requested: reply.cancel_requested,
-        }
-    }
 }
 
 /// The end of a phase.
@@ -292,6 +220,9 @@ pub struct ReadQuery {
     /// Start at this byte offset (0 by default).
     #[serde(default)]
     pub from: u64,
+    /// When nothing is stored past `from` yet and the job has not ended, wait up to this many seconds for more
+    /// (a live tail); the reply is sent the moment bytes arrive.
+    pub wait_seconds: Option<f64>,
     /// Only this phase's chunks (log only).
     pub phase: Option<String>,
 }
@@ -323,14 +254,69 @@ pub struct QueueView {
     pub agents_online: u64,
 }
 
-impl From<QueueInfo> for QueueView {
-    fn from(queue: QueueInfo) -> Self {
-        QueueView {
-            name: queue.name,
-            ever_served: queue.ever_served,
-            queued: queue.queued,
-            running: queue.running,
-            agents_online: queue.agents_online,
-        }
-    }
+/// A job handed to an agent by a claim: the job, and what the agent needs to run it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimedJob {
+    /// The job as stored (its definition included).
+    #[serde(flatten)]
+    pub job: JobView,
+    /// A bearer secret scoped to this job (read it, upload its log, results and artifacts), valid until it ends;
+    /// phases get it as `PROCTOR_TOKEN`. None on an open lab (loopback, no tokens), where none is needed.
+    pub job_token: Option<String>,
+    /// The recipe's script when the job was made by starting a recipe: run as the test phase.
+    pub recipe_script: Option<String>,
+    /// Whether the job has attachments to fetch from `GET /jobs/{id}/attachments`.
+    #[serde(default)]
+    pub has_attachments: bool,
+}
+
+/// A heartbeat: renews the agent's leases, then waits up to `wait_seconds` for a cancel of one of its jobs.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatRequest {
+    /// How long to wait for a cancel before answering; none answers at once.
+    pub wait_seconds: Option<f64>,
+}
+
+/// One test's outcome in a job, parsed by the server from the job's subunit results as they arrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestResultView {
+    /// The test id.
+    pub test_id: String,
+    /// Its subunit status: `inprogress` until it ends, then `success`, `fail`, `skip`, `xfail`, `uxsuccess`, …
+    pub status: String,
+    /// How long it ran, in microseconds, when the stream had both timestamps.
+    pub duration_us: Option<u64>,
+}
+
+/// A recipe as stored or sent: a named script with a queue and default options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecipeView {
+    /// Its name.
+    pub name: String,
+    /// The queue its jobs go to.
+    pub queue: String,
+    /// The script (any interpreter, by its `#!` line).
+    pub script: String,
+    /// Options given to the script as `--key value` unless a start overrides them.
+    pub options: BTreeMap<String, String>,
+}
+
+/// What `PUT /recipes/{name}` stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewRecipe {
+    /// The queue its jobs go to.
+    pub queue: String,
+    /// The script.
+    pub script: String,
+    /// Default options.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// What `POST /recipes/{name}/start` makes a job of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StartRecipe {
+    /// Options overriding (or adding to) the recipe's defaults.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }

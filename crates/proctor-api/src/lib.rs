@@ -1,0 +1,11 @@
+//! The lab service's wire vocabulary, shared by everything that speaks `/api/v1`: the states a job, an agent and a
+//! token can be in ([`JobState`], [`AgentState`], [`Role`], …) and the JSON bodies of every request and response,
+//! with their OpenAPI schemas. The server turns its stored records into these; the agent and the client read them.
+//!
+//! The paths themselves are in the server's OpenAPI document (`/api/v1/openapi.json`).
+
+mod states;
+mod views;
+
+pub use states::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
+pub use views::*;

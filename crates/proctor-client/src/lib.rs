@@ -1,0 +1,647 @@
+//! A blocking client for the lab service's `/api/v1`: what the `proctor` command's client commands and the agent
+//! call. It speaks the shapes in [`proctor_api`] and turns the server's error bodies into [`ClientError`]s that say
+//! what was being done and what the server said.
+//!
+//! ```no_run
+//! let client = proctor_client::Client::new("http://127.0.0.1:7370", None)?;
+//! let job = client.submit_job(b"job_queue: local\ntest_data: {test_cmds: echo hi}\n", false)?;
+//! println!("{} is {}", job.id, client.job(&job.id)?.job.state);
+//! # Ok::<(), proctor_client::ClientError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use proctor_api::{
+    AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,
+    HeartbeatRequest, HeartbeatView, JobDetail, JobState, JobView, NewRecipe, PhaseEnd, QueueView,
+    RecipeView, RegisterAgent, StartRecipe, StreamKind, TestResultView, UploadAck,
+};
+use proctor_job::Phase;
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// The header a stream read carries with the offset to read from next.
+pub const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
+/// The header a stream read carries with the job's state when the read was answered.
+pub const JOB_STATE_HEADER: &str = "proctor-job-state";
+
+/// What went wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client could not be built (a bad token, say).
+    #[error("could not set up the HTTP client: {0}")]
+    Setup(String),
+    /// The request got no answer: the server is down, unreachable or too slow.
+    #[error("{what}: no answer from {url}")]
+    Unreachable {
+        /// What was being done.
+        what: String,
+        /// The URL called.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused or failed the request.
+    #[error("{what}: {url} answered {status}: {message}")]
+    Status {
+        /// What was being done.
+        what: String,
+        /// The URL called.
+        url: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The server's explanation (its error body's message, or the raw body).
+        message: String,
+        /// The error body, when the server sent one.
+        body: Option<Box<ErrorBody>>,
+    },
+    /// The answer was not what the API promises.
+    #[error("{what}: the answer from {url} was not understood: {detail}")]
+    BadAnswer {
+        /// What was being done.
+        what: String,
+        /// The URL called.
+        url: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server's error body, when it sent one.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            ClientError::Status { body, .. } => body.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Where a stream upload left the server's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// Everything before this offset is stored.
+    StoredTo(u64),
+    /// The chunk started past the stored end: resend from this offset.
+    Gap(u64),
+}
+
+/// Bytes read from one of a job's streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRead {
+    /// The bytes from the offset asked for.
+    pub bytes: Vec<u8>,
+    /// Where to read from next.
+    pub next_offset: u64,
+    /// The job's state when the server answered; once final and `bytes` is empty, the stream is complete.
+    pub job_state: Option<JobState>,
+}
+
+/// A blocking client for one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::blocking::Client,
+    base: String,
+}
+
+/// How long a request may take beyond any wait it asks the server for.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    /// A client for the server at `base` (like `http://127.0.0.1:7370`), sending `token` as its bearer token.
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ClientError::Setup("the token has characters a header cannot carry".into())
+            })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::blocking::Client::builder()
+            .default_headers(headers)
+            .timeout(None)
+            .build()
+            .map_err(|error| ClientError::Setup(error.to_string()))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    // --- jobs, for users ---
+
+    /// Submits a job definition (YAML or JSON, told apart by the server). A queue no agent ever served is refused
+    /// unless `allow_unknown_queue`.
+    pub fn submit_job(
+        &self,
+        definition: &[u8],
+        allow_unknown_queue: bool,
+    ) -> Result<JobView, ClientError> {
+        let url = self.url("/jobs");
+        let request = self
+            .http
+            .post(&url)
+            .query(&[("allow_unknown_queue", allow_unknown_queue)])
+            .header(CONTENT_TYPE, "application/yaml")
+            .body(definition.to_vec());
+        json(Call::new(
+            "submitting the job",
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Uploads a held job's attachments (a tar.gz of `<phase>/<path>` entries); the job becomes claimable.
+    pub fn upload_attachments(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/attachments"));
+        let request = self
+            .http
+            .put(&url)
+            .header(CONTENT_TYPE, "application/gzip")
+            .body(tar_gz);
+        empty(Call::new(
+            "uploading the attachments",
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// One job with its phases.
+    pub fn job(&self, job_id: &str) -> Result<JobDetail, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}"));
+        json(Call::new(
+            "reading the job",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Jobs, newest first, optionally of one queue and in one state.
+    pub fn jobs(
+        &self,
+        queue: Option<&str>,
+        state: Option<JobState>,
+        limit: Option<u32>,
+    ) -> Result<Vec<JobView>, ClientError> {
+        let url = self.url("/jobs");
+        let mut query = Vec::new();
+        if let Some(queue) = queue {
+            query.push(("queue", queue.to_owned()));
+        }
+        if let Some(state) = state {
+            query.push(("state", state.as_str().to_owned()));
+        }
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        json(Call::new(
+            "listing jobs",
+            &url,
+            self.http.get(&url).query(&query),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Cancels a job: at once if it has not started, through its agent if it runs.
+    pub fn cancel(&self, job_id: &str) -> Result<CancelView, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/cancel"));
+        json(Call::new(
+            "cancelling the job",
+            &url,
+            self.http.post(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Reads one of a job's streams from `from` (only `phase`'s chunks, if given), waiting up to `wait` for bytes
+    /// when none are there yet and the job still runs.
+    pub fn read_stream(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        from: u64,
+        phase: Option<Phase>,
+        wait: Option<Duration>,
+    ) -> Result<StreamRead, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/{stream}"));
+        let mut query = vec![("from", from.to_string())];
+        if let Some(phase) = phase {
+            query.push(("phase", phase.as_str().to_owned()));
+        }
+        if let Some(wait) = wait {
+            query.push(("wait_seconds", wait.as_secs_f64().to_string()));
+        }
+        let call = Call::new(
+            "reading the job's output",
+            &url,
+            self.http.get(&url).query(&query),
+            REQUEST_TIMEOUT + wait.unwrap_or_default(),
+        );
+        let response = call.success()?;
+        let next_offset = header(&response, NEXT_OFFSET_HEADER)
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| call.bad_answer(format!("no {NEXT_OFFSET_HEADER} header")))?;
+        let job_state = header(&response, JOB_STATE_HEADER).and_then(|value| value.parse().ok());
+        let bytes = call.read_bytes(response)?;
+        Ok(StreamRead {
+            bytes,
+            next_offset,
+            job_state,
+        })
+    }
+
+    /// The job's per-test results as parsed so far.
+    pub fn tests(&self, job_id: &str) -> Result<Vec<TestResultView>, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/tests"));
+        json(Call::new(
+            "reading the job's test results",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// The job's artifacts as the agent packed them (tar.gz), or `None` when it uploaded none.
+    pub fn artifacts(&self, job_id: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/artifacts"));
+        let call = Call::new(
+            "downloading the artifacts",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        );
+        match call.success() {
+            Ok(response) => call.read_bytes(response).map(Some),
+            Err(error)
+                if error.status() == Some(StatusCode::NOT_FOUND)
+                    && error
+                        .body()
+                        .is_some_and(|body| body.error == "no_artifacts") =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    // --- queues, agents and recipes ---
+
+    /// The queues with what waits on them.
+    pub fn queues(&self) -> Result<Vec<QueueView>, ClientError> {
+        let url = self.url("/queues");
+        json(Call::new(
+            "listing queues",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// The agents and their states.
+    pub fn agents(&self) -> Result<Vec<AgentView>, ClientError> {
+        let url = self.url("/agents");
+        json(Call::new(
+            "listing agents",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Stores (or replaces) a recipe.
+    pub fn put_recipe(&self, name: &str, recipe: &NewRecipe) -> Result<RecipeView, ClientError> {
+        let url = self.url(&format!("/recipes/{name}"));
+        json(Call::new(
+            "storing the recipe",
+            &url,
+            self.http.put(&url).json(recipe),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Every recipe.
+    pub fn recipes(&self) -> Result<Vec<RecipeView>, ClientError> {
+        let url = self.url("/recipes");
+        json(Call::new(
+            "listing recipes",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// One recipe.
+    pub fn recipe(&self, name: &str) -> Result<RecipeView, ClientError> {
+        let url = self.url(&format!("/recipes/{name}"));
+        json(Call::new(
+            "reading the recipe",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Removes a recipe.
+    pub fn remove_recipe(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.url(&format!("/recipes/{name}"));
+        empty(Call::new(
+            "removing the recipe",
+            &url,
+            self.http.delete(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Makes a job of a recipe.
+    pub fn start_recipe(&self, name: &str, start: &StartRecipe) -> Result<JobView, ClientError> {
+        let url = self.url(&format!("/recipes/{name}/start"));
+        json(Call::new(
+            "starting the recipe",
+            &url,
+            self.http.post(&url).json(start),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    // --- for agents ---
+
+    /// Announces an agent and its queues.
+    pub fn register_agent(
+        &self,
+        agent_id: &str,
+        registration: &RegisterAgent,
+    ) -> Result<AgentView, ClientError> {
+        let url = self.url(&format!("/agents/{agent_id}"));
+        json(Call::new(
+            "registering the agent",
+            &url,
+            self.http.post(&url).json(registration),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Waits up to `wait` for a job on `queues`; `None` when none came.
+    pub fn claim(
+        &self,
+        agent_id: &str,
+        queues: &[String],
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, ClientError> {
+        let url = self.url(&format!("/agents/{agent_id}/claim"));
+        let body = ClaimRequest {
+            queues: queues.to_vec(),
+            wait_seconds: Some(wait.as_secs_f64()),
+        };
+        let call = Call::new(
+            "claiming a job",
+            &url,
+            self.http.post(&url).json(&body),
+            REQUEST_TIMEOUT + wait,
+        );
+        let response = call.success()?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        call.read_json(response).map(Some)
+    }
+
+    /// Renews the leases of the agent's jobs, then waits up to `wait` for a cancel of one of them.
+    pub fn heartbeat(
+        &self,
+        agent_id: &str,
+        wait: Option<Duration>,
+    ) -> Result<HeartbeatView, ClientError> {
+        let url = self.url(&format!("/agents/{agent_id}/heartbeat"));
+        let body = HeartbeatRequest {
+            wait_seconds: wait.map(|wait| wait.as_secs_f64()),
+        };
+        json(Call::new(
+            "sending a heartbeat",
+            &url,
+            self.http.post(&url).json(&body),
+            REQUEST_TIMEOUT + wait.unwrap_or_default(),
+        ))
+    }
+
+    /// Records that a phase of a job started.
+    pub fn start_phase(&self, job_id: &str, phase: Phase) -> Result<(), ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/phases/{phase}/start"));
+        empty(Call::new(
+            "reporting a phase start",
+            &url,
+            self.http.post(&url),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Records that a phase of a job ended with `exit_status`.
+    pub fn end_phase(
+        &self,
+        job_id: &str,
+        phase: Phase,
+        exit_status: i32,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/phases/{phase}/end"));
+        let request = self.http.post(&url).json(&PhaseEnd { exit_status });
+        empty(Call::new(
+            "reporting a phase end",
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Stores `bytes` at `offset` of one of the job's streams, tagged with the phase that wrote them.
+    pub fn upload(
+        &self,
+        job_id: &str,
+        stream: StreamKind,
+        offset: u64,
+        phase: Option<Phase>,
+        bytes: Vec<u8>,
+    ) -> Result<Upload, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/{stream}"));
+        let mut query = vec![("offset", offset.to_string())];
+        if let Some(phase) = phase {
+            query.push(("phase", phase.as_str().to_owned()));
+        }
+        let request = self
+            .http
+            .put(&url)
+            .query(&query)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        let call = Call::new("uploading output", &url, request, REQUEST_TIMEOUT);
+        match call.success() {
+            Ok(response) => call
+                .read_json::<UploadAck>(response)
+                .map(|ack| Upload::StoredTo(ack.end_offset)),
+            Err(error) => match error.body().and_then(|body| body.expected_offset) {
+                Some(expected) if error.status() == Some(StatusCode::CONFLICT) => {
+                    Ok(Upload::Gap(expected))
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// Fetches a job's attachments (tar.gz of `<phase>/<path>` entries).
+    pub fn download_attachments(&self, job_id: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/attachments"));
+        let call = Call::new(
+            "downloading the attachments",
+            &url,
+            self.http.get(&url),
+            REQUEST_TIMEOUT,
+        );
+        let response = call.success()?;
+        call.read_bytes(response)
+    }
+
+    /// Uploads a job's artifacts, packed as tar.gz.
+    pub fn upload_artifacts(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/artifacts"));
+        let request = self
+            .http
+            .put(&url)
+            .header(CONTENT_TYPE, "application/gzip")
+            .body(tar_gz);
+        empty(Call::new(
+            "uploading the artifacts",
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// Ends a job with its final state and reason, on behalf of the agent holding it.
+    pub fn finish(
+        &self,
+        job_id: &str,
+        agent_id: &str,
+        state: FinalState,
+        reason: &str,
+    ) -> Result<JobView, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}/finish"));
+        let body = FinishRequest {
+            state,
+            reason: reason.to_owned(),
+            agent_id: Some(agent_id.to_owned()),
+        };
+        json(Call::new(
+            "finishing the job",
+            &url,
+            self.http.post(&url).json(&body),
+            REQUEST_TIMEOUT,
+        ))
+    }
+}
+
+/// One request, with what it is for (for errors).
+struct Call<'a> {
+    what: &'static str,
+    url: &'a str,
+    request: RefCell<Option<RequestBuilder>>,
+}
+
+impl<'a> Call<'a> {
+    fn new(what: &'static str, url: &'a str, request: RequestBuilder, timeout: Duration) -> Self {
+        let request = RefCell::new(Some(request.timeout(timeout)));
+        Call { what, url, request }
+    }
+
+    /// Sends the request (once); anything but a 2xx is an error carrying the server's explanation.
+    fn success(&self) -> Result<Response, ClientError> {
+        let request = self.request.borrow_mut().take();
+        let request =
+            request.ok_or_else(|| self.bad_answer("the request was already sent".into()))?;
+        let response = request.send().map_err(|source| self.unreachable(source))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().unwrap_or_default();
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let message = body
+            .as_ref()
+            .map_or_else(|| text.trim().to_owned(), |body| body.message.clone());
+        Err(ClientError::Status {
+            what: self.what.into(),
+            url: self.url.into(),
+            status,
+            message,
+            body: body.map(Box::new),
+        })
+    }
+
+    fn read_json<T: DeserializeOwned>(&self, response: Response) -> Result<T, ClientError> {
+        let bytes = response
+            .bytes()
+            .map_err(|source| self.unreachable(source))?;
+        serde_json::from_slice(&bytes).map_err(|error| self.bad_answer(error.to_string()))
+    }
+
+    fn read_bytes(&self, response: Response) -> Result<Vec<u8>, ClientError> {
+        Ok(response
+            .bytes()
+            .map_err(|source| self.unreachable(source))?
+            .to_vec())
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            what: self.what.into(),
+            url: self.url.into(),
+            source,
+        }
+    }
+
+    fn bad_answer(&self, detail: String) -> ClientError {
+        ClientError::BadAnswer {
+            what: self.what.into(),
+            url: self.url.into(),
+            detail,
+        }
+    }
+}
+
+fn json<T: DeserializeOwned>(call: Call<'_>) -> Result<T, ClientError> {
+    let response = call.success()?;
+    call.read_json(response)
+}
+
+fn empty(call: Call<'_>) -> Result<(), ClientError> {
+    call.success().map(drop)
+}
+
+fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
