@@ -1,11 +1,10 @@
 //! What reaches a running job from outside its phases: a user's cancel (through the heartbeat) and the loss of its
-//! lease. Both stop the running phase's whole process tree.
+//! lease. Both stop the running phase's whole process tree and end a reservation's hold.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use proctor_supervisor::StopHandle;
 
@@ -18,6 +17,8 @@ pub(crate) struct JobControl {
     lost: AtomicBool,
     /// The running phase, when cancel may stop it (`cleanup` runs to its end even after a cancel).
     running: Mutex<Option<StopHandle>>,
+    /// Wakes a reservation's hold when the job is cancelled or lost.
+    stopped: Condvar,
 }
 
 impl JobControl {
@@ -43,10 +44,14 @@ impl JobControl {
         self.lost.load(Ordering::SeqCst)
     }
 
+    fn is_stopped(&self) -> bool {
+        self.is_cancelled() || self.is_lost()
+    }
+
     /// Records the phase now running; stops it at once when a cancel came before it started.
     pub(crate) fn set_running(&self, handle: StopHandle) {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.is_cancelled() || self.is_lost() {
+        if self.is_stopped() {
             handle.stop();
         }
         *running = Some(handle);
@@ -57,26 +62,44 @@ impl JobControl {
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
+    /// Waits for `hold` to pass; `false` when a cancel or the lost lease ended the wait early.
+    pub(crate) fn hold(&self, hold: Duration) -> bool {
+        let deadline = Instant::now() + hold;
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.is_stopped() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            running = self
+                .stopped
+                .wait_timeout(running, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn stop_running(&self) {
-        if let Some(handle) = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
+        // Under the lock, so a hold between its check and its wait cannot miss the wake-up.
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handle) = running.as_ref() {
             handle.stop();
         }
+        self.stopped.notify_all();
     }
 }
 
-/// Renews the job's lease every `interval` while the job runs, and passes on cancels.
+/// Renews the job's lease while the job runs, and passes on cancels the moment the server has one.
 pub(crate) struct Heartbeat {
     stop: Sender<()>,
-    thread: JoinHandle<()>,
 }
 
 impl Heartbeat {
-    /// Starts heartbeating for `job_id`.
+    /// Starts heartbeating for `job_id`: each heartbeat asks the server to hold its reply for up to `interval`
+    /// until a cancel comes, so a cancel arrives at once while the lease is still renewed every `interval`.
     pub(crate) fn start(
         client: ServerClient,
         job_id: String,
@@ -84,25 +107,29 @@ impl Heartbeat {
         interval: Duration,
     ) -> Heartbeat {
         let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(RecvTimeoutError::Timeout) => beat(&client, &job_id, &control),
+        std::thread::spawn(move || loop {
+            let started = Instant::now();
+            beat(&client, &job_id, &control, interval);
+            // A reply before the wait ended without news (an old server that ignores the wait, an unreachable one,
+            // or a cancel already passed on) must not make the loop spin: the rest of the interval is slept.
+            let rest = interval.saturating_sub(started.elapsed());
+            match stopped.recv_timeout(rest) {
+                Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         });
-        Heartbeat { stop, thread }
+        Heartbeat { stop }
     }
 
-    /// Stops heartbeating.
+    /// Stops heartbeating. A heartbeat the server holds is not waited for: its reply is dropped when it comes.
     pub(crate) fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.thread.join();
     }
 }
 
 /// One heartbeat. A server that cannot be reached is tried again next time: the lease outlasts several beats.
-fn beat(client: &ServerClient, job_id: &str, control: &JobControl) {
-    let Ok(reply) = client.heartbeat(None) else {
+fn beat(client: &ServerClient, job_id: &str, control: &JobControl, wait: Duration) {
+    let Ok(reply) = client.heartbeat(Some(wait)) else {
         return;
     };
     if reply.cancel_requested.iter().any(|id| id == job_id) {

@@ -2,7 +2,8 @@
 //! limits, its log and results streamed to the server, and the final state it ends in.
 
 use std::fs::{self, File};
-use std::io::{BufReader, Write};
+use std::io::{self, BufReader, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +14,14 @@ use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 
 use proctor_api::{ClaimedJob, StreamKind};
+use proctor_client::ClientError;
 
+use crate::archive::{pack_artifacts, unpack_attachments, Packed};
 use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
-use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader};
+use crate::state::{self, InProgress};
+use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::{AgentSettings, FinalState, JobReport};
 
 /// The file in the job's work directory holding the job definition.
@@ -26,6 +30,10 @@ pub(crate) const JOB_FILE: &str = "job.json";
 pub(crate) const RESULTS_FILE: &str = "results.subunit";
 /// The directory in the job's work directory for artifacts.
 pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
+/// The directory in the job's work directory where attachments are unpacked, as `<phase>/<path>`.
+pub(crate) const ATTACHMENTS_DIR: &str = "attachments";
+/// The file in the job's work directory holding a recipe's script.
+pub(crate) const RECIPE_FILE: &str = "recipe";
 
 /// Everything a job run needs from its agent.
 pub(crate) struct JobContext<'a> {
@@ -39,52 +47,67 @@ pub(crate) struct JobContext<'a> {
     pub(crate) spool_dir: &'a Path,
 }
 
+/// The reason a job left behind by an agent that stopped mid-job ends with.
+pub(crate) const INTERRUPTED: &str = "agent restarted mid-job";
+
 /// Runs `claimed` to its end and reports it finished to the server.
 pub(crate) fn run_job(
     context: &JobContext<'_>,
     claimed: ClaimedJob,
 ) -> Result<JobReport, AgentError> {
     let started = Instant::now();
-    let spool = context.spool_dir.join(&claimed.job.id);
+    let job_id = claimed.job.id.clone();
+    let spool = context.spool_dir.join(&job_id);
     create_dir(&spool)?;
+    let work_dir = context.jobs_dir.join(&job_id);
+    create_dir(&work_dir)?;
     let log_path = spool.join("output.log");
-    let log_file = File::create(&log_path).map_err(|source| AgentError::Io {
-        what: "could not create the job's log spool",
-        path: log_path.clone(),
-        source,
-    })?;
+    let (log_file, log_reader) = create_spool_file(&log_path)?;
+    let results_path = work_dir.join(RESULTS_FILE);
+    // Made before any phase runs, so the uploader reads it through its own handle even if a phase deletes the
+    // work directory.
+    let (_, results_reader) = create_spool_file(&results_path)?;
+    let record = InProgress {
+        job_id: job_id.clone(),
+        log: log_path.clone(),
+        results: results_path.clone(),
+    }
+    .save(&state::records_dir(context.jobs_dir))?;
     let marks = PhaseMarks::default();
     let log_uploader = Uploader::start(
         context.client.api.clone(),
         UploadSource {
-            job_id: claimed.job.id.clone(),
+            job_id: job_id.clone(),
             stream: StreamKind::Log,
             path: log_path,
+            file: Some(log_reader),
             marks: Some(marks.clone()),
+            resume: false,
         },
         context.settings.drain_limit,
     );
-    let work_dir = context.jobs_dir.join(&claimed.job.id);
     let results_uploader = Uploader::start(
         context.client.api.clone(),
         UploadSource {
-            job_id: claimed.job.id.clone(),
+            job_id: job_id.clone(),
             stream: StreamKind::Results,
-            path: work_dir.join(RESULTS_FILE),
+            path: results_path,
+            file: Some(results_reader),
             marks: None,
+            resume: false,
         },
         context.settings.drain_limit,
     );
     let control = Arc::new(JobControl::default());
     let heartbeat = Heartbeat::start(
         context.client.clone(),
-        claimed.job.id.clone(),
+        job_id.clone(),
         Arc::clone(&control),
         context.settings.heartbeat_interval,
     );
     let mut run = JobRun {
         context,
-        job_id: claimed.job.id.clone(),
+        job_id: job_id.clone(),
         work_dir,
         spool,
         log: LogWriter {
@@ -95,27 +118,80 @@ pub(crate) fn run_job(
         },
         control: Arc::clone(&control),
         started,
+        token: claimed.job_token,
+        recipe_script: claimed.recipe_script,
+        reservation_ended: false,
     };
-    let (state, reason) = run.run_all(&claimed.job.definition);
+    let (state, mut reason) = run.run_all(&claimed.job.definition, claimed.has_attachments);
+    if !control.is_lost() {
+        if let Some(problem) = run.upload_artifacts() {
+            reason = format!("{reason} ({problem})");
+        }
+    }
     heartbeat.stop();
     run.log.note(&format!("the job ended {state}: {reason}"));
     let results_end = results_uploader.finish();
     let log_end = run.log.uploader.finish();
     let reason = with_upload_warnings(reason, &log_end, &results_end);
-    if control.is_lost() {
-        // The server gave the job to someone else (or ended it); finishing it would be refused.
-        return Ok(JobReport {
-            job_id: claimed.job.id,
-            state,
-            reason,
-        });
-    }
-    context.client.finish(&claimed.job.id, state, &reason)?;
+    // The server gave the job to someone else (or ended it) when it is lost; finishing it would be refused.
+    let finished = if control.is_lost() {
+        Ok(())
+    } else {
+        context.client.finish(&job_id, state, &reason).map(drop)
+    };
+    state::remove(&record);
+    finished?;
     Ok(JobReport {
-        job_id: claimed.job.id,
+        job_id,
         state,
         reason,
     })
+}
+
+/// Ends a job an earlier run of this agent left unfinished: uploads what it had spooled past what the server
+/// acknowledged, then finishes the job `error`.
+pub(crate) fn report_interrupted(
+    context: &JobContext<'_>,
+    record: &InProgress,
+) -> Result<JobReport, AgentError> {
+    let resume = |stream, path: &Path| {
+        Uploader::start(
+            context.client.api.clone(),
+            UploadSource {
+                job_id: record.job_id.clone(),
+                stream,
+                path: path.to_owned(),
+                file: None,
+                marks: None,
+                resume: true,
+            },
+            context.settings.drain_limit,
+        )
+    };
+    let log = resume(StreamKind::Log, &record.log);
+    let results = resume(StreamKind::Results, &record.results);
+    let (log_end, results_end) = (log.finish(), results.finish());
+    let reason = with_upload_warnings(INTERRUPTED.to_owned(), &log_end, &results_end);
+    context
+        .client
+        .finish(&record.job_id, FinalState::Error, &reason)?;
+    Ok(JobReport {
+        job_id: record.job_id.clone(),
+        state: FinalState::Error,
+        reason,
+    })
+}
+
+/// Creates (empties) a spool file; answers a handle to write it and one to read it back.
+fn create_spool_file(path: &Path) -> Result<(File, File), AgentError> {
+    let io_error = |source| AgentError::Io {
+        what: "could not create the job's spool file",
+        path: path.to_owned(),
+        source,
+    };
+    let writer = File::create(path).map_err(io_error)?;
+    let reader = File::open(path).map_err(io_error)?;
+    Ok((writer, reader))
 }
 
 /// The reason, with a note when a stream could not be uploaded whole.
@@ -180,11 +256,21 @@ struct JobRun<'a, 'b> {
     log: LogWriter,
     control: Arc<JobControl>,
     started: Instant,
+    /// The job's own token, for phases that call the API.
+    token: Option<String>,
+    /// The recipe's script, run as the test phase.
+    recipe_script: Option<String>,
+    /// Whether a cancel ended a reservation's hold.
+    reservation_ended: bool,
 }
 
 impl JobRun<'_, '_> {
     /// Runs every phase the job needs and decides its final state and reason.
-    fn run_all(&mut self, definition: &serde_json::Value) -> (FinalState, String) {
+    fn run_all(
+        &mut self,
+        definition: &serde_json::Value,
+        has_attachments: bool,
+    ) -> (FinalState, String) {
         let job: Job = match serde_json::from_value(definition.clone()) {
             Ok(job) => job,
             Err(error) => {
@@ -196,6 +282,12 @@ impl JobRun<'_, '_> {
         };
         if let Err(error) = self.prepare_work_dir(definition) {
             return (FinalState::Error, error.to_string());
+        }
+        if has_attachments {
+            if let Err(problem) = self.fetch_attachments() {
+                self.log.note(&problem);
+                return (FinalState::Error, problem);
+            }
         }
         let timeouts = self.context.config.effective_timeouts(&job);
         let mut verdict: Option<(FinalState, String)> = None;
@@ -210,7 +302,12 @@ impl JobRun<'_, '_> {
             }
         }
         if self.control.is_cancelled() {
-            return (FinalState::Cancelled, "cancelled by a user".into());
+            let reason = if self.reservation_ended {
+                "the reservation was ended by a cancel"
+            } else {
+                "cancelled by a user"
+            };
+            return (FinalState::Cancelled, reason.into());
         }
         if self.control.is_lost() {
             return (
@@ -248,6 +345,68 @@ impl JobRun<'_, '_> {
         })
     }
 
+    /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong.
+    fn fetch_attachments(&self) -> Result<(), String> {
+        let archive = self
+            .context
+            .client
+            .api
+            .download_attachments(&self.job_id)
+            .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
+        unpack_attachments(archive.as_slice(), &self.work_dir.join(ATTACHMENTS_DIR))
+            .map_err(|error| error.to_string())
+    }
+
+    /// Packs and uploads the artifacts directory, if it holds anything; a note for the job's reason when they
+    /// could not be uploaded (the verdict stays what the phases made it).
+    fn upload_artifacts(&mut self) -> Option<String> {
+        let cap = self.context.settings.artifacts_cap;
+        let problem = match pack_artifacts(&self.work_dir.join(ARTIFACTS_DIR), cap) {
+            Ok(Packed::Nothing) => return None,
+            Ok(Packed::OverCap(cap)) => format!(
+                "the artifacts were not uploaded: packed, they are larger than the agent's cap of {cap} bytes"
+            ),
+            Ok(Packed::Archive(archive)) => {
+                let size = archive.len();
+                match self.send_artifacts(archive) {
+                    Ok(()) => {
+                        self.log
+                            .note(&format!("uploaded the artifacts ({size} bytes packed)"));
+                        return None;
+                    }
+                    Err(error) => format!("the artifacts were not uploaded: {error}"),
+                }
+            }
+            Err(error) => format!("the artifacts could not be packed: {error}"),
+        };
+        self.log.note(&problem);
+        Some(problem)
+    }
+
+    /// Uploads packed artifacts, retrying with backoff for the drain limit while the server cannot be reached or
+    /// fails; a refusal (too large, unknown job) is not retried.
+    fn send_artifacts(&self, archive: Vec<u8>) -> Result<(), ClientError> {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let error = match self
+                .context
+                .client
+                .api
+                .upload_artifacts(&self.job_id, archive.clone())
+            {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let worth_retrying = error.status().is_none_or(|status| status.is_server_error());
+            if !worth_retrying || started.elapsed() >= self.context.settings.drain_limit {
+                return Err(error);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
     /// Runs one phase, reporting its start and end to the server.
     fn run_phase(&mut self, job: &Job, phase: Phase, timeouts: Timeouts) -> PhaseEnd {
         let Some(time_limit) = self.time_left(phase, timeouts) else {
@@ -260,7 +419,7 @@ impl JobRun<'_, '_> {
             ));
         }
         let end = match self.phase_command(job, phase) {
-            Ok(command) => self.supervise(
+            Ok(Some(command)) => self.supervise(
                 phase,
                 command.limits(Limits {
                     time: Some(time_limit),
@@ -268,7 +427,20 @@ impl JobRun<'_, '_> {
                     memory: None,
                 }),
             ),
+            Ok(None) => {
+                self.log.note(&format!(
+                    "the agent has no {phase}_command: nothing was run for the {phase} phase (no ssh keys were installed)"
+                ));
+                PhaseEnd::Exited(0)
+            }
             Err(reason) => PhaseEnd::NotStarted(reason),
+        };
+        let end = match (phase, &job.reserve_data) {
+            (Phase::Reserve, Some(reserve)) if end == PhaseEnd::Exited(0) => {
+                let left = self.time_left(phase, timeouts).unwrap_or_default();
+                self.hold_reservation(reserve.timeout.min(left))
+            }
+            _ => end,
         };
         if let PhaseEnd::NotStarted(reason) = &end {
             self.log
@@ -303,25 +475,46 @@ impl JobRun<'_, '_> {
         (!left.is_zero()).then_some(left)
     }
 
-    /// The command for `phase`: the agent's `<phase>_command`, or for `test` without one the job's `test_cmds`
-    /// run with bash (the built-in local device).
-    fn phase_command(&mut self, job: &Job, phase: Phase) -> Result<CommandSpec, String> {
-        // A phase may have deleted the work directory; the next one still gets one.
-        create_dir(&self.work_dir.join(ARTIFACTS_DIR)).map_err(|error| error.to_string())?;
-        let spec = match self.context.config.command(phase) {
-            Some(command) => CommandSpec::new("bash").args(["-c", command]),
-            None => {
-                let script = job
-                    .test_data
-                    .as_ref()
-                    .and_then(|data| data.test_cmds.as_ref())
-                    .ok_or("the job has no test_cmds and the agent has no test_command")?
-                    .script();
-                let path = self.spool.join("test_cmds.sh");
-                fs::write(&path, script)
-                    .map_err(|error| format!("could not write {}: {error}", path.display()))?;
-                CommandSpec::new("bash").arg(path)
-            }
+    /// Holds the machine for `hold` (the reservation), saying in the log how to reach it and until when; a cancel
+    /// ends the hold early.
+    fn hold_reservation(&mut self, hold: Duration) -> PhaseEnd {
+        let until = jiff::Timestamp::now().checked_add(hold).map_or_else(
+            |_| "later".to_owned(),
+            |until| {
+                until
+                    .round(jiff::Unit::Second)
+                    .map_or_else(|_| until.to_string(), |until| until.to_string())
+            },
+        );
+        self.log.note(&format!(
+            "the machine is reserved for {} s, until {until}: connect with `ssh {}`",
+            hold.as_secs(),
+            ssh_destination()
+        ));
+        if self.control.hold(hold) {
+            self.log.note("the reservation's time is up");
+            PhaseEnd::Exited(0)
+        } else {
+            self.reservation_ended = true;
+            self.log.note("the reservation was ended early");
+            PhaseEnd::Stopped(0)
+        }
+    }
+
+    /// The command for `phase`: a recipe's script for `test`, else the agent's `<phase>_command`, else for `test`
+    /// the job's `test_cmds` run with bash (the built-in local device); `None` when there is nothing to run (a
+    /// reservation on an agent without a `reserve_command`).
+    fn phase_command(&mut self, job: &Job, phase: Phase) -> Result<Option<CommandSpec>, String> {
+        // A phase may have deleted the work directory or the spool; the next one still gets them.
+        for directory in [self.work_dir.join(ARTIFACTS_DIR), self.spool.clone()] {
+            create_dir(&directory).map_err(|error| error.to_string())?;
+        }
+        let configured = self.context.config.command(phase);
+        let spec = match (phase, &self.recipe_script, configured) {
+            (Phase::Test, Some(script), _) => self.recipe_command(script, job)?,
+            (_, _, Some(command)) => CommandSpec::new("bash").args(["-c", command]),
+            (Phase::Test, _, None) => self.test_cmds_command(job)?,
+            (_, _, None) => return Ok(None),
         };
         let mut spec = spec
             .cwd(&self.work_dir)
@@ -333,12 +526,46 @@ impl JobRun<'_, '_> {
             .env("PROCTOR_JOB_FILE", self.work_dir.join(JOB_FILE))
             .env("PROCTOR_RESULTS", self.work_dir.join(RESULTS_FILE))
             .env("PROCTOR_ARTIFACTS", self.work_dir.join(ARTIFACTS_DIR));
+        if let Some(token) = &self.token {
+            spec = spec.env("PROCTOR_TOKEN", token);
+        }
         if phase == Phase::Test {
             for (name, value) in job.test_data.iter().flat_map(|data| &data.environment) {
                 spec = spec.env(name, value.to_string());
             }
         }
-        Ok(spec)
+        Ok(Some(spec))
+    }
+
+    /// The recipe's script, written into the work directory and run directly (its `#!` line picks the
+    /// interpreter), with the job's options as `--key value`, by key.
+    fn recipe_command(&self, script: &str, job: &Job) -> Result<CommandSpec, String> {
+        let path = self.work_dir.join(RECIPE_FILE);
+        write_executable(&path, script).map_err(|error| {
+            format!(
+                "could not write the recipe's script {}: {error}",
+                path.display()
+            )
+        })?;
+        let arguments = job
+            .options
+            .iter()
+            .flat_map(|(key, value)| [format!("--{key}"), value.0.clone()]);
+        Ok(CommandSpec::new(path).args(arguments))
+    }
+
+    /// The job's `test_cmds`, written to the spool and run with bash.
+    fn test_cmds_command(&self, job: &Job) -> Result<CommandSpec, String> {
+        let script = job
+            .test_data
+            .as_ref()
+            .and_then(|data| data.test_cmds.as_ref())
+            .ok_or("the job has no test_cmds and the agent has no test_command")?
+            .script();
+        let path = self.spool.join("test_cmds.sh");
+        fs::write(&path, script)
+            .map_err(|error| format!("could not write {}: {error}", path.display()))?;
+        Ok(CommandSpec::new("bash").arg(path))
     }
 
     /// Runs `command` under the supervisor, copying its output into the log as it comes.
@@ -440,6 +667,30 @@ fn failed_tests(path: &Path) -> Vec<String> {
         .into_iter()
         .map(|record| record.test_id)
         .collect()
+}
+
+/// Writes `text` to `path` as an executable file (replacing one a phase left there).
+fn write_executable(path: &Path, text: &str) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    // `mode` applies only to a new file.
+    file.set_permissions(fs::Permissions::from_mode(0o755))
+}
+
+/// How to reach this machine over ssh: the user the agent runs as, at the machine's host name.
+fn ssh_destination() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_owned());
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{user}@{host}")
 }
 
 fn create_dir(path: &Path) -> Result<(), AgentError> {

@@ -37,10 +37,12 @@
 //! # Ok::<(), proctor_agent::AgentError>(())
 //! ```
 
+mod archive;
 mod client;
 mod control;
 mod error;
 mod job;
+mod state;
 mod upload;
 
 use std::path::PathBuf;
@@ -55,7 +57,8 @@ pub use error::AgentError;
 pub use proctor_api::FinalState;
 
 use client::ServerClient;
-use job::{run_job, JobContext};
+use job::{report_interrupted, run_job, JobContext};
+use state::InProgress;
 
 /// How a job this agent ran ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +84,8 @@ pub struct AgentSettings {
     pub drain_limit: Duration,
     /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
     pub cleanup_allowance: Duration,
+    /// The largest packed (tar.gz) artifacts upload; a job whose artifacts pack larger uploads none (256 MiB).
+    pub artifacts_cap: u64,
 }
 
 impl Default for AgentSettings {
@@ -91,6 +96,7 @@ impl Default for AgentSettings {
             grace: Duration::from_secs(10),
             drain_limit: Duration::from_secs(60),
             cleanup_allowance: Duration::from_secs(5 * 60),
+            artifacts_cap: 256 * 1024 * 1024,
         }
     }
 }
@@ -165,40 +171,66 @@ impl Agent {
         else {
             return Ok(None);
         };
-        let context = JobContext {
+        run_job(&self.context(), claimed).map(Some)
+    }
+
+    /// Ends the jobs an earlier run of this agent (on the same work directory) left unfinished, as `error` with
+    /// the reason "agent restarted mid-job", after uploading what they had spooled. A job the server no longer
+    /// lets this agent finish (it was reaped or requeued) goes to `on_error` and is let go. Fails, keeping the
+    /// records for a later try, when the server cannot be reached.
+    pub fn recover(
+        &self,
+        mut on_error: impl FnMut(&AgentError),
+    ) -> Result<Vec<JobReport>, AgentError> {
+        let mut reports = Vec::new();
+        for (path, record) in InProgress::load_all(&state::records_dir(&self.jobs_dir)) {
+            match record.and_then(|record| report_interrupted(&self.context(), &record)) {
+                Ok(report) => reports.push(report),
+                Err(AgentError::Server(error)) if error.status().is_none() => {
+                    return Err(AgentError::Server(error))
+                }
+                Err(error) => on_error(&error),
+            }
+            state::remove(&path);
+        }
+        Ok(reports)
+    }
+
+    /// Registers, ends the jobs an earlier run left unfinished ([`recover`](Self::recover)), and runs jobs until
+    /// `shutdown` is set (seen between jobs, within one claim wait). Errors never stop it: each goes to
+    /// `on_error` and the agent tries again after a backoff, registering anew.
+    pub fn run(&self, shutdown: &AtomicBool, mut on_error: impl FnMut(&AgentError)) {
+        let mut stage = Stage::Register;
+        let mut retry_wait = Duration::from_millis(100);
+        while !shutdown.load(Ordering::SeqCst) {
+            let attempt = match stage {
+                Stage::Register => self.register(),
+                Stage::Recover => self.recover(&mut on_error).map(drop),
+                Stage::Work => self.run_once().map(drop),
+            };
+            match attempt {
+                Ok(()) => {
+                    stage = stage.next();
+                    retry_wait = Duration::from_millis(100);
+                }
+                Err(error) => {
+                    on_error(&error);
+                    stage = Stage::Register;
+                    std::thread::sleep(retry_wait);
+                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
+                }
+            }
+        }
+    }
+
+    fn context(&self) -> JobContext<'_> {
+        JobContext {
             config: &self.config,
             settings: &self.settings,
             client: &self.client,
             supervisor: &self.supervisor,
             jobs_dir: &self.jobs_dir,
             spool_dir: &self.spool_dir,
-        };
-        run_job(&context, claimed).map(Some)
-    }
-
-    /// Registers and runs jobs until `shutdown` is set (seen between jobs, within one claim wait). Errors never stop
-    /// it: each goes to `on_error` and the agent tries again after a backoff, registering anew.
-    pub fn run(&self, shutdown: &AtomicBool, mut on_error: impl FnMut(&AgentError)) {
-        let mut registered = false;
-        let mut retry_wait = Duration::from_millis(100);
-        while !shutdown.load(Ordering::SeqCst) {
-            let attempt = if registered {
-                self.run_once().map(|_| ())
-            } else {
-                self.register()
-            };
-            match attempt {
-                Ok(()) => {
-                    registered = true;
-                    retry_wait = Duration::from_millis(100);
-                }
-                Err(error) => {
-                    on_error(&error);
-                    registered = false;
-                    std::thread::sleep(retry_wait);
-                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
-                }
-            }
         }
     }
 
@@ -208,5 +240,22 @@ impl Agent {
             .iter()
             .map(|queue| queue.as_str().to_owned())
             .collect()
+    }
+}
+
+/// Where [`Agent::run`] is: a fresh start registers, then settles what an earlier run left, then works.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Register,
+    Recover,
+    Work,
+}
+
+impl Stage {
+    fn next(self) -> Stage {
+        match self {
+            Stage::Register => Stage::Recover,
+            Stage::Recover | Stage::Work => Stage::Work,
+        }
     }
 }

@@ -21,9 +21,9 @@ const MAX_CHUNK: u64 = 1024 * 1024;
 /// How often the file is looked at when nobody says it grew (the results file is written by a phase).
 const POLL: Duration = Duration::from_millis(100);
 /// The first wait after a failed upload; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Which phase wrote which bytes of the log: each entry is the offset where a phase's output starts.
 #[derive(Debug, Clone, Default)]
@@ -58,8 +58,13 @@ pub(crate) struct UploadSource {
     pub(crate) stream: StreamKind,
     /// The file holding it; it may appear only later (a results file).
     pub(crate) path: PathBuf,
+    /// The file, already open: read from this handle even if a phase deletes the path.
+    pub(crate) file: Option<File>,
     /// Phase attribution (log only).
     pub(crate) marks: Option<PhaseMarks>,
+    /// Whether the server may already hold part of the stream (an agent resuming after a restart): it is asked
+    /// where its copy ends before anything is sent.
+    pub(crate) resume: bool,
 }
 
 /// A running uploader. [`nudge`](Self::nudge) says the file grew; [`finish`](Self::finish) waits until all of it is
@@ -83,10 +88,12 @@ impl Uploader {
     pub(crate) fn start(client: Client, source: UploadSource, drain_limit: Duration) -> Self {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let thread = std::thread::spawn(move || {
+            let mut source = source;
             UploadLoop {
                 client,
+                file: source.file.take(),
+                must_probe: source.resume,
                 source,
-                file: None,
                 acked: 0,
             }
             .run(nudged, drain_limit)
@@ -114,6 +121,8 @@ struct UploadLoop {
     file: Option<File>,
     /// Everything before this offset is stored on the server.
     acked: u64,
+    /// Whether the server's end must be learnt before sending.
+    must_probe: bool,
 }
 
 /// What one step of the loop did.
@@ -161,6 +170,9 @@ impl UploadLoop {
     }
 
     fn step(&mut self) -> Step {
+        if self.must_probe {
+            return self.probe();
+        }
         let Some((phase, bytes)) = self.next_chunk() else {
             return Step::CaughtUp;
         };
@@ -186,14 +198,38 @@ impl UploadLoop {
         }
     }
 
-    /// The bytes past the acknowledged end, up to the next phase's output and the chunk size, with the phase that
-    /// wrote them; `None` when there are none (or the file cannot be read now).
-    fn next_chunk(&mut self) -> Option<(Option<Phase>, Vec<u8>)> {
+    /// Learns where the server's copy ends with an empty chunk at the local end: the server answers its end,
+    /// as an acknowledgement or as a gap to resume from.
+    fn probe(&mut self) -> Step {
+        let length = self.local_length().unwrap_or(0);
+        match self.client.upload(
+            &self.source.job_id,
+            self.source.stream,
+            length,
+            None,
+            Vec::new(),
+        ) {
+            Ok(Upload::Gap(end) | Upload::StoredTo(end)) => {
+                self.acked = end.min(length);
+                self.must_probe = false;
+                Step::Progress
+            }
+            Err(_) => Step::Failed,
+        }
+    }
+
+    fn local_length(&mut self) -> Option<u64> {
         if self.file.is_none() {
             self.file = File::open(&self.source.path).ok();
         }
+        Some(self.file.as_ref()?.metadata().ok()?.len())
+    }
+
+    /// The bytes past the acknowledged end, up to the next phase's output and the chunk size, with the phase that
+    /// wrote them; `None` when there are none (or the file cannot be read now).
+    fn next_chunk(&mut self) -> Option<(Option<Phase>, Vec<u8>)> {
+        let length = self.local_length()?;
         let file = self.file.as_ref()?;
-        let length = file.metadata().ok()?.len();
         if self.acked >= length {
             return None;
         }

@@ -174,12 +174,15 @@ impl AgentConfig {
 
     /// The phases `job` goes through on this agent, in order: those the agent has a command for and the
     /// job has data for, plus the test phase whenever the job has test data (the built-in bash runner
-    /// stands in for a missing `test_command`).
+    /// stands in for a missing `test_command`) and the reserve phase whenever it has reserve data (the agent
+    /// holds the machine even when it has no `reserve_command` to install keys).
     pub fn phases_for(&self, job: &Job) -> Vec<Phase> {
         Phase::ALL
             .into_iter()
             .filter(|&phase| job.has_data_for(phase))
-            .filter(|&phase| phase == Phase::Test || self.command(phase).is_some())
+            .filter(|&phase| {
+                matches!(phase, Phase::Test | Phase::Reserve) || self.command(phase).is_some()
+            })
             .collect()
     }
 

@@ -215,10 +215,11 @@ fn phases_run_where_the_agent_has_a_command_and_the_job_has_data() {
         "job_queue: q\ntest_data: {test_cmds: [true]}\nreserve_data: {ssh_keys: [lp:me]}\n",
     )
     .expect("job");
-    // No provision data, no reserve command; the test phase runs with the built-in runner.
+    // No provision data; the test phase runs with the built-in runner and the reserve phase holds the machine
+    // without a reserve command.
     assert_eq!(
         agent.phases_for(&job),
-        [Phase::Setup, Phase::Test, Phase::Cleanup]
+        [Phase::Setup, Phase::Test, Phase::Reserve, Phase::Cleanup]
     );
     let bare = AgentConfig::new(name("b"), vec![name("q")]);
     assert_eq!(
