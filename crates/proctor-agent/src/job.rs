@@ -478,14 +478,7 @@ impl JobRun<'_, '_> {
     /// Holds the machine for `hold` (the reservation), saying in the log how to reach it and until when; a cancel
     /// ends the hold early.
     fn hold_reservation(&mut self, hold: Duration) -> PhaseEnd {
-        let until = jiff::Timestamp::now().checked_add(hold).map_or_else(
-            |_| "later".to_owned(),
-            |until| {
-                until
-                    .round(jiff::Unit::Second)
-                    .map_or_else(|_| until.to_string(), |until| until.to_string())
-            },
-        );
+        let until = time_after(hold);
         self.log.note(&format!(
             "the machine is reserved for {} s, until {until}: connect with `ssh {}`",
             hold.as_secs(),
@@ -680,6 +673,17 @@ fn write_executable(path: &Path, text: &str) -> io::Result<()> {
     file.write_all(text.as_bytes())?;
     // `mode` applies only to a new file.
     file.set_permissions(fs::Permissions::from_mode(0o755))
+}
+
+/// The time (UTC, to the second) `wait` from now, for people reading the log.
+fn time_after(wait: Duration) -> String {
+    jiff::Timestamp::now()
+        .checked_add(wait)
+        .and_then(|until| until.round(jiff::Unit::Second))
+        .map_or_else(
+            |_| format!("{} s from now", wait.as_secs()),
+            |until| until.to_string(),
+        )
 }
 
 /// How to reach this machine over ssh: the user the agent runs as, at the machine's host name.

@@ -24,6 +24,24 @@
 //! `cleanup` runs after every other phase, whatever happened to them (with at least
 //! [`AgentSettings::cleanup_allowance`] even when the job's time ran out).
 //!
+//! Around the phases:
+//!
+//! - The heartbeat asks the server to hold its reply until a cancel comes (up to one heartbeat interval), so a
+//!   cancel stops the phase's tree at once while the lease is still renewed every interval.
+//! - A job's attachments are unpacked into `attachments/<phase>/` of its work directory first; an entry that is
+//!   absolute, climbs out with `..`, or is not a regular file or directory ends the job `error`, naming it.
+//! - A recipe's script is the test phase: written into the work directory and run by its `#!` line with the job's
+//!   options as `--key value` (by key). Every phase gets the job's own token as `PROCTOR_TOKEN` when the server
+//!   issues one.
+//! - The reserve phase runs the `reserve_command` (which installs the `ssh_keys` from `job.json`), then holds the
+//!   machine for the reservation's timeout (within the global timeout), saying in the log how to connect; a cancel
+//!   ends the hold and the job ends `cancelled`.
+//! - After the phases, `artifacts/` is packed as tar.gz (up to [`AgentSettings::artifacts_cap`]) and uploaded; a
+//!   failure is noted in the reason without changing the verdict.
+//! - While a job runs, a record of it (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an
+//!   agent started on the same work directory finds it, uploads what the server lacks, and ends the job `error`
+//!   ("agent restarted mid-job") before taking new work ([`Agent::recover`]).
+//!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
 //! use proctor_agent::Agent;
