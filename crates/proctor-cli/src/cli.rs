@@ -1,8 +1,12 @@
 //! The command line, as clap parses it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use proctor_api::{JobState, Role};
+use proctor_job::Phase;
 use proctor_subunit::Status;
 
 const EXIT_CODES: &str = "\
@@ -13,6 +17,15 @@ Exit status:
        tests that could not be found, listed or started
   130  interrupted (Ctrl-C): running tests were stopped, the partial run was
        stored and marked interrupted";
+
+const LAB_EXIT_CODES: &str = "\
+Exit status:
+  0    done; with --wait or --follow: the job passed
+  1    with --wait or --follow: the job failed (`results`: a test failed)
+  2    the command could not do its work (bad job file, server unreachable or
+       refusing, ...); with --wait or --follow: the job ended in error, was
+       killed by a limit or was cancelled
+  130  interrupted (Ctrl-C)";
 
 /// Proctor runs automated tests and keeps what they found.
 #[derive(Debug, Parser)]
@@ -90,6 +103,365 @@ pub enum Command {
         #[command(flatten)]
         project: ProjectDir,
     },
+    /// Run the lab server: the HTTP API that agents and the client commands talk to.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Server(ServerArgs),
+    /// Run a lab agent: claim jobs from a server and run them on this machine.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Agent(AgentArgs),
+    /// Run a lab server and one local agent (queue `local`) in this process.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Up(UpArgs),
+    /// Make, list and revoke the lab's bearer tokens (in the server's data directory).
+    #[command(subcommand, after_help = LAB_EXIT_CODES)]
+    Token(TokenCommand),
+    /// Submit a job file to a lab; prints the job's id.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Submit(SubmitArgs),
+    /// Show a job: its state, reason and phases.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Status {
+        /// The job's id.
+        id: String,
+        /// Print JSON (it has at least `state`).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print a job's output.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Logs {
+        /// The job's id.
+        id: String,
+        /// Keep printing as the job runs, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this phase's output (setup, provision, firmware_update, test, allocate, reserve, cleanup).
+        #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+        phase: Option<Phase>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a job's per-test results.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Results {
+        /// The job's id.
+        id: String,
+        /// Write the raw subunit v2 stream to standard output.
+        #[arg(long, conflicts_with = "junit")]
+        subunit: bool,
+        /// Write a JUnit XML report to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Download a job's artifacts and unpack them into a directory.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Artifacts {
+        /// The job's id.
+        id: String,
+        /// The directory to unpack into (made if missing).
+        #[arg(long, short, value_name = "DIR")]
+        output: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a job: at once if it waits, through its agent if it runs.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Cancel {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List jobs, newest first.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Jobs {
+        /// Only jobs on this queue.
+        #[arg(long, value_name = "QUEUE")]
+        queue: Option<String>,
+        /// Only jobs in this state (queued, running, passed, failed, error, killed, cancelled).
+        #[arg(long, value_name = "STATE")]
+        state: Option<JobState>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the lab's queues and what waits on them.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Queues {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the lab's agents and their states.
+    #[command(after_help = LAB_EXIT_CODES)]
+    Agents {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Store, list, show, remove and start recipes (named scripts with options).
+    #[command(subcommand, after_help = LAB_EXIT_CODES)]
+    Recipe(RecipeCommand),
+}
+
+/// The lab server a client command talks to, and as whom.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// The lab server's URL.
+    #[arg(
+        long,
+        env = "PROCTOR_SERVER",
+        default_value = "http://127.0.0.1:7370",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// The bearer token (from `proctor token create`).
+    #[arg(
+        long,
+        env = "PROCTOR_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
+}
+
+/// Where the lab keeps its database.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The data directory (default: `proctor` in the user's data directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Options of `proctor server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The address to listen on; beyond loopback only once a token exists.
+    #[arg(long, default_value = "127.0.0.1:7370", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tuning: ServerTuning,
+}
+
+/// The server's timing and limits, hidden: for tests.
+#[derive(Debug, Default, Args)]
+pub struct ServerTuning {
+    /// Seconds a claim or heartbeat leases a job for.
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub lease: Option<Duration>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub max_body: Option<usize>,
+    /// Seconds a claim is held when no job waits.
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub claim_hold: Option<Duration>,
+}
+
+/// Options of `proctor agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's configuration (`agent.toml`, Testflinger's agent keys); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The lab server's URL.
+    #[arg(long, env = "PROCTOR_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// A queue to serve (repeatable).
+    #[arg(long = "queue", value_name = "QUEUE")]
+    pub queues: Vec<String>,
+    /// The agent's name.
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Where jobs run, each in its own directory (default: the config's
+    /// `execution_basedir`, or `proctor/agent` in the user's data directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// The agent's bearer token (role agent).
+    #[arg(
+        long,
+        env = "PROCTOR_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub tuning: AgentTuning,
+}
+
+/// The agent's pacing, hidden: for tests.
+#[derive(Debug, Args)]
+pub struct AgentTuning {
+    /// Seconds between heartbeats while a job runs.
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub heartbeat: Option<Duration>,
+    /// Seconds one claim waits for a job.
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub claim_wait: Option<Duration>,
+    /// Seconds a stopped phase gets between SIGTERM and SIGKILL.
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub grace: Option<Duration>,
+}
+
+/// Options of `proctor up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7370", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Where the local agent runs jobs (default: `work` in the data directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// `proctor token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print its secret (shown this once).
+    Create {
+        /// What it may do: admin, user or agent.
+        #[arg(long)]
+        role: Role,
+        /// Limit an agent token to this queue (repeatable; default: all).
+        #[arg(long = "queue", value_name = "QUEUE")]
+        queues: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke a token: its secret stops working.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Options of `proctor submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job file (YAML or JSON).
+    pub file: PathBuf,
+    /// Accept a queue that no agent has ever served.
+    #[arg(long)]
+    pub allow_unknown_queue: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Whether a command that makes a job waits for it.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// Wait for the job to end; the exit status tells how it ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the job's output live until it ends; the exit status tells how it ended.
+    #[arg(long, short, conflicts_with = "wait")]
+    pub follow: bool,
+    /// Print JSON (the job as submitted, or as it ended with --wait).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `proctor recipe …`.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Store (or replace) a recipe: a script run as a job's test phase.
+    Add {
+        /// The recipe's name.
+        name: String,
+        /// The script (any interpreter, by its `#!` line).
+        file: PathBuf,
+        /// The queue its jobs go to.
+        #[arg(long)]
+        queue: String,
+        /// A default option, given to the script as `--KEY VALUE` (repeatable).
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the recipes.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a recipe with its script.
+    Show {
+        /// The recipe's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a recipe.
+    Remove {
+        /// The recipe's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make a job of a recipe; prints the job's id.
+    Start {
+        /// The recipe's name.
+        name: String,
+        /// An option for this job, overriding the recipe's (repeatable).
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        #[command(flatten)]
+        follow: FollowArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    Phase::ALL
+        .into_iter()
+        .find(|phase| phase.as_str() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
+            format!("{text:?} is not a phase; one of {}", names.join(", "))
+        })
+}
+
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// The project whose tests and `.proctor/` repository a command uses.

@@ -73,6 +73,100 @@ pub enum CliError {
     #[error(transparent)]
     #[diagnostic(code(proctor::supervisor))]
     Supervisor(#[from] proctor_supervisor::SupervisorError),
+    /// The lab server could not be reached, or refused or failed a request.
+    #[error("{error}")]
+    #[diagnostic(code(proctor::lab))]
+    Lab {
+        /// What the client said.
+        error: Box<proctor_client::ClientError>,
+        /// What to do about it.
+        #[help]
+        help: Option<String>,
+    },
+    /// A job file is not a valid job (found here or by the server).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    InvalidJob(Box<InvalidJob>),
+    /// The lab server could not start or stopped with an error.
+    #[error("the lab server failed")]
+    #[diagnostic(code(proctor::server))]
+    Server {
+        /// Why.
+        #[source]
+        source: Box<proctor_server::ServerError>,
+        /// What to do about it.
+        #[help]
+        help: Option<String>,
+    },
+    /// The agent could not be set up.
+    #[error("cannot start the agent")]
+    #[diagnostic(code(proctor::agent))]
+    Agent(#[source] Box<proctor_agent::AgentError>),
+    /// The agent's configuration file is not valid.
+    #[error("{path}: {problem}")]
+    #[diagnostic(code(proctor::agent_config))]
+    AgentConfig {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong and where.
+        problem: proctor_job::Problem,
+    },
+    /// The lab's database could not be opened, read or changed.
+    #[error("the lab's data in {data_dir} cannot be used")]
+    #[diagnostic(code(proctor::store))]
+    Store {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<proctor_store::StoreError>,
+    },
+    /// No data directory was given and the user has none.
+    #[error("cannot tell where to keep the lab's data: this user has no data directory")]
+    #[diagnostic(code(proctor::data_dir), help("pass --data-dir DIR"))]
+    NoDataDir,
+    /// The process cannot set up what runs the server or catches signals.
+    #[error("cannot set up {what}")]
+    #[diagnostic(code(proctor::setup))]
+    Setup {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A tar.gz could not be made or unpacked.
+    #[error("cannot {what}")]
+    #[diagnostic(code(proctor::archive))]
+    Archive {
+        /// What was being done, naming the file or directory.
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An archive from the server holds an entry that could land outside the target directory.
+    #[error("refusing the artifact entry {entry:?}: {why}")]
+    #[diagnostic(
+        code(proctor::unsafe_archive),
+        help("the entries before it were unpacked; nothing outside the directory was written")
+    )]
+    UnsafeEntry {
+        /// The entry's path as stored.
+        entry: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// The job ended without uploading artifacts.
+    #[error("job {job} has no artifacts")]
+    #[diagnostic(
+        code(proctor::no_artifacts),
+        help("a job's artifacts are the files its phases leave in $PROCTOR_ARTIFACTS")
+    )]
+    NoArtifacts {
+        /// The job's id.
+        job: String,
+    },
     /// Whoever reads our output went away; not an error worth reporting.
     #[error("broken pipe")]
     BrokenPipe,
@@ -96,4 +190,65 @@ impl From<io::Error> for CliError {
             CliError::Output(error)
         }
     }
+}
+
+impl From<proctor_client::ClientError> for CliError {
+    fn from(error: proctor_client::ClientError) -> Self {
+        let help = client_error_help(&error);
+        CliError::Lab {
+            error: Box::new(error),
+            help,
+        }
+    }
+}
+
+/// What the user can do about a failed request, and the low-level cause when there is no server to blame.
+fn client_error_help(error: &proctor_client::ClientError) -> Option<String> {
+    use proctor_client::ClientError;
+    use std::error::Error;
+    match error {
+        ClientError::Unreachable { source, .. } => {
+            let mut cause: &dyn Error = source;
+            while let Some(deeper) = cause.source() {
+                cause = deeper;
+            }
+            Some(format!(
+                "{cause}; is a server running there? Start one with `proctor up` or `proctor server`, \
+                 or name another with --server URL or PROCTOR_SERVER"
+            ))
+        }
+        ClientError::Status { status, .. } if status.as_u16() == 401 => Some(
+            "this server needs a token: pass --token or set PROCTOR_TOKEN \
+             (an admin makes one with `proctor token create`)"
+                .to_owned(),
+        ),
+        ClientError::Status { status, .. } if status.as_u16() == 403 => {
+            Some("the token's role does not allow this".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A job file's problem, pointing into the file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{file}:{line}:{column}: {message}")]
+#[diagnostic(
+    code(proctor::invalid_job),
+    help("the job's fields are described in examples/jobs/full.yaml")
+)]
+pub struct InvalidJob {
+    /// The job file.
+    pub file: String,
+    /// The 1-based line (0 when unknown).
+    pub line: usize,
+    /// The 1-based column (0 when unknown).
+    pub column: usize,
+    /// The field and what was wrong with it.
+    pub message: String,
+    /// The file's text, to point into.
+    #[source_code]
+    pub text: miette::NamedSource<String>,
+    /// Where in the text.
+    #[label("here")]
+    pub at: Option<miette::SourceSpan>,
 }

@@ -15,11 +15,11 @@ use crate::error::CliError;
 /// keeps pace with a live input.
 pub fn feed(files: &[PathBuf], sink: &mut dyn Sink) -> Result<(), CliError> {
     if files.is_empty() {
-        feed_one(io::stdin().lock(), Path::new("<stdin>"), sink)?;
+        feed_reader(io::stdin().lock(), Path::new("<stdin>"), sink)?;
     }
     for path in files {
         let file = open(path)?;
-        feed_one(file, path, sink)?;
+        feed_reader(file, path, sink)?;
     }
     sink.finish()?;
     Ok(())
@@ -33,7 +33,8 @@ pub fn open(path: &Path) -> Result<File, CliError> {
     })
 }
 
-fn feed_one(input: impl Read, path: &Path, sink: &mut dyn Sink) -> Result<(), CliError> {
+/// Feeds every event of one input to `sink` (without finishing it); `path` names the input in errors.
+pub fn feed_reader(input: impl Read, path: &Path, sink: &mut dyn Sink) -> Result<(), CliError> {
     let mut reader = EventReader::new(input);
     loop {
         let event = reader.next_ref().map_err(|source| CliError::Input {

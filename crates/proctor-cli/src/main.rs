@@ -2,15 +2,22 @@
 //!
 //! Argument parsing and presentation live here; the work is done by the
 //! library crates below (`proctor-subunit`, `proctor-events`,
-//! `proctor-formats`).
+//! `proctor-formats`, and for the lab `proctor-server`, `proctor-agent`
+//! and `proctor-client`).
 
+mod archive;
 mod cli;
+mod client;
 mod display;
 mod error;
 mod example;
+mod follow;
 mod input;
+mod lab;
+mod recipe;
 mod repo;
 mod run;
+mod token;
 mod toolbox;
 
 use std::process::ExitCode;
@@ -60,6 +67,35 @@ fn main() -> ExitCode {
             partial,
             project,
         } => repo::load(&project.dir, &files, partial),
+        Command::Server(args) => lab::server(args),
+        Command::Agent(args) => lab::agent(args),
+        Command::Up(args) => lab::up(args),
+        Command::Token(command) => token::run(command),
+        Command::Submit(args) => client::submit(args),
+        Command::Status { id, json, remote } => client::status(&remote, &id, json),
+        Command::Logs {
+            id,
+            follow,
+            phase,
+            remote,
+        } => client::logs(&remote, &id, phase, follow),
+        Command::Results {
+            id,
+            subunit,
+            junit,
+            remote,
+        } => client::results(&remote, &id, subunit, junit.as_deref()),
+        Command::Artifacts { id, output, remote } => client::artifacts(&remote, &id, &output),
+        Command::Cancel { id, remote } => client::cancel(&remote, &id),
+        Command::Jobs {
+            queue,
+            state,
+            json,
+            remote,
+        } => client::jobs(&remote, queue.as_deref(), state, json),
+        Command::Queues { json, remote } => client::queues(&remote, json),
+        Command::Agents { json, remote } => client::agents(&remote, json),
+        Command::Recipe(command) => recipe::run(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

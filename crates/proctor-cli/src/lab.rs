@@ -1,0 +1,283 @@
+//! `proctor server`, `proctor agent` and `proctor up`: the lab's long-running processes, stopped by SIGINT or
+//! SIGTERM (a second signal exits at once).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proctor_agent::{Agent, AgentError, AgentSettings};
+use proctor_job::{AgentConfig, Name};
+use proctor_server::{Server, ServerConfig, ServerError};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use crate::cli::{AgentArgs, AgentTuning, DataDir, ServerArgs, ServerTuning, UpArgs};
+use crate::error::CliError;
+use crate::exit;
+
+/// The queue and agent id of `proctor up`'s built-in agent.
+const LOCAL: &str = "local";
+
+/// How long `proctor up`'s agent holds one claim: short, so that a shutdown is not held up by a pending claim
+/// (new jobs still wake the claim at once).
+const UP_CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// `proctor server`: serves the API until a signal.
+pub fn server(args: ServerArgs) -> Result<u8, CliError> {
+    let data_dir = data_dir(&args.data)?;
+    let config = server_config(data_dir.clone(), args.listen, &args.tuning);
+    let runtime = runtime()?;
+    let stop = Stop::on_signals()?;
+    let server = runtime
+        .block_on(Server::bind(config))
+        .map_err(server_error)?;
+    println!(
+        "proctor server listening on http://{} (data in {})",
+        server.local_addr(),
+        data_dir.display()
+    );
+    let stopped = stop.clone();
+    runtime
+        .block_on(server.run(async move { stopped.wake.notified().await }))
+        .map_err(server_error)?;
+    Ok(exit::OK)
+}
+
+/// `proctor agent`: runs jobs until a signal, then stops after the current claim or job.
+pub fn agent(args: AgentArgs) -> Result<u8, CliError> {
+    let config = agent_config(&args)?;
+    let work_dir = match (&args.work_dir, &config.execution_basedir) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => user_data_dir()?.join("agent"),
+    };
+    let settings = agent_settings(&args.tuning, AgentSettings::default());
+    let stop = Stop::on_signals()?;
+    let agent = Agent::with_settings(config, work_dir, settings)
+        .map_err(|error| CliError::Agent(Box::new(error)))?;
+    agent.run(&stop.requested, report_agent_error);
+    Ok(exit::OK)
+}
+
+/// `proctor up`: a server and one agent on queue `local`, in this process.
+pub fn up(args: UpArgs) -> Result<u8, CliError> {
+    let data_dir = data_dir(&args.data)?;
+    let work_dir = args.work_dir.unwrap_or_else(|| data_dir.join("work"));
+    let config = server_config(data_dir.clone(), args.listen, &ServerTuning::default());
+    let runtime = runtime()?;
+    let stop = Stop::on_signals()?;
+    let server = runtime
+        .block_on(Server::bind(config))
+        .map_err(server_error)?;
+    let url = format!("http://{}", server.local_addr());
+    let agent = local_agent(&url, work_dir.clone())?;
+    print_welcome(&url, &data_dir, &work_dir);
+    let agent_done = Arc::new(Notify::new());
+    std::thread::scope(|scope| {
+        let agent_done_signal = Arc::clone(&agent_done);
+        let requested = &stop.requested;
+        let agent = &agent;
+        scope.spawn(move || {
+            agent.run(requested, report_agent_error);
+            agent_done_signal.notify_one();
+        });
+        // The server outlives the agent so that the agent's last job can still report its end.
+        runtime
+            .block_on(server.run(async move { agent_done.notified().await }))
+            .map_err(server_error)
+    })?;
+    Ok(exit::OK)
+}
+
+fn print_welcome(url: &str, data_dir: &Path, work_dir: &Path) {
+    println!("proctor lab listening on {url}");
+    println!("  data in {}", data_dir.display());
+    println!(
+        "  agent `{LOCAL}` serves queue `{LOCAL}`, running jobs in {}",
+        work_dir.display()
+    );
+    println!("submit a job from another terminal:");
+    println!("  proctor submit examples/hello.yaml --follow --server {url}");
+    println!("stop with Ctrl-C");
+}
+
+fn local_agent(url: &str, work_dir: PathBuf) -> Result<Agent, CliError> {
+    let local = Name::new(LOCAL).map_err(CliError::Usage)?;
+    let mut config = AgentConfig::new(local.clone(), vec![local]);
+    config.server_address = url.to_owned();
+    let settings = AgentSettings {
+        claim_wait: UP_CLAIM_WAIT,
+        ..AgentSettings::default()
+    };
+    Agent::with_settings(config, work_dir, settings)
+        .map_err(|error| CliError::Agent(Box::new(error)))
+}
+
+fn server_config(
+    data_dir: PathBuf,
+    listen: std::net::SocketAddr,
+    tuning: &ServerTuning,
+) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir);
+    config.listen = listen;
+    if let Some(lease) = tuning.lease {
+        config.lease = lease;
+        config.agent_offline_after = lease;
+    }
+    if let Some(max_body) = tuning.max_body {
+        config.max_body_bytes = max_body;
+    }
+    if let Some(claim_hold) = tuning.claim_hold {
+        config.claim_hold = claim_hold;
+    }
+    config
+}
+
+/// The agent's configuration: the file if given, with the flags laid over it.
+fn agent_config(args: &AgentArgs) -> Result<AgentConfig, CliError> {
+    let mut config = match &args.config {
+        Some(path) => read_agent_config(path)?,
+        None => {
+            let id = args.id.as_deref().ok_or_else(|| {
+                CliError::Usage("name the agent with --id NAME, or give --config agent.toml".into())
+            })?;
+            if args.queues.is_empty() {
+                return Err(CliError::Usage(
+                    "name the queues to serve with --queue QUEUE, or give --config agent.toml"
+                        .into(),
+                ));
+            }
+            AgentConfig::new(name("--id", id)?, Vec::new())
+        }
+    };
+    if let Some(id) = &args.id {
+        config.agent_id = name("--id", id)?;
+    }
+    if !args.queues.is_empty() {
+        config.job_queues = args
+            .queues
+            .iter()
+            .map(|queue| name("--queue", queue))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(server) = &args.server {
+        config.server_address = server.clone();
+    }
+    if args.token.is_some() {
+        config.token = args.token.clone();
+    }
+    Ok(config)
+}
+
+fn read_agent_config(path: &Path) -> Result<AgentConfig, CliError> {
+    let text = fs::read_to_string(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })?;
+    AgentConfig::from_toml(&text).map_err(|error| CliError::AgentConfig {
+        path: path.to_owned(),
+        problem: error.problem,
+    })
+}
+
+fn name(flag: &str, text: &str) -> Result<Name, CliError> {
+    Name::new(text).map_err(|reason| CliError::Usage(format!("{flag} {text:?}: {reason}")))
+}
+
+fn agent_settings(tuning: &AgentTuning, defaults: AgentSettings) -> AgentSettings {
+    AgentSettings {
+        heartbeat_interval: tuning.heartbeat.unwrap_or(defaults.heartbeat_interval),
+        claim_wait: tuning.claim_wait.unwrap_or(defaults.claim_wait),
+        grace: tuning.grace.unwrap_or(defaults.grace),
+        ..defaults
+    }
+}
+
+/// The agent never stops on an error (it retries); it says what went wrong, with the causes.
+fn report_agent_error(error: &AgentError) {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    eprintln!("proctor agent: {text}");
+}
+
+fn server_error(source: ServerError) -> CliError {
+    let help = match &source {
+        ServerError::OpenToNetwork { .. } => Some(
+            "make a token first, e.g. `proctor token create --role admin --data-dir DIR`, \
+             or listen on 127.0.0.1"
+                .to_owned(),
+        ),
+        ServerError::Bind { .. } => Some(
+            "is another server already listening there? Pick another address with --listen"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    CliError::Server {
+        source: Box::new(source),
+        help,
+    }
+}
+
+/// The data directory given, or `proctor` in the user's data directory.
+pub fn data_dir(data: &DataDir) -> Result<PathBuf, CliError> {
+    match &data.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => user_data_dir(),
+    }
+}
+
+fn user_data_dir() -> Result<PathBuf, CliError> {
+    dirs::data_dir()
+        .map(|dir| dir.join("proctor"))
+        .ok_or(CliError::NoDataDir)
+}
+
+fn runtime() -> Result<Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Setup {
+            what: "the server's async runtime",
+            source: Box::new(source),
+        })
+}
+
+/// A stop asked for by SIGINT or SIGTERM: a flag for blocking loops and a wake-up for async ones.
+#[derive(Clone)]
+struct Stop {
+    requested: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+impl Stop {
+    /// Catches SIGINT and SIGTERM: the first asks for a clean stop, the second exits at once.
+    fn on_signals() -> Result<Stop, CliError> {
+        let stop = Stop {
+            requested: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(Notify::new()),
+        };
+        let handler = stop.clone();
+        ctrlc::set_handler(move || {
+            if handler.requested.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+            eprintln!(
+                "proctor: stopping (after the current job, if any); signal again to exit at once"
+            );
+            // notify_one keeps the wake-up for a waiter that has not started waiting yet.
+            handler.wake.notify_one();
+        })
+        .map_err(|source| CliError::Setup {
+            what: "the signal handler",
+            source: Box::new(source),
+        })?;
+        Ok(stop)
+    }
+}

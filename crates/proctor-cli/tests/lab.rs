@@ -1,0 +1,667 @@
+//! End-to-end tests of the lab with real processes: `proctor server` and `proctor agent` (and `proctor up`) as
+//! children on 127.0.0.1 ephemeral ports, driven by the `proctor` client commands. Leases, heartbeats and grace
+//! periods are shortened through the hidden flags so that failures are found in seconds.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use proctor_api::{JobState, JobView, RegisterAgent};
+use proctor_client::Client;
+
+/// Generous: a correctness bound, not a speed check.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn proctor() -> Command {
+    Command::cargo_bin("proctor").unwrap()
+}
+
+/// Children killed (SIGKILL) and reaped when dropped, even when a test panics.
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Children {
+    fn add(&mut self, child: Child) -> u32 {
+        let pid = child.id();
+        self.0.push(child);
+        pid
+    }
+
+    fn kill(&mut self, pid: u32) {
+        if let Some(index) = self.0.iter().position(|child| child.id() == pid) {
+            let mut child = self.0.remove(index);
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A server, its agents and a scratch directory.
+struct Lab {
+    dir: tempfile::TempDir,
+    children: Children,
+    server_pid: u32,
+    addr: String,
+    url: String,
+    /// Kept so the server never writes to a closed pipe.
+    _server_out: Vec<BufReader<ChildStdout>>,
+}
+
+impl Lab {
+    /// A server on an ephemeral port with a 3 s lease and these extra flags.
+    fn start(server_flags: &[&str]) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lab = Lab {
+            dir,
+            children: Children::default(),
+            server_pid: 0,
+            addr: "127.0.0.1:0".into(),
+            url: String::new(),
+            _server_out: Vec::new(),
+        };
+        lab.start_server(server_flags);
+        lab
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server on `self.addr` (the first time an ephemeral port, then the same one).
+    fn start_server(&mut self, flags: &[&str]) {
+        let mut child = proctor()
+            .args([
+                "server",
+                "--listen",
+                &self.addr,
+                "--lease",
+                "3",
+                "--data-dir",
+            ])
+            .arg(self.data_dir())
+            .args(flags)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        self.server_pid = self.children.add(child);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in the server's first line {line:?}"));
+        self.url = url.to_owned();
+        self.addr = url.trim_start_matches("http://").to_owned();
+        self._server_out.push(out);
+    }
+
+    fn kill_server(&mut self) {
+        self.children.kill(self.server_pid);
+    }
+
+    /// Starts an agent serving `queue` and waits until the server knows it.
+    fn agent(&mut self, id: &str, queue: &str, extra: &[&str]) -> u32 {
+        let child = proctor()
+            .args(["agent", "--server", &self.url, "--id", id, "--queue", queue])
+            .args([
+                "--heartbeat",
+                "1",
+                "--grace",
+                "1",
+                "--claim-wait",
+                "2",
+                "--work-dir",
+            ])
+            .arg(self.dir.path().join("work").join(id))
+            .args(extra)
+            .env_remove("PROCTOR_TOKEN")
+            .spawn()
+            .unwrap();
+        let pid = self.children.add(child);
+        let client = self.client(None);
+        eventually(|| {
+            client
+                .agents()
+                .map(|agents| agents.iter().any(|agent| agent.id == id))
+                .unwrap_or(false)
+        });
+        pid
+    }
+
+    fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&self.url, token).unwrap()
+    }
+
+    /// A `proctor` client command aimed at this lab.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = proctor();
+        command
+            .args(args)
+            .env("PROCTOR_SERVER", &self.url)
+            .env_remove("PROCTOR_TOKEN")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs a client command; its exit code, standard output and standard error.
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.command(args).output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Writes a job file in the scratch directory.
+    fn job_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Submits a job file without waiting; its id.
+    fn submit(&self, file: &str) -> String {
+        let (code, out, err) = self.run(&["submit", file]);
+        assert_eq!(code, 0, "submit failed: {err}");
+        out.trim().to_owned()
+    }
+
+    fn job(&self, id: &str) -> JobView {
+        self.client(None).job(id).unwrap().job
+    }
+
+    /// Waits for the job to end (riding out a server that is down for a moment).
+    fn ended(&self, id: &str) -> JobView {
+        let client = self.client(None);
+        let mut ended = None;
+        eventually(|| {
+            ended = client
+                .job(id)
+                .ok()
+                .map(|detail| detail.job)
+                .filter(|job| job.state.is_final());
+            ended.is_some()
+        });
+        ended.unwrap()
+    }
+
+    fn log(&self, id: &str) -> String {
+        let (code, out, err) = self.run(&["logs", id]);
+        assert_eq!(code, 0, "logs failed: {err}");
+        out
+    }
+}
+
+fn eventually(mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|candidate| *candidate == line).count()
+}
+
+#[test]
+fn jobs_pass_fail_and_error_with_their_exit_statuses() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let config = lab.job_file(
+        "broken.toml",
+        &format!(
+            "agent_id = \"broken\"\nserver_address = \"{}\"\njob_queues = [\"broken\"]\nsetup_command = \"echo cannot set up; exit 3\"\n",
+            lab.url
+        ),
+    );
+    lab.agent("broken", "broken", &["--config", &config]);
+
+    let pass = lab.job_file(
+        "pass.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: [echo first line, echo second line]\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &pass, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim();
+    assert!(err.contains("passed"), "{err}");
+    let log = lab.log(id);
+    assert_eq!(count_lines(&log, "first line"), 1, "{log}");
+    assert_eq!(count_lines(&log, "second line"), 1, "{log}");
+    let (_, status, _) = lab.run(&["status", id, "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["state"], "passed");
+
+    let fail = lab.job_file(
+        "fail.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: exit 4\n",
+    );
+    let (code, _, err) = lab.run(&["submit", &fail, "--wait"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("failed"), "{err}");
+
+    let error = lab.job_file(
+        "error.yaml",
+        "job_queue: broken\ntest_data:\n  test_cmds: echo never\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &error, "--wait"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(lab.job(out.trim()).state, JobState::Error);
+    assert!(!lab.log(out.trim()).contains("never"));
+}
+
+#[test]
+fn the_global_and_the_output_timeouts_kill_jobs() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let global = lab.job_file("global.yaml", "job_queue: local\nglobal_timeout: 2\ntest_data:\n  test_cmds: while true; do echo tick; sleep 0.2; done\n");
+    let quiet = lab.job_file(
+        "quiet.yaml",
+        "job_queue: local\noutput_timeout: 1\ntest_data:\n  test_cmds: echo once; sleep 60\n",
+    );
+    for file in [global, quiet] {
+        let (code, out, err) = lab.run(&["submit", &file, "--wait"]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(lab.job(out.trim()).state, JobState::Killed, "{file}");
+    }
+}
+
+#[test]
+fn a_cancelled_job_ends_cancelled_with_its_process_tree_gone() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let pid_file = lab.dir.path().join("sleeper.pid");
+    let job = lab.job_file(
+        "sleepy.yaml",
+        &format!(
+            "job_queue: local\ntest_data:\n  test_cmds: sleep 300 & echo $! > {}; wait\n",
+            pid_file.display()
+        ),
+    );
+    let id = lab.submit(&job);
+    eventually(|| std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (code, out, err) = lab.run(&["cancel", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id));
+    assert_eq!(lab.ended(&id).state, JobState::Cancelled);
+    assert!(!alive(&pid), "the job's sleep {pid} survived its cancel");
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn a_malformed_job_file_is_pointed_at_and_never_sent() {
+    let lab = Lab::start(&[]);
+    let bad = lab.job_file(
+        "bad.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: echo hi\n  colour: blue\n",
+    );
+    let (code, _, err) = lab.run(&["submit", &bad]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.yaml:4:3"), "{err}");
+    assert!(err.contains("colour"), "{err}");
+    let jobs = lab.client(None).jobs(None, None, None).unwrap();
+    assert!(jobs.is_empty());
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let (code, _, err) = {
+        let output = proctor()
+            .args(["jobs", "--server", "http://127.0.0.1:9"])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            (),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2));
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+}
+
+#[test]
+fn a_job_whose_agent_is_killed_ends_in_error_within_the_lease() {
+    let mut lab = Lab::start(&[]);
+    let agent = lab.agent("a1", "local", &[]);
+    let job = lab.job_file(
+        "long.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: echo started; sleep 60\n",
+    );
+    let id = lab.submit(&job);
+    eventually(|| lab.log(&id).contains("started"));
+    lab.children.kill(agent);
+    let ended = lab.ended(&id);
+    assert_eq!(ended.state, JobState::Error);
+    assert!(ended.reason.unwrap_or_default().contains("agent lost"));
+}
+
+#[test]
+fn a_job_whose_agent_is_killed_is_requeued_and_passes_on_another() {
+    let mut lab = Lab::start(&[]);
+    let agent = lab.agent("a1", "local", &[]);
+    let marker = lab.dir.path().join("first-attempt");
+    let job = lab.job_file(
+        "retry.yaml",
+        &format!(
+            "job_queue: local\nmax_attempts: 2\ntest_data:\n  test_cmds: if [ -e {m} ]; then echo second attempt; else touch {m}; echo first attempt; sleep 60; fi\n",
+            m = marker.display()
+        ),
+    );
+    let id = lab.submit(&job);
+    eventually(|| lab.log(&id).contains("first attempt"));
+    lab.children.kill(agent);
+    lab.agent("a2", "local", &[]);
+    let ended = lab.ended(&id);
+    assert_eq!(ended.state, JobState::Passed, "{:?}", ended.reason);
+    assert_eq!(ended.agent_id.as_deref(), Some("a2"));
+}
+
+/// A job printing numbered lines slowly, for tests that disturb the server while it runs.
+fn counting_job(lab: &Lab, lines: u32) -> String {
+    lab.job_file(
+        "count.yaml",
+        &format!("job_queue: local\ntest_data:\n  test_cmds: for i in $(seq 1 {lines}); do echo line $i; sleep 0.1; done\n"),
+    )
+}
+
+fn assert_whole(log: &str, lines: u32) {
+    for i in 1..=lines {
+        assert_eq!(
+            count_lines(log, &format!("line {i}")),
+            1,
+            "line {i} in {log}"
+        );
+    }
+}
+
+#[test]
+fn a_server_killed_mid_job_and_restarted_gets_the_whole_log_once() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let id = lab.submit(&counting_job(&lab, 40));
+    eventually(|| lab.log(&id).contains("line 5"));
+    lab.kill_server();
+    std::thread::sleep(Duration::from_secs(1));
+    lab.start_server(&[]);
+    let ended = lab.ended(&id);
+    assert_eq!(ended.state, JobState::Passed, "{:?}", ended.reason);
+    assert_whole(&lab.log(&id), 40);
+}
+
+#[test]
+fn a_server_unreachable_for_a_while_gets_the_whole_log() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let id = lab.submit(&counting_job(&lab, 30));
+    eventually(|| lab.log(&id).contains("line 3"));
+    let pid = lab.server_pid.to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let ended = lab.ended(&id);
+    assert_eq!(ended.state, JobState::Passed, "{:?}", ended.reason);
+    assert_whole(&lab.log(&id), 30);
+}
+
+#[test]
+fn tokens_are_required_once_one_exists_and_roles_are_checked() {
+    let lab = Lab::start(&[]);
+    // Tokens are made in the data directory, beside the running server, which checks for them on each request.
+    let token = |role: &str| {
+        let output = proctor()
+            .args(["token", "create", "--role", role, "--data-dir"])
+            .arg(lab.data_dir())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let (admin, user, agent) = (token("admin"), token("user"), token("agent"));
+    let listed = proctor()
+        .args(["token", "list", "--data-dir"])
+        .arg(lab.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 4);
+    let mut lab = lab;
+
+    let (code, _, err) = lab.run(&["jobs"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = lab.run(&["jobs", "--token", &admin]);
+    assert_eq!(code, 0, "{err}");
+
+    let registration = RegisterAgent {
+        queues: vec!["local".into()],
+        images: vec![],
+    };
+    let refused = lab
+        .client(Some(&user))
+        .register_agent("a1", &registration)
+        .unwrap_err();
+    assert_eq!(refused.status().map(|status| status.as_u16()), Some(403));
+
+    let agent_process = proctor()
+        .args([
+            "agent",
+            "--server",
+            &lab.url,
+            "--id",
+            "a1",
+            "--queue",
+            "local",
+            "--heartbeat",
+            "1",
+            "--work-dir",
+        ])
+        .arg(lab.dir.path().join("work"))
+        .env("PROCTOR_TOKEN", &agent)
+        .spawn()
+        .unwrap();
+    lab.children.add(agent_process);
+    let job = lab.job_file(
+        "hi.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: echo hi\n",
+    );
+    let (code, _, err) = lab.run(&[
+        "submit",
+        &job,
+        "--wait",
+        "--allow-unknown-queue",
+        "--token",
+        &user,
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_oversize_upload_is_refused_with_413() {
+    let lab = Lab::start(&["--max-body", "1000"]);
+    let long = format!(
+        "job_queue: local\ntest_data:\n  test_cmds: echo {}\n",
+        "x".repeat(2000)
+    );
+    let job = lab.job_file("big.yaml", &long);
+    let (code, _, err) = lab.run(&["submit", &job, "--allow-unknown-queue"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("413"), "{err}");
+}
+
+#[test]
+fn proctor_up_runs_the_hello_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children::default();
+    let mut up = proctor()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(up.stdout.take().unwrap());
+    children.add(up);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.yaml");
+    let output = proctor()
+        .arg("submit")
+        .arg(hello)
+        .args(["--follow", "--server", &url])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert_eq!(count_lines(&log, "step 3 of 3"), 1, "{log}");
+}
+
+// --- These need the server and agent helpers' work (recipes, attachments, artifacts, results, follow waits). ---
+
+#[test]
+fn a_recipe_starts_with_its_options_on_the_command_line() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let script = lab.job_file(
+        "argv.py",
+        "#!/usr/bin/env python3\nimport sys\nprint('argv', sys.argv[1:])\n",
+    );
+    let (code, _, err) = lab.run(&[
+        "recipe",
+        "add",
+        "argv",
+        &script,
+        "--queue",
+        "local",
+        "--option",
+        "size=small",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = lab.run(&["recipe", "list"]);
+    assert!(listed.contains("argv"), "{listed}");
+    let (code, out, err) = lab.run(&[
+        "recipe",
+        "start",
+        "argv",
+        "--option",
+        "name=demo",
+        "--follow",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("'--name', 'demo'"), "{out}");
+    assert!(out.contains("'--size', 'small'"), "{out}");
+    let (code, _, _) = lab.run(&["recipe", "remove", "argv"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn attachments_go_in_and_artifacts_come_back() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    std::fs::write(lab.dir.path().join("data.txt"), "attached bytes\n").unwrap();
+    let job = lab.job_file(
+        "attach.yaml",
+        "job_queue: local\ntest_data:\n  attachments:\n    - local: data.txt\n      agent: in/data.txt\n  test_cmds: cat attachments/test/in/data.txt && cp attachments/test/in/data.txt \"$PROCTOR_ARTIFACTS/copy.txt\"\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &job, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim();
+    assert_eq!(count_lines(&lab.log(id), "attached bytes"), 1);
+    let target = lab.dir.path().join("artifacts");
+    let (code, _, err) = lab.run(&["artifacts", id, "-o", &target.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(target.join("copy.txt")).unwrap(),
+        "attached bytes\n"
+    );
+}
+
+#[test]
+fn results_come_as_a_table_subunit_and_junit() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let me = assert_cmd::cargo::cargo_bin("proctor");
+    let emit = |args: &str| {
+        format!(
+            "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
+            me.display()
+        )
+    };
+    let job = lab.job_file(
+        "results.yaml",
+        &format!(
+            "job_queue: local\ntest_data:\n  test_cmds:\n    - {}\n    - {}\n",
+            emit("--start demo.ok"),
+            emit("--test demo.ok --status success")
+        ),
+    );
+    let (code, out, err) = lab.run(&["submit", &job, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim();
+    let (code, table, err) = lab.run(&["results", id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("demo.ok"), "{table}");
+    let raw = lab
+        .command(&["results", id, "--subunit"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        raw.first(),
+        Some(&0xb3),
+        "a subunit v2 packet starts with 0xb3"
+    );
+    let junit = lab.dir.path().join("report.xml");
+    let (code, _, err) = lab.run(&["results", id, "--junit", &junit.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(junit).unwrap().contains("demo.ok"));
+}
+
+#[test]
+fn logs_follow_prints_a_running_job_once_and_ends_with_it() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let id = lab.submit(&counting_job(&lab, 15));
+    let (code, out, err) = lab.run(&["logs", &id, "--follow"]);
+    assert_eq!(code, 0, "{err}");
+    assert_whole(&out, 15);
+    assert!(lab.job(&id).state.is_final());
+}
