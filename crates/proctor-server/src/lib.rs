@@ -19,11 +19,13 @@
 //! ```
 
 mod api;
+mod archive;
 mod auth;
 mod dispatch;
 mod error;
 mod metrics;
 mod reaper;
+mod results;
 mod server;
 
 pub use api::openapi;
