@@ -172,7 +172,8 @@ pub trait Store: Send + Sync {
     // Attachments.
 
     /// Stores a held job's attachments (a checked tar.gz) and makes the job claimable, in one step. A job that is
-    /// not held (it has none, or they are stored already) is a [`StoreError::NotHeld`].
+    /// not held and queued (it has none, they are stored already, or it was cancelled) is a
+    /// [`StoreError::NotHeld`].
     fn store_attachments(&self, job_id: &str, tar_gz: &[u8], now: Timestamp) -> Result<()>;
     /// The job's attachments, or `None` when it has none.
     fn attachments(&self, job_id: &str) -> Result<Option<Vec<u8>>>;

@@ -801,7 +801,8 @@ impl Store for SqliteStore {
     fn store_attachments(&self, job_id: &str, tar_gz: &[u8], now: Timestamp) -> Result<()> {
         self.write("storing attachments", |tx| {
             let job = job_in(tx, job_id)?;
-            if !job.held {
+            // A held job cancelled before its attachments came has nothing left to release.
+            if !job.held || job.state != JobState::Queued {
                 return Err(StoreError::NotHeld { job: job.id });
             }
             tx.execute(
