@@ -677,7 +677,11 @@ fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
         .expect("valid")
         .allows_queue("anything"));
     // The last hex digit changed (to one it is not: a fixed replacement would equal it one time in sixteen).
-    let last = if agent.secret.ends_with('0') { '1' } else { '0' };
+    let last = if agent.secret.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    };
     let forged = format!("{}{last}", &agent.secret[..agent.secret.len() - 1]);
     assert_eq!(store.verify_token(&forged).expect("verify"), None);
     assert_eq!(store.verify_token("").expect("verify"), None);
