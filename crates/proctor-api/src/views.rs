@@ -14,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable name: `unauthorized`, `forbidden`, `invalid_job`, `unknown_queue`, `bad_request`,
-    /// `unsupported_media_type`, `not_found`, `conflict`, `stream_gap` or `internal`.
+    /// `unsupported_media_type`, `not_found`, `no_artifacts`, `conflict`, `stream_gap`, `invalid_archive` or
+    /// `internal`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
@@ -96,6 +97,10 @@ pub struct JobDetail {
     pub job: JobView,
     /// Its phases in the order they started.
     pub phases: Vec<PhaseView>,
+    /// Why the server stopped parsing the job's subunit results into per-test results (the stream is corrupt
+    /// there); the bytes are kept all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_problem: Option<String>,
 }
 
 /// One phase of a job.
@@ -260,8 +265,9 @@ pub struct ClaimedJob {
     /// The job as stored (its definition included).
     #[serde(flatten)]
     pub job: JobView,
-    /// A bearer secret scoped to this job (read it, upload its log, results and artifacts), valid until it ends;
-    /// phases get it as `PROCTOR_TOKEN`. None on an open lab (loopback, no tokens), where none is needed.
+    /// A bearer secret scoped to this job (read it and its tests, read and upload its log, results and artifacts,
+    /// fetch its attachments), valid while it runs; phases get it as `PROCTOR_TOKEN`. The server always issues
+    /// one, also on an open lab, so scripts talk back the same way everywhere.
     pub job_token: Option<String>,
     /// The recipe's script when the job was made by starting a recipe: run as the test phase.
     pub recipe_script: Option<String>,

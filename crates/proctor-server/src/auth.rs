@@ -2,11 +2,14 @@
 //!
 //! Tokens are looked up on every request rather than cached, so a token created or revoked with the CLI against the
 //! data directory takes effect at once, and several servers sharing one database agree.
+//!
+//! Besides the role tokens there are job tokens, issued at each claim and scoped to that one job while it runs: the
+//! endpoints of that job that admit them ([`JobToken::Allowed`]) accept them, everything else answers 403.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use proctor_store::{Job, Role, Token};
+use proctor_store::{Job, JobState, Role, Store, StoreError, Token};
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -18,6 +21,22 @@ pub(crate) enum Caller {
     Open,
     /// A caller with a valid token.
     Token(Token),
+    /// A caller with a job token: it may act on that job only, and only while the job runs.
+    Job {
+        /// The job the token is scoped to.
+        job_id: String,
+        /// Whether the job still runs (the token stops working when it ends).
+        running: bool,
+    },
+}
+
+/// Whether an endpoint of a job admits that job's own token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobToken {
+    /// The job's token may call it (reading the job, its streams, tests and files; uploading its output).
+    Allowed,
+    /// Only role tokens may call it.
+    Refused,
 }
 
 impl Caller {
@@ -35,6 +54,42 @@ impl Caller {
                     .collect::<Vec<_>>()
                     .join(" or "),
             }),
+            Caller::Job { job_id, .. } => Err(ApiError::OutsideJob {
+                job_id: job_id.clone(),
+            }),
+        }
+    }
+
+    /// For an endpoint of job `job_id`: refuses callers whose role is not one of `roles`, an agent token limited to
+    /// queues that do not include the job's, and a job token of another job, of an ended job, or where `job_token`
+    /// refuses it.
+    pub(crate) async fn require_on_job(
+        &self,
+        state: &AppState,
+        job_id: &str,
+        roles: &[Role],
+        job_token: JobToken,
+    ) -> Result<(), ApiError> {
+        match self {
+            Caller::Open => Ok(()),
+            Caller::Job { job_id: own, .. } if own != job_id || job_token == JobToken::Refused => {
+                Err(ApiError::OutsideJob {
+                    job_id: own.clone(),
+                })
+            }
+            Caller::Job { running: false, .. } => Err(ApiError::JobTokenEnded {
+                job_id: job_id.to_owned(),
+            }),
+            Caller::Job { .. } => Ok(()),
+            Caller::Token(token) => {
+                self.require(roles)?;
+                if token.role == Role::Agent && !token.queues.is_empty() {
+                    let id = job_id.to_owned();
+                    let job = state.store_call(move |store| store.job(&id)).await?;
+                    self.require_queues(std::slice::from_ref(&job.queue))?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -53,19 +108,22 @@ impl Caller {
     /// Who to record as a job's submitter: the token's id.
     pub(crate) fn submitter(&self) -> Option<String> {
         match self {
-            Caller::Open => None,
+            Caller::Open | Caller::Job { .. } => None,
             Caller::Token(token) => Some(token.id.clone()),
         }
     }
 
-    /// Only a job's submitter or an admin may cancel it (anyone, in an open local lab).
-    pub(crate) fn require_may_cancel(&self, job: &Job) -> Result<(), ApiError> {
+    /// Only a job's submitter or an admin may cancel it or upload its attachments (anyone, in an open local lab).
+    pub(crate) fn require_submitter_or_admin(&self, job: &Job) -> Result<(), ApiError> {
         match self {
             Caller::Open => Ok(()),
             Caller::Token(token) if token.role == Role::Admin => Ok(()),
             Caller::Token(token) if job.submitter.as_deref() == Some(token.id.as_str()) => Ok(()),
             Caller::Token(_) => Err(ApiError::Forbidden {
                 needed: "admin (or the job's submitter)".to_owned(),
+            }),
+            Caller::Job { job_id, .. } => Err(ApiError::OutsideJob {
+                job_id: job_id.clone(),
             }),
         }
     }
@@ -77,23 +135,34 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer_secret(parts);
         let lookup = state
-            .store_call(move |store| {
-                if !store.has_tokens()? {
-                    return Ok(Lookup::NoTokens);
-                }
-                let token = match secret {
-                    Some(secret) => store.verify_token(&secret)?,
-                    None => None,
-                };
-                Ok(token.map_or(Lookup::Invalid, Lookup::Valid))
-            })
+            .store_call(move |store| look_up(store, secret))
             .await?;
         match lookup {
             Lookup::NoTokens if state.allow_open => Ok(Caller::Open),
             // A server listening beyond loopback never runs open, even if every token was revoked after it started.
             Lookup::NoTokens | Lookup::Invalid => Err(ApiError::Unauthorized),
             Lookup::Valid(token) => Ok(Caller::Token(token)),
+            Lookup::Job { job_id, running } => Ok(Caller::Job { job_id, running }),
         }
+    }
+}
+
+/// Finds the token a request carries. A job token is honoured (and limited) even on an open lab, so a job's
+/// scripts get the same answers everywhere.
+fn look_up(store: &dyn Store, secret: Option<String>) -> Result<Lookup, StoreError> {
+    if let Some(secret) = secret {
+        if let Some(token) = store.verify_token(&secret)? {
+            return Ok(Lookup::Valid(token));
+        }
+        if let Some(job_id) = store.verify_job_token(&secret)? {
+            let running = store.job(&job_id)?.state == JobState::Running;
+            return Ok(Lookup::Job { job_id, running });
+        }
+    }
+    if store.has_tokens()? {
+        Ok(Lookup::Invalid)
+    } else {
+        Ok(Lookup::NoTokens)
     }
 }
 
@@ -105,6 +174,13 @@ enum Lookup {
     Invalid,
     /// The request's token.
     Valid(Token),
+    /// The request's job token.
+    Job {
+        /// Its job.
+        job_id: String,
+        /// Whether the job runs.
+        running: bool,
+    },
 }
 
 /// The secret of an `Authorization: Bearer …` header, if the request has one.

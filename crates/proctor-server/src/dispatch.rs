@@ -1,17 +1,23 @@
-//! Wake-ups for long-polling claims: one [`Notify`] per queue name, in this process only.
+//! Wake-ups for long-polling requests, in this process only: claims wait per queue, heartbeats per agent (for a
+//! cancel), stream reads per job (for new bytes or the job's end).
 //!
-//! The claim itself is the store's atomic statement; a wake-up only says "try again now". A claim enables its
-//! wake-ups before it tries the store, so a job submitted between the try and the wait still wakes it.
+//! A wake-up only says "look at the store again now"; the store stays the truth. Every waiter enables its wake-up
+//! before it looks at the store, so a change between the look and the wait still wakes it. Several servers sharing
+//! one database do not see each other's wake-ups: their waiters fall back to the end of their wait.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::Notify;
 
-/// The per-queue wake-ups of this server process.
+/// The wake-ups of this server process.
 #[derive(Debug, Default)]
 pub(crate) struct Wakers {
     queues: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Heartbeats waiting for a cancel of one of their agent's jobs, by agent id.
+    agents: KeyedWakers,
+    /// Stream reads waiting for more bytes or the end of their job, by job id.
+    jobs: KeyedWakers,
 }
 
 impl Wakers {
@@ -36,6 +42,55 @@ impl Wakers {
     pub(crate) fn wake_all(&self) {
         let map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         for notify in map.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The wake-up a heartbeat of `agent_id` waits on for a cancel.
+    pub(crate) fn for_agent(&self, agent_id: &str) -> Arc<Notify> {
+        self.agents.get(agent_id)
+    }
+
+    /// Wakes the heartbeat of `agent_id` waiting for a cancel.
+    pub(crate) fn wake_agent(&self, agent_id: &str) {
+        self.agents.wake(agent_id);
+    }
+
+    /// The wake-up a read of one of `job_id`'s streams waits on.
+    pub(crate) fn for_job(&self, job_id: &str) -> Arc<Notify> {
+        self.jobs.get(job_id)
+    }
+
+    /// Wakes the reads waiting on `job_id`'s streams (bytes arrived, or the job ended).
+    pub(crate) fn wake_job(&self, job_id: &str) {
+        self.jobs.wake(job_id);
+    }
+}
+
+/// Wake-ups by key that live only while someone waits: the map holds weak references, so the many agents and jobs
+/// of a long-running server leave nothing behind once their waiters are gone.
+#[derive(Debug, Default)]
+struct KeyedWakers {
+    map: Mutex<HashMap<String, Weak<Notify>>>,
+}
+
+impl KeyedWakers {
+    /// The wake-up of `key`, shared with everyone waiting on it now.
+    fn get(&self, key: &str) -> Arc<Notify> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = map.get(key).and_then(Weak::upgrade) {
+            return notify;
+        }
+        map.retain(|_, notify| notify.strong_count() > 0);
+        let notify = Arc::new(Notify::new());
+        map.insert(key.to_owned(), Arc::downgrade(&notify));
+        notify
+    }
+
+    /// Wakes whoever waits on `key` now.
+    fn wake(&self, key: &str) {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = map.get(key).and_then(Weak::upgrade) {
             notify.notify_waiters();
         }
     }

@@ -67,6 +67,36 @@ pub(crate) enum ApiError {
         /// The roles that may, for the message.
         needed: String,
     },
+    /// A job token used outside its job, or on an endpoint job tokens may not call.
+    #[error("this token is scoped to job {job_id} and may not do this")]
+    OutsideJob {
+        /// The job the token belongs to.
+        job_id: String,
+    },
+    /// A job token whose job has ended.
+    #[error("the token of job {job_id} stopped working when the job ended")]
+    JobTokenEnded {
+        /// The job.
+        job_id: String,
+    },
+    /// An uploaded tar.gz (attachments or artifacts) is unreadable or has an entry that may not be unpacked.
+    #[error(transparent)]
+    InvalidArchive(#[from] crate::archive::ArchiveError),
+    /// The job exists but no artifacts were uploaded for it.
+    #[error("job {0} has no artifacts (none were uploaded)")]
+    NoArtifacts(String),
+    /// The job exists but has no attachments.
+    #[error("job {0} has no attachments")]
+    NoAttachments(String),
+    /// A stored artifact file could not be read.
+    #[error("cannot read the stored artifact file {path}")]
+    ReadArtifact {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The job text is not a valid job.
     #[error(transparent)]
     InvalidJob(#[from] JobError),
@@ -97,7 +127,12 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. }
+            | ApiError::OutsideJob { .. }
+            | ApiError::JobTokenEnded { .. } => StatusCode::FORBIDDEN,
+            ApiError::InvalidArchive(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NoArtifacts(_) | ApiError::NoAttachments(_) => StatusCode::NOT_FOUND,
+            ApiError::ReadArtifact { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidJob(error) if error.problem.kind == ProblemKind::Syntax => {
                 StatusCode::BAD_REQUEST
             }
@@ -113,7 +148,13 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Forbidden { .. }
+            | ApiError::OutsideJob { .. }
+            | ApiError::JobTokenEnded { .. } => "forbidden",
+            ApiError::InvalidArchive(_) => "invalid_archive",
+            ApiError::NoArtifacts(_) => "no_artifacts",
+            ApiError::NoAttachments(_) => "not_found",
+            ApiError::ReadArtifact { .. } => "internal",
             ApiError::InvalidJob(_) => "invalid_job",
             ApiError::UnknownQueue(_) => "unknown_queue",
             ApiError::BadRequest(_) => "bad_request",
@@ -149,6 +190,7 @@ fn store_status(error: &StoreError) -> StatusCode {
         | StoreError::PhaseNotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::JobNotRunning { .. }
         | StoreError::NotJobHolder { .. }
+        | StoreError::NotHeld { .. }
         | StoreError::StreamGap { .. } => StatusCode::CONFLICT,
         StoreError::NoAttempts | StoreError::OutOfRange { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,11 @@
 //! The lab service: the HTTP JSON API under `/api/v1` (with its OpenAPI document at `/api/v1/openapi.json`),
 //! dispatch by long-polling claims, leases renewed by heartbeats and lapsed by a background reaper, idempotent log
-//! and result uploads, bearer-token authentication and Prometheus metrics at `/metrics`.
+//! and result uploads (the results parsed into per-test rows as they arrive), live-tail reads, attachments and
+//! artifacts as checked tar.gz archives, recipes, bearer-token authentication (with tokens scoped to one job for
+//! the job's own scripts) and Prometheus metrics at `/metrics`.
+//!
+//! Long polls besides the claim: a heartbeat may wait for a cancel of one of its agent's jobs, and a log or results
+//! read may wait for bytes or the job's end; both are woken at once by this server.
 //!
 //! The server keeps no state that two servers sharing one database would need to share, except wake-ups: every
 //! job, lease and byte lives in the [`proctor_store::Store`]. A claim that finds nothing waits on a per-process
@@ -19,11 +24,13 @@
 //! ```
 
 mod api;
+mod archive;
 mod auth;
 mod dispatch;
 mod error;
 mod metrics;
 mod reaper;
+mod results;
 mod server;
 
 pub use api::openapi;

@@ -43,6 +43,8 @@ async fn reap_once(
         } else {
             state.metrics.count_job_ended(job.new_state.as_str());
         }
+        // Followers of the job's output learn that this attempt is over.
+        state.wakers.wake_job(&job.job_id);
     }
     if requeued {
         state.wakers.wake_all();

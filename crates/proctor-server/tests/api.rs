@@ -506,6 +506,12 @@ async fn the_openapi_document_lists_every_path() {
         "/api/v1/agents/{id}/claim",
         "/api/v1/agents/{id}/heartbeat",
         "/api/v1/queues",
+        "/api/v1/jobs/{id}/tests",
+        "/api/v1/jobs/{id}/attachments",
+        "/api/v1/jobs/{id}/artifacts",
+        "/api/v1/recipes",
+        "/api/v1/recipes/{name}",
+        "/api/v1/recipes/{name}/start",
     ] {
         assert!(
             paths.contains_key(path),
@@ -711,5 +717,633 @@ async fn an_oversized_body_is_refused_with_413() {
         json!({"end_offset": 2})
     );
     assert!(server.data_dir.path().exists());
+    server.stop().await;
+}
+
+// --- Issue 4, second part: per-test results, files, recipes, job tokens, waiting heartbeats and reads ---
+
+/// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
+async fn claim_now(server: &TestServer, agent: &str, queue: &str, token: Option<&str>) -> Value {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/api/v1/agents/{agent}/claim")))
+        .json(&json!({"queues": [queue], "wait_seconds": 0.0}));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Sends `request` with `token` (if any) and returns the status and the body as JSON (null when not JSON).
+async fn send(request: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A subunit v2 packet for one test event.
+fn subunit(test_id: &str, status: proctor_subunit::Status, second: u32) -> Vec<u8> {
+    let event = proctor_subunit::Event {
+        test_id: Some(test_id.into()),
+        status: Some(status),
+        timestamp: Some(proctor_subunit::Timestamp::new(second, 0)),
+        ..proctor_subunit::Event::default()
+    };
+    let mut bytes = Vec::new();
+    proctor_subunit::encode(&event, &mut bytes).unwrap();
+    bytes
+}
+
+/// A tar.gz entry as a (possibly hostile) client writes it: the raw name, the type, the link target.
+struct Entry {
+    name: &'static str,
+    kind: tar::EntryType,
+    link: Option<&'static str>,
+}
+
+fn file_entry(name: &'static str) -> Entry {
+    Entry {
+        name,
+        kind: tar::EntryType::Regular,
+        link: None,
+    }
+}
+
+/// A tar.gz of `entries`, each file holding "data". Names go into the raw header field, which the tar crate's
+/// own setters would refuse for `..` and absolute paths.
+fn tar_gz(entries: &[Entry]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(entry.kind);
+        header.set_mode(0o644);
+        let data: &[u8] = if entry.kind == tar::EntryType::Regular {
+            b"data"
+        } else {
+            b""
+        };
+        header.set_size(data.len() as u64);
+        if let Some(link) = entry.link {
+            header.set_link_name(link).unwrap();
+        }
+        header.as_old_mut().name[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn results_are_parsed_into_tests_while_they_stream_in() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let mut stream = subunit("demo.a", proctor_subunit::Status::InProgress, 100);
+    let split = stream.len() + 3;
+    stream.extend(subunit("demo.a", proctor_subunit::Status::Success, 102));
+    stream.extend(subunit("demo.b", proctor_subunit::Status::Fail, 103));
+    let results = server.url(&format!("/api/v1/jobs/{id}/results"));
+    let tests = server.url(&format!("/api/v1/jobs/{id}/tests"));
+
+    // The first upload ends three bytes into the second packet: only the first is parsed.
+    let (status, _) = send(
+        server
+            .client
+            .put(format!("{results}?offset=0"))
+            .body(stream[..split].to_vec()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
+        json!([{"test_id": "demo.a", "status": "inprogress", "duration_us": null}])
+    );
+    let (status, ack) = send(
+        server
+            .client
+            .put(format!("{results}?offset={split}"))
+            .body(stream[split..].to_vec()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ack["end_offset"].as_u64()),
+        (StatusCode::OK, Some(stream.len() as u64))
+    );
+    let (_, parsed) = send(server.client.get(&tests), None).await;
+    assert_eq!(
+        parsed,
+        json!([
+            {"test_id": "demo.a", "status": "success", "duration_us": 2_000_000},
+            {"test_id": "demo.b", "status": "fail", "duration_us": null},
+        ])
+    );
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert!(detail.get("results_problem").is_none(), "{detail}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_results_stream_is_kept_and_its_parsing_stops_with_the_reason() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let mut stream = subunit("demo.a", proctor_subunit::Status::Success, 100);
+    let good = stream.len();
+    let mut corrupt = subunit("demo.b", proctor_subunit::Status::Fail, 101);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff; // a wrong checksum
+    stream.extend(corrupt);
+    let results = server.url(&format!("/api/v1/jobs/{id}/results"));
+    let (status, ack) = send(
+        server
+            .client
+            .put(format!("{results}?offset=0"))
+            .body(stream.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ack["end_offset"].as_u64()),
+        (StatusCode::OK, Some(stream.len() as u64))
+    );
+    // Later uploads are still stored, though no longer parsed.
+    let later = subunit("demo.c", proctor_subunit::Status::Success, 102);
+    let (status, _) = send(
+        server
+            .client
+            .put(format!("{results}?offset={}", stream.len()))
+            .body(later.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    stream.extend(later);
+
+    let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    assert_eq!(tests[0]["test_id"], "demo.a");
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    let problem = detail["results_problem"].as_str().unwrap();
+    assert!(
+        problem.contains(&format!("corrupt at byte {good}")),
+        "{problem}"
+    );
+    let stored = server.client.get(&results).send().await.unwrap();
+    assert_eq!(stored.bytes().await.unwrap().to_vec(), stream);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_release_the_job_and_bad_entries_are_refused() {
+    let server = TestServer::start(|_| {}).await;
+    server.register("a1", &["local"]).await;
+    let (status, job) = server
+        .submit("job_queue: local\ntest_data:\n  test_cmds: cat attachments/test/data.txt\n  attachments:\n    - local: data.txt\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let attachments = server.url(&format!("/api/v1/jobs/{id}/attachments"));
+    assert_eq!(server.claim("a1", 0.0).await.0, StatusCode::NO_CONTENT);
+
+    let symlink = Entry {
+        name: "test/link",
+        kind: tar::EntryType::Symlink,
+        link: Some("/etc/passwd"),
+    };
+    for (archive, named) in [
+        (
+            tar_gz(&[file_entry("test/ok.txt"), file_entry("test/../../x")]),
+            "test/../../x",
+        ),
+        (tar_gz(&[file_entry("/etc/cron.d/x")]), "/etc/cron.d/x"),
+        (tar_gz(&[symlink]), "test/link"),
+        (b"not a tar.gz".to_vec(), "tar.gz"),
+    ] {
+        let (status, body) = send(server.client.put(&attachments).body(archive), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"], "invalid_archive");
+        assert!(body["message"].as_str().unwrap().contains(named), "{body}");
+    }
+    // Still held: nothing to claim.
+    assert_eq!(server.claim("a1", 0.0).await.0, StatusCode::NO_CONTENT);
+
+    let good = tar_gz(&[
+        Entry {
+            name: "test/",
+            kind: tar::EntryType::Directory,
+            link: None,
+        },
+        file_entry("test/data.txt"),
+    ]);
+    let (status, body) = send(server.client.put(&attachments).body(good.clone()), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let claimed = claim_now(&server, "a1", "local", None).await;
+    assert_eq!(claimed["id"], id);
+    assert_eq!(claimed["has_attachments"], true);
+    let job_token = claimed["job_token"].as_str().unwrap();
+    let response = server
+        .client
+        .get(&attachments)
+        .bearer_auth(job_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), good);
+    // Once stored, they are not replaced under a running job.
+    let (status, _) = send(server.client.put(&attachments).body(good), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn artifacts_round_trip_and_are_absent_or_too_large_with_clear_answers() {
+    let server = TestServer::start(|config| config.max_body_bytes = 4096).await;
+    let id = server.submit_local_job().await;
+    let claimed = claim_now(&server, "a1", "local", None).await;
+    let job_token = claimed["job_token"].as_str().unwrap().to_owned();
+    let artifacts = server.url(&format!("/api/v1/jobs/{id}/artifacts"));
+
+    let (status, body) = send(
+        server.client.get(server.url("/api/v1/jobs/nope/artifacts")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = send(server.client.get(&artifacts), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_artifacts"))
+    );
+
+    let (status, _) = send(server.client.put(&artifacts).body(vec![0u8; 8192]), None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = send(
+        server
+            .client
+            .put(&artifacts)
+            .body(tar_gz(&[file_entry("../escape")])),
+        Some(&job_token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let packed = tar_gz(&[file_entry("report.txt"), file_entry("logs/dmesg.txt")]);
+    let (status, body) = send(
+        server.client.put(&artifacts).body(packed.clone()),
+        Some(&job_token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The blocking client used by `proctor artifacts` reads them back the same.
+    let base = server.base.clone();
+    let (downloaded, missing) = tokio::task::spawn_blocking(move || {
+        let client = proctor_client::Client::new(&base, None).unwrap();
+        (
+            client.artifacts(&id).unwrap(),
+            client.artifacts("nope").map_err(|error| error.status()),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(downloaded, Some(packed));
+    assert_eq!(missing, Err(Some(StatusCode::NOT_FOUND)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn recipes_are_stored_listed_removed_and_started_with_their_script_snapshotted() {
+    let server = TestServer::start(|_| {}).await;
+    server.register("a1", &["local"]).await;
+    let recipe = server.url("/api/v1/recipes/smoke");
+    let script = "#!/bin/sh\necho \"$@\"\n";
+    let (status, stored) = send(
+        server.client.put(&recipe).json(&json!({
+            "queue": "local", "script": script, "options": {"image": "noble", "count": "2"}
+        })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["name"], "smoke");
+    assert_eq!(
+        server.get_json("/api/v1/recipes").await,
+        json!([stored.clone()])
+    );
+    assert_eq!(server.get_json("/api/v1/recipes/smoke").await, stored);
+
+    let (status, job) = send(
+        server
+            .client
+            .post(format!("{recipe}/start"))
+            .json(&json!({"options": {"count": "5", "extra": "yes"}})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["queue"], "local");
+    assert_eq!(job["name"], "smoke");
+    assert_eq!(job["definition"]["recipe"], "smoke");
+    assert_eq!(
+        job["definition"]["options"],
+        json!({"image": "noble", "count": "5", "extra": "yes"})
+    );
+
+    // Editing, then removing, the recipe does not change the queued job.
+    let (status, _) = send(
+        server
+            .client
+            .put(&recipe)
+            .json(&json!({"queue": "local", "script": "#!/bin/sh\nexit 1\n"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(server.client.delete(&recipe), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = send(server.client.get(&recipe), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = send(
+        server
+            .client
+            .post(format!("{recipe}/start"))
+            .json(&json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let claimed = claim_now(&server, "a1", "local", None).await;
+    assert_eq!(claimed["id"], job["id"]);
+    assert_eq!(claimed["recipe_script"], script);
+    assert_eq!(claimed["has_attachments"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (admin, agent) = {
+        let store = SqliteStore::open(data_dir.path()).unwrap();
+        let now = jiff::Timestamp::now();
+        let secret = |role| store.create_token(role, &[], now).unwrap().secret;
+        (secret(Role::Admin), secret(Role::Agent))
+    };
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let (status, _) = send(
+        server
+            .client
+            .post(server.url("/api/v1/agents/a1"))
+            .json(&json!({"queues": ["local"]})),
+        Some(&agent),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let submit = |body: &'static str| {
+        server
+            .client
+            .post(server.url("/api/v1/jobs"))
+            .header("content-type", "application/yaml")
+            .body(body)
+    };
+    let (_, mine) = send(submit("job_queue: local\nname: mine\n"), Some(&admin)).await;
+    let (_, other) = send(submit("job_queue: local\nname: other\n"), Some(&admin)).await;
+    let claimed = claim_now(&server, "a1", "local", Some(&agent)).await;
+    assert_eq!(claimed["id"], mine["id"]);
+    let token = claimed["job_token"].as_str().unwrap().to_owned();
+    let mine = mine["id"].as_str().unwrap();
+    let other = other["id"].as_str().unwrap();
+    let job_url = |id: &str, rest: &str| server.url(&format!("/api/v1/jobs/{id}{rest}"));
+
+    for request in [
+        server.client.get(job_url(mine, "")),
+        server.client.get(job_url(mine, "/log")),
+        server.client.get(job_url(mine, "/tests")),
+        server
+            .client
+            .put(job_url(mine, "/log?offset=0&phase=test"))
+            .body("from the script\n"),
+        server
+            .client
+            .put(job_url(mine, "/results?offset=0"))
+            .body(Vec::new()),
+    ] {
+        let (status, body) = send(request, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for request in [
+        server.client.get(job_url(other, "")),
+        server.client.get(job_url(other, "/log")),
+        server.client.get(server.url("/api/v1/jobs")),
+        server.client.post(job_url(mine, "/cancel")),
+        server.client.post(job_url(mine, "/phases/test/start")),
+        server.client.get(server.url("/api/v1/queues")),
+    ] {
+        let (status, body) = send(request, Some(&token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let (status, _) = send(
+        server.client.post(job_url(mine, "/finish")).json(&json!({
+            "state": "passed", "reason": "done", "agent_id": "a1"
+        })),
+        Some(&agent),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(server.client.get(job_url(mine, "")), Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"].as_str().unwrap().contains("ended"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_token_limited_to_one_queue_is_refused_on_another_queues_jobs() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (admin, agent_a, agent_all) = {
+        let store = SqliteStore::open(data_dir.path()).unwrap();
+        let now = jiff::Timestamp::now();
+        (
+            store.create_token(Role::Admin, &[], now).unwrap().secret,
+            store
+                .create_token(Role::Agent, &["qa".into()], now)
+                .unwrap()
+                .secret,
+            store.create_token(Role::Agent, &[], now).unwrap().secret,
+        )
+    };
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let register = |agent: &str, queue: &str| {
+        server
+            .client
+            .post(server.url(&format!("/api/v1/agents/{agent}")))
+            .json(&json!({"queues": [queue]}))
+    };
+    assert_eq!(
+        send(register("b1", "qb"), Some(&agent_all)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(register("a1", "qa"), Some(&agent_a)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(register("a2", "qb"), Some(&agent_a)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, job) = send(
+        server
+            .client
+            .post(server.url("/api/v1/jobs"))
+            .header("content-type", "application/yaml")
+            .body("job_queue: qb\n"),
+        Some(&admin),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let claim_b = server
+        .client
+        .post(server.url("/api/v1/agents/a1/claim"))
+        .json(&json!({"queues": ["qb"], "wait_seconds": 0.0}));
+    assert_eq!(send(claim_b, Some(&agent_a)).await.0, StatusCode::FORBIDDEN);
+    claim_now(&server, "b1", "qb", Some(&agent_all)).await;
+
+    let job_url = |rest: &str| server.url(&format!("/api/v1/jobs/{id}{rest}"));
+    for request in [
+        server.client.get(job_url("")),
+        server.client.post(job_url("/phases/test/start")),
+        server.client.put(job_url("/log?offset=0")).body("x"),
+        server.client.put(job_url("/results?offset=0")).body("x"),
+        server
+            .client
+            .put(job_url("/artifacts"))
+            .body(tar_gz(&[file_entry("a.txt")])),
+        server.client.get(job_url("/attachments")),
+        server
+            .client
+            .post(job_url("/finish"))
+            .json(&json!({"state": "passed", "reason": "x", "agent_id": "b1"})),
+    ] {
+        let (status, body) = send(request, Some(&agent_a)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    assert_eq!(
+        send(
+            server.client.post(job_url("/phases/test/start")),
+            Some(&agent_all)
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_waiting_heartbeat_is_answered_as_soon_as_a_cancel_is_requested() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let heartbeat = server
+        .client
+        .post(server.url("/api/v1/agents/a1/heartbeat"))
+        .json(&json!({"wait_seconds": 25.0}));
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(send(heartbeat, None));
+    // The heartbeat is held: nothing to cancel yet.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    let (status, _) = server
+        .post_json(&format!("/api/v1/jobs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["cancel_requested"], json!([id]));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered only when the wait ended"
+    );
+    // With a cancel pending, a waiting heartbeat answers at once.
+    let (status, reply) = server
+        .post_json("/api/v1/agents/a1/heartbeat", json!({"wait_seconds": 25.0}))
+        .await;
+    assert_eq!(
+        (status, &reply["cancel_requested"]),
+        (StatusCode::OK, &json!([id]))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let read = |from: u64| {
+        let request = server.client.get(server.url(&format!(
+            "/api/v1/jobs/{id}/log?from={from}&wait_seconds=25"
+        )));
+        async move {
+            let response = request.send().await.unwrap();
+            let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+            let (state, next) = (header("proctor-job-state"), header("proctor-next-offset"));
+            (state, next, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(read(0));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    server.put_log(&id, 0, b"hello\n").await;
+    let answer = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer,
+        ("running".to_owned(), "6".to_owned(), b"hello\n".to_vec())
+    );
+
+    let waiting = tokio::spawn(read(6));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done", "agent_id": "a1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, ("passed".to_owned(), "6".to_owned(), Vec::new()));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered only when the waits ended"
+    );
     server.stop().await;
 }

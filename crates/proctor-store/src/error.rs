@@ -112,6 +112,12 @@ pub enum StoreError {
         /// Its state.
         state: JobState,
     },
+    /// The job does not wait for attachments (it has none, or they were stored already).
+    #[error("job {job} is not waiting for attachments")]
+    NotHeld {
+        /// The job.
+        job: String,
+    },
     /// The job is running on another agent (this one's lease lapsed and the job moved on).
     #[error("job {job} is held by agent {holder}, not by {agent}")]
     NotJobHolder {

@@ -22,7 +22,7 @@
 //! store.register_agent(&AgentRegistration { id: "a1".into(), queues: vec!["local".into()], images: vec![] }, now)?;
 //! let job = store.submit_job(&NewJob {
 //!     queue: "local".into(), name: None, priority: 0, definition: serde_json::json!({"job_queue": "local"}),
-//!     max_attempts: 1, submitter: None, held: false,
+//!     max_attempts: 1, submitter: None, held: false, recipe_script: None,
 //! }, now)?;
 //! let claimed = store.claim_job("a1", &["local".into()], now, Duration::from_secs(20))?;
 //! assert_eq!(claimed.map(|job| job.id), Some(job.id));
@@ -41,8 +41,8 @@ use jiff::Timestamp;
 pub use error::StoreError;
 pub use model::{
     Agent, AgentRegistration, Artifact, ArtifactContent, CancelOutcome, HeartbeatReply,
-    IssuedToken, Job, JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, StreamChunk,
-    TestResult, Token,
+    IssuedToken, Job, JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe,
+    ResultsProgress, StreamChunk, TestResult, TestUpdate, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -75,6 +75,8 @@ pub trait Store: Send + Sync {
     fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job>;
     /// Makes a held job claimable (its attachments are stored).
     fn release_job(&self, job_id: &str) -> Result<()>;
+    /// The recipe script the job was started with, if it was started from a recipe.
+    fn recipe_script(&self, job_id: &str) -> Result<Option<String>>;
     /// One job.
     fn job(&self, job_id: &str) -> Result<Job>;
     /// Jobs matching the filter, newest first.
@@ -148,10 +150,35 @@ pub trait Store: Send + Sync {
     fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()>;
     /// The job's per-test results, by test id.
     fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>>;
+    /// How far the job's results stream has been parsed into per-test results.
+    fn results_progress(&self, job_id: &str) -> Result<ResultsProgress>;
+    /// Applies the test events parsed from the results stream's bytes `from..to`, in order, and moves the parse
+    /// offset to `to`; a `problem` stops further parsing. Does nothing and returns `false` when the parse offset
+    /// is no longer `from` (another upload parsed those bytes first), so concurrent parsers never apply an event
+    /// twice.
+    fn record_parsed_results(
+        &self,
+        job_id: &str,
+        from: u64,
+        to: u64,
+        updates: &[TestUpdate],
+        problem: Option<&str>,
+    ) -> Result<bool>;
     /// Stores (or replaces) an artifact of the job.
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()>;
     /// The job's artifacts, by name.
     fn artifacts(&self, job_id: &str) -> Result<Vec<Artifact>>;
+
+    // Attachments.
+
+    /// Stores a held job's attachments (a checked tar.gz) and makes the job claimable, in one step. A job that is
+    /// not held and queued (it has none, they are stored already, or it was cancelled) is a
+    /// [`StoreError::NotHeld`].
+    fn store_attachments(&self, job_id: &str, tar_gz: &[u8], now: Timestamp) -> Result<()>;
+    /// The job's attachments, or `None` when it has none.
+    fn attachments(&self, job_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Whether the job has attachments.
+    fn has_attachments(&self, job_id: &str) -> Result<bool>;
 
     // Recipes.
 
@@ -176,4 +203,9 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<Token>>;
     /// Deletes a token; its secret stops working.
     fn revoke_token(&self, token_id: &str) -> Result<()>;
+    /// Makes a fresh token scoped to one job (replacing the job's previous one) and returns its secret. Job tokens
+    /// are not in [`tokens`](Store::tokens) and do not count for [`has_tokens`](Store::has_tokens).
+    fn issue_job_token(&self, job_id: &str, now: Timestamp) -> Result<String>;
+    /// The job a job-token secret belongs to, or `None` for an unknown secret.
+    fn verify_job_token(&self, secret: &str) -> Result<Option<String>>;
 }

@@ -24,6 +24,8 @@ pub struct NewJob {
     /// Keep the job unclaimable until [`Store::release_job`](crate::Store::release_job) (its attachments are
     /// still being uploaded).
     pub held: bool,
+    /// The script of the recipe the job was started from, copied so later edits of the recipe do not change it.
+    pub recipe_script: Option<String>,
 }
 
 /// A stored job.
@@ -186,6 +188,29 @@ pub struct TestResult {
     pub status: String,
     /// How long it ran, in microseconds, when known.
     pub duration_us: Option<u64>,
+}
+
+/// One test event read from a job's subunit results, as [`Store::record_parsed_results`] applies it.
+///
+/// [`Store::record_parsed_results`]: crate::Store::record_parsed_results
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestUpdate {
+    /// The test id.
+    pub test_id: String,
+    /// Its subunit status: `inprogress` records when the test started; any other status ends it, with its
+    /// duration when both the start and this event have a timestamp.
+    pub status: String,
+    /// When the event happened, by the stream's clock.
+    pub at: Option<Timestamp>,
+}
+
+/// How far the server has parsed a job's results stream into per-test results.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultsProgress {
+    /// Bytes before this offset are parsed; the next parse starts here.
+    pub parsed_offset: u64,
+    /// Why parsing stopped for good (the stream is corrupt at `parsed_offset`); `None` while it goes on.
+    pub problem: Option<String>,
 }
 
 /// Where an artifact's bytes are.

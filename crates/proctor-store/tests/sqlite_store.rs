@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use proctor_store::{
     AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState, JobFilter,
     JobState, NewJob, Recipe, Role, SqliteStore, Store, StoreError, StreamKind, TestResult,
+    TestUpdate,
 };
 use tempfile::TempDir;
 
@@ -38,6 +39,7 @@ fn job_on(queue: &str, priority: i64) -> NewJob {
         max_attempts: 1,
         submitter: Some("alice".into()),
         held: false,
+        recipe_script: None,
     }
 }
 
@@ -71,7 +73,7 @@ fn migrations_build_the_schema_from_an_empty_directory_in_wal_mode() {
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
         .expect("schema_migrations is readable");
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .expect("journal mode");
@@ -107,7 +109,7 @@ fn reopening_keeps_the_data_and_applies_no_migration_twice() {
             row.get(0)
         })
         .expect("count");
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
 }
 
 #[test]
@@ -128,7 +130,7 @@ fn a_database_from_a_newer_proctor_is_refused() {
             error,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             }
         ),
         "{error}"
@@ -674,7 +676,13 @@ fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
         .expect("verify")
         .expect("valid")
         .allows_queue("anything"));
-    let forged = format!("{}0", &agent.secret[..agent.secret.len() - 1]);
+    // The last hex digit changed (to one it is not: a fixed replacement would equal it one time in sixteen).
+    let last = if agent.secret.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    };
+    let forged = format!("{}{last}", &agent.secret[..agent.secret.len() - 1]);
     assert_eq!(store.verify_token(&forged).expect("verify"), None);
     assert_eq!(store.verify_token("").expect("verify"), None);
 
@@ -823,4 +831,126 @@ db.execute("COMMIT")
         "the claim ran after python's commit"
     );
     assert!(python.wait().expect("python ends").success());
+}
+
+fn update(test_id: &str, status: &str, at_second: Option<i64>) -> TestUpdate {
+    TestUpdate {
+        test_id: test_id.into(),
+        status: status.into(),
+        at: at_second.map(at),
+    }
+}
+
+#[test]
+fn parsed_results_give_durations_across_batches_and_a_stale_parse_changes_nothing() {
+    let (_dir, store) = new_store();
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    let first = [
+        update("t.a", "inprogress", Some(1)),
+        update("t.b", "success", None),
+    ];
+    assert!(store
+        .record_parsed_results(&job, 0, 10, &first, None)
+        .expect("record"));
+    assert_eq!(
+        store.test_results(&job).expect("results")[0].status,
+        "inprogress"
+    );
+    // A second parser that read from 0 too lost the race: nothing it saw is applied again.
+    assert!(!store
+        .record_parsed_results(&job, 0, 10, &first, None)
+        .expect("record"));
+    let second = [update("t.a", "fail", Some(4))];
+    assert!(store
+        .record_parsed_results(&job, 10, 25, &second, None)
+        .expect("record"));
+    let results = store.test_results(&job).expect("results");
+    assert_eq!(
+        results,
+        vec![
+            TestResult {
+                test_id: "t.a".into(),
+                status: "fail".into(),
+                duration_us: Some(3_000_000)
+            },
+            TestResult {
+                test_id: "t.b".into(),
+                status: "success".into(),
+                duration_us: None
+            },
+        ]
+    );
+    assert!(store
+        .record_parsed_results(&job, 25, 25, &[], Some("corrupt at 25"))
+        .expect("record"));
+    let progress = store.results_progress(&job).expect("progress");
+    assert_eq!(
+        (progress.parsed_offset, progress.problem.as_deref()),
+        (25, Some("corrupt at 25"))
+    );
+    // A stream found corrupt is parsed no further.
+    assert!(!store
+        .record_parsed_results(&job, 25, 30, &second, None)
+        .expect("record"));
+}
+
+#[test]
+fn attachments_release_a_held_job_once() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    let job = store
+        .submit_job(
+            &NewJob {
+                held: true,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    assert_eq!(claim(&store, "a1", "lab", t0()), None);
+    assert!(!store.has_attachments(&job).expect("has"));
+    store.store_attachments(&job, b"tar", t0()).expect("store");
+    assert_eq!(
+        store.attachments(&job).expect("read"),
+        Some(b"tar".to_vec())
+    );
+    assert!(store.has_attachments(&job).expect("has"));
+    let again = store
+        .store_attachments(&job, b"tar", t0())
+        .expect_err("not held any more");
+    assert!(matches!(again, StoreError::NotHeld { .. }), "{again}");
+    assert_eq!(claim(&store, "a1", "lab", t0()), Some(job));
+}
+
+#[test]
+fn a_job_token_is_replaced_at_each_claim_and_does_not_close_an_open_lab() {
+    let (_dir, store) = new_store();
+    let job = store
+        .submit_job(
+            &NewJob {
+                recipe_script: Some("#!/bin/sh\n".into()),
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    assert_eq!(
+        store.recipe_script(&job).expect("script").as_deref(),
+        Some("#!/bin/sh\n")
+    );
+    let first = store.issue_job_token(&job, t0()).expect("issue");
+    assert_eq!(
+        store.verify_job_token(&first).expect("verify"),
+        Some(job.clone())
+    );
+    let second = store.issue_job_token(&job, t0()).expect("issue");
+    assert_eq!(store.verify_job_token(&first).expect("verify"), None);
+    assert_eq!(store.verify_job_token(&second).expect("verify"), Some(job));
+    assert!(!store.has_tokens().expect("has tokens"));
+    assert_eq!(store.verify_token(&second).expect("verify"), None);
 }

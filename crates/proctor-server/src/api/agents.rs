@@ -1,6 +1,6 @@
 //! What agents call: register, claim (long-poll), heartbeat, phase starts and ends.
 
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -10,16 +10,17 @@ use axum::Json;
 use futures::future::select_all;
 use jiff::Timestamp;
 use proctor_job::Phase;
-use proctor_store::{AgentRegistration, Job, Role};
+use proctor_store::{AgentRegistration, HeartbeatReply, Job, Role};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::convert::IntoView;
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use proctor_api::{
-    AgentView, ClaimRequest, ClaimedJob, ErrorBody, HeartbeatView, PhaseEnd, RegisterAgent,
+    AgentView, ClaimRequest, ClaimedJob, ErrorBody, HeartbeatRequest, HeartbeatView, PhaseEnd,
+    RegisterAgent,
 };
 
 /// Registers an agent and the queues it serves (again after a restart; it keeps its running jobs).
@@ -93,12 +94,7 @@ pub(crate) async fn claim_job(
             wake_up.as_mut().enable();
         }
         if let Some(job) = try_claim(&state, &agent_id, &request.queues).await? {
-            let claimed = ClaimedJob {
-                job: job.into_view(),
-                job_token: None,
-                recipe_script: None,
-                has_attachments: false,
-            };
+            let claimed = hand_over(&state, job).await?;
             return Ok(Json(claimed).into_response());
         }
         if tokio::time::timeout_at(deadline, select_all(wake_ups))
@@ -108,6 +104,27 @@ pub(crate) async fn claim_job(
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
+}
+
+/// What the agent gets with a claimed job: a token scoped to it, the recipe script it was started with, and
+/// whether it has attachments to fetch.
+async fn hand_over(state: &AppState, job: Job) -> Result<ClaimedJob, ApiError> {
+    let job_id = job.id.clone();
+    let (job_token, recipe_script, has_attachments) = state
+        .store_call(move |store| {
+            Ok((
+                store.issue_job_token(&job_id, Timestamp::now())?,
+                store.recipe_script(&job_id)?,
+                store.has_attachments(&job_id)?,
+            ))
+        })
+        .await?;
+    Ok(ClaimedJob {
+        job: job.into_view(),
+        job_token: Some(job_token),
+        recipe_script,
+        has_attachments,
+    })
 }
 
 /// How long to hold a claim: what the agent asked for, at most the server's hold.
@@ -138,11 +155,14 @@ async fn try_claim(
     Ok(job)
 }
 
-/// Renews the leases of the agent's running jobs and says which of them a user asked to cancel.
+/// Renews the leases of the agent's running jobs at once and says which of them a user asked to cancel. With
+/// `wait_seconds` (at most the server's claim hold) and no cancel pending, the answer waits until a cancel of one
+/// of the agent's jobs is requested or the wait ends, so the agent learns of a cancel at once.
 #[utoipa::path(
     post,
     path = "/api/v1/agents/{id}/heartbeat",
     params(("id" = String, Path, description = "The agent id")),
+    request_body(content = Option<HeartbeatRequest>, description = "Optional: how long to wait for a cancel"),
     responses(
         (status = 200, description = "Renewed leases and cancel requests", body = HeartbeatView),
         (status = 404, description = "The agent is not registered", body = ErrorBody),
@@ -153,13 +173,34 @@ pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     Path(agent_id): Path<String>,
+    request: Option<Json<HeartbeatRequest>>,
 ) -> Result<Json<HeartbeatView>, ApiError> {
     caller.require(&[Role::Agent])?;
-    let lease = state.lease;
-    let reply = state
+    let wait = request
+        .and_then(|Json(request)| request.wait_seconds)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .map_or(Duration::ZERO, |asked| asked.min(state.claim_hold));
+    let cancels = state.wakers.for_agent(&agent_id);
+    // Listening before renewing means a cancel requested between the renewal and the wait still wakes it.
+    let mut cancelled = pin!(cancels.notified());
+    cancelled.as_mut().enable();
+    let reply = renew_leases(&state, &agent_id).await?;
+    if !reply.cancel_requested.is_empty() || wait.is_zero() {
+        return Ok(Json(reply.into_view()));
+    }
+    if tokio::time::timeout(wait, cancelled).await.is_err() {
+        return Ok(Json(reply.into_view()));
+    }
+    // Woken by a cancel: renewing again reads which job it was for.
+    Ok(Json(renew_leases(&state, &agent_id).await?.into_view()))
+}
+
+/// Records the agent's heartbeat and renews its leases.
+async fn renew_leases(state: &AppState, agent_id: &str) -> Result<HeartbeatReply, ApiError> {
+    let (agent_id, lease) = (agent_id.to_owned(), state.lease);
+    state
         .store_call(move |store| store.heartbeat(&agent_id, Timestamp::now(), lease))
-        .await?;
-    Ok(Json(reply.into_view()))
+        .await
 }
 
 /// Records that a phase of the job started.
@@ -182,7 +223,9 @@ pub(crate) async fn start_phase(
     caller: Caller,
     Path((id, phase)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[Role::Agent])?;
+    caller
+        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
+        .await?;
     let phase = known_phase(&phase)?;
     state
         .store_call(move |store| store.start_phase(&id, phase.as_str(), Timestamp::now()))
@@ -212,7 +255,9 @@ pub(crate) async fn end_phase(
     Path((id, phase)): Path<(String, String)>,
     Json(end): Json<PhaseEnd>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[Role::Agent])?;
+    caller
+        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
+        .await?;
     let phase = known_phase(&phase)?;
     state
         .store_call(move |store| {

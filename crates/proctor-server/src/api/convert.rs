@@ -1,8 +1,12 @@
 //! Turns the store's records into the API's views; the two are kept apart so the stored form can change without
 //! changing the stable API.
 
-use proctor_api::{AgentView, CancelView, HeartbeatView, JobView, PhaseView, QueueView};
-use proctor_store::{Agent, CancelOutcome, HeartbeatReply, Job, JobState, PhaseRecord, QueueInfo};
+use proctor_api::{
+    AgentView, CancelView, HeartbeatView, JobView, PhaseView, QueueView, RecipeView, TestResultView,
+};
+use proctor_store::{
+    Agent, CancelOutcome, HeartbeatReply, Job, JobState, PhaseRecord, QueueInfo, Recipe, TestResult,
+};
 
 /// A stored record's form in the API.
 pub(crate) trait IntoView {
@@ -105,6 +109,31 @@ impl IntoView for QueueInfo {
             queued: self.queued,
             running: self.running,
             agents_online: self.agents_online,
+        }
+    }
+}
+
+impl IntoView for TestResult {
+    type View = TestResultView;
+
+    fn into_view(self) -> TestResultView {
+        TestResultView {
+            test_id: self.test_id,
+            status: self.status,
+            duration_us: self.duration_us,
+        }
+    }
+}
+
+impl IntoView for Recipe {
+    type View = RecipeView;
+
+    fn into_view(self) -> RecipeView {
+        RecipeView {
+            name: self.name,
+            queue: self.queue,
+            script: self.script,
+            options: self.default_options,
         }
     }
 }

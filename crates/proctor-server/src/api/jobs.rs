@@ -1,4 +1,4 @@
-//! Jobs: submit, look at, list, cancel, finish.
+//! Jobs: submit, look at, list, cancel, finish, and their per-test results.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -7,17 +7,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
 use proctor_job::{Job, JobFormat};
-use proctor_store::{JobFilter, JobState, NewJob, Role};
+use proctor_store::{CancelOutcome, JobFilter, JobState, NewJob, Role};
 
 use super::convert::IntoView;
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use proctor_api::{
     CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
+    TestResultView,
 };
 
-/// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed).
+/// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed). A job that
+/// lists attachments waits, unclaimable, until they are uploaded (`PUT /jobs/{id}/attachments`).
 #[utoipa::path(
     post,
     path = "/api/v1/jobs",
@@ -51,16 +53,32 @@ pub(crate) async fn submit_job(
     if !query.allow_unknown_queue {
         require_served_queue(&state, &queue).await?;
     }
+    queue_job(&state, &caller, &job, None).await
+}
+
+/// Stores a validated job (with the script of the recipe it was started from, if any) and wakes the claims
+/// waiting on its queue; answers 201 with the job and its location.
+pub(crate) async fn queue_job(
+    state: &AppState,
+    caller: &Caller,
+    job: &Job,
+    recipe_script: Option<String>,
+) -> Result<Response, ApiError> {
+    let queue = job.job_queue.as_str().to_owned();
     let new_job = NewJob {
         queue: queue.clone(),
         name: job.name.clone(),
         priority: i64::from(job.job_priority),
-        definition: serde_json::to_value(&job).map_err(|error| {
+        definition: serde_json::to_value(job).map_err(|error| {
             ApiError::BadRequest(format!("the job cannot be stored as JSON: {error}"))
         })?,
         max_attempts: job.max_attempts.get(),
         submitter: caller.submitter(),
-        held: false,
+        held: job
+            .test_data
+            .as_ref()
+            .is_some_and(|data| !data.attachments.is_empty()),
+        recipe_script,
     };
     let stored = state
         .store_call(move |store| store.submit_job(&new_job, Timestamp::now()))
@@ -110,7 +128,7 @@ async fn require_served_queue(state: &AppState, queue: &str) -> Result<(), ApiEr
     }
 }
 
-/// One job, with its phases.
+/// One job, with its phases (and why its results stopped being parsed, if they did).
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}",
@@ -126,14 +144,48 @@ pub(crate) async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    caller.require(&[Role::User, Role::Agent])?;
-    let (job, phases) = state
-        .store_call(move |store| Ok((store.job(&id)?, store.phases(&id)?)))
+    caller
+        .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
+        .await?;
+    let (job, phases, progress) = state
+        .store_call(move |store| {
+            Ok((
+                store.job(&id)?,
+                store.phases(&id)?,
+                store.results_progress(&id)?,
+            ))
+        })
         .await?;
     Ok(Json(JobDetail {
         job: job.into_view(),
         phases: phases.into_iter().map(IntoView::into_view).collect(),
+        results_problem: progress.problem,
     }))
+}
+
+/// The job's per-test results as parsed from its subunit results so far, by test id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/tests",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The tests", body = Vec<TestResultView>),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn list_tests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TestResultView>>, ApiError> {
+    caller
+        .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
+        .await?;
+    let results = state
+        .store_call(move |store| store.test_results(&id))
+        .await?;
+    Ok(Json(results.into_iter().map(IntoView::into_view).collect()))
 }
 
 /// Jobs, newest first, optionally on one queue and in one state.
@@ -190,15 +242,24 @@ pub(crate) async fn cancel_job(
     caller.require(&[Role::User])?;
     let job_id = id.clone();
     let job = state.store_call(move |store| store.job(&job_id)).await?;
-    caller.require_may_cancel(&job)?;
+    caller.require_submitter_or_admin(&job)?;
     let outcome = state
         .store_call(move |store| store.request_cancel(&id, Timestamp::now()))
         .await?;
-    let view = outcome.into_view();
-    if view.outcome == "cancelled" {
-        state.metrics.count_job_ended(JobState::Cancelled.as_str());
+    match &outcome {
+        CancelOutcome::Cancelled => {
+            state.metrics.count_job_ended(JobState::Cancelled.as_str());
+            state.wakers.wake_job(&job.id);
+        }
+        // The agent's waiting heartbeat answers at once, so it learns within the second.
+        CancelOutcome::Requested => {
+            if let Some(agent) = &job.agent_id {
+                state.wakers.wake_agent(agent);
+            }
+        }
+        CancelOutcome::AlreadyEnded { .. } => {}
     }
-    Ok(Json(view))
+    Ok(Json(outcome.into_view()))
 }
 
 /// Ends a running job with its result and reason (the agent, when it has run every phase).
@@ -220,7 +281,9 @@ pub(crate) async fn finish_job(
     Path(id): Path<String>,
     Json(request): Json<FinishRequest>,
 ) -> Result<Json<JobView>, ApiError> {
-    caller.require(&[Role::Agent])?;
+    caller
+        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
+        .await?;
     let final_state = request.state;
     let job = state
         .store_call(move |store| {
@@ -234,5 +297,6 @@ pub(crate) async fn finish_job(
         })
         .await?;
     state.metrics.count_job_ended(final_state.as_str());
+    state.wakers.wake_job(&job.id);
     Ok(Json(job.into_view()))
 }

@@ -3,9 +3,13 @@
 
 mod agents;
 mod convert;
+mod files;
 mod jobs;
 mod ops;
+mod recipes;
 mod streams;
+
+pub(crate) use streams::bytes_from;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +91,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::finish_job))
+        .routes(routes!(jobs::list_tests))
+        .routes(routes!(
+            files::upload_attachments,
+            files::download_attachments
+        ))
+        .routes(routes!(files::upload_artifacts, files::download_artifacts))
+        .routes(routes!(recipes::list_recipes))
+        .routes(routes!(
+            recipes::put_recipe,
+            recipes::get_recipe,
+            recipes::remove_recipe
+        ))
+        .routes(routes!(recipes::start_recipe))
         .routes(routes!(agents::register_agent))
         .routes(routes!(agents::claim_job))
         .routes(routes!(agents::heartbeat))

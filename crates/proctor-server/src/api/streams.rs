@@ -1,20 +1,28 @@
 //! A job's byte streams: its log and its subunit results, uploaded idempotently by offset and read from an offset.
 
+use std::pin::pin;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use proctor_store::{Role, StreamKind};
+use proctor_store::{JobState, Role, StreamChunk, StreamKind};
+use tokio::time::Instant;
 
 use super::agents::known_phase;
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
+use crate::results;
 use proctor_api::{ErrorBody, ReadQuery, UploadAck, UploadQuery};
 
 /// The response header giving the offset after the bytes returned, where the next read starts.
 const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
+/// The response header giving the job's state when the read was answered: once it is final and no bytes came, the
+/// stream is complete.
+const JOB_STATE_HEADER: &str = "proctor-job-state";
 
 /// Appends a chunk of output at `offset`; resending stored bytes is harmless. Answers the acknowledged end.
 #[utoipa::path(
@@ -40,7 +48,9 @@ pub(crate) async fn upload_log(
     upload(state, caller, id, StreamKind::Log, query, body).await
 }
 
-/// Appends a chunk of the subunit v2 results stream at `offset`, like the log.
+/// Appends a chunk of the subunit v2 results stream at `offset`, like the log, and parses the complete packets
+/// that arrived into per-test results (`GET /jobs/{id}/tests`). A corrupt stream is still stored; its parsing
+/// stops and the job shows why (`results_problem`).
 #[utoipa::path(
     put,
     path = "/api/v1/jobs/{id}/results",
@@ -73,12 +83,15 @@ async fn upload(
     query: UploadQuery,
     body: Bytes,
 ) -> Result<Json<UploadAck>, ApiError> {
-    caller.require(&[Role::Agent])?;
+    caller
+        .require_on_job(&state, &job_id, &[Role::Agent], JobToken::Allowed)
+        .await?;
     let phase = query.phase.as_deref().map(known_phase).transpose()?;
+    let stored_job_id = job_id.clone();
     let end_offset = state
         .store_call(move |store| {
             store.append_stream(
-                &job_id,
+                &stored_job_id,
                 stream,
                 query.offset,
                 phase.map(|phase| phase.as_str()),
@@ -86,7 +99,28 @@ async fn upload(
             )
         })
         .await?;
+    if stream == StreamKind::Results {
+        parse_results(&state, &job_id).await;
+    }
+    state.wakers.wake_job(&job_id);
     Ok(Json(UploadAck { end_offset }))
+}
+
+/// Parses what arrived of the job's results. The upload is answered as stored whatever happens here: a failed
+/// parse is retried by the next upload, and a corrupt stream is recorded on the job (and said on the server's
+/// standard error, for its operator).
+async fn parse_results(state: &AppState, job_id: &str) {
+    let id = job_id.to_owned();
+    match state
+        .store_call(move |store| results::parse_new_results(store, &id))
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(problem)) => eprintln!("proctor server: job {job_id}: {problem}"),
+        Err(error) => {
+            eprintln!("proctor server: job {job_id}: parsing its results failed (retried at the next upload): {error}")
+        }
+    }
 }
 
 /// The job's output from byte `from` (optionally one phase's), as stored so far.
@@ -95,7 +129,8 @@ async fn upload(
     path = "/api/v1/jobs/{id}/log",
     params(("id" = String, Path, description = "The job id"), ReadQuery),
     responses(
-        (status = 200, description = "The bytes; header proctor-next-offset says where to read next",
+        (status = 200, description = "The bytes; header proctor-next-offset says where to read next, \
+            proctor-job-state the job's state",
             body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 404, description = "No such job", body = ErrorBody),
     ),
@@ -116,7 +151,8 @@ pub(crate) async fn read_log(
     path = "/api/v1/jobs/{id}/results",
     params(("id" = String, Path, description = "The job id"), ReadQuery),
     responses(
-        (status = 200, description = "The bytes; header proctor-next-offset says where to read next",
+        (status = 200, description = "The bytes; header proctor-next-offset says where to read next, \
+            proctor-job-state the job's state",
             body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 404, description = "No such job", body = ErrorBody),
     ),
@@ -131,7 +167,9 @@ pub(crate) async fn read_results(
     read(state, caller, id, StreamKind::Results, query).await
 }
 
-/// Reads one stream from `query.from`, trimming the first chunk where it starts before it.
+/// Reads one stream from `query.from`. With `wait_seconds` (at most the server's claim hold), when nothing is
+/// stored past `from` and the job has not ended, the answer waits until bytes arrive, the job ends or the wait
+/// does.
 async fn read(
     state: AppState,
     caller: Caller,
@@ -139,14 +177,51 @@ async fn read(
     stream: StreamKind,
     query: ReadQuery,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::User, Role::Agent])?;
-    let from = query.from;
-    let phase = query.phase.as_deref().map(known_phase).transpose()?;
-    let chunks = state
-        .store_call(move |store| {
-            store.read_stream(&job_id, stream, from, phase.map(|phase| phase.as_str()))
-        })
+    caller
+        .require_on_job(
+            &state,
+            &job_id,
+            &[Role::User, Role::Agent],
+            JobToken::Allowed,
+        )
         .await?;
+    let phase = query.phase.as_deref().map(known_phase).transpose()?;
+    let deadline = Instant::now() + wait(query.wait_seconds, state.claim_hold);
+    let arrivals = state.wakers.for_job(&job_id);
+    loop {
+        // Listening before reading means bytes stored between the read and the wait still wake it.
+        let mut arrived = pin!(arrivals.notified());
+        arrived.as_mut().enable();
+        let id = job_id.clone();
+        let (chunks, job_state) = state
+            .store_call(move |store| {
+                let chunks = store.read_stream(
+                    &id,
+                    stream,
+                    query.from,
+                    phase.map(|phase| phase.as_str()),
+                )?;
+                Ok((chunks, store.job(&id)?.state))
+            })
+            .await?;
+        let (bytes, next_offset) = bytes_from(chunks, query.from);
+        if !bytes.is_empty() || job_state.is_final() || Instant::now() >= deadline {
+            return Ok(read_answer(bytes, next_offset, job_state));
+        }
+        // At the deadline the loop reads once more and answers with whatever is there.
+        let _ = tokio::time::timeout_at(deadline, arrived).await;
+    }
+}
+
+/// How long a read may wait for bytes: what it asked for, at most `limit`.
+fn wait(asked_seconds: Option<f64>, limit: Duration) -> Duration {
+    asked_seconds
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .map_or(Duration::ZERO, |asked| asked.min(limit))
+}
+
+/// The bytes of `chunks` from `from` on (the first chunk may start before it) and the offset after them.
+pub(crate) fn bytes_from(chunks: Vec<StreamChunk>, from: u64) -> (Vec<u8>, u64) {
     let mut bytes = Vec::new();
     let mut next_offset = from;
     for chunk in chunks {
@@ -156,12 +231,21 @@ async fn read(
         }
         next_offset = next_offset.max(chunk.offset + chunk.bytes.len() as u64);
     }
+    (bytes, next_offset)
+}
+
+/// A read's answer: the bytes, with where to read next and the job's state in headers.
+fn read_answer(bytes: Vec<u8>, next_offset: u64, job_state: JobState) -> Response {
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
         (
             header::HeaderName::from_static(NEXT_OFFSET_HEADER),
             next_offset.to_string(),
         ),
+        (
+            header::HeaderName::from_static(JOB_STATE_HEADER),
+            job_state.as_str().to_owned(),
+        ),
     ];
-    Ok((headers, bytes).into_response())
+    (headers, bytes).into_response()
 }

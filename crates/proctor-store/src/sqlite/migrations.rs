@@ -13,11 +13,18 @@ struct Migration {
 }
 
 /// Every migration, in order. Append new ones; never edit one that shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "results_attachments_job_tokens",
+        sql: include_str!("../../migrations/sqlite/0002_results_attachments_job_tokens.sql"),
+    },
+];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same
 /// file at once apply each migration once, and a failed migration leaves the schema as it was.

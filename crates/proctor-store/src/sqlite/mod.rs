@@ -16,7 +16,8 @@ use crate::{secret, Result, Store, StoreError};
 use crate::{
     Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
     HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
-    ReapedJob, Recipe, Role, StreamChunk, StreamKind, TestResult, Token,
+    ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult, TestUpdate,
+    Token,
 };
 use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
 
@@ -358,8 +359,8 @@ impl Store for SqliteStore {
             tx.query_row(
                 &format!(
                     "INSERT INTO jobs (id, queue, name, priority, definition, state, max_attempts, submitter, held,
-                                       created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9) RETURNING {JOB_COLUMNS}"
+                                       created_at, recipe_script)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10) RETURNING {JOB_COLUMNS}"
                 ),
                 params![
                     id,
@@ -370,7 +371,8 @@ impl Store for SqliteStore {
                     job.max_attempts,
                     job.submitter,
                     job.held,
-                    micros(now)
+                    micros(now),
+                    job.recipe_script
                 ],
                 job_row,
             )
@@ -387,6 +389,20 @@ impl Store for SqliteStore {
                 return Err(StoreError::JobNotFound(job_id.to_owned()));
             }
             Ok(())
+        })
+    }
+
+    fn recipe_script(&self, job_id: &str) -> Result<Option<String>> {
+        self.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT recipe_script FROM jobs WHERE id = ?1",
+                    [job_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .during("reading a job's recipe script")?
+                .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
         })
     }
 
@@ -748,6 +764,85 @@ impl Store for SqliteStore {
         })
     }
 
+    fn results_progress(&self, job_id: &str) -> Result<ResultsProgress> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            results_progress_in(connection, job_id)
+        })
+    }
+
+    fn record_parsed_results(
+        &self,
+        job_id: &str,
+        from: u64,
+        to: u64,
+        updates: &[TestUpdate],
+        problem: Option<&str>,
+    ) -> Result<bool> {
+        self.write("recording parsed test results", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            let progress = results_progress_in(tx, job_id)?;
+            if progress.parsed_offset != from || progress.problem.is_some() {
+                return Ok(false);
+            }
+            for update in updates {
+                apply_test_update(tx, job_id, update)?;
+            }
+            tx.execute(
+                "INSERT INTO results_parsing (job_id, parsed_offset, problem) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id) DO UPDATE SET parsed_offset = excluded.parsed_offset, problem = excluded.problem",
+                params![job_id, to_i64("results parse offset", to)?, problem],
+            )
+            .during("recording the results parse offset")?;
+            Ok(true)
+        })
+    }
+
+    fn store_attachments(&self, job_id: &str, tar_gz: &[u8], now: Timestamp) -> Result<()> {
+        self.write("storing attachments", |tx| {
+            let job = job_in(tx, job_id)?;
+            // A held job cancelled before its attachments came has nothing left to release.
+            if !job.held || job.state != JobState::Queued {
+                return Err(StoreError::NotHeld { job: job.id });
+            }
+            tx.execute(
+                "INSERT INTO attachments (job_id, tar_gz, uploaded_at) VALUES (?1, ?2, ?3)",
+                params![job_id, tar_gz, micros(now)],
+            )
+            .during("storing attachments")?;
+            tx.execute("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
+                .during("releasing a job")?;
+            Ok(())
+        })
+    }
+
+    fn attachments(&self, job_id: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            connection
+                .query_row(
+                    "SELECT tar_gz FROM attachments WHERE job_id = ?1",
+                    [job_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .during("reading attachments")
+        })
+    }
+
+    fn has_attachments(&self, job_id: &str) -> Result<bool> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1)",
+                    [job_id],
+                    |row| row.get(0),
+                )
+                .during("looking up attachments")
+        })
+    }
+
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()> {
         let (path, blob) = match &artifact.content {
             ArtifactContent::Path(path) => (Some(path.as_str()), None),
@@ -873,6 +968,35 @@ impl Store for SqliteStore {
         })
     }
 
+    fn issue_job_token(&self, job_id: &str, now: Timestamp) -> Result<String> {
+        let secret = secret::generate()?;
+        self.write("issuing a job token", |tx| {
+            ensure_job_exists(tx, job_id)?;
+            tx.execute(
+                "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
+                params![job_id, secret::hash(&secret), micros(now)],
+            )
+            .during("issuing a job token")?;
+            Ok(())
+        })?;
+        Ok(secret)
+    }
+
+    fn verify_job_token(&self, secret: &str) -> Result<Option<String>> {
+        let hash = secret::hash(secret);
+        self.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT job_id FROM job_tokens WHERE secret_hash = ?1",
+                    [hash],
+                    |row| row.get(0),
+                )
+                .optional()
+                .during("verifying a job token")
+        })
+    }
+
     fn has_tokens(&self) -> Result<bool> {
         self.read(|connection| {
             connection
@@ -907,6 +1031,46 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// How far a job's results are parsed (nothing yet when the job has no row).
+fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsProgress> {
+    connection
+        .query_row(
+            "SELECT parsed_offset, problem FROM results_parsing WHERE job_id = ?1",
+            [job_id],
+            |row| {
+                Ok(ResultsProgress {
+                    parsed_offset: row.get(0)?,
+                    problem: row.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .during("reading the results parse offset")
+        .map(Option::unwrap_or_default)
+}
+
+/// Applies one parsed test event: `inprogress` (re)starts the test; another status ends it, with the time since
+/// its start as its duration when both timestamps are known (never negative, whatever the stream's clock did).
+fn apply_test_update(tx: &Transaction, job_id: &str, update: &TestUpdate) -> Result<()> {
+    let at = update.at.map(micros);
+    let statement = if update.status == "inprogress" {
+        "INSERT INTO test_results (job_id, test_id, status, duration_us, started_at) VALUES (?1, ?2, ?3, NULL, ?4)
+         ON CONFLICT (job_id, test_id) DO UPDATE
+         SET status = excluded.status, duration_us = NULL, started_at = excluded.started_at"
+    } else {
+        "INSERT INTO test_results (job_id, test_id, status, duration_us, started_at) VALUES (?1, ?2, ?3, NULL, NULL)
+         ON CONFLICT (job_id, test_id) DO UPDATE
+         SET status = excluded.status,
+             duration_us = CASE WHEN ?4 IS NULL OR test_results.started_at IS NULL THEN NULL
+                                ELSE MAX(0, ?4 - test_results.started_at) END"
+    };
+    tx.prepare_cached(statement)
+        .during("recording a test result")?
+        .execute(params![job_id, update.test_id, update.status, at])
+        .during("recording a test result")?;
+    Ok(())
 }
 
 /// A queue with its counts; `{filter}` narrows it to one queue or none.

@@ -1,0 +1,147 @@
+//! Per-test results from a job's subunit v2 results stream, parsed as the stream is uploaded.
+//!
+//! The store keeps how far the stream is parsed; each upload decodes only the complete packets after that offset
+//! (a packet split across uploads waits for its rest) and records their test events with the new offset in one
+//! step. A corrupt packet stops the parsing for good and records why; the bytes stay stored and readable.
+
+use crate::api::bytes_from;
+use proctor_store::{Store, StoreError, StreamKind, TestUpdate};
+use proctor_subunit::{DecodedRef, Decoder, EventRef, Status, PARSER_TEST_ID};
+
+/// What decoding the unparsed tail of a stream found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Parsed {
+    /// How many bytes of the tail held complete packets (or plain text) and were decoded.
+    pub(crate) consumed: usize,
+    /// The test events, in stream order.
+    pub(crate) updates: Vec<TestUpdate>,
+    /// Why decoding stopped at `consumed` for good, when the stream is corrupt there.
+    pub(crate) problem: Option<String>,
+}
+
+/// Parses whatever complete packets arrived in the job's results stream since the last parse and records their
+/// test events. Returns the problem when this parse found the stream corrupt.
+pub(crate) fn parse_new_results(
+    store: &dyn Store,
+    job_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let progress = store.results_progress(job_id)?;
+    if progress.problem.is_some() {
+        return Ok(None);
+    }
+    let from = progress.parsed_offset;
+    let chunks = store.read_stream(job_id, StreamKind::Results, from, None)?;
+    let (tail, _) = bytes_from(chunks, from);
+    let parsed = decode_tail(&tail, from);
+    if parsed.consumed == 0 && parsed.problem.is_none() {
+        return Ok(None);
+    }
+    let to = from + parsed.consumed as u64;
+    let recorded = store.record_parsed_results(
+        job_id,
+        from,
+        to,
+        &parsed.updates,
+        parsed.problem.as_deref(),
+    )?;
+    Ok(parsed.problem.filter(|_| recorded))
+}
+
+/// Decodes the complete packets at the start of `tail` (which starts at byte `base` of the stream).
+pub(crate) fn decode_tail(tail: &[u8], base: u64) -> Parsed {
+    let mut decoder = Decoder::new();
+    let mut parsed = Parsed::default();
+    loop {
+        let rest = &tail[parsed.consumed..];
+        let (update, consumed) = match decoder.decode_ref(rest, false) {
+            DecodedRef::Event { event, .. } if event.test_id == Some(PARSER_TEST_ID) => {
+                let at = base + parsed.consumed as u64;
+                parsed.problem = Some(corruption(&mut decoder, at));
+                return parsed;
+            }
+            DecodedRef::Event { event, consumed } => (test_update(&event), consumed),
+            DecodedRef::NeedMore { .. } | DecodedRef::Empty => return parsed,
+        };
+        parsed.consumed += consumed;
+        parsed.updates.extend(update);
+    }
+}
+
+/// The reason for the malformed packet the decoder just reported: its next event carries the parser's message.
+fn corruption(decoder: &mut Decoder, at: u64) -> String {
+    let message = match decoder.decode_ref(&[], false) {
+        DecodedRef::Event { event, .. } => event
+            .file
+            .map(|file| String::from_utf8_lossy(file.content).into_owned()),
+        _ => None,
+    };
+    format!(
+        "the subunit results stream is corrupt at byte {at}: {}; per-test results stop there",
+        message.as_deref().unwrap_or("malformed packet")
+    )
+}
+
+/// The test event an event carries: a test id with a status other than `exists` (a listing, not a run).
+fn test_update(event: &EventRef<'_>) -> Option<TestUpdate> {
+    let test_id = event.test_id?;
+    let status = event.status.filter(|status| *status != Status::Exists)?;
+    Some(TestUpdate {
+        test_id: test_id.to_owned(),
+        status: status.as_str().to_owned(),
+        at: event.timestamp.and_then(|at| {
+            let micros = i64::from(at.seconds) * 1_000_000 + i64::from(at.nanos / 1_000);
+            jiff::Timestamp::from_microsecond(micros).ok()
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proctor_subunit::{encode, Event, Timestamp};
+
+    fn packet(test_id: &str, status: Status, second: u32) -> Vec<u8> {
+        let event = Event {
+            test_id: Some(test_id.into()),
+            status: Some(status),
+            timestamp: Some(Timestamp::new(second, 0)),
+            ..Event::default()
+        };
+        let mut bytes = Vec::new();
+        encode(&event, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_packet_cut_short_waits_for_its_rest() {
+        let mut stream = packet("t.a", Status::InProgress, 10);
+        let first_len = stream.len();
+        stream.extend(packet("t.a", Status::Success, 12));
+        let parsed = decode_tail(&stream[..first_len + 3], 0);
+        assert_eq!(parsed.consumed, first_len);
+        assert_eq!(parsed.updates.len(), 1);
+        assert_eq!(parsed.updates[0].status, "inprogress");
+        let parsed = decode_tail(&stream[first_len..], first_len as u64);
+        assert_eq!(parsed.consumed, stream.len() - first_len);
+        assert_eq!(parsed.updates[0].status, "success");
+        assert_eq!(parsed.problem, None);
+    }
+
+    #[test]
+    fn a_corrupt_packet_stops_the_parse_where_it_starts() {
+        let mut stream = packet("t.a", Status::Success, 10);
+        let good = stream.len();
+        let mut bad = packet("t.b", Status::Fail, 11);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        stream.extend(bad);
+        let parsed = decode_tail(&stream, 100);
+        assert_eq!(parsed.consumed, good);
+        assert_eq!(parsed.updates.len(), 1);
+        let problem = parsed.problem.unwrap();
+        assert!(
+            problem.contains(&format!("byte {}", 100 + good)),
+            "{problem}"
+        );
+    }
+}
