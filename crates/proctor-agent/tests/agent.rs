@@ -669,7 +669,7 @@ fn a_recipe_runs_its_script_with_the_options_and_the_proctor_environment() {
     }
 }
 
-/// Needs the server's half (job tokens): every phase gets `PROCTOR_TOKEN`, a token that works for its job.
+/// Every phase gets `PROCTOR_TOKEN`, a token that works for its own job while it runs (and for nothing else).
 #[test]
 fn phases_get_a_token_that_reads_their_own_job() {
     let setup = LabSetup {
@@ -679,9 +679,13 @@ fn phases_get_a_token_that_reads_their_own_job() {
     let lab = Lab::start_with(setup, |config| {
         config.setup_command = Some("echo \"setup token:${PROCTOR_TOKEN:-none}\"".into());
     });
-    let id = lab.submit(
-        "job_queue: local\ntest_data:\n  test_cmds: echo \"test token:${PROCTOR_TOKEN:-none}\"\n",
-    );
+    let read_own_job = "python3 -c 'import json, os, urllib.request as u; \
+        r = u.Request(os.environ[\"PROCTOR_SERVER\"] + \"/api/v1/jobs/\" + os.environ[\"PROCTOR_JOB_ID\"], \
+        headers={\"Authorization\": \"Bearer \" + os.environ[\"PROCTOR_TOKEN\"]}); \
+        print(\"own job is\", json.load(u.urlopen(r))[\"state\"])'";
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds:\n    - echo \"test token:${{PROCTOR_TOKEN:-none}}\"\n    - {read_own_job:?}\n"
+    ));
     let job = lab.wait_for_end(&id);
     assert_eq!(state(&job), "passed", "{job:?}");
     let log = lab.log(&id);
@@ -692,8 +696,14 @@ fn phases_get_a_token_that_reads_their_own_job() {
     assert_eq!(tokens.len(), 2, "{log}");
     assert_eq!(tokens[0], tokens[1], "{log}");
     assert_ne!(tokens[0], "none", "{log}");
+    assert!(log.contains("own job is running"), "{log}");
     let scoped = Client::new(&lab.base, Some(tokens[0])).unwrap();
-    assert_eq!(scoped.job(&id).unwrap().job.id, id);
+    let after_end = scoped.job(&id).unwrap_err();
+    assert_eq!(
+        after_end.status().map(|s| s.as_u16()),
+        Some(403),
+        "{after_end}"
+    );
 }
 
 #[test]

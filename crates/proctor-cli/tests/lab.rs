@@ -652,7 +652,11 @@ fn results_come_as_a_table_subunit_and_junit() {
     let junit = lab.dir.path().join("report.xml");
     let (code, _, err) = lab.run(&["results", id, "--junit", &junit.display().to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert!(std::fs::read_to_string(junit).unwrap().contains("demo.ok"));
+    let xml = std::fs::read_to_string(junit).unwrap();
+    assert!(
+        xml.contains(r#"<testcase name="ok" classname="demo""#),
+        "{xml}"
+    );
 }
 
 #[test]
