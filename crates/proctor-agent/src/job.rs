@@ -14,9 +14,9 @@ use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 
 use proctor_api::{ClaimedJob, StreamKind};
+use proctor_archive::{pack_directory, ArchiveError, Layout};
 use proctor_client::ClientError;
 
-use crate::archive::{pack_artifacts, unpack_attachments, Packed};
 use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
@@ -353,22 +353,29 @@ impl JobRun<'_, '_> {
             .api
             .download_attachments(&self.job_id)
             .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
-        unpack_attachments(archive.as_slice(), &self.work_dir.join(ATTACHMENTS_DIR))
-            .map_err(|error| error.to_string())
+        let destination = self.work_dir.join(ATTACHMENTS_DIR);
+        proctor_archive::unpack(archive.as_slice(), &destination, Layout::UnderPhases)
+            .map_err(|error| format!("the attachments could not be unpacked: {error}"))
     }
 
     /// Packs and uploads the artifacts directory, if it holds anything; a note for the job's reason when they
     /// could not be uploaded (the verdict stays what the phases made it).
     fn upload_artifacts(&mut self) -> Option<String> {
         let cap = self.context.settings.artifacts_cap;
-        let problem = match pack_artifacts(&self.work_dir.join(ARTIFACTS_DIR), cap) {
-            Ok(Packed::Nothing) => return None,
-            Ok(Packed::OverCap(cap)) => format!(
+        let problem = match pack_directory(&self.work_dir.join(ARTIFACTS_DIR), cap) {
+            Ok(None) => return None,
+            Err(ArchiveError::OverCap { cap }) => format!(
                 "the artifacts were not uploaded: packed, they are larger than the agent's cap of {cap} bytes"
             ),
-            Ok(Packed::Archive(archive)) => {
-                let size = archive.len();
-                match self.send_artifacts(archive) {
+            Ok(Some(packed)) => {
+                for skipped in &packed.skipped {
+                    self.log.note(&format!(
+                        "left {} out of the artifacts: only files and directories are uploaded",
+                        skipped.display()
+                    ));
+                }
+                let size = packed.bytes.len();
+                match self.send_artifacts(packed.bytes) {
                     Ok(()) => {
                         self.log
                             .note(&format!("uploaded the artifacts ({size} bytes packed)"));

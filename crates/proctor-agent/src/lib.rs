@@ -55,7 +55,6 @@
 //! # Ok::<(), proctor_agent::AgentError>(())
 //! ```
 
-mod archive;
 mod client;
 mod control;
 mod error;

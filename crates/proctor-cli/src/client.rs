@@ -253,7 +253,7 @@ pub fn artifacts(remote: &Remote, job_id: &str, output: &Path) -> Result<u8, Cli
         .ok_or_else(|| CliError::NoArtifacts {
             job: job_id.to_owned(),
         })?;
-    archive::unpack_safely(&tar_gz[..], output)?;
+    proctor_archive::unpack(&tar_gz[..], output, proctor_archive::Layout::Any)?;
     eprintln!(
         "unpacked job {job_id}'s artifacts into {}",
         output.display()

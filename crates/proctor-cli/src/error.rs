@@ -135,28 +135,15 @@ pub enum CliError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A tar.gz could not be made or unpacked.
-    #[error("cannot {what}")]
-    #[diagnostic(code(proctor::archive))]
-    Archive {
-        /// What was being done, naming the file or directory.
-        what: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// An archive from the server holds an entry that could land outside the target directory.
-    #[error("refusing the artifact entry {entry:?}: {why}")]
+    /// A tar.gz could not be made or unpacked, or holds an entry that could land outside its directory.
+    #[error("{0}")]
     #[diagnostic(
-        code(proctor::unsafe_archive),
-        help("the entries before it were unpacked; nothing outside the directory was written")
+        code(proctor::archive),
+        help(
+            "only files and directories under relative paths without `..` are packed or unpacked"
+        )
     )]
-    UnsafeEntry {
-        /// The entry's path as stored.
-        entry: String,
-        /// Why it is refused.
-        why: &'static str,
-    },
+    Archive(#[from] proctor_archive::ArchiveError),
     /// The job ended without uploading artifacts.
     #[error("job {job} has no artifacts")]
     #[diagnostic(

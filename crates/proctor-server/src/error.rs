@@ -81,7 +81,7 @@ pub(crate) enum ApiError {
     },
     /// An uploaded tar.gz (attachments or artifacts) is unreadable or has an entry that may not be unpacked.
     #[error(transparent)]
-    InvalidArchive(#[from] crate::archive::ArchiveError),
+    InvalidArchive(#[from] proctor_archive::ArchiveError),
     /// The job exists but no artifacts were uploaded for it.
     #[error("job {0} has no artifacts (none were uploaded)")]
     NoArtifacts(String),

@@ -24,7 +24,6 @@
 //! ```
 
 mod api;
-mod archive;
 mod auth;
 mod dispatch;
 mod error;

@@ -1,5 +1,5 @@
 //! A job's files: the attachments its submitter uploads for the agent, and the artifacts the agent uploads at the
-//! end. Both are tar.gz archives, checked entry by entry before they are stored (see [`crate::archive`]).
+//! end. Both are tar.gz archives, checked entry by entry before they are stored (see [`proctor_archive`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -9,10 +9,10 @@ use jiff::Timestamp;
 use proctor_store::{Artifact, ArtifactContent, Role};
 
 use super::AppState;
-use crate::archive::{check_archive, Layout};
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use proctor_api::ErrorBody;
+use proctor_archive::{check, Layout};
 
 /// The name the packed artifacts are stored under among the job's artifacts.
 const ARTIFACTS_ARCHIVE: &str = "artifacts.tar.gz";
@@ -45,7 +45,7 @@ pub(crate) async fn upload_attachments(
     let job = state.store_call(move |store| store.job(&job_id)).await?;
     caller.require_submitter_or_admin(&job)?;
     let archive = body.clone();
-    tokio::task::spawn_blocking(move || check_archive(&archive, Layout::UnderPhases)).await??;
+    tokio::task::spawn_blocking(move || check(&archive, Layout::UnderPhases)).await??;
     state
         .store_call(move |store| store.store_attachments(&id, &body, Timestamp::now()))
         .await?;
@@ -104,7 +104,7 @@ pub(crate) async fn upload_artifacts(
         .require_on_job(&state, &id, &[Role::Agent], JobToken::Allowed)
         .await?;
     let archive = body.clone();
-    tokio::task::spawn_blocking(move || check_archive(&archive, Layout::Any)).await??;
+    tokio::task::spawn_blocking(move || check(&archive, Layout::Any)).await??;
     let artifact = Artifact {
         name: ARTIFACTS_ARCHIVE.to_owned(),
         size: body.len() as u64,

@@ -1,0 +1,342 @@
+//! The tar.gz bundles a lab job moves, with one set of rules for every side: attachments are packed by the
+//! submitter, checked by the server and unpacked by the agent; artifacts are packed by the agent, checked by the
+//! server and unpacked by the client.
+//!
+//! Only regular files and directories travel, under relative paths without `..`: nothing in a bundle can land
+//! outside the directory it is unpacked into, and a symbolic link cannot carry a file from elsewhere on the packing
+//! machine (links are left out when packing and refused when checking or unpacking).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use proctor_job::Phase;
+use tar::{Archive, Builder, Entry, EntryType};
+
+/// What went wrong with a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The bytes are not a readable tar.gz.
+    #[error("not a readable tar.gz: {0}")]
+    Unreadable(#[source] io::Error),
+    /// An entry breaks the rules; nothing after it was looked at.
+    #[error("archive entry {entry:?} is refused: {reason}")]
+    Refused {
+        /// The entry's path as stored.
+        entry: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// Packing grew past the cap.
+    #[error("the packed bundle is larger than the {cap}-byte cap")]
+    OverCap {
+        /// The cap, in bytes of tar.gz.
+        cap: u64,
+    },
+    /// A file could not be read or written.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How a bundle's paths are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Attachments: every file sits under a phase's directory (`test/data.txt`).
+    UnderPhases,
+    /// Artifacts: any relative layout.
+    Any,
+}
+
+/// Reads a whole bundle and checks every entry against the rules, writing nothing.
+pub fn check(tar_gz: &[u8], layout: Layout) -> Result<(), ArchiveError> {
+    let mut archive = Archive::new(GzDecoder::new(tar_gz));
+    for entry in archive.entries().map_err(ArchiveError::Unreadable)? {
+        let entry = entry.map_err(ArchiveError::Unreadable)?;
+        check_entry(&entry, layout)?;
+    }
+    // A truncated or trailing-garbage gzip only shows once the rest is read.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(ArchiveError::Unreadable)?;
+    Ok(())
+}
+
+/// Unpacks a bundle into `destination` (made if missing), checking each entry before it is written; stops at the
+/// first refused entry.
+pub fn unpack(tar_gz: impl Read, destination: &Path, layout: Layout) -> Result<(), ArchiveError> {
+    fs::create_dir_all(destination).map_err(|source| ArchiveError::Io {
+        what: "create",
+        path: destination.to_owned(),
+        source,
+    })?;
+    let mut archive = Archive::new(GzDecoder::new(tar_gz));
+    for entry in archive.entries().map_err(ArchiveError::Unreadable)? {
+        let mut entry = entry.map_err(ArchiveError::Unreadable)?;
+        if !check_entry(&entry, layout)? {
+            continue;
+        }
+        let unpacked = entry
+            .unpack_in(destination)
+            .map_err(|source| ArchiveError::Io {
+                what: "unpack into",
+                path: destination.to_owned(),
+                source,
+            })?;
+        if !unpacked {
+            return Err(refused(
+                &entry_name(&entry),
+                "it leads outside the destination",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A directory packed by [`pack_directory`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// The tar.gz.
+    pub bytes: Vec<u8>,
+    /// Entries left out because they are neither files nor directories (links, sockets, devices), relative to the
+    /// packed directory.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Packs the files and directories under `directory` into a tar.gz of at most `cap` bytes, paths relative to it;
+/// `None` when the directory is missing or empty. Links and special files are left out and listed.
+pub fn pack_directory(directory: &Path, cap: u64) -> Result<Option<Packed>, ArchiveError> {
+    let mut packer = Packer::new(cap);
+    let mut skipped = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    let mut any = false;
+    while let Some(relative) = pending.pop() {
+        let listing = match fs::read_dir(directory.join(&relative)) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !any => return Ok(None),
+            Err(source) => return Err(read_error(&directory.join(&relative), source)),
+        };
+        let mut names: Vec<_> = listing
+            .map(|entry| entry.map(|entry| entry.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|source| read_error(&directory.join(&relative), source))?;
+        names.sort();
+        for name in names {
+            any = true;
+            let inside = relative.join(name);
+            let path = directory.join(&inside);
+            let kind = fs::symlink_metadata(&path)
+                .map_err(|source| read_error(&path, source))?
+                .file_type();
+            if kind.is_dir() {
+                packer.add(&path, &inside)?;
+                pending.push(inside);
+            } else if kind.is_file() {
+                packer.add(&path, &inside)?;
+            } else {
+                skipped.push(inside);
+            }
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(Packed {
+        bytes: packer.finish()?,
+        skipped,
+    }))
+}
+
+/// Packs files and whole directories under the names given (`(source, name in the bundle)`), following links the
+/// way a user naming a file expects.
+pub fn pack_paths(entries: &[(PathBuf, PathBuf)]) -> Result<Vec<u8>, ArchiveError> {
+    let mut packer = Packer::new(u64::MAX);
+    packer.builder.follow_symlinks(true);
+    for (source, name) in entries {
+        let packed = if source.is_dir() {
+            packer.builder.append_dir_all(name, source)
+        } else {
+            packer.builder.append_path_with_name(source, name)
+        };
+        packed.map_err(|error| packing_error(source, error))?;
+    }
+    packer.finish()
+}
+
+/// A tar.gz being written into a capped buffer.
+struct Packer {
+    builder: Builder<GzEncoder<CappedBuffer>>,
+    cap: u64,
+}
+
+impl Packer {
+    fn new(cap: u64) -> Self {
+        let buffer = CappedBuffer {
+            bytes: Vec::new(),
+            cap,
+        };
+        let mut builder = Builder::new(GzEncoder::new(buffer, Compression::default()));
+        builder.follow_symlinks(false);
+        Packer { builder, cap }
+    }
+
+    /// Adds one file or directory (not its contents) at `name`.
+    fn add(&mut self, path: &Path, name: &Path) -> Result<(), ArchiveError> {
+        let cap = self.cap;
+        self.builder
+            .append_path_with_name(path, name)
+            .map_err(|error| {
+                over_cap(error, cap).unwrap_or_else(|error| packing_error(path, error))
+            })
+    }
+
+    fn finish(self) -> Result<Vec<u8>, ArchiveError> {
+        let cap = self.cap;
+        self.builder
+            .into_inner()
+            .and_then(GzEncoder::finish)
+            .map(|buffer| buffer.bytes)
+            .map_err(|error| {
+                over_cap(error, cap).unwrap_or_else(|source| ArchiveError::Io {
+                    what: "finish the bundle",
+                    path: PathBuf::new(),
+                    source,
+                })
+            })
+    }
+}
+
+/// A buffer that refuses to grow past its cap, so an oversized directory stops packing early.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    cap: u64,
+}
+
+impl Write for CappedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if (self.bytes.len() + bytes.len()) as u64 > self.cap {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "over the cap"));
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The cap error when `error` is the capped buffer refusing to grow, else `error` back.
+fn over_cap(error: io::Error, cap: u64) -> Result<ArchiveError, io::Error> {
+    if error.kind() == io::ErrorKind::FileTooLarge {
+        Ok(ArchiveError::OverCap { cap })
+    } else {
+        Err(error)
+    }
+}
+
+fn packing_error(path: &Path, source: io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        what: "pack",
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_error(path: &Path, source: io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        what: "read",
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Checks one entry; `false` for entries that carry no file (pax global headers) and are skipped.
+fn check_entry<R: Read>(entry: &Entry<'_, R>, layout: Layout) -> Result<bool, ArchiveError> {
+    let kind = entry.header().entry_type();
+    if kind.is_pax_global_extensions() {
+        return Ok(false);
+    }
+    let name = entry_name(entry);
+    if !(kind.is_file() || kind.is_dir()) {
+        let reason = format!(
+            "it is a {}; only regular files and directories are accepted",
+            kind_name(kind)
+        );
+        return Err(refused(&name, &reason));
+    }
+    let path = entry
+        .path()
+        .map_err(|_| refused(&name, "its path is not valid text"))?;
+    check_path(&path, kind.is_dir(), layout).map_err(|reason| refused(&name, &reason))?;
+    Ok(true)
+}
+
+fn entry_name<R: Read>(entry: &Entry<'_, R>) -> String {
+    String::from_utf8_lossy(&entry.path_bytes()).into_owned()
+}
+
+fn refused(entry: &str, reason: &str) -> ArchiveError {
+    ArchiveError::Refused {
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn check_path(path: &Path, is_dir: bool, layout: Layout) -> Result<(), String> {
+    let mut normal = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => {
+                return Err("the path is absolute".to_owned())
+            }
+            Component::ParentDir => return Err("the path has a `..` component".to_owned()),
+            Component::CurDir => {}
+            Component::Normal(part) => normal.push(part),
+        }
+    }
+    let Some(first) = normal.first() else {
+        return if is_dir {
+            Ok(())
+        } else {
+            Err("the path is empty".to_owned())
+        };
+    };
+    if layout == Layout::UnderPhases {
+        let first = first.to_string_lossy();
+        if !Phase::ALL.iter().any(|phase| phase.as_str() == first) {
+            let phases: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
+            return Err(format!(
+                "attachments go under a phase's directory ({}), not {first:?}",
+                phases.join(", ")
+            ));
+        }
+        if normal.len() == 1 && !is_dir {
+            return Err(
+                "a file must be inside the phase's directory, like test/data.txt".to_owned(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A name for an entry type people recognise.
+fn kind_name(kind: EntryType) -> &'static str {
+    match kind {
+        EntryType::Symlink => "symbolic link",
+        EntryType::Link => "hard link",
+        EntryType::Char => "character device",
+        EntryType::Block => "block device",
+        EntryType::Fifo => "FIFO",
+        EntryType::GNUSparse => "sparse file",
+        _ => "special entry",
+    }
+}
