@@ -20,8 +20,9 @@ use proctor_api::{
 use proctor_job::Phase;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The header a stream read carries with the offset to read from next.
 pub const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
@@ -150,6 +151,48 @@ impl Client {
         format!("{}/api/v1{path}", self.base)
     }
 
+    /// One request with an optional JSON body, answered with JSON.
+    fn call<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        json(Call::new(
+            what,
+            &url,
+            self.request(method, &url, body),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    /// One request with an optional JSON body, answered with nothing to read.
+    fn call_empty(
+        &self,
+        what: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        empty(Call::new(
+            what,
+            &url,
+            self.request(method, &url, body),
+            REQUEST_TIMEOUT,
+        ))
+    }
+
+    fn request(&self, method: Method, url: &str, body: Option<&impl Serialize>) -> RequestBuilder {
+        let request = self.http.request(method, url);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+    }
+
     // --- jobs, for users ---
 
     /// Submits a job definition (YAML or JSON, told apart by the server). A queue no agent ever served is refused
@@ -192,13 +235,12 @@ impl Client {
 
     /// One job with its phases.
     pub fn job(&self, job_id: &str) -> Result<JobDetail, ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}"));
-        json(Call::new(
+        self.call(
             "reading the job",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::GET,
+            &format!("/jobs/{job_id}"),
+            None::<&()>,
+        )
     }
 
     /// Jobs, newest first, optionally of one queue and in one state.
@@ -229,13 +271,12 @@ impl Client {
 
     /// Cancels a job: at once if it has not started, through its agent if it runs.
     pub fn cancel(&self, job_id: &str) -> Result<CancelView, ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}/cancel"));
-        json(Call::new(
+        self.call(
             "cancelling the job",
-            &url,
-            self.http.post(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::POST,
+            &format!("/jobs/{job_id}/cancel"),
+            None::<&()>,
+        )
     }
 
     /// Reads one of a job's streams from `from` (only `phase`'s chunks, if given), waiting up to `wait` for bytes
@@ -277,13 +318,12 @@ impl Client {
 
     /// The job's per-test results as parsed so far.
     pub fn tests(&self, job_id: &str) -> Result<Vec<TestResultView>, ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}/tests"));
-        json(Call::new(
+        self.call(
             "reading the job's test results",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::GET,
+            &format!("/jobs/{job_id}/tests"),
+            None::<&()>,
+        )
     }
 
     /// The job's artifacts as the agent packed them (tar.gz), or `None` when it uploaded none.
@@ -313,79 +353,57 @@ impl Client {
 
     /// The queues with what waits on them.
     pub fn queues(&self) -> Result<Vec<QueueView>, ClientError> {
-        let url = self.url("/queues");
-        json(Call::new(
-            "listing queues",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+        self.call("listing queues", Method::GET, "/queues", None::<&()>)
     }
 
     /// The agents and their states.
     pub fn agents(&self) -> Result<Vec<AgentView>, ClientError> {
-        let url = self.url("/agents");
-        json(Call::new(
-            "listing agents",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+        self.call("listing agents", Method::GET, "/agents", None::<&()>)
     }
 
     /// Stores (or replaces) a recipe.
     pub fn put_recipe(&self, name: &str, recipe: &NewRecipe) -> Result<RecipeView, ClientError> {
-        let url = self.url(&format!("/recipes/{name}"));
-        json(Call::new(
+        self.call(
             "storing the recipe",
-            &url,
-            self.http.put(&url).json(recipe),
-            REQUEST_TIMEOUT,
-        ))
+            Method::PUT,
+            &format!("/recipes/{name}"),
+            Some(recipe),
+        )
     }
 
     /// Every recipe.
     pub fn recipes(&self) -> Result<Vec<RecipeView>, ClientError> {
-        let url = self.url("/recipes");
-        json(Call::new(
-            "listing recipes",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+        self.call("listing recipes", Method::GET, "/recipes", None::<&()>)
     }
 
     /// One recipe.
     pub fn recipe(&self, name: &str) -> Result<RecipeView, ClientError> {
-        let url = self.url(&format!("/recipes/{name}"));
-        json(Call::new(
+        self.call(
             "reading the recipe",
-            &url,
-            self.http.get(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::GET,
+            &format!("/recipes/{name}"),
+            None::<&()>,
+        )
     }
 
     /// Removes a recipe.
     pub fn remove_recipe(&self, name: &str) -> Result<(), ClientError> {
-        let url = self.url(&format!("/recipes/{name}"));
-        empty(Call::new(
+        self.call_empty(
             "removing the recipe",
-            &url,
-            self.http.delete(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::DELETE,
+            &format!("/recipes/{name}"),
+            None::<&()>,
+        )
     }
 
     /// Makes a job of a recipe.
     pub fn start_recipe(&self, name: &str, start: &StartRecipe) -> Result<JobView, ClientError> {
-        let url = self.url(&format!("/recipes/{name}/start"));
-        json(Call::new(
+        self.call(
             "starting the recipe",
-            &url,
-            self.http.post(&url).json(start),
-            REQUEST_TIMEOUT,
-        ))
+            Method::POST,
+            &format!("/recipes/{name}/start"),
+            Some(start),
+        )
     }
 
     // --- for agents ---
@@ -396,13 +414,12 @@ impl Client {
         agent_id: &str,
         registration: &RegisterAgent,
     ) -> Result<AgentView, ClientError> {
-        let url = self.url(&format!("/agents/{agent_id}"));
-        json(Call::new(
+        self.call(
             "registering the agent",
-            &url,
-            self.http.post(&url).json(registration),
-            REQUEST_TIMEOUT,
-        ))
+            Method::POST,
+            &format!("/agents/{agent_id}"),
+            Some(registration),
+        )
     }
 
     /// Waits up to `wait` for a job on `queues`; `None` when none came.
@@ -450,13 +467,12 @@ impl Client {
 
     /// Records that a phase of a job started.
     pub fn start_phase(&self, job_id: &str, phase: Phase) -> Result<(), ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}/phases/{phase}/start"));
-        empty(Call::new(
+        self.call_empty(
             "reporting a phase start",
-            &url,
-            self.http.post(&url),
-            REQUEST_TIMEOUT,
-        ))
+            Method::POST,
+            &format!("/jobs/{job_id}/phases/{phase}/start"),
+            None::<&()>,
+        )
     }
 
     /// Records that a phase of a job ended with `exit_status`.
