@@ -20,10 +20,12 @@ pub(crate) struct Parsed {
 }
 
 /// Parses whatever complete packets arrived in the job's results stream since the last parse and records their
-/// test events. Returns the problem when this parse found the stream corrupt.
+/// test events. `at_end` says the stream is complete (the job ended), so a packet cut short there is corrupt
+/// rather than waiting for its rest. Returns the problem when this parse found the stream corrupt.
 pub(crate) fn parse_new_results(
     store: &dyn Store,
     job_id: &str,
+    at_end: bool,
 ) -> Result<Option<String>, StoreError> {
     let progress = store.results_progress(job_id)?;
     if progress.problem.is_some() {
@@ -32,7 +34,7 @@ pub(crate) fn parse_new_results(
     let from = progress.parsed_offset;
     let chunks = store.read_stream(job_id, StreamKind::Results, from, None)?;
     let (tail, _) = bytes_from(chunks, from);
-    let parsed = decode_tail(&tail, from);
+    let parsed = decode_tail(&tail, from, at_end);
     if parsed.consumed == 0 && parsed.problem.is_none() {
         return Ok(None);
     }
@@ -47,13 +49,14 @@ pub(crate) fn parse_new_results(
     Ok(parsed.problem.filter(|_| recorded))
 }
 
-/// Decodes the complete packets at the start of `tail` (which starts at byte `base` of the stream).
-pub(crate) fn decode_tail(tail: &[u8], base: u64) -> Parsed {
+/// Decodes the complete packets at the start of `tail` (which starts at byte `base` of the stream); with `at_end`,
+/// a partial packet at its end is corrupt.
+pub(crate) fn decode_tail(tail: &[u8], base: u64, at_end: bool) -> Parsed {
     let mut decoder = Decoder::new();
     let mut parsed = Parsed::default();
     loop {
         let rest = &tail[parsed.consumed..];
-        let (update, consumed) = match decoder.decode_ref(rest, false) {
+        let (update, consumed) = match decoder.decode_ref(rest, at_end) {
             DecodedRef::Event { event, .. } if event.test_id == Some(PARSER_TEST_ID) => {
                 let at = base + parsed.consumed as u64;
                 parsed.problem = Some(corruption(&mut decoder, at));
@@ -117,11 +120,11 @@ mod tests {
         let mut stream = packet("t.a", Status::InProgress, 10);
         let first_len = stream.len();
         stream.extend(packet("t.a", Status::Success, 12));
-        let parsed = decode_tail(&stream[..first_len + 3], 0);
+        let parsed = decode_tail(&stream[..first_len + 3], 0, false);
         assert_eq!(parsed.consumed, first_len);
         assert_eq!(parsed.updates.len(), 1);
         assert_eq!(parsed.updates[0].status, "inprogress");
-        let parsed = decode_tail(&stream[first_len..], first_len as u64);
+        let parsed = decode_tail(&stream[first_len..], first_len as u64, false);
         assert_eq!(parsed.consumed, stream.len() - first_len);
         assert_eq!(parsed.updates[0].status, "success");
         assert_eq!(parsed.problem, None);
@@ -135,7 +138,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         stream.extend(bad);
-        let parsed = decode_tail(&stream, 100);
+        let parsed = decode_tail(&stream, 100, false);
         assert_eq!(parsed.consumed, good);
         assert_eq!(parsed.updates.len(), 1);
         let problem = parsed.problem.unwrap();

@@ -853,6 +853,47 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
 }
 
 #[tokio::test]
+async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let whole = subunit("demo.a", proctor_subunit::Status::Success, 100);
+    let mut stream = whole.clone();
+    stream.extend_from_slice(&subunit("demo.b", proctor_subunit::Status::Fail, 101)[..5]);
+    let results = server.url(&format!("/api/v1/jobs/{id}/results"));
+    let (status, _) = send(
+        server
+            .client
+            .put(format!("{results}?offset=0"))
+            .body(stream),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert!(
+        detail.get("results_problem").is_none(),
+        "a partial packet waits for its rest while the job runs: {detail}"
+    );
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done", "agent_id": "a1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    let problem = detail["results_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains(&format!("corrupt at byte {}", whole.len())),
+        "{detail}"
+    );
+    let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_corrupt_results_stream_is_kept_and_its_parsing_stops_with_the_reason() {
     let server = TestServer::start(|_| {}).await;
     let id = server.submit_local_job().await;

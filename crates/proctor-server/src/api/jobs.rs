@@ -297,6 +297,7 @@ pub(crate) async fn finish_job(
         })
         .await?;
     state.metrics.count_job_ended(final_state.as_str());
+    super::streams::parse_results(&state, &job.id, true).await;
     state.wakers.wake_job(&job.id);
     Ok(Json(job.into_view()))
 }

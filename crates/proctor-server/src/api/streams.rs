@@ -100,19 +100,19 @@ async fn upload(
         })
         .await?;
     if stream == StreamKind::Results {
-        parse_results(&state, &job_id).await;
+        parse_results(&state, &job_id, false).await;
     }
     state.wakers.wake_job(&job_id);
     Ok(Json(UploadAck { end_offset }))
 }
 
-/// Parses what arrived of the job's results. The upload is answered as stored whatever happens here: a failed
-/// parse is retried by the next upload, and a corrupt stream is recorded on the job (and said on the server's
-/// standard error, for its operator).
-async fn parse_results(state: &AppState, job_id: &str) {
+/// Parses what arrived of the job's results (`at_end`: all of them, the job has ended). The upload is answered as
+/// stored whatever happens here: a failed parse is retried by the next upload, and a corrupt stream is recorded on
+/// the job (and said on the server's standard error, for its operator).
+pub(crate) async fn parse_results(state: &AppState, job_id: &str, at_end: bool) {
     let id = job_id.to_owned();
     match state
-        .store_call(move |store| results::parse_new_results(store, &id))
+        .store_call(move |store| results::parse_new_results(store, &id, at_end))
         .await
     {
         Ok(None) => {}
