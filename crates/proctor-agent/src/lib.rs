@@ -101,7 +101,8 @@ pub struct AgentSettings {
     pub drain_limit: Duration,
     /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
     pub cleanup_allowance: Duration,
-    /// The largest packed (tar.gz) artifacts upload; a job whose artifacts pack larger uploads none (256 MiB).
+    /// The largest packed (tar.gz) artifacts upload; a job whose artifacts pack larger uploads none (the server's
+    /// default body limit, [`proctor_api::DEFAULT_MAX_UPLOAD_BYTES`]).
     pub artifacts_cap: u64,
 }
 
@@ -113,7 +114,7 @@ impl Default for AgentSettings {
             grace: Duration::from_secs(10),
             drain_limit: Duration::from_secs(60),
             cleanup_allowance: Duration::from_secs(5 * 60),
-            artifacts_cap: 256 * 1024 * 1024,
+            artifacts_cap: proctor_api::DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }

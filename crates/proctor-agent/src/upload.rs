@@ -16,7 +16,7 @@ use proctor_job::Phase;
 use proctor_api::StreamKind;
 use proctor_client::{Client, Upload};
 
-/// The most bytes sent in one request (well under the server's default 16 MiB body limit).
+/// The most bytes sent in one request (well under the server's default 64 MiB body limit).
 const MAX_CHUNK: u64 = 1024 * 1024;
 /// How often the file is looked at when nobody says it grew (the results file is written by a phase).
 const POLL: Duration = Duration::from_millis(100);

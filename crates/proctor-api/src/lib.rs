@@ -9,3 +9,7 @@ mod views;
 
 pub use states::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
 pub use views::*;
+
+/// The largest request body a server takes by default (a log chunk, a job, a bundle of attachments or artifacts),
+/// and so the largest artifacts bundle an agent packs by default: 64 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024;

@@ -36,7 +36,7 @@ pub struct ServerConfig {
     pub reap_interval: Duration,
     /// How long an agent may stay silent before it is shown offline (one lease by default).
     pub agent_offline_after: Duration,
-    /// The largest request body accepted; larger ones get 413 (16 MiB).
+    /// The largest request body accepted; larger ones get 413 ([`proctor_api::DEFAULT_MAX_UPLOAD_BYTES`], 64 MiB).
     pub max_body_bytes: usize,
 }
 
@@ -51,7 +51,7 @@ impl ServerConfig {
             lease,
             reap_interval: Duration::from_secs(1),
             agent_offline_after: lease,
-            max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes: proctor_api::DEFAULT_MAX_UPLOAD_BYTES as usize,
         }
     }
 }
