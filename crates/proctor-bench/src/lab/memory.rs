@@ -1,7 +1,9 @@
 //! Server memory under long polls: the server runs in a process of its own (`proctor-bench lab serve`, this binary
 //! again) so its memory can be read from `/proc/PID/status`. 1 000 agent ids are registered, then all claim at once
 //! with a 25 s wait, from async clients in this process; the server's VmRSS and VmHWM while it holds them are set
-//! against the same server idle (the agents registered, nothing held).
+//! against the same server idle (the agents registered, nothing held). Twice, each time on a fresh server: with
+//! the claims sent all at once (as after a server restart), and paced, 10 every 10 ms (agents arriving over a
+//! second), which tells the cost of a held claim apart from the cost of the burst.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -77,31 +79,45 @@ struct Readings {
     held_later: Memory,
 }
 
+/// How the claims reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    AllAtOnce,
+    /// [`PACED_BATCH`] claims every [`PACED_EVERY`].
+    Paced,
+}
+
+const PACED_BATCH: usize = 10;
+const PACED_EVERY: Duration = Duration::from_millis(10);
+
 /// Measures and prints the memory table.
 pub(super) fn bench() -> Result<(), LabBenchError> {
     println!("\nmemory: the server (a process of its own) holding {HELD} long-polling claims");
-    let scratch = tempfile::tempdir().map_err(|source| LabBenchError::Io {
-        action: "creating a scratch directory in",
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let server = ServerProcess::start(&scratch.path().join("server"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(LabBenchError::Runtime)?;
-    let readings = runtime.block_on(measure(&server))?;
-    print_table(&readings);
+    print_header();
+    for arrival in [Arrival::AllAtOnce, Arrival::Paced] {
+        let scratch = tempfile::tempdir().map_err(|source| LabBenchError::Io {
+            action: "creating a scratch directory in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let server = ServerProcess::start(&scratch.path().join("server"))?;
+        let readings = runtime.block_on(measure(&server, arrival))?;
+        print_rows(arrival, &readings);
+    }
     Ok(())
 }
 
 /// Registers the agents, reads the idle server, holds every claim, reads it again; checks every claim was held.
-async fn measure(server: &ServerProcess) -> Result<Readings, LabBenchError> {
+async fn measure(server: &ServerProcess, arrival: Arrival) -> Result<Readings, LabBenchError> {
     register_agents(&server.base).await?;
     tokio::time::sleep(SETTLE).await;
     let idle = server.memory()?;
     let idle_fds = server.open_files()?;
-    let claims = start_claims(&server.base)?;
+    let claims = start_claims(&server.base, arrival).await?;
     wait_for_connections(server, idle_fds + HELD).await?;
     tokio::time::sleep(SETTLE).await;
     let held = server.memory()?;
@@ -154,8 +170,8 @@ fn http_client() -> Result<reqwest::Client, LabBenchError> {
 /// How one held claim ended: its status and how long after it was sent.
 type ClaimEnd = Result<(usize, u16, Duration), LabBenchError>;
 
-/// Sends every claim at once; each is answered when its wait ends.
-fn start_claims(base: &str) -> Result<JoinSet<ClaimEnd>, LabBenchError> {
+/// Sends every claim as `arrival` says; each is answered when its wait ends.
+async fn start_claims(base: &str, arrival: Arrival) -> Result<JoinSet<ClaimEnd>, LabBenchError> {
     let http = http_client()?;
     let body = ClaimRequest {
         queues: vec![QUEUE.to_owned()],
@@ -163,6 +179,9 @@ fn start_claims(base: &str) -> Result<JoinSet<ClaimEnd>, LabBenchError> {
     };
     let mut claims = JoinSet::new();
     for index in 0..HELD {
+        if arrival == Arrival::Paced && index > 0 && index % PACED_BATCH == 0 {
+            tokio::time::sleep(PACED_EVERY).await;
+        }
         let request = http
             .post(format!("{base}/api/v1/agents/{}/claim", agent_id(index)))
             .json(&body);
@@ -212,7 +231,14 @@ async fn check_every_claim_was_held(mut claims: JoinSet<ClaimEnd>) -> Result<(),
     Ok(())
 }
 
-fn print_table(readings: &Readings) {
+fn print_header() {
+    println!(
+        "\n| server memory | VmRSS | VmHWM | threads | **VmRSS / idle** | VmRSS per held claim |\n\
+         |---|---|---|---|---|---|"
+    );
+}
+
+fn print_rows(arrival: Arrival, readings: &Readings) {
     let idle = readings.idle;
     let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     let row = |name: &str, memory: Memory| {
@@ -225,28 +251,23 @@ fn print_table(readings: &Readings) {
             memory.rss.saturating_sub(idle.rss) as f64 / HELD as f64
         );
     };
-    println!(
-        "\n| server memory | VmRSS | VmHWM | threads | **VmRSS / idle** | VmRSS per held claim |\n\
-         |---|---|---|---|---|---|"
-    );
-    row(
-        &format!("idle ({HELD} agents registered, nothing held)"),
-        idle,
-    );
-    row(
-        &format!(
-            "holding {HELD} claims, {} s after they came",
-            SETTLE.as_secs()
-        ),
-        readings.held,
-    );
-    row(
-        &format!(
-            "holding {HELD} claims, {} s after they came",
-            (SETTLE + AFTER_BURST).as_secs()
-        ),
-        readings.held_later,
-    );
+    let how = match arrival {
+        Arrival::AllAtOnce => "sent all at once".to_owned(),
+        Arrival::Paced => format!("paced, {PACED_BATCH} every {} ms", PACED_EVERY.as_millis()),
+    };
+    row(&format!("idle ({HELD} agents registered)"), idle);
+    for (after, memory) in [
+        (SETTLE, readings.held),
+        (SETTLE + AFTER_BURST, readings.held_later),
+    ] {
+        row(
+            &format!(
+                "holding {HELD} claims {how}, {} s after the last arrived",
+                after.as_secs()
+            ),
+            memory,
+        );
+    }
 }
 
 /// The server running as `proctor-bench lab serve`, killed when dropped.
