@@ -9,7 +9,11 @@
 //!
 //! `proctor-bench run [--venv DIR] [PART...]` measures `proctor run`: see
 //! [`run`].
+//!
+//! `proctor-bench lab [PART...]` measures the lab service (server, agents,
+//! client): see [`lab`]. `proctor-bench lab serve` is its server process.
 
+mod lab;
 mod run;
 
 use std::env;
@@ -48,10 +52,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("lab") => {
+            let result = match args.get(1).map(String::as_str) {
+                Some("serve") => lab::serve(&args[2..]),
+                _ => lab::lab_bench(&args[1..]),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("proctor-bench lab: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
             eprintln!(
                 "usage: proctor-bench subunit [--venv DIR]\n       \
-                 proctor-bench run [--venv DIR] [makespan|overhead|python]..."
+                 proctor-bench run [--venv DIR] [makespan|overhead|python]...\n       \
+                 proctor-bench lab [dispatch|throughput|memory|tail]..."
             );
             ExitCode::from(2)
         }

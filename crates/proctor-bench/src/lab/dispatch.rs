@@ -1,0 +1,125 @@
+//! Dispatch latency: 10 idle agents long-polling, jobs submitted one at a time (each after the previous ended).
+//! A job's latency runs from just before its submit to the moment its test process printed `$EPOCHREALTIME`, read
+//! back from the job's log. Baseline, interleaved with the jobs: what that path cannot avoid, one HTTP round trip
+//! to the same server and spawning the same `bash` directly.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use super::fixture::Lab;
+use super::{marked_times, millis, ratio, since, verdict, LabBenchError, Latencies};
+
+/// Idle agents waiting on the queue.
+const AGENTS: usize = 10;
+/// Jobs measured (after one warm-up job).
+const JOBS: usize = 200;
+/// The word before the time the test process prints.
+const MARKER: &str = "started";
+/// How often the bench looks whether a job ended; between jobs only, so it is not in the measured path.
+const POLL: Duration = Duration::from_millis(5);
+/// The goals of issue 4.
+const GOAL_P50: Duration = Duration::from_millis(5);
+const GOAL_P99: Duration = Duration::from_millis(25);
+
+/// Measures and prints the dispatch table.
+pub(super) fn bench() -> Result<(), LabBenchError> {
+    println!("\ndispatch: {AGENTS} idle agents, {JOBS} jobs submitted one at a time");
+    let lab = Lab::start(AGENTS)?;
+    let measured = measure(&lab);
+    lab.stop()?;
+    let (dispatch, baseline) = measured?;
+    print_table(Latencies::of(dispatch), Latencies::of(baseline));
+    Ok(())
+}
+
+/// The latencies of the jobs and of the baseline, interleaved so drift in the machine's load hits both alike.
+fn measure(lab: &Lab) -> Result<(Vec<Duration>, Vec<Duration>), LabBenchError> {
+    // The first job pays for cold caches in the store and the agent; it is not what dispatch costs.
+    dispatch_once(lab)?;
+    let mut dispatch = Vec::with_capacity(JOBS);
+    let mut baseline = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS {
+        dispatch.push(dispatch_once(lab)?);
+        baseline.push(baseline_once(lab)?);
+    }
+    Ok((dispatch, baseline))
+}
+
+/// One job: submit, wait for its end, read when its test process started.
+fn dispatch_once(lab: &Lab) -> Result<Duration, LabBenchError> {
+    let submitted = SystemTime::now();
+    let job = lab.submit(&format!("echo {MARKER} $EPOCHREALTIME"))?;
+    lab.wait_until_passed(&job.id, POLL)?;
+    let log = lab.log(&job.id)?;
+    let started = marked_times(&log, MARKER).next();
+    let Some(started) = started else {
+        return Err(LabBenchError::NoTimestamp {
+            job_id: job.id,
+            marker: MARKER,
+            log,
+        });
+    };
+    Ok(since(submitted, started))
+}
+
+/// One HTTP round trip to the same server, then the job's command spawned directly.
+fn baseline_once(lab: &Lab) -> Result<Duration, LabBenchError> {
+    let script = format!("echo {MARKER} $EPOCHREALTIME");
+    let began = SystemTime::now();
+    lab.client.queues()?;
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| LabBenchError::Spawn {
+            program: "bash".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(LabBenchError::Failed {
+            command: format!("bash -c '{script}'"),
+            status: output.status,
+        });
+    }
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let started =
+        marked_times(&printed, MARKER)
+            .next()
+            .ok_or_else(|| LabBenchError::NoTimestamp {
+                job_id: "(baseline)".into(),
+                marker: MARKER,
+                log: printed.clone().into_owned(),
+            })?;
+    Ok(since(began, started))
+}
+
+fn print_table(dispatch: Latencies, baseline: Latencies) {
+    println!(
+        "\n| submit → test process started ({JOBS} jobs) | p50 | p99 | max |\n|---|---|---|---|"
+    );
+    println!(
+        "| proctor: submit, held claim woken, agent starts the phase | {} | {} | {} |",
+        millis(dispatch.p50),
+        millis(dispatch.p99),
+        millis(dispatch.max)
+    );
+    println!(
+        "| baseline: GET /api/v1/queues + `bash -c` spawned directly | {} | {} | {} |",
+        millis(baseline.p50),
+        millis(baseline.p99),
+        millis(baseline.max)
+    );
+    println!(
+        "| **proctor / baseline** | **{:.1}×** | **{:.1}×** | {:.1}× |",
+        ratio(dispatch.p50, baseline.p50),
+        ratio(dispatch.p99, baseline.p99),
+        ratio(dispatch.max, baseline.max)
+    );
+    println!(
+        "goal p50 ≤ {}: {}; goal p99 ≤ {}: {}",
+        millis(GOAL_P50),
+        verdict(dispatch.p50 <= GOAL_P50),
+        millis(GOAL_P99),
+        verdict(dispatch.p99 <= GOAL_P99)
+    );
+}

@@ -1,0 +1,188 @@
+//! Live log tail: one agent runs a job printing `tick $EPOCHREALTIME` every 50 ms while the bench follows its log
+//! with `read_stream` and a wait, as `proctor logs --follow` does; a line's latency runs from its print to the
+//! follower's read. Baseline: the same script run directly, its output read through a pipe.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use proctor_api::{JobState, StreamKind};
+
+use super::fixture::{require_passed, Lab, PATIENCE};
+use super::{marked_times, millis, ratio, since, verdict, LabBenchError, Latencies};
+
+/// Lines the job prints.
+const LINES: usize = 100;
+/// The word before each printed time.
+const MARKER: &str = "tick";
+/// How long one read may wait for new bytes.
+const WAIT: Duration = Duration::from_secs(5);
+/// Between reads when the server answers without waiting.
+const POLL: Duration = Duration::from_millis(10);
+/// The goal of issue 4.
+const GOAL: Duration = Duration::from_millis(250);
+
+/// The job's script: a line every 50 ms.
+fn script() -> String {
+    format!("for i in $(seq {LINES}); do\n  echo \"{MARKER} $EPOCHREALTIME\"\n  sleep 0.05\ndone")
+}
+
+/// What following the log found.
+struct Followed {
+    latencies: Vec<Duration>,
+    /// Whether the server held reads until bytes came (otherwise the bench polled every [`POLL`]).
+    server_waited: bool,
+}
+
+/// Measures and prints the tail table.
+pub(super) fn bench() -> Result<(), LabBenchError> {
+    println!("\ntail: one agent, a job printing a line every 50 ms ({LINES} lines), followed live");
+    let lab = Lab::start(1)?;
+    let measured = follow(&lab);
+    lab.stop()?;
+    let followed = measured?;
+    let baseline = read_through_pipe()?;
+    print_table(&followed, Latencies::of(baseline));
+    Ok(())
+}
+
+/// Submits the job and reads its log as it grows until the job ended and everything was read.
+fn follow(lab: &Lab) -> Result<Followed, LabBenchError> {
+    let job = lab.submit(&script())?;
+    let deadline = Instant::now() + PATIENCE;
+    let mut followed = Followed {
+        latencies: Vec::with_capacity(LINES),
+        server_waited: true,
+    };
+    let mut offset = 0;
+    let mut partial_line = Vec::new();
+    let mut saw_the_end = false;
+    loop {
+        let asked = Instant::now();
+        let wait = followed.server_waited.then_some(WAIT);
+        let read = lab
+            .client
+            .read_stream(&job.id, StreamKind::Log, offset, None, wait)?;
+        let arrived = SystemTime::now();
+        offset = read.next_offset;
+        if !read.bytes.is_empty() {
+            partial_line.extend_from_slice(&read.bytes);
+            followed.latencies.extend(
+                complete_lines_times(&mut partial_line).map(|printed| since(printed, arrived)),
+            );
+            continue;
+        }
+        // A server without the job-state header is asked separately.
+        let state = match read.job_state {
+            Some(state) => state,
+            None => lab.client.job(&job.id)?.job.state,
+        };
+        if state.is_final() {
+            // One more read after the end was seen: bytes stored between the read and the state are not lost.
+            if saw_the_end {
+                break;
+            }
+            saw_the_end = true;
+            continue;
+        }
+        let answered_at_once = asked.elapsed() < WAIT / 2;
+        if answered_at_once && state == JobState::Running {
+            // Nothing new while the job runs, yet no wait: the server ignores it.
+            followed.server_waited = false;
+        }
+        if Instant::now() > deadline {
+            return Err(LabBenchError::TimedOut {
+                what: format!("job {}'s log to end", job.id),
+                patience: PATIENCE,
+            });
+        }
+        if answered_at_once {
+            thread::sleep(POLL);
+        }
+    }
+    require_passed(lab.client.job(&job.id)?.job)?;
+    if followed.latencies.len() != LINES {
+        return Err(LabBenchError::NoTimestamp {
+            job_id: job.id.clone(),
+            marker: MARKER,
+            log: lab.log(&job.id)?,
+        });
+    }
+    Ok(followed)
+}
+
+/// The times on the complete lines at the start of `buffer`, which keeps only its unfinished last line.
+fn complete_lines_times(buffer: &mut Vec<u8>) -> impl Iterator<Item = SystemTime> {
+    let complete = match buffer.iter().rposition(|&byte| byte == b'\n') {
+        Some(end) => buffer.drain(..=end).collect(),
+        None => Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&complete).into_owned();
+    marked_times(&text, MARKER).collect::<Vec<_>>().into_iter()
+}
+
+/// The same script run directly, each line's latency from its print to the bench reading it from the pipe.
+fn read_through_pipe() -> Result<Vec<Duration>, LabBenchError> {
+    let spawn_error = |source| LabBenchError::Spawn {
+        program: "bash".into(),
+        source,
+    };
+    let mut child = Command::new("bash")
+        .args(["-c", &script()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let mut latencies = Vec::with_capacity(LINES);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(spawn_error)?;
+            let arrived = SystemTime::now();
+            latencies.extend(marked_times(&line, MARKER).map(|printed| since(printed, arrived)));
+        }
+    }
+    let status = child.wait().map_err(spawn_error)?;
+    if !status.success() || latencies.len() != LINES {
+        return Err(LabBenchError::Failed {
+            command: "bash -c <the tail script>".into(),
+            status,
+        });
+    }
+    Ok(latencies)
+}
+
+fn print_table(followed: &Followed, baseline: Latencies) {
+    let proctor = Latencies::of(followed.latencies.clone());
+    let how = if followed.server_waited {
+        "read_stream with a wait"
+    } else {
+        "the server ignored the wait: read_stream polled every 10 ms"
+    };
+    println!(
+        "\n| print → read by the follower ({LINES} lines) | p50 | p99 | max |\n|---|---|---|---|"
+    );
+    println!(
+        "| proctor: agent spool → upload → server → {how} | {} | {} | {} |",
+        millis(proctor.p50),
+        millis(proctor.p99),
+        millis(proctor.max)
+    );
+    println!(
+        "| baseline: the script's stdout read through a pipe | {} | {} | {} |",
+        millis(baseline.p50),
+        millis(baseline.p99),
+        millis(baseline.max)
+    );
+    println!(
+        "| **proctor / baseline** | **{:.0}×** | **{:.0}×** | {:.0}× |",
+        ratio(proctor.p50, baseline.p50),
+        ratio(proctor.p99, baseline.p99),
+        ratio(proctor.max, baseline.max)
+    );
+    println!(
+        "goal p99 ≤ {}: {}",
+        millis(GOAL),
+        verdict(proctor.p99 <= GOAL)
+    );
+}
