@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use proctor_events::{Sink, Summary};
@@ -420,11 +421,10 @@ impl JobRun<'_, '_> {
             return PhaseEnd::Limited(Limit::Time, 124);
         };
         self.log.begin_phase(phase);
-        if let Err(error) = self.context.client.api.start_phase(&self.job_id, phase) {
-            self.log.note(&format!(
-                "could not report the start of the {phase} phase: {error}"
-            ));
-        }
+        // Reported beside the phase rather than before it: the report is a round trip to the server that would
+        // otherwise sit between a claim and its process starting (the dispatch latency). It is awaited before the
+        // phase's end is reported, so the server sees them in order.
+        let start_report = self.report_phase_start(phase);
         let end = match self.phase_command(job, phase) {
             Ok(Some(command)) => self.supervise(
                 phase,
@@ -459,6 +459,14 @@ impl JobRun<'_, '_> {
             }
             PhaseEnd::NotStarted(_) => 127,
         };
+        let reported = start_report
+            .join()
+            .unwrap_or_else(|_| Err("the reporting thread panicked".to_owned()));
+        if let Err(error) = reported {
+            self.log.note(&format!(
+                "could not report the start of the {phase} phase: {error}"
+            ));
+        }
         if let Err(error) = self
             .context
             .client
@@ -470,6 +478,17 @@ impl JobRun<'_, '_> {
             ));
         }
         end
+    }
+
+    /// Reports the start of `phase` to the server on a thread of its own; join it for the outcome.
+    fn report_phase_start(&self, phase: Phase) -> JoinHandle<Result<(), String>> {
+        let client = self.context.client.api.clone();
+        let job_id = self.job_id.clone();
+        std::thread::spawn(move || {
+            client
+                .start_phase(&job_id, phase)
+                .map_err(|error| error.to_string())
+        })
     }
 
     /// The time `phase` may take: what is left of the job's global timeout. `cleanup` always gets at least the

@@ -10,8 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use proctor_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, STORE_SLOTS};
 use crate::dispatch::Wakers;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
@@ -106,6 +107,7 @@ impl Server {
             claim_hold: config.claim_hold,
             lease: config.lease,
             allow_open,
+            store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
         };
         let router = api::router(state.clone(), config.max_body_bytes);
         Ok(Server {

@@ -18,6 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
 use proctor_store::{Store, StoreError};
+use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -41,7 +42,14 @@ pub(crate) struct AppState {
     pub(crate) lease: Duration,
     /// Whether the API may run open when no token exists (the server listens on loopback).
     pub(crate) allow_open: bool,
+    /// Store calls allowed on the blocking pool at once (see [`STORE_SLOTS`]).
+    pub(crate) store_slots: Arc<Semaphore>,
 }
+
+/// How many store calls run at once. The store serialises its writes anyway; without a bound, a thousand
+/// long-polling claims arriving together each took a blocking thread (tokio makes up to 512), and the server kept
+/// their memory.
+pub(crate) const STORE_SLOTS: usize = 8;
 
 impl AppState {
     /// Runs a store operation on the blocking pool (the store is synchronous).
@@ -51,6 +59,8 @@ impl AppState {
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
+        // The semaphore is never closed, so acquiring only fails if that changes; then run unbounded.
+        let _slot = self.store_slots.acquire().await.ok();
         Ok(tokio::task::spawn_blocking(move || work(store.as_ref())).await??)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 
 use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
@@ -100,9 +100,14 @@ impl SqliteStore {
     }
 }
 
+/// How many prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 128;
+
 /// Sets the connection up: WAL so readers never block the writer, foreign keys enforced.
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement the store runs (rusqlite keeps 16 by default), so none is parsed twice.
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     // In WAL mode NORMAL loses no committed transaction when the process dies, only (possibly the last ones) when
@@ -117,13 +122,40 @@ fn lease_expiry(now: Timestamp, lease: Duration) -> i64 {
 }
 
 /// Converts a count or offset to the database's integer type.
+/// Statements through the connection's prepared-statement cache. The lab's hot paths (submit, claim, heartbeat,
+/// stream appends) run the same few statements over and over; parsing each anew showed in the dispatch profile.
+trait Cached {
+    /// [`Connection::execute`], prepared once per connection.
+    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+
+    /// [`Connection::query_row`], prepared once per connection.
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, read)
+    }
+}
+
 fn to_i64(what: &'static str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
 }
 
 fn job_in(connection: &Connection, job_id: &str) -> Result<Job> {
     connection
-        .query_row(
+        .query_row_cached(
             &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
             [job_id],
             job_row,
@@ -135,7 +167,7 @@ fn job_in(connection: &Connection, job_id: &str) -> Result<Job> {
 
 fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
     let exists: bool = connection
-        .query_row(
+        .query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
             [job_id],
             |row| row.get(0),
@@ -152,7 +184,7 @@ fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
 fn upsert_queue(connection: &Connection, name: &str, now: Timestamp, served: bool) -> Result<()> {
     let served_at = served.then(|| micros(now));
     connection
-        .execute(
+        .execute_cached(
             "INSERT INTO queues (name, created_at, first_served_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET first_served_at = COALESCE(queues.first_served_at, excluded.first_served_at)",
             params![name, micros(now), served_at],
@@ -164,7 +196,7 @@ fn upsert_queue(connection: &Connection, name: &str, now: Timestamp, served: boo
 /// Sets an agent `busy` or `idle` by whether it holds running jobs, leaving maintenance alone.
 fn refresh_agent_state(connection: &Connection, agent_id: &str) -> Result<()> {
     connection
-        .execute(
+        .execute_cached(
             "UPDATE agents SET state = CASE
                  WHEN state = 'maintenance' THEN state
                  WHEN EXISTS (SELECT 1 FROM jobs WHERE agent_id = agents.id AND state = 'running') THEN 'busy'
@@ -178,7 +210,7 @@ fn refresh_agent_state(connection: &Connection, agent_id: &str) -> Result<()> {
 
 fn agent_in(connection: &Connection, agent_id: &str) -> Result<Agent> {
     let agent = connection
-        .query_row(
+        .query_row_cached(
             "SELECT id, state, images, last_heartbeat FROM agents WHERE id = ?1",
             [agent_id],
             agent_row,
@@ -214,7 +246,7 @@ fn queues_served(connection: &Connection) -> Result<BTreeMap<String, Vec<String>
 /// The end offset of a stream: chunks never overlap, so it is where the last one ends.
 fn stream_end_in(connection: &Connection, job_id: &str, stream: StreamKind) -> Result<u64> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT start_offset + length(bytes) FROM stream_chunks
              WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1",
             params![job_id, stream.as_str()],
@@ -264,7 +296,7 @@ impl Store for SqliteStore {
     fn queue(&self, name: &str) -> Result<Option<QueueInfo>> {
         self.read(|connection| {
             connection
-                .query_row(QUEUE_QUERY_ONE, [name], queue_row)
+                .query_row_cached(QUEUE_QUERY_ONE, [name], queue_row)
                 .optional()
                 .during("reading a queue")
         })
@@ -273,16 +305,16 @@ impl Store for SqliteStore {
     fn register_agent(&self, agent: &AgentRegistration, now: Timestamp) -> Result<Agent> {
         let images = to_json("advertised images", &agent.images)?;
         self.write("registering an agent", |tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO agents (id, state, images, registered_at, last_heartbeat) VALUES (?1, 'idle', ?2, ?3, ?3)
                  ON CONFLICT (id) DO UPDATE SET images = excluded.images, last_heartbeat = excluded.last_heartbeat",
                 params![agent.id, images, micros(now)],
             )
             .during("registering an agent")?;
-            tx.execute("DELETE FROM agent_queues WHERE agent_id = ?1", [&agent.id]).during("registering an agent")?;
+            tx.execute_cached("DELETE FROM agent_queues WHERE agent_id = ?1", [&agent.id]).during("registering an agent")?;
             for queue in &agent.queues {
                 upsert_queue(tx, queue, now, true)?;
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO agent_queues (agent_id, queue) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                     [&agent.id, queue],
                 )
@@ -296,7 +328,7 @@ impl Store for SqliteStore {
     fn set_agent_state(&self, agent_id: &str, state: AgentState) -> Result<()> {
         self.write("setting an agent's state", |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE agents SET state = ?2 WHERE id = ?1",
                     [agent_id, state.as_str()],
                 )
@@ -356,7 +388,7 @@ impl Store for SqliteStore {
         let id = uuid::Uuid::new_v4().to_string();
         self.write("submitting a job", |tx| {
             upsert_queue(tx, &job.queue, now, false)?;
-            tx.query_row(
+            tx.query_row_cached(
                 &format!(
                     "INSERT INTO jobs (id, queue, name, priority, definition, state, max_attempts, submitter, held,
                                        created_at, recipe_script)
@@ -383,7 +415,7 @@ impl Store for SqliteStore {
     fn release_job(&self, job_id: &str) -> Result<()> {
         self.write("releasing a held job", |tx| {
             let changed = tx
-                .execute("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
+                .execute_cached("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
                 .during("releasing a job")?;
             if changed == 0 {
                 return Err(StoreError::JobNotFound(job_id.to_owned()));
@@ -395,7 +427,7 @@ impl Store for SqliteStore {
     fn recipe_script(&self, job_id: &str) -> Result<Option<String>> {
         self.read(|connection| {
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT recipe_script FROM jobs WHERE id = ?1",
                     [job_id],
                     |row| row.get(0),
@@ -447,7 +479,7 @@ impl Store for SqliteStore {
             // claim exclusive on databases whose subquery may see a row another transaction is taking
             // (PostgreSQL adds FOR UPDATE SKIP LOCKED to the subquery); SQLite serialises writers anyway.
             let claimed = tx
-                .query_row(
+                .query_row_cached(
                     &format!(
                         "UPDATE jobs
                          SET state = 'running', agent_id = ?1, attempts = attempts + 1, started_at = ?2,
@@ -464,7 +496,7 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .during("claiming a job")?;
-            tx.execute("UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1", params![agent_id, micros(now)])
+            tx.execute_cached("UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1", params![agent_id, micros(now)])
                 .during("claiming a job")?;
             refresh_agent_state(tx, agent_id)?;
             Ok(claimed)
@@ -474,7 +506,7 @@ impl Store for SqliteStore {
     fn heartbeat(&self, agent_id: &str, now: Timestamp, lease: Duration) -> Result<HeartbeatReply> {
         self.write("recording a heartbeat", |tx| {
             let known = tx
-                .execute(
+                .execute_cached(
                     "UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1",
                     params![agent_id, micros(now)],
                 )
@@ -537,7 +569,7 @@ impl Store for SqliteStore {
                 let (new_state, reason) =
                     reaped_state(cancel_requested, attempts, max_attempts, agent);
                 let requeued = new_state == JobState::Queued;
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE jobs SET state = ?2, reason = ?3, lease_expires_at = NULL,
                          agent_id = CASE WHEN ?4 THEN NULL ELSE agent_id END,
                          started_at = CASE WHEN ?4 THEN NULL ELSE started_at END,
@@ -564,7 +596,7 @@ impl Store for SqliteStore {
             let job = job_in(tx, job_id)?;
             match job.state {
                 JobState::Queued => {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE jobs SET state = 'cancelled', reason = 'cancelled before it started', ended_at = ?2
                          WHERE id = ?1",
                         params![job_id, micros(now)],
@@ -573,7 +605,7 @@ impl Store for SqliteStore {
                     Ok(CancelOutcome::Cancelled)
                 }
                 JobState::Running => {
-                    tx.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [job_id])
+                    tx.execute_cached("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [job_id])
                         .during("cancelling a job")?;
                     Ok(CancelOutcome::Requested)
                 }
@@ -600,7 +632,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotJobHolder { job: job.id, holder, agent: agent.to_owned() });
             }
             let finished = tx
-                .query_row(
+                .query_row_cached(
                     &format!(
                         "UPDATE jobs SET state = ?2, reason = ?3, ended_at = ?4, lease_expires_at = NULL
                          WHERE id = ?1 RETURNING {JOB_COLUMNS}"
@@ -617,7 +649,7 @@ impl Store for SqliteStore {
     fn start_phase(&self, job_id: &str, phase: &str, now: Timestamp) -> Result<()> {
         self.write("recording a phase start", |tx| {
             ensure_job_exists(tx, job_id)?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO phases (job_id, name, started_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (job_id, name) DO UPDATE
                  SET started_at = excluded.started_at, ended_at = NULL, exit_status = NULL",
@@ -631,7 +663,7 @@ impl Store for SqliteStore {
     fn end_phase(&self, job_id: &str, phase: &str, exit_status: i32, now: Timestamp) -> Result<()> {
         self.write("recording a phase end", |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE phases SET ended_at = ?3, exit_status = ?4 WHERE job_id = ?1 AND name = ?2",
                     params![job_id, phase, micros(now), exit_status],
                 )
@@ -679,7 +711,7 @@ impl Store for SqliteStore {
             let Some(new_bytes) = bytes.get(already_stored..).filter(|tail| !tail.is_empty()) else {
                 return Ok(end);
             };
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO stream_chunks (job_id, stream, start_offset, phase, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![job_id, stream.as_str(), to_i64("stream offset", end)?, phase, new_bytes],
             )
@@ -788,7 +820,7 @@ impl Store for SqliteStore {
             for update in updates {
                 apply_test_update(tx, job_id, update)?;
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO results_parsing (job_id, parsed_offset, problem) VALUES (?1, ?2, ?3)
                  ON CONFLICT (job_id) DO UPDATE SET parsed_offset = excluded.parsed_offset, problem = excluded.problem",
                 params![job_id, to_i64("results parse offset", to)?, problem],
@@ -805,12 +837,12 @@ impl Store for SqliteStore {
             if !job.held || job.state != JobState::Queued {
                 return Err(StoreError::NotHeld { job: job.id });
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO attachments (job_id, tar_gz, uploaded_at) VALUES (?1, ?2, ?3)",
                 params![job_id, tar_gz, micros(now)],
             )
             .during("storing attachments")?;
-            tx.execute("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
+            tx.execute_cached("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
                 .during("releasing a job")?;
             Ok(())
         })
@@ -820,7 +852,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             ensure_job_exists(connection, job_id)?;
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT tar_gz FROM attachments WHERE job_id = ?1",
                     [job_id],
                     |row| row.get(0),
@@ -834,7 +866,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             ensure_job_exists(connection, job_id)?;
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1)",
                     [job_id],
                     |row| row.get(0),
@@ -851,7 +883,7 @@ impl Store for SqliteStore {
         let size = to_i64("artifact size", artifact.size)?;
         self.write("storing an artifact", |tx| {
             ensure_job_exists(tx, job_id)?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO artifacts (job_id, name, size, path, blob) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (job_id, name) DO UPDATE
                  SET size = excluded.size, path = excluded.path, blob = excluded.blob",
@@ -881,7 +913,7 @@ impl Store for SqliteStore {
     fn put_recipe(&self, recipe: &Recipe, now: Timestamp) -> Result<()> {
         let options = to_json("recipe options", &recipe.default_options)?;
         self.write("storing a recipe", |tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO recipes (name, script, default_options, queue, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (name) DO UPDATE SET script = excluded.script,
                      default_options = excluded.default_options, queue = excluded.queue,
@@ -896,7 +928,7 @@ impl Store for SqliteStore {
     fn recipe(&self, name: &str) -> Result<Recipe> {
         self.read(|connection| {
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT name, script, default_options, queue FROM recipes WHERE name = ?1",
                     [name],
                     recipe_row,
@@ -925,7 +957,7 @@ impl Store for SqliteStore {
     fn remove_recipe(&self, name: &str) -> Result<()> {
         self.write("removing a recipe", |tx| {
             let removed = tx
-                .execute("DELETE FROM recipes WHERE name = ?1", [name])
+                .execute_cached("DELETE FROM recipes WHERE name = ?1", [name])
                 .during("removing a recipe")?;
             if removed == 0 {
                 return Err(StoreError::RecipeNotFound(name.to_owned()));
@@ -944,7 +976,7 @@ impl Store for SqliteStore {
             created_at: now,
         };
         self.write("creating a token", |tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO tokens (id, secret_hash, role, queues, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![token.id, secret::hash(&secret), role.as_str(), queues_json, micros(now)],
             )
@@ -958,7 +990,7 @@ impl Store for SqliteStore {
         let hash = secret::hash(secret);
         self.read(|connection| {
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT id, role, queues, created_at FROM tokens WHERE secret_hash = ?1",
                     [hash],
                     token_row,
@@ -972,7 +1004,7 @@ impl Store for SqliteStore {
         let secret = secret::generate()?;
         self.write("issuing a job token", |tx| {
             ensure_job_exists(tx, job_id)?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
                 params![job_id, secret::hash(&secret), micros(now)],
@@ -987,7 +1019,7 @@ impl Store for SqliteStore {
         let hash = secret::hash(secret);
         self.read(|connection| {
             connection
-                .query_row(
+                .query_row_cached(
                     "SELECT job_id FROM job_tokens WHERE secret_hash = ?1",
                     [hash],
                     |row| row.get(0),
@@ -1000,7 +1032,7 @@ impl Store for SqliteStore {
     fn has_tokens(&self) -> Result<bool> {
         self.read(|connection| {
             connection
-                .query_row("SELECT EXISTS (SELECT 1 FROM tokens)", [], |row| row.get(0))
+                .query_row_cached("SELECT EXISTS (SELECT 1 FROM tokens)", [], |row| row.get(0))
                 .during("counting tokens")
         })
     }
@@ -1023,7 +1055,7 @@ impl Store for SqliteStore {
     fn revoke_token(&self, token_id: &str) -> Result<()> {
         self.write("revoking a token", |tx| {
             let removed = tx
-                .execute("DELETE FROM tokens WHERE id = ?1", [token_id])
+                .execute_cached("DELETE FROM tokens WHERE id = ?1", [token_id])
                 .during("revoking a token")?;
             if removed == 0 {
                 return Err(StoreError::TokenNotFound(token_id.to_owned()));
@@ -1036,7 +1068,7 @@ impl Store for SqliteStore {
 /// How far a job's results are parsed (nothing yet when the job has no row).
 fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsProgress> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT parsed_offset, problem FROM results_parsing WHERE job_id = ?1",
             [job_id],
             |row| {
