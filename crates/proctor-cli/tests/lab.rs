@@ -614,6 +614,51 @@ fn attachments_go_in_and_artifacts_come_back() {
     );
 }
 
+/// A bundle from a hostile client, written with Python's `tarfile` (which, unlike the tar crate, writes any name).
+fn hostile_bundle(dir: &Path) -> Vec<u8> {
+    let path = dir.join("hostile.tar.gz");
+    let script = "import io, sys, tarfile\n\
+        with tarfile.open(sys.argv[1], 'w:gz') as bundle:\n\
+        \x20   entry = tarfile.TarInfo('test/../../escape.txt')\n\
+        \x20   entry.size = 2\n\
+        \x20   bundle.addfile(entry, io.BytesIO(b'hi'))\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn attachments_with_an_escaping_entry_are_refused_and_the_job_stays_held() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let client = Client::new(&lab.url, None).unwrap();
+    let job = client
+        .submit_job(
+            b"job_queue: local\ntest_data:\n  attachments:\n    - local: data.txt\n  test_cmds: echo ran\n",
+            false,
+        )
+        .unwrap();
+    let refused = client
+        .upload_attachments(&job.id, hostile_bundle(lab.dir.path()))
+        .unwrap_err();
+    assert_eq!(refused.status().map(|status| status.as_u16()), Some(422));
+    assert!(
+        refused.to_string().contains("test/../../escape.txt"),
+        "{refused}"
+    );
+    // The agent is idle and long-polling: a claimable job would be running within moments.
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, out, err) = lab.run(&["status", &job.id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["state"], "queued", "{status}");
+    assert!(!lab.dir.path().join("escape.txt").exists());
+}
+
 #[test]
 fn results_come_as_a_table_subunit_and_junit() {
     let mut lab = Lab::start(&[]);
