@@ -38,6 +38,27 @@ impl Children {
     }
 }
 
+impl Children {
+    /// Sends SIGTERM (a clean stop) and waits for the child to exit; its exit status.
+    fn terminate(&mut self, pid: u32) -> std::process::ExitStatus {
+        let index = self.0.iter().position(|child| child.id() == pid).unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let mut child = self.0.remove(index);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < PATIENCE, "{pid} did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Children {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -657,6 +678,23 @@ fn attachments_with_an_escaping_entry_are_refused_and_the_job_stays_held() {
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["state"], "queued", "{status}");
     assert!(!lab.dir.path().join("escape.txt").exists());
+}
+
+#[test]
+fn an_agent_told_to_stop_finishes_its_job_then_exits_cleanly() {
+    let mut lab = Lab::start(&[]);
+    let agent = lab.agent("a1", "local", &[]);
+    let job = lab.job_file(
+        "slow.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: [echo begun, sleep 2, echo finished]\n",
+    );
+    let id = lab.submit(&job);
+    eventually(|| lab.log(&id).contains("begun"));
+    let status = lab.children.terminate(agent);
+    assert!(status.success(), "{status:?}");
+    let job = lab.ended(&id);
+    assert_eq!(job.state, JobState::Passed, "{job:?}");
+    assert_eq!(count_lines(&lab.log(&id), "finished"), 1);
 }
 
 #[test]
