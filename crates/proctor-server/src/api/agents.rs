@@ -10,7 +10,7 @@ use axum::Json;
 use futures::future::select_all;
 use jiff::Timestamp;
 use proctor_job::Phase;
-use proctor_store::{AgentRegistration, HeartbeatReply, Job, Role};
+use proctor_store::{AgentRegistration, HeartbeatReply, Role};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
@@ -93,8 +93,7 @@ pub(crate) async fn claim_job(
         for wake_up in &mut wake_ups {
             wake_up.as_mut().enable();
         }
-        if let Some(job) = try_claim(&state, &agent_id, &request.queues).await? {
-            let claimed = hand_over(&state, job).await?;
+        if let Some(claimed) = try_claim(&state, &agent_id, &request.queues).await? {
             return Ok(Json(claimed).into_response());
         }
         if tokio::time::timeout_at(deadline, select_all(wake_ups))
@@ -106,27 +105,6 @@ pub(crate) async fn claim_job(
     }
 }
 
-/// What the agent gets with a claimed job: a token scoped to it, the recipe script it was started with, and
-/// whether it has attachments to fetch.
-async fn hand_over(state: &AppState, job: Job) -> Result<ClaimedJob, ApiError> {
-    let job_id = job.id.clone();
-    let (job_token, recipe_script, has_attachments) = state
-        .store_call(move |store| {
-            Ok((
-                store.issue_job_token(&job_id, Timestamp::now())?,
-                store.recipe_script(&job_id)?,
-                store.has_attachments(&job_id)?,
-            ))
-        })
-        .await?;
-    Ok(ClaimedJob {
-        job: job.into_view(),
-        job_token: Some(job_token),
-        recipe_script,
-        has_attachments,
-    })
-}
-
 /// How long to hold a claim: what the agent asked for, at most the server's hold.
 fn hold(request: &ClaimRequest, server_hold: Duration) -> Duration {
     request
@@ -135,24 +113,42 @@ fn hold(request: &ClaimRequest, server_hold: Duration) -> Duration {
         .map_or(server_hold, |asked| asked.min(server_hold))
 }
 
-/// One atomic claim attempt; records the dispatch latency of a first claim.
+/// Claims the best job on `queues` for the agent, with what the agent gets along with it: a token scoped to the
+/// job, the recipe script it was started with, and whether it has attachments to fetch. One store call, so a claim
+/// costs one trip to the blocking pool on the dispatch path.
 async fn try_claim(
     state: &AppState,
     agent_id: &str,
     queues: &[String],
-) -> Result<Option<Job>, ApiError> {
+) -> Result<Option<ClaimedJob>, ApiError> {
     let (agent_id, queues, lease) = (agent_id.to_owned(), queues.to_vec(), state.lease);
     let now = Timestamp::now();
-    let job = state
-        .store_call(move |store| store.claim_job(&agent_id, &queues, now, lease))
+    let handed = state
+        .store_call(move |store| {
+            let Some(job) = store.claim_job(&agent_id, &queues, now, lease)? else {
+                return Ok(None);
+            };
+            let job_token = store.issue_job_token(&job.id, now)?;
+            let recipe_script = store.recipe_script(&job.id)?;
+            let has_attachments = store.has_attachments(&job.id)?;
+            Ok(Some((job, job_token, recipe_script, has_attachments)))
+        })
         .await?;
-    if let Some(job) = job.as_ref().filter(|job| job.attempts == 1) {
+    let Some((job, job_token, recipe_script, has_attachments)) = handed else {
+        return Ok(None);
+    };
+    if job.attempts == 1 {
         let waited = now.duration_since(job.created_at);
         state
             .metrics
             .observe_claim_latency(waited.as_secs_f64().max(0.0));
     }
-    Ok(job)
+    Ok(Some(ClaimedJob {
+        job: job.into_view(),
+        job_token: Some(job_token),
+        recipe_script,
+        has_attachments,
+    }))
 }
 
 /// Renews the leases of the agent's running jobs at once and says which of them a user asked to cancel. With
