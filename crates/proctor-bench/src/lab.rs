@@ -22,7 +22,6 @@ mod throughput;
 
 use std::io;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proctor_agent::AgentError;
@@ -30,6 +29,8 @@ use proctor_api::JobState;
 use proctor_client::ClientError;
 use proctor_server::ServerError;
 use thiserror::Error;
+
+use crate::process::ProcessError;
 
 pub use memory::serve;
 
@@ -77,22 +78,17 @@ pub enum LabBenchError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// A process could not be started.
-    #[error("starting {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// The operating system's reason.
-        source: io::Error,
+    /// The tail baseline's script printed fewer marked lines than it should have.
+    #[error("the tail baseline printed {found} marked lines, expected {expected}")]
+    MissingLines {
+        /// Lines the script prints.
+        expected: usize,
+        /// Lines read.
+        found: usize,
     },
-    /// A baseline process did not exit 0, so its time means nothing.
-    #[error("{command} exited with {status}")]
-    Failed {
-        /// The command line.
-        command: String,
-        /// How it ended.
-        status: ExitStatus,
-    },
+    /// A baseline process did not start or did not exit 0, so its time means nothing.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     /// A benchmark job ended other than `passed`, so its time means nothing.
     #[error("job {job_id} ended {state}: {}", reason.as_deref().unwrap_or("no reason given"))]
     JobFailed {
@@ -272,11 +268,6 @@ fn verdict(met: bool) -> &'static str {
     } else {
         "NOT met"
     }
-}
-
-/// `a / b` as a ratio.
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! client): see [`lab`]. `proctor-bench lab serve` is its server process.
 
 mod lab;
+mod process;
 mod run;
 
 use std::env;

@@ -20,12 +20,13 @@ use std::env;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proctor_subunit::{EventReader, Status};
 use thiserror::Error;
 
+use crate::process::{check_exit, describe, run_checked, ProcessError};
 use crate::sibling_binary;
 
 const USAGE: &str = "usage: proctor-bench run [--venv DIR] [makespan|overhead|python]...";
@@ -58,22 +59,9 @@ pub enum RunBenchError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// A measured command (or test) could not be started.
-    #[error("starting {program}: {source}")]
-    Spawn {
-        /// The program, as given to `Command`.
-        program: String,
-        /// The operating system's reason.
-        source: io::Error,
-    },
-    /// A measured command (or test) did not exit 0, so its time means nothing.
-    #[error("{command} exited with {status}")]
-    Failed {
-        /// The command line.
-        command: String,
-        /// How it ended.
-        status: ExitStatus,
-    },
+    /// A measured command (or test) did not start or did not exit 0, so its time means nothing.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     /// A measured command exited 0 but did not run every test.
     #[error("{command} passed {passed} tests, expected {expected}")]
     Incomplete {
@@ -224,17 +212,9 @@ fn time_run(
     let output = fs::File::create(stream).map_err(io_error("creating", stream))?;
     command.stdin(Stdio::null()).stdout(output);
     let started = Instant::now();
-    let status = command.status().map_err(|source| RunBenchError::Spawn {
-        program: described.clone(),
-        source,
-    })?;
+    let status = command.status().map_err(ProcessError::spawn(&described))?;
     let elapsed = started.elapsed();
-    if !status.success() {
-        return Err(RunBenchError::Failed {
-            command: described,
-            status,
-        });
-    }
+    check_exit(&described, status)?;
     let passed = passed_tests(stream)?;
     if passed != expected {
         return Err(RunBenchError::Incomplete {
@@ -266,43 +246,16 @@ fn passed_tests(path: &Path) -> Result<usize, RunBenchError> {
 /// Runs one test executable, as a baseline runner does: output discarded,
 /// exit 0 required.
 fn run_test(path: &Path) -> Result<(), RunBenchError> {
-    let status = Command::new(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|source| RunBenchError::Spawn {
-            program: path.display().to_string(),
-            source,
-        })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(RunBenchError::Failed {
-            command: path.display().to_string(),
-            status,
-        })
-    }
-}
-
-/// A command line for messages.
-fn describe(command: &Command) -> String {
-    let mut words = vec![command.get_program().to_string_lossy().into_owned()];
-    words.extend(
-        command
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned()),
-    );
-    words.join(" ")
+    Ok(run_checked(
+        Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    )?)
 }
 
 /// Seconds with two decimals, for tables.
 fn secs(time: Duration) -> String {
     format!("{:.2} s", time.as_secs_f64())
-}
-
-/// `a / b` as a ratio.
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 #[cfg(test)]
@@ -373,7 +326,9 @@ mod tests {
     fn a_failing_command_is_an_error_not_a_time() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let result = time_run(&mut Command::new("false"), &dir.path().join("out"), 0);
-        assert!(matches!(result, Err(RunBenchError::Failed { command, .. }) if command == "false"));
+        assert!(
+            matches!(result, Err(RunBenchError::Process(ProcessError::Failed { command, .. })) if command == "false")
+        );
         Ok(())
     }
 
@@ -400,10 +355,13 @@ mod tests {
         write_script(&pass, "exit 0")?;
         write_script(&fail, "exit 3")?;
         run_test(&pass)?;
-        assert!(matches!(run_test(&fail), Err(RunBenchError::Failed { .. })));
+        assert!(matches!(
+            run_test(&fail),
+            Err(RunBenchError::Process(ProcessError::Failed { .. }))
+        ));
         assert!(matches!(
             run_test(&dir.path().join("missing")),
-            Err(RunBenchError::Spawn { .. })
+            Err(RunBenchError::Process(ProcessError::Spawn { .. }))
         ));
         Ok(())
     }

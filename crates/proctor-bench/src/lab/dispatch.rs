@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use super::fixture::Lab;
-use super::{marked_times, millis, ratio, since, verdict, LabBenchError, Latencies};
+use super::{marked_times, millis, since, verdict, LabBenchError, Latencies};
+use crate::process::{output_checked, ratio};
 
 /// Idle agents waiting on the queue.
 const AGENTS: usize = 10;
@@ -67,20 +68,11 @@ fn baseline_once(lab: &Lab) -> Result<Duration, LabBenchError> {
     let script = format!("echo {MARKER} $EPOCHREALTIME");
     let began = SystemTime::now();
     lab.client.queues()?;
-    let output = Command::new("bash")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| LabBenchError::Spawn {
-            program: "bash".into(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(LabBenchError::Failed {
-            command: format!("bash -c '{script}'"),
-            status: output.status,
-        });
-    }
+    let output = output_checked(
+        Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null()),
+    )?;
     let printed = String::from_utf8_lossy(&output.stdout);
     let started =
         marked_times(&printed, MARKER)

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::fixture::QUEUE;
 use super::LabBenchError;
+use crate::process::ProcessError;
 
 /// Claims held at once.
 const HELD: usize = 1000;
@@ -285,6 +286,7 @@ impl ServerProcess {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
+        let program = exe.display().to_string();
         let mut child = Command::new(&exe)
             .args(["lab", "serve", "--data-dir"])
             .arg(data_dir)
@@ -292,10 +294,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|source| LabBenchError::Spawn {
-                program: exe.display().to_string(),
-                source,
-            })?;
+            .map_err(ProcessError::spawn(&program))?;
         let Some(stdout) = child.stdout.take() else {
             return Err(LabBenchError::ServeProcess("no stdout pipe".into()));
         };

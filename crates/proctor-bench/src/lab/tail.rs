@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use proctor_api::{JobState, StreamKind};
 
 use super::fixture::{require_passed, Lab, PATIENCE};
-use super::{marked_times, millis, ratio, since, verdict, LabBenchError, Latencies};
+use super::{marked_times, millis, since, verdict, LabBenchError, Latencies};
+use crate::process::{check_exit, ratio, ProcessError};
 
 /// Lines the job prints.
 const LINES: usize = 100;
@@ -124,29 +125,27 @@ fn complete_lines_times(buffer: &mut Vec<u8>) -> impl Iterator<Item = SystemTime
 
 /// The same script run directly, each line's latency from its print to the bench reading it from the pipe.
 fn read_through_pipe() -> Result<Vec<Duration>, LabBenchError> {
-    let spawn_error = |source| LabBenchError::Spawn {
-        program: "bash".into(),
-        source,
-    };
+    let spawn_error = ProcessError::spawn("bash -c <the tail script>");
     let mut child = Command::new("bash")
         .args(["-c", &script()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(spawn_error)?;
+        .map_err(&spawn_error)?;
     let mut latencies = Vec::with_capacity(LINES);
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
-            let line = line.map_err(spawn_error)?;
+            let line = line.map_err(&spawn_error)?;
             let arrived = SystemTime::now();
             latencies.extend(marked_times(&line, MARKER).map(|printed| since(printed, arrived)));
         }
     }
-    let status = child.wait().map_err(spawn_error)?;
-    if !status.success() || latencies.len() != LINES {
-        return Err(LabBenchError::Failed {
-            command: "bash -c <the tail script>".into(),
-            status,
+    let status = child.wait().map_err(&spawn_error)?;
+    check_exit("bash -c <the tail script>", status)?;
+    if latencies.len() != LINES {
+        return Err(LabBenchError::MissingLines {
+            expected: LINES,
+            found: latencies.len(),
         });
     }
     Ok(latencies)

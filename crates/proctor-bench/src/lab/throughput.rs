@@ -10,6 +10,7 @@ use proctor_api::JobView;
 
 use super::fixture::{require_passed, Lab, PATIENCE, QUEUE};
 use super::{since, LabBenchError};
+use crate::process::run_checked;
 
 /// Agents serving the queue.
 const AGENTS: usize = 50;
@@ -84,20 +85,11 @@ fn wait_for_drained_queue(lab: &Lab) -> Result<(), LabBenchError> {
 fn spawn_serially() -> Result<Duration, LabBenchError> {
     let started = Instant::now();
     for _ in 0..JOBS {
-        let status = Command::new("bash")
-            .args(["-c", "true"])
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|source| LabBenchError::Spawn {
-                program: "bash".into(),
-                source,
-            })?;
-        if !status.success() {
-            return Err(LabBenchError::Failed {
-                command: "bash -c true".into(),
-                status,
-            });
-        }
+        run_checked(
+            Command::new("bash")
+                .args(["-c", "true"])
+                .stdin(Stdio::null()),
+        )?;
     }
     Ok(started.elapsed())
 }

@@ -19,9 +19,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
-    fresh_dir, proctor_run, ratio, remove_dir_if_present, run_test, secs, time_run, write_script,
+    fresh_dir, proctor_run, remove_dir_if_present, run_test, secs, time_run, write_script,
     RunBenchError,
 };
+use crate::process::ratio;
 use crate::XorShift;
 
 /// Tests in the suite.
@@ -390,7 +391,12 @@ mod tests {
         let script = dir.path().join("fails");
         write_script(&script, "exit 1")?;
         let result = run_partitions(&[script], &[vec![0]]);
-        assert!(matches!(result, Err(RunBenchError::Failed { .. })));
+        assert!(matches!(
+            result,
+            Err(RunBenchError::Process(
+                crate::process::ProcessError::Failed { .. }
+            ))
+        ));
         Ok(())
     }
 }

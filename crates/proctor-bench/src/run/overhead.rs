@@ -119,7 +119,7 @@ fn run_directly(executables: &[PathBuf], workers: usize) -> Result<Duration, Run
     let take_and_run = || loop {
         match executables.get(next.fetch_add(1, Ordering::Relaxed)) {
             Some(executable) => run_test(executable)?,
-            None => return Ok(()),
+            None => return Ok::<(), RunBenchError>(()),
         }
     };
     let started = Instant::now();
@@ -170,7 +170,12 @@ mod tests {
         let fails = dir.path().join("fails");
         write_script(&fails, "exit 2")?;
         let result = run_directly(&[fails], 2);
-        assert!(matches!(result, Err(RunBenchError::Failed { .. })));
+        assert!(matches!(
+            result,
+            Err(RunBenchError::Process(
+                crate::process::ProcessError::Failed { .. }
+            ))
+        ));
         Ok(())
     }
 }

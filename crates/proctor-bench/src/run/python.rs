@@ -18,10 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{
-    describe, io_error, proctor_run, ratio, remove_dir_if_present, secs, time_run, RunBenchError,
-};
+use super::{io_error, proctor_run, remove_dir_if_present, secs, time_run, RunBenchError};
 use crate::median;
+use crate::process::{ratio, run_checked};
 
 /// Modules in the suite.
 const MODULES: usize = 20;
@@ -183,18 +182,7 @@ fn compile_to_bytecode(python: &Path, project: &Path) -> Result<(), RunBenchErro
     command
         .args(["-m", "compileall", "-q", "."])
         .current_dir(project);
-    let status = command.status().map_err(|source| RunBenchError::Spawn {
-        program: python.display().to_string(),
-        source,
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(RunBenchError::Failed {
-            command: describe(&command),
-            status,
-        })
-    }
+    Ok(run_checked(&mut command)?)
 }
 
 /// A module of one test case with [`TESTS_PER_MODULE`] tests that pass.
@@ -249,7 +237,12 @@ mod tests {
     fn a_missing_interpreter_is_reported() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let result = compile_to_bytecode(&dir.path().join("no-python"), dir.path());
-        assert!(matches!(result, Err(RunBenchError::Spawn { .. })));
+        assert!(matches!(
+            result,
+            Err(RunBenchError::Process(
+                crate::process::ProcessError::Spawn { .. }
+            ))
+        ));
         Ok(())
     }
 }
