@@ -723,6 +723,39 @@ async fn an_oversized_body_is_refused_with_413() {
 // --- Issue 4, second part: per-test results, files, recipes, job tokens, waiting heartbeats and reads ---
 
 /// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
+/// Each queued job wakes one held claim (not all of them): jobs queued together still reach as many held claims,
+/// every one answered with a job long before the 25 s hold would have ended.
+#[tokio::test]
+async fn jobs_queued_together_each_wake_their_own_held_claim() {
+    let server = TestServer::start(|_| {}).await;
+    let agents = ["a1", "a2", "a3"];
+    for agent in agents {
+        server.register(agent, &["local"]).await;
+    }
+    let claims = futures::future::join_all(agents.map(|agent| server.claim(agent, 25.0)));
+    let submits = async {
+        // Let the claims reach the server and wait first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in agents {
+            let (status, job) = server
+                .submit("job_queue: local\ntest_data:\n  test_cmds: echo hi\n")
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{job}");
+        }
+    };
+    let (answers, ()) = tokio::join!(claims, submits);
+    let mut claimed = Vec::new();
+    for (status, body) in answers {
+        assert_eq!(status, StatusCode::OK, "a held claim got no job: {body}");
+        let job: Value = serde_json::from_str(&body).unwrap();
+        claimed.push(job["id"].as_str().unwrap().to_owned());
+    }
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 3, "each claim got its own job");
+    server.stop().await;
+}
+
 async fn claim_now(server: &TestServer, agent: &str, queue: &str, token: Option<&str>) -> Value {
     let mut request = server
         .client
