@@ -13,3 +13,10 @@ pub use views::*;
 /// The largest request body a server takes by default (a log chunk, a job, a bundle of attachments or artifacts),
 /// and so the largest artifacts bundle an agent packs by default: 64 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The header a stream read carries with the offset to read from next.
+pub const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
+
+/// The header a stream read carries with the job's state when the read was answered: once it is final and no bytes
+/// came, the stream is complete.
+pub const JOB_STATE_HEADER: &str = "proctor-job-state";

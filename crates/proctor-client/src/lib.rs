@@ -16,6 +16,7 @@ use proctor_api::{
     AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,
     HeartbeatRequest, HeartbeatView, JobDetail, JobState, JobView, NewRecipe, PhaseEnd, QueueView,
     RecipeView, RegisterAgent, StartRecipe, StreamKind, TestResultView, UploadAck,
+    JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
 };
 use proctor_job::Phase;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -23,11 +24,6 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-/// The header a stream read carries with the offset to read from next.
-pub const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
-/// The header a stream read carries with the job's state when the read was answered.
-pub const JOB_STATE_HEADER: &str = "proctor-job-state";
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -290,10 +286,7 @@ impl Client {
         wait: Option<Duration>,
     ) -> Result<StreamRead, ClientError> {
         let url = self.url(&format!("/jobs/{job_id}/{stream}"));
-        let mut query = vec![("from", from.to_string())];
-        if let Some(phase) = phase {
-            query.push(("phase", phase.as_str().to_owned()));
-        }
+        let mut query = stream_query("from", from, phase);
         if let Some(wait) = wait {
             query.push(("wait_seconds", wait.as_secs_f64().to_string()));
         }
@@ -502,10 +495,7 @@ impl Client {
         bytes: Vec<u8>,
     ) -> Result<Upload, ClientError> {
         let url = self.url(&format!("/jobs/{job_id}/{stream}"));
-        let mut query = vec![("offset", offset.to_string())];
-        if let Some(phase) = phase {
-            query.push(("phase", phase.as_str().to_owned()));
-        }
+        let query = stream_query("offset", offset, phase);
         let request = self
             .http
             .put(&url)
@@ -653,6 +643,19 @@ fn json<T: DeserializeOwned>(call: Call<'_>) -> Result<T, ClientError> {
 
 fn empty(call: Call<'_>) -> Result<(), ClientError> {
     call.success().map(drop)
+}
+
+/// A stream request's query: where in the stream (`from` or `offset`), and the phase if any.
+fn stream_query(
+    at: &'static str,
+    offset: u64,
+    phase: Option<Phase>,
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![(at, offset.to_string())];
+    if let Some(phase) = phase {
+        query.push(("phase", phase.as_str().to_owned()));
+    }
+    query
 }
 
 fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {

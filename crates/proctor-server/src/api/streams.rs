@@ -16,13 +16,9 @@ use super::AppState;
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use crate::results;
-use proctor_api::{ErrorBody, ReadQuery, UploadAck, UploadQuery};
-
-/// The response header giving the offset after the bytes returned, where the next read starts.
-const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
-/// The response header giving the job's state when the read was answered: once it is final and no bytes came, the
-/// stream is complete.
-const JOB_STATE_HEADER: &str = "proctor-job-state";
+use proctor_api::{
+    ErrorBody, ReadQuery, UploadAck, UploadQuery, JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
+};
 
 /// Appends a chunk of output at `offset`; resending stored bytes is harmless. Answers the acknowledged end.
 #[utoipa::path(
