@@ -30,7 +30,7 @@ use proctor_client::ClientError;
 use proctor_server::ServerError;
 use thiserror::Error;
 
-use crate::process::ProcessError;
+use crate::process::{ratio, ProcessError};
 
 pub use memory::serve;
 
@@ -254,6 +254,26 @@ impl Latencies {
             max: times.last().copied().unwrap_or_default(),
         }
     }
+}
+
+/// Prints a latency table: its heading, the proctor row, the baseline row and their ratios.
+fn print_latency_table(heading: &str, proctor: (&str, Latencies), baseline: (&str, Latencies)) {
+    let ((proctor_label, proctor), (baseline_label, baseline)) = (proctor, baseline);
+    println!("\n| {heading} | p50 | p99 | max |\n|---|---|---|---|");
+    for (label, row) in [(proctor_label, proctor), (baseline_label, baseline)] {
+        println!(
+            "| {label} | {} | {} | {} |",
+            millis(row.p50),
+            millis(row.p99),
+            millis(row.max)
+        );
+    }
+    println!(
+        "| **proctor / baseline** | **{:.1}×** | **{:.1}×** | {:.1}× |",
+        ratio(proctor.p50, baseline.p50),
+        ratio(proctor.p99, baseline.p99),
+        ratio(proctor.max, baseline.max)
+    );
 }
 
 /// Milliseconds with two decimals, for tables.

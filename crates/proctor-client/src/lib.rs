@@ -181,6 +181,22 @@ impl Client {
         ))
     }
 
+    /// Puts a tar.gz bundle at `path`.
+    fn put_bundle(
+        &self,
+        what: &'static str,
+        path: &str,
+        tar_gz: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let request = self
+            .http
+            .put(&url)
+            .header(CONTENT_TYPE, "application/gzip")
+            .body(tar_gz);
+        empty(Call::new(what, &url, request, REQUEST_TIMEOUT))
+    }
+
     fn request(&self, method: Method, url: &str, body: Option<&impl Serialize>) -> RequestBuilder {
         let request = self.http.request(method, url);
         match body {
@@ -215,18 +231,11 @@ impl Client {
 
     /// Uploads a held job's attachments (a tar.gz of `<phase>/<path>` entries); the job becomes claimable.
     pub fn upload_attachments(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}/attachments"));
-        let request = self
-            .http
-            .put(&url)
-            .header(CONTENT_TYPE, "application/gzip")
-            .body(tar_gz);
-        empty(Call::new(
+        self.put_bundle(
             "uploading the attachments",
-            &url,
-            request,
-            REQUEST_TIMEOUT,
-        ))
+            &format!("/jobs/{job_id}/attachments"),
+            tar_gz,
+        )
     }
 
     /// One job with its phases.
@@ -531,18 +540,11 @@ impl Client {
 
     /// Uploads a job's artifacts, packed as tar.gz.
     pub fn upload_artifacts(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
-        let url = self.url(&format!("/jobs/{job_id}/artifacts"));
-        let request = self
-            .http
-            .put(&url)
-            .header(CONTENT_TYPE, "application/gzip")
-            .body(tar_gz);
-        empty(Call::new(
+        self.put_bundle(
             "uploading the artifacts",
-            &url,
-            request,
-            REQUEST_TIMEOUT,
-        ))
+            &format!("/jobs/{job_id}/artifacts"),
+            tar_gz,
+        )
     }
 
     /// Ends a job with its final state and reason, on behalf of the agent holding it.

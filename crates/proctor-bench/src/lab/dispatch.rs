@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use super::fixture::Lab;
-use super::{marked_times, millis, since, verdict, LabBenchError, Latencies};
-use crate::process::{output_checked, ratio};
+use super::{marked_times, millis, print_latency_table, since, verdict, LabBenchError, Latencies};
+use crate::process::output_checked;
 
 /// Idle agents waiting on the queue.
 const AGENTS: usize = 10;
@@ -86,26 +86,16 @@ fn baseline_once(lab: &Lab) -> Result<Duration, LabBenchError> {
 }
 
 fn print_table(dispatch: Latencies, baseline: Latencies) {
-    println!(
-        "\n| submit → test process started ({JOBS} jobs) | p50 | p99 | max |\n|---|---|---|---|"
-    );
-    println!(
-        "| proctor: submit, held claim woken, agent starts the phase | {} | {} | {} |",
-        millis(dispatch.p50),
-        millis(dispatch.p99),
-        millis(dispatch.max)
-    );
-    println!(
-        "| baseline: GET /api/v1/queues + `bash -c` spawned directly | {} | {} | {} |",
-        millis(baseline.p50),
-        millis(baseline.p99),
-        millis(baseline.max)
-    );
-    println!(
-        "| **proctor / baseline** | **{:.1}×** | **{:.1}×** | {:.1}× |",
-        ratio(dispatch.p50, baseline.p50),
-        ratio(dispatch.p99, baseline.p99),
-        ratio(dispatch.max, baseline.max)
+    print_latency_table(
+        &format!("submit → test process started ({JOBS} jobs)"),
+        (
+            "proctor: submit, held claim woken, agent starts the phase",
+            dispatch,
+        ),
+        (
+            "baseline: GET /api/v1/queues + `bash -c` spawned directly",
+            baseline,
+        ),
     );
     println!(
         "goal p50 ≤ {}: {}; goal p99 ≤ {}: {}",

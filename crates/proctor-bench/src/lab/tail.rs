@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use proctor_api::{JobState, StreamKind};
 
 use super::fixture::{require_passed, Lab, PATIENCE};
-use super::{marked_times, millis, since, verdict, LabBenchError, Latencies};
-use crate::process::{check_exit, ratio, ProcessError};
+use super::{marked_times, millis, print_latency_table, since, verdict, LabBenchError, Latencies};
+use crate::process::{check_exit, ProcessError};
 
 /// Lines the job prints.
 const LINES: usize = 100;
@@ -158,26 +158,16 @@ fn print_table(followed: &Followed, baseline: Latencies) {
     } else {
         "the server ignored the wait: read_stream polled every 10 ms"
     };
-    println!(
-        "\n| print → read by the follower ({LINES} lines) | p50 | p99 | max |\n|---|---|---|---|"
-    );
-    println!(
-        "| proctor: agent spool → upload → server → {how} | {} | {} | {} |",
-        millis(proctor.p50),
-        millis(proctor.p99),
-        millis(proctor.max)
-    );
-    println!(
-        "| baseline: the script's stdout read through a pipe | {} | {} | {} |",
-        millis(baseline.p50),
-        millis(baseline.p99),
-        millis(baseline.max)
-    );
-    println!(
-        "| **proctor / baseline** | **{:.0}×** | **{:.0}×** | {:.0}× |",
-        ratio(proctor.p50, baseline.p50),
-        ratio(proctor.p99, baseline.p99),
-        ratio(proctor.max, baseline.max)
+    print_latency_table(
+        &format!("print → read by the follower ({LINES} lines)"),
+        (
+            &format!("proctor: agent spool → upload → server → {how}"),
+            proctor,
+        ),
+        (
+            "baseline: the script's stdout read through a pipe",
+            baseline,
+        ),
     );
     println!(
         "goal p99 ≤ {}: {}",
