@@ -35,6 +35,11 @@ pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
 pub(crate) const ATTACHMENTS_DIR: &str = "attachments";
 /// The file in the job's work directory holding a recipe's script.
 pub(crate) const RECIPE_FILE: &str = "recipe";
+/// The test phase's `$0` when it runs the job's `test_cmds`, and their file in the spool when they are long.
+const TEST_CMDS_NAME: &str = "test_cmds.sh";
+/// The longest `test_cmds` passed to bash as an argument; Linux refuses one argument over 128 KiB
+/// (`MAX_ARG_STRLEN`), and the environment shares the limit on the whole command line.
+const MAX_INLINE_SCRIPT: usize = 64 * 1024;
 
 /// Everything a job run needs from its agent.
 pub(crate) struct JobContext<'a> {
@@ -52,53 +57,17 @@ pub(crate) struct JobContext<'a> {
 pub(crate) const INTERRUPTED: &str = "agent restarted mid-job";
 
 /// Runs `claimed` to its end and reports it finished to the server.
+///
+/// Between the claim and the first phase's process only the work directory and `job.json` are made: the spool, the
+/// progress record and the uploaders are opened just after that process started ([`JobRun::open_streams`]), while
+/// it starts up, as each file made on the way costs dispatch latency. An agent that dies in that window leaves no
+/// record, and the server's reaper settles the job when its lease lapses.
 pub(crate) fn run_job(
     context: &JobContext<'_>,
     claimed: ClaimedJob,
 ) -> Result<JobReport, AgentError> {
     let started = Instant::now();
     let job_id = claimed.job.id.clone();
-    let spool = context.spool_dir.join(&job_id);
-    create_dir(&spool)?;
-    let work_dir = context.jobs_dir.join(&job_id);
-    create_dir(&work_dir)?;
-    let log_path = spool.join("output.log");
-    let (log_file, log_reader) = create_spool_file(&log_path)?;
-    let results_path = work_dir.join(RESULTS_FILE);
-    // Made before any phase runs, so the uploader reads it through its own handle even if a phase deletes the
-    // work directory.
-    let (_, results_reader) = create_spool_file(&results_path)?;
-    let record = InProgress {
-        job_id: job_id.clone(),
-        log: log_path.clone(),
-        results: results_path.clone(),
-    }
-    .save(&state::records_dir(context.jobs_dir))?;
-    let marks = PhaseMarks::default();
-    let log_uploader = Uploader::start(
-        context.client.api.clone(),
-        UploadSource {
-            job_id: job_id.clone(),
-            stream: StreamKind::Log,
-            path: log_path,
-            file: Some(log_reader),
-            marks: Some(marks.clone()),
-            resume: false,
-        },
-        context.settings.drain_limit,
-    );
-    let results_uploader = Uploader::start(
-        context.client.api.clone(),
-        UploadSource {
-            job_id: job_id.clone(),
-            stream: StreamKind::Results,
-            path: results_path,
-            file: Some(results_reader),
-            marks: None,
-            resume: false,
-        },
-        context.settings.drain_limit,
-    );
     let control = Arc::new(JobControl::default());
     let heartbeat = Heartbeat::start(
         context.client.clone(),
@@ -109,21 +78,27 @@ pub(crate) fn run_job(
     let mut run = JobRun {
         context,
         job_id: job_id.clone(),
-        work_dir,
-        spool,
-        log: LogWriter {
-            file: log_file,
-            written: 0,
-            marks,
-            uploader: log_uploader,
-        },
+        work_dir: context.jobs_dir.join(&job_id),
+        spool: context.spool_dir.join(&job_id),
+        log: LogWriter::default(),
+        streams: None,
         control: Arc::clone(&control),
         started,
         token: claimed.job_token,
         recipe_script: claimed.recipe_script,
         reservation_ended: false,
     };
-    let (state, mut reason) = run.run_all(&claimed.job.definition, claimed.has_attachments);
+    let (state, reason) = run.run_all(&claimed.job.definition, claimed.has_attachments);
+    // At the latest now, so a job whose phases never started still sends the agent's notes.
+    let (state, mut reason) = match run.open_streams() {
+        Ok(()) => (state, reason),
+        Err(problem) => (
+            FinalState::Error,
+            format!(
+                "{problem}: the job's output was not kept (the phases made it {state}: {reason})"
+            ),
+        ),
+    };
     if !control.is_lost() {
         if let Some(problem) = run.upload_artifacts() {
             reason = format!("{reason} ({problem})");
@@ -131,16 +106,21 @@ pub(crate) fn run_job(
     }
     heartbeat.stop();
     run.log.note(&format!("the job ended {state}: {reason}"));
-    let results_end = results_uploader.finish();
-    let log_end = run.log.uploader.finish();
-    let reason = with_upload_warnings(reason, &log_end, &results_end);
+    let (record, results_end) = match run.streams.take() {
+        Some(Ok(streams)) => (Some(streams.record), Some(streams.results.finish())),
+        _ => (None, None),
+    };
+    let log_end = run.log.finish();
+    let reason = with_upload_warnings(reason, log_end.as_ref(), results_end.as_ref());
     // The server gave the job to someone else (or ended it) when it is lost; finishing it would be refused.
     let finished = if control.is_lost() {
         Ok(())
     } else {
         context.client.finish(&job_id, state, &reason).map(drop)
     };
-    state::remove(&record);
+    if let Some(record) = record {
+        state::remove(&record);
+    }
     finished?;
     Ok(JobReport {
         job_id,
@@ -172,7 +152,7 @@ pub(crate) fn report_interrupted(
     let log = resume(StreamKind::Log, &record.log);
     let results = resume(StreamKind::Results, &record.results);
     let (log_end, results_end) = (log.finish(), results.finish());
-    let reason = with_upload_warnings(INTERRUPTED.to_owned(), &log_end, &results_end);
+    let reason = with_upload_warnings(INTERRUPTED.to_owned(), Some(&log_end), Some(&results_end));
     context
         .client
         .finish(&record.job_id, FinalState::Error, &reason)?;
@@ -185,21 +165,38 @@ pub(crate) fn report_interrupted(
 
 /// Creates (empties) a spool file; answers a handle to write it and one to read it back.
 fn create_spool_file(path: &Path) -> Result<(File, File), AgentError> {
-    let io_error = |source| AgentError::Io {
-        what: "could not create the job's spool file",
-        path: path.to_owned(),
-        source,
-    };
-    let writer = File::create(path).map_err(io_error)?;
-    let reader = File::open(path).map_err(io_error)?;
+    let writer = File::create(path).map_err(spool_error(path))?;
+    let reader = File::open(path).map_err(spool_error(path))?;
     Ok((writer, reader))
 }
 
+/// Opens the results file for its uploader, creating it if no phase has yet; what a phase already wrote is kept.
+fn open_results_file(path: &Path) -> Result<File, AgentError> {
+    fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(spool_error(path))
+}
+
+fn spool_error(path: &Path) -> impl FnOnce(io::Error) -> AgentError + '_ {
+    move |source| AgentError::Io {
+        what: "could not create the job's spool file",
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// The reason, with a note when a stream could not be uploaded whole.
-fn with_upload_warnings(reason: String, log: &UploadEnd, results: &UploadEnd) -> String {
+fn with_upload_warnings(
+    reason: String,
+    log: Option<&UploadEnd>,
+    results: Option<&UploadEnd>,
+) -> String {
     let mut reason = reason;
     for (name, end) in [("log", log), ("results", results)] {
-        if let UploadEnd::Incomplete(stored) = end {
+        if let Some(UploadEnd::Incomplete(stored)) = end {
             reason.push_str(&format!(
                 " (the {name} upload stopped at byte {stored}: the server could not be reached)"
             ));
@@ -209,19 +206,68 @@ fn with_upload_warnings(reason: String, log: &UploadEnd, results: &UploadEnd) ->
 }
 
 /// The agent's copy of the job's output, uploaded as it grows.
+#[derive(Default)]
 struct LogWriter {
-    file: File,
+    sink: LogSink,
     written: u64,
     marks: PhaseMarks,
-    uploader: Uploader,
+}
+
+/// Where the log's bytes go.
+enum LogSink {
+    /// Held until the spool is open: only the agent's own notes come before the first phase starts.
+    Pending(Vec<u8>),
+    /// Written to the spool file that the uploader sends from.
+    Spooled { file: File, uploader: Uploader },
+    /// The spool could not be made: output is dropped, and the job ends `error` saying why.
+    Lost,
+}
+
+impl Default for LogSink {
+    fn default() -> Self {
+        LogSink::Pending(Vec::new())
+    }
 }
 
 impl LogWriter {
     /// Appends output. A full disk loses output rather than the job: the phase goes on.
     fn write(&mut self, bytes: &[u8]) {
-        if self.file.write_all(bytes).is_ok() {
-            self.written += bytes.len() as u64;
-            self.uploader.nudge();
+        match &mut self.sink {
+            LogSink::Pending(held) => held.extend_from_slice(bytes),
+            LogSink::Spooled { file, uploader } => {
+                if file.write_all(bytes).is_err() {
+                    return;
+                }
+                uploader.nudge();
+            }
+            LogSink::Lost => return,
+        }
+        self.written += bytes.len() as u64;
+    }
+
+    /// From now on the log goes to `file`, starting with what was held.
+    fn spool_to(&mut self, mut file: File, uploader: Uploader) {
+        if let LogSink::Pending(held) = &self.sink {
+            // Counted in `written` already; like any write, lost on a full disk.
+            let _ = file.write_all(held);
+            uploader.nudge();
+        }
+        self.sink = LogSink::Spooled { file, uploader };
+    }
+
+    /// The spool could not be made: nothing more is kept.
+    fn lose(&mut self) {
+        self.sink = LogSink::Lost;
+    }
+
+    /// Sends what is left and says how far the server got; `None` when the log was never spooled.
+    fn finish(self) -> Option<UploadEnd> {
+        match self.sink {
+            LogSink::Spooled { file, uploader } => {
+                drop(file);
+                Some(uploader.finish())
+            }
+            LogSink::Pending(_) | LogSink::Lost => None,
         }
     }
 
@@ -249,12 +295,20 @@ enum PhaseEnd {
     NotStarted(String),
 }
 
+/// A job's results upload and progress record, made with its log spool.
+struct Streams {
+    results: Uploader,
+    record: PathBuf,
+}
+
 struct JobRun<'a, 'b> {
     context: &'b JobContext<'a>,
     job_id: String,
     work_dir: PathBuf,
     spool: PathBuf,
     log: LogWriter,
+    /// Opened once, after the first phase started; the error says why they could not be.
+    streams: Option<Result<Streams, String>>,
     control: Arc<JobControl>,
     started: Instant,
     /// The job's own token, for phases that call the API.
@@ -319,6 +373,62 @@ impl JobRun<'_, '_> {
         verdict.unwrap_or_else(|| self.judge_results())
     }
 
+    /// Opens the job's streams to the server, once: the log spool (with what the log held so far), the results
+    /// upload and the progress record. Called just after the first phase's process started and at the job's end;
+    /// the error says why they could not be opened (the job's output is then dropped, and it ends `error`).
+    fn open_streams(&mut self) -> Result<(), String> {
+        if self.streams.is_none() {
+            let opened = self.try_open_streams().map_err(|error| error.to_string());
+            if opened.is_err() {
+                self.log.lose();
+            }
+            self.streams = Some(opened);
+        }
+        match &self.streams {
+            Some(Err(problem)) => Err(problem.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn try_open_streams(&mut self) -> Result<Streams, AgentError> {
+        create_dir(&self.spool)?;
+        let log_path = self.spool.join("output.log");
+        let (log_file, log_reader) = create_spool_file(&log_path)?;
+        // Opened through a handle of the uploader's own, so it is read even if a phase deletes the work directory.
+        create_dir(&self.work_dir)?;
+        let results_path = self.work_dir.join(RESULTS_FILE);
+        let results_reader = open_results_file(&results_path)?;
+        let record = InProgress {
+            job_id: self.job_id.clone(),
+            log: log_path.clone(),
+            results: results_path.clone(),
+        }
+        .save(&state::records_dir(self.context.jobs_dir))?;
+        let upload = |stream, path, file, marks| {
+            Uploader::start(
+                self.context.client.api.clone(),
+                UploadSource {
+                    job_id: self.job_id.clone(),
+                    stream,
+                    path,
+                    file: Some(file),
+                    marks,
+                    resume: false,
+                },
+                self.context.settings.drain_limit,
+            )
+        };
+        let log_uploader = upload(
+            StreamKind::Log,
+            log_path,
+            log_reader,
+            Some(self.log.marks.clone()),
+        );
+        self.log.spool_to(log_file, log_uploader);
+        let results = upload(StreamKind::Results, results_path, results_reader, None);
+        Ok(Streams { results, record })
+    }
+
     /// The final state of a job whose phases all exited 0: `failed` when its results record a failed test.
     fn judge_results(&self) -> (FinalState, String) {
         let failed = failed_tests(&self.work_dir.join(RESULTS_FILE));
@@ -334,8 +444,16 @@ impl JobRun<'_, '_> {
         }
     }
 
-    /// Makes the job's work directory with `job.json` and the artifacts directory.
+    /// Makes the job's work directory with `job.json` and the artifacts directory. A directory an earlier attempt
+    /// of the job left on this agent is emptied first, so its results and artifacts are not taken for this one's.
     fn prepare_work_dir(&self, definition: &serde_json::Value) -> Result<(), AgentError> {
+        if self.work_dir.exists() {
+            fs::remove_dir_all(&self.work_dir).map_err(|source| AgentError::Io {
+                what: "could not empty the work directory an earlier attempt left",
+                path: self.work_dir.clone(),
+                source,
+            })?;
+        }
         create_dir(&self.work_dir.join(ARTIFACTS_DIR))?;
         let path = self.work_dir.join(JOB_FILE);
         let text = serde_json::to_vec_pretty(definition).unwrap_or_default();
@@ -524,10 +642,8 @@ impl JobRun<'_, '_> {
     /// the job's `test_cmds` run with bash (the built-in local device); `None` when there is nothing to run (a
     /// reservation on an agent without a `reserve_command`).
     fn phase_command(&mut self, job: &Job, phase: Phase) -> Result<Option<CommandSpec>, String> {
-        // A phase may have deleted the work directory or the spool; the next one still gets them.
-        for directory in [self.work_dir.join(ARTIFACTS_DIR), self.spool.clone()] {
-            create_dir(&directory).map_err(|error| error.to_string())?;
-        }
+        // A phase may have deleted the work directory; the next one still gets it.
+        create_dir(&self.work_dir.join(ARTIFACTS_DIR)).map_err(|error| error.to_string())?;
         let configured = self.context.config.command(phase);
         let spec = match (phase, &self.recipe_script, configured) {
             (Phase::Test, Some(script), _) => self.recipe_command(script, job)?,
@@ -573,7 +689,8 @@ impl JobRun<'_, '_> {
         Ok(CommandSpec::new(path).args(arguments))
     }
 
-    /// The job's `test_cmds`, written to the spool and run with bash.
+    /// The job's `test_cmds` run with bash: given on its command line (no file to make on the dispatch path), or
+    /// when too long for one argument, written to the spool.
     fn test_cmds_command(&self, job: &Job) -> Result<CommandSpec, String> {
         let script = job
             .test_data
@@ -581,9 +698,16 @@ impl JobRun<'_, '_> {
             .and_then(|data| data.test_cmds.as_ref())
             .ok_or("the job has no test_cmds and the agent has no test_command")?
             .script();
-        let path = self.spool.join("test_cmds.sh");
-        fs::write(&path, script)
-            .map_err(|error| format!("could not write {}: {error}", path.display()))?;
+        if script.len() <= MAX_INLINE_SCRIPT {
+            return Ok(CommandSpec::new("bash").args(["-c", &script, TEST_CMDS_NAME]));
+        }
+        let path = self.spool.join(TEST_CMDS_NAME);
+        create_dir(&self.spool)
+            .map_err(|error| error.to_string())
+            .and_then(|()| {
+                fs::write(&path, script)
+                    .map_err(|error| format!("could not write {}: {error}", path.display()))
+            })?;
         Ok(CommandSpec::new("bash").arg(path))
     }
 
@@ -596,6 +720,8 @@ impl JobRun<'_, '_> {
         if phase != Phase::Cleanup {
             self.control.set_running(running.stop_handle());
         }
+        // The job's output is dropped if this fails; the job ends `error` saying why (see `run_job`).
+        let _ = self.open_streams();
         for chunk in running.output() {
             self.log.write(&chunk.data);
         }

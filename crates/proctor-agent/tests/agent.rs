@@ -488,6 +488,95 @@ fn a_subunit_stream_written_to_proctor_results_is_uploaded_and_its_failures_fail
     );
 }
 
+/// Short `test_cmds` are bash's `-c` argument (no file to make before the process starts); ones too long for one
+/// argument still run, from a file in the spool.
+#[test]
+fn test_cmds_run_inline_and_from_the_spool_when_too_long_for_one_argument() {
+    let lab = Lab::start(|_| {});
+    let short = lab.submit("job_queue: local\ntest_data:\n  test_cmds: [echo \"short as $0\"]\n");
+    let padding = ": padding to make the script long\n".repeat(5_000);
+    let long = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo \"long as $0\"\n{}    echo the last line ran\n",
+        padding.replace(':', "    :")
+    ));
+    assert!(
+        padding.len() > 128 * 1024,
+        "longer than one argument may be"
+    );
+    for id in [&short, &long] {
+        let job = lab.wait_for_end(id);
+        assert_eq!(state(&job), "passed", "{job:?}");
+    }
+    assert!(lab.log(&short).contains("short as test_cmds.sh\n"));
+    let log = lab.log(&long);
+    let spooled = lab
+        .work_dir
+        .path()
+        .join(".spool")
+        .join(&long)
+        .join("test_cmds.sh");
+    assert!(
+        log.contains(&format!("long as {}\n", spooled.display())),
+        "{log}"
+    );
+    assert!(log.contains("the last line ran\n"), "{log}");
+}
+
+/// The spool is made only after the first phase started; when it cannot be made the phases still run to their end,
+/// and the job ends `error` naming the spool, rather than being left running for the reaper.
+#[test]
+fn a_spool_that_cannot_be_made_ends_the_job_in_error_saying_where() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let blocker_path = blocker.path().to_owned();
+    let lab = Lab::start(|config| config.logging_basedir = Some(blocker_path.clone()));
+    let marker = lab.work_dir.path().join("ran");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: [touch {}]\n",
+        marker.display()
+    ));
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(
+        reason(&job).contains(&blocker_path.join(&id).display().to_string())
+            && reason(&job).contains("the job's output was not kept")
+            && reason(&job).contains("passed"),
+        "{job:?}"
+    );
+    assert!(marker.exists(), "the test phase ran");
+    // The agent goes on taking jobs (it would panic the lab's agent thread on an error).
+    let next = lab.submit("job_queue: local\ntest_data:\n  test_cmds: [\"true\"]\n");
+    assert_eq!(state(&lab.wait_for_end(&next)), "error");
+}
+
+/// A work directory an earlier attempt of the same job left on this agent (say the agent was unreachable, the job
+/// was requeued and came back to it) is emptied first: its results and artifacts are not taken for the new attempt.
+#[test]
+fn a_work_directory_left_by_an_earlier_attempt_is_emptied_first() {
+    let setup = LabSetup {
+        with_agent: false,
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let id = lab
+        .client
+        .submit_job(
+            b"job_queue: local\ntest_data:\n  test_cmds: [\"true\"]\n",
+            true,
+        )
+        .unwrap()
+        .id;
+    let left = lab.job_dir(&id);
+    std::fs::create_dir_all(left.join("artifacts")).unwrap();
+    std::fs::write(left.join("artifacts/stale.txt"), "from the earlier attempt").unwrap();
+    std::fs::write(left.join("results.subunit"), "not a subunit stream").unwrap();
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert_eq!(lab.client.artifacts(&id).unwrap(), None);
+    assert!(lab.stream(&id, StreamKind::Results).is_empty());
+}
+
 /// 20 MB of binary output (NULs, invalid UTF-8) and a phase deleting its work directory and the agent's spool: the
 /// job still ends with a clear state, the log arrives whole, cleanup runs, and the agent takes the next job.
 #[test]

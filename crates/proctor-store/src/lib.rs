@@ -25,7 +25,7 @@
 //!     max_attempts: 1, submitter: None, held: false, recipe_script: None,
 //! }, now)?;
 //! let claimed = store.claim_job("a1", &["local".into()], now, Duration::from_secs(20))?;
-//! assert_eq!(claimed.map(|job| job.id), Some(job.id));
+//! assert_eq!(claimed.map(|claim| claim.job.id), Some(job.id));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -40,7 +40,7 @@ use jiff::Timestamp;
 
 pub use error::StoreError;
 pub use model::{
-    Agent, AgentRegistration, Artifact, ArtifactContent, CancelOutcome, HeartbeatReply,
+    Agent, AgentRegistration, Artifact, ArtifactContent, CancelOutcome, Claim, HeartbeatReply,
     IssuedToken, Job, JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe,
     ResultsProgress, StreamChunk, TestResult, TestUpdate, Token,
 };
@@ -75,22 +75,21 @@ pub trait Store: Send + Sync {
     fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job>;
     /// Makes a held job claimable (its attachments are stored).
     fn release_job(&self, job_id: &str) -> Result<()>;
-    /// The recipe script the job was started with, if it was started from a recipe.
-    fn recipe_script(&self, job_id: &str) -> Result<Option<String>>;
     /// One job.
     fn job(&self, job_id: &str) -> Result<Job>;
     /// Jobs matching the filter, newest first.
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
     /// Atomically claims the highest-priority, then oldest, claimable queued job on one of `queues` for the agent:
-    /// it becomes `running` with a lease until `now + lease`. `None` when nothing waits or the agent is in
-    /// maintenance. The agent must be registered.
+    /// it becomes `running` with a lease until `now + lease`, and gets a fresh job token. `None` when nothing waits
+    /// or the agent is in maintenance. The agent must be registered. One transaction, as the claim is on the
+    /// dispatch path.
     fn claim_job(
         &self,
         agent_id: &str,
         queues: &[String],
         now: Timestamp,
         lease: Duration,
-    ) -> Result<Option<Job>>;
+    ) -> Result<Option<Claim>>;
     /// Records that the agent is alive and renews the leases of its running jobs until `now + lease`; says which
     /// of them a user asked to cancel.
     fn heartbeat(&self, agent_id: &str, now: Timestamp, lease: Duration) -> Result<HeartbeatReply>;
@@ -177,8 +176,6 @@ pub trait Store: Send + Sync {
     fn store_attachments(&self, job_id: &str, tar_gz: &[u8], now: Timestamp) -> Result<()>;
     /// The job's attachments, or `None` when it has none.
     fn attachments(&self, job_id: &str) -> Result<Option<Vec<u8>>>;
-    /// Whether the job has attachments.
-    fn has_attachments(&self, job_id: &str) -> Result<bool>;
 
     // Recipes.
 
@@ -203,9 +200,8 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<Token>>;
     /// Deletes a token; its secret stops working.
     fn revoke_token(&self, token_id: &str) -> Result<()>;
-    /// Makes a fresh token scoped to one job (replacing the job's previous one) and returns its secret. Job tokens
-    /// are not in [`tokens`](Store::tokens) and do not count for [`has_tokens`](Store::has_tokens).
-    fn issue_job_token(&self, job_id: &str, now: Timestamp) -> Result<String>;
-    /// The job a job-token secret belongs to, or `None` for an unknown secret.
+    /// The job a job-token secret belongs to, or `None` for an unknown secret. Job tokens are issued by
+    /// [`claim_job`](Store::claim_job); they are not in [`tokens`](Store::tokens) and do not count for
+    /// [`has_tokens`](Store::has_tokens).
     fn verify_job_token(&self, secret: &str) -> Result<Option<String>>;
 }

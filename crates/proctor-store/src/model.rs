@@ -67,6 +67,19 @@ pub struct Job {
     pub agent_id: Option<String>,
 }
 
+/// A job an agent just claimed, with what the agent needs to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The job, now `running` under the agent's lease.
+    pub job: Job,
+    /// The secret of a fresh token scoped to the job (replacing one an earlier attempt had).
+    pub job_token: String,
+    /// The script of the recipe the job was started from, if it was.
+    pub recipe_script: Option<String>,
+    /// Whether the job has attachments to fetch.
+    pub has_attachments: bool,
+}
+
 /// Which jobs [`Store::list_jobs`](crate::Store::list_jobs) returns, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {

@@ -62,7 +62,7 @@ fn claim(store: &dyn Store, agent: &str, queue: &str, now: Timestamp) -> Option<
     store
         .claim_job(agent, &queues(&[queue]), now, LEASE)
         .expect("the claim runs")
-        .map(|job| job.id)
+        .map(|claim| claim.job.id)
 }
 
 #[test]
@@ -178,7 +178,8 @@ fn a_claim_sets_running_state_agent_lease_and_attempt() {
     let job = store
         .claim_job("a1", &queues(&["lab"]), at(5), LEASE)
         .expect("claim")
-        .expect("a job");
+        .expect("a job")
+        .job;
     assert_eq!(job.state, JobState::Running);
     assert_eq!(job.agent_id.as_deref(), Some("a1"));
     assert_eq!(job.attempts, 1);
@@ -826,7 +827,7 @@ db.execute("COMMIT")
         .claim_job("a1", &queues(&["lab"]), at(1), LEASE)
         .expect("the claim waits for the lock");
     assert_eq!(
-        claimed.map(|job| job.priority),
+        claimed.map(|claim| claim.job.priority),
         Some(8),
         "the claim ran after python's commit"
     );
@@ -912,45 +913,65 @@ fn attachments_release_a_held_job_once() {
         .expect("submit")
         .id;
     assert_eq!(claim(&store, "a1", "lab", t0()), None);
-    assert!(!store.has_attachments(&job).expect("has"));
+    assert_eq!(store.attachments(&job).expect("read"), None);
     store.store_attachments(&job, b"tar", t0()).expect("store");
     assert_eq!(
         store.attachments(&job).expect("read"),
         Some(b"tar".to_vec())
     );
-    assert!(store.has_attachments(&job).expect("has"));
     let again = store
         .store_attachments(&job, b"tar", t0())
         .expect_err("not held any more");
     assert!(matches!(again, StoreError::NotHeld { .. }), "{again}");
-    assert_eq!(claim(&store, "a1", "lab", t0()), Some(job));
+    let claimed = store
+        .claim_job("a1", &queues(&["lab"]), t0(), LEASE)
+        .expect("claim")
+        .expect("the released job");
+    assert_eq!(claimed.job.id, job);
+    assert!(claimed.has_attachments);
 }
 
 #[test]
-fn a_job_token_is_replaced_at_each_claim_and_does_not_close_an_open_lab() {
+fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script() {
     let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
                 recipe_script: Some("#!/bin/sh\n".into()),
+                max_attempts: 2,
                 ..job_on("lab", 0)
             },
             t0(),
         )
         .expect("submit")
         .id;
+    let take = |now| {
+        store
+            .claim_job("a1", &queues(&["lab"]), now, LEASE)
+            .expect("claim")
+            .expect("the job")
+    };
+    let first = take(t0());
+    assert_eq!(first.recipe_script.as_deref(), Some("#!/bin/sh\n"));
+    assert!(!first.has_attachments);
     assert_eq!(
-        store.recipe_script(&job).expect("script").as_deref(),
-        Some("#!/bin/sh\n")
-    );
-    let first = store.issue_job_token(&job, t0()).expect("issue");
-    assert_eq!(
-        store.verify_job_token(&first).expect("verify"),
+        store.verify_job_token(&first.job_token).expect("verify"),
         Some(job.clone())
     );
-    let second = store.issue_job_token(&job, t0()).expect("issue");
-    assert_eq!(store.verify_job_token(&first).expect("verify"), None);
-    assert_eq!(store.verify_job_token(&second).expect("verify"), Some(job));
+    // The lease lapses and the job is requeued: the next attempt's token replaces the first.
+    let requeued = store.reap_expired_leases(at(60)).expect("reap");
+    assert_eq!(requeued.len(), 1);
+    let second = take(at(61));
+    assert_eq!(second.job.attempts, 2);
+    assert_eq!(
+        store.verify_job_token(&first.job_token).expect("verify"),
+        None
+    );
+    assert_eq!(
+        store.verify_job_token(&second.job_token).expect("verify"),
+        Some(job)
+    );
     assert!(!store.has_tokens().expect("has tokens"));
-    assert_eq!(store.verify_token(&second).expect("verify"), None);
+    assert_eq!(store.verify_token(&second.job_token).expect("verify"), None);
 }

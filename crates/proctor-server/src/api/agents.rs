@@ -114,8 +114,8 @@ fn hold(request: &ClaimRequest, server_hold: Duration) -> Duration {
 }
 
 /// Claims the best job on `queues` for the agent, with what the agent gets along with it: a token scoped to the
-/// job, the recipe script it was started with, and whether it has attachments to fetch. One store call, so a claim
-/// costs one trip to the blocking pool on the dispatch path.
+/// job, the recipe script it was started with, and whether it has attachments to fetch. One store call (one
+/// transaction), so a claim costs one trip to the blocking pool on the dispatch path.
 async fn try_claim(
     state: &AppState,
     agent_id: &str,
@@ -123,20 +123,13 @@ async fn try_claim(
 ) -> Result<Option<ClaimedJob>, ApiError> {
     let (agent_id, queues, lease) = (agent_id.to_owned(), queues.to_vec(), state.lease);
     let now = Timestamp::now();
-    let handed = state
-        .store_call(move |store| {
-            let Some(job) = store.claim_job(&agent_id, &queues, now, lease)? else {
-                return Ok(None);
-            };
-            let job_token = store.issue_job_token(&job.id, now)?;
-            let recipe_script = store.recipe_script(&job.id)?;
-            let has_attachments = store.has_attachments(&job.id)?;
-            Ok(Some((job, job_token, recipe_script, has_attachments)))
-        })
+    let claim = state
+        .store_call(move |store| store.claim_job(&agent_id, &queues, now, lease))
         .await?;
-    let Some((job, job_token, recipe_script, has_attachments)) = handed else {
+    let Some(claim) = claim else {
         return Ok(None);
     };
+    let job = claim.job;
     if job.attempts == 1 {
         let waited = now.duration_since(job.created_at);
         state
@@ -145,9 +138,9 @@ async fn try_claim(
     }
     Ok(Some(ClaimedJob {
         job: job.into_view(),
-        job_token: Some(job_token),
-        recipe_script,
-        has_attachments,
+        job_token: Some(claim.job_token),
+        recipe_script: claim.recipe_script,
+        has_attachments: claim.has_attachments,
     }))
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
 use proctor_job::{Job, JobFormat};
-use proctor_store::{CancelOutcome, JobFilter, JobState, NewJob, Role};
+use proctor_store::{CancelOutcome, JobFilter, JobState, NewJob, Role, Store, StoreError};
 
 use super::convert::IntoView;
 use super::AppState;
@@ -49,20 +49,32 @@ pub(crate) async fn submit_job(
     let text = std::str::from_utf8(&body)
         .map_err(|error| ApiError::BadRequest(format!("the job is not UTF-8 text: {error}")))?;
     let job = Job::parse(text, format)?;
-    let queue = job.job_queue.as_str().to_owned();
-    if !query.allow_unknown_queue {
-        require_served_queue(&state, &queue).await?;
-    }
-    queue_job(&state, &caller, &job, None).await
+    let queues = if query.allow_unknown_queue {
+        Queues::Any
+    } else {
+        Queues::Served
+    };
+    queue_job(&state, &caller, &job, None, queues).await
+}
+
+/// Which queues a job may be stored on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queues {
+    /// Any queue, even one nothing serves yet.
+    Any,
+    /// Only a queue some agent has served: another is most likely a typo that would leave the job waiting forever.
+    Served,
 }
 
 /// Stores a validated job (with the script of the recipe it was started from, if any) and wakes the claims
-/// waiting on its queue; answers 201 with the job and its location.
+/// waiting on its queue; answers 201 with the job and its location. The queue check and the insert are one store
+/// call, as a submit is on the dispatch path.
 pub(crate) async fn queue_job(
     state: &AppState,
     caller: &Caller,
     job: &Job,
     recipe_script: Option<String>,
+    queues: Queues,
 ) -> Result<Response, ApiError> {
     let queue = job.job_queue.as_str().to_owned();
     let new_job = NewJob {
@@ -81,8 +93,14 @@ pub(crate) async fn queue_job(
         recipe_script,
     };
     let stored = state
-        .store_call(move |store| store.submit_job(&new_job, Timestamp::now()))
-        .await?;
+        .store_call(move |store| {
+            if queues == Queues::Served && !is_served(store, &new_job.queue)? {
+                return Ok(None);
+            }
+            store.submit_job(&new_job, Timestamp::now()).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::UnknownQueue(queue.clone()))?;
     state.wakers.wake(&queue);
     let location = format!("/api/v1/jobs/{}", stored.id);
     Ok((
@@ -117,15 +135,9 @@ fn job_format(headers: &HeaderMap, body: &[u8]) -> Result<JobFormat, ApiError> {
     }
 }
 
-/// Refuses a queue that no agent has ever served: most likely a typo that would leave the job waiting forever.
-async fn require_served_queue(state: &AppState, queue: &str) -> Result<(), ApiError> {
-    let name = queue.to_owned();
-    let info = state.store_call(move |store| store.queue(&name)).await?;
-    if info.is_some_and(|info| info.ever_served) {
-        Ok(())
-    } else {
-        Err(ApiError::UnknownQueue(queue.to_owned()))
-    }
+/// Whether some agent has ever served `queue`.
+fn is_served(store: &dyn Store, queue: &str) -> Result<bool, StoreError> {
+    Ok(store.queue(queue)?.is_some_and(|info| info.ever_served))
 }
 
 /// One job, with its phases (and why its results stopped being parsed, if they did).

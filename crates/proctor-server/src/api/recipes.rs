@@ -9,7 +9,7 @@ use proctor_job::{Job, JobFormat, Name};
 use proctor_store::{Recipe, Role};
 
 use super::convert::IntoView;
-use super::jobs::queue_job;
+use super::jobs::{queue_job, Queues};
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -140,7 +140,7 @@ pub(crate) async fn start_recipe(
         "options": options,
     });
     let job = Job::parse(&document.to_string(), JobFormat::Json)?;
-    queue_job(&state, &caller, &job, Some(recipe.script)).await
+    queue_job(&state, &caller, &job, Some(recipe.script), Queues::Any).await
 }
 
 /// Refuses a name the job definition would not accept (empty, or with whitespace).

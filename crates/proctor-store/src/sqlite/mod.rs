@@ -14,10 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, Trans
 use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
-    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState,
-    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
-    ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult, TestUpdate,
-    Token,
+    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, Claim,
+    FinalState, HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord,
+    QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
+    TestUpdate, Token,
 };
 use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
 
@@ -178,6 +178,31 @@ fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
     } else {
         Err(StoreError::JobNotFound(job_id.to_owned()))
     }
+}
+
+/// What an agent gets with a job it claimed: the job's fresh token (stored by its hash, replacing an earlier
+/// attempt's), its recipe script and whether it has attachments.
+fn hand_over(tx: &Transaction, job: Job, job_token: String, now: Timestamp) -> Result<Claim> {
+    const DOING: &str = "handing a claimed job over";
+    tx.execute_cached(
+        "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
+        params![job.id, secret::hash(&job_token), micros(now)],
+    )
+    .during(DOING)?;
+    let (recipe_script, has_attachments) = tx
+        .query_row_cached(
+            "SELECT recipe_script, EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1) FROM jobs WHERE id = ?1",
+            [&job.id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .during(DOING)?;
+    Ok(Claim {
+        job,
+        job_token,
+        recipe_script,
+        has_attachments,
+    })
 }
 
 /// Records a queue name, marking it served when an agent names it.
@@ -424,20 +449,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn recipe_script(&self, job_id: &str) -> Result<Option<String>> {
-        self.read(|connection| {
-            connection
-                .query_row_cached(
-                    "SELECT recipe_script FROM jobs WHERE id = ?1",
-                    [job_id],
-                    |row| row.get(0),
-                )
-                .optional()
-                .during("reading a job's recipe script")?
-                .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
-        })
-    }
-
     fn job(&self, job_id: &str) -> Result<Job> {
         self.read(|connection| job_in(connection, job_id))
     }
@@ -468,8 +479,9 @@ impl Store for SqliteStore {
         queues: &[String],
         now: Timestamp,
         lease: Duration,
-    ) -> Result<Option<Job>> {
+    ) -> Result<Option<Claim>> {
         let queues = to_json("queue list", queues)?;
+        let job_token = secret::generate()?;
         self.write("claiming a job", |tx| {
             let agent = agent_in(tx, agent_id)?;
             if agent.state == AgentState::Maintenance {
@@ -499,7 +511,9 @@ impl Store for SqliteStore {
             tx.execute_cached("UPDATE agents SET last_heartbeat = ?2 WHERE id = ?1", params![agent_id, micros(now)])
                 .during("claiming a job")?;
             refresh_agent_state(tx, agent_id)?;
-            Ok(claimed)
+            claimed
+                .map(|job| hand_over(tx, job, job_token, now))
+                .transpose()
         })
     }
 
@@ -862,19 +876,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn has_attachments(&self, job_id: &str) -> Result<bool> {
-        self.read(|connection| {
-            ensure_job_exists(connection, job_id)?;
-            connection
-                .query_row_cached(
-                    "SELECT EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1)",
-                    [job_id],
-                    |row| row.get(0),
-                )
-                .during("looking up attachments")
-        })
-    }
-
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()> {
         let (path, blob) = match &artifact.content {
             ArtifactContent::Path(path) => (Some(path.as_str()), None),
@@ -998,21 +999,6 @@ impl Store for SqliteStore {
                 .optional()
                 .during("verifying a token")
         })
-    }
-
-    fn issue_job_token(&self, job_id: &str, now: Timestamp) -> Result<String> {
-        let secret = secret::generate()?;
-        self.write("issuing a job token", |tx| {
-            ensure_job_exists(tx, job_id)?;
-            tx.execute_cached(
-                "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
-                params![job_id, secret::hash(&secret), micros(now)],
-            )
-            .during("issuing a job token")?;
-            Ok(())
-        })?;
-        Ok(secret)
     }
 
     fn verify_job_token(&self, secret: &str) -> Result<Option<String>> {
