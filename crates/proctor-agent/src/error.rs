@@ -24,3 +24,17 @@ pub enum AgentError {
         source: io::Error,
     },
 }
+
+impl AgentError {
+    /// The error and its causes on one line, for a job's reason.
+    pub(crate) fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        text
+    }
+}

@@ -23,14 +23,11 @@ use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::state::{self, InProgress};
 use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE};
 use crate::{AgentSettings, FinalState, JobReport};
 
-/// The file in the job's work directory holding the job definition.
-pub(crate) const JOB_FILE: &str = "job.json";
 /// The file in the job's work directory where phases write their subunit v2 results.
 pub(crate) const RESULTS_FILE: &str = "results.subunit";
-/// The directory in the job's work directory for artifacts.
-pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
 /// The directory in the job's work directory where attachments are unpacked, as `<phase>/<path>`.
 pub(crate) const ATTACHMENTS_DIR: &str = "attachments";
 /// The file in the job's work directory holding a recipe's script.
@@ -48,7 +45,7 @@ pub(crate) struct JobContext<'a> {
     pub(crate) client: &'a ServerClient,
     pub(crate) supervisor: &'a Supervisor,
     /// Where the job's work directory is made.
-    pub(crate) jobs_dir: &'a Path,
+    pub(crate) work_dirs: &'a WorkDirs,
     /// Where the agent keeps its own files for the job (the log spool, the test script).
     pub(crate) spool_dir: &'a Path,
 }
@@ -78,7 +75,7 @@ pub(crate) fn run_job(
     let mut run = JobRun {
         context,
         job_id: job_id.clone(),
-        work_dir: context.jobs_dir.join(&job_id),
+        work_dir: context.work_dirs.job_dir(&job_id),
         spool: context.spool_dir.join(&job_id),
         log: LogWriter::default(),
         streams: None,
@@ -336,7 +333,7 @@ impl JobRun<'_, '_> {
             }
         };
         if let Err(error) = self.prepare_work_dir(definition) {
-            return (FinalState::Error, error.to_string());
+            return (FinalState::Error, error.with_causes());
         }
         if has_attachments {
             if let Err(problem) = self.fetch_attachments() {
@@ -378,7 +375,7 @@ impl JobRun<'_, '_> {
     /// the error says why they could not be opened (the job's output is then dropped, and it ends `error`).
     fn open_streams(&mut self) -> Result<(), String> {
         if self.streams.is_none() {
-            let opened = self.try_open_streams().map_err(|error| error.to_string());
+            let opened = self.try_open_streams().map_err(|error| error.with_causes());
             if opened.is_err() {
                 self.log.lose();
             }
@@ -403,7 +400,7 @@ impl JobRun<'_, '_> {
             log: log_path.clone(),
             results: results_path.clone(),
         }
-        .save(&state::records_dir(self.context.jobs_dir))?;
+        .save(&state::records_dir(self.context.work_dirs.root()))?;
         let upload = |stream, path, file, marks| {
             Uploader::start(
                 self.context.client.api.clone(),
@@ -444,24 +441,10 @@ impl JobRun<'_, '_> {
         }
     }
 
-    /// Makes the job's work directory with `job.json` and the artifacts directory. A directory an earlier attempt
-    /// of the job left on this agent is emptied first, so its results and artifacts are not taken for this one's.
+    /// Makes the job's work directory with `job.json` and the artifacts directory.
     fn prepare_work_dir(&self, definition: &serde_json::Value) -> Result<(), AgentError> {
-        if self.work_dir.exists() {
-            fs::remove_dir_all(&self.work_dir).map_err(|source| AgentError::Io {
-                what: "could not empty the work directory an earlier attempt left",
-                path: self.work_dir.clone(),
-                source,
-            })?;
-        }
-        create_dir(&self.work_dir.join(ARTIFACTS_DIR))?;
-        let path = self.work_dir.join(JOB_FILE);
         let text = serde_json::to_vec_pretty(definition).unwrap_or_default();
-        fs::write(&path, text).map_err(|source| AgentError::Io {
-            what: "could not write the job file",
-            path,
-            source,
-        })
+        self.context.work_dirs.take(&self.job_id, &text).map(drop)
     }
 
     /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong.

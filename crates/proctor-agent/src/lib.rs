@@ -3,7 +3,9 @@
 //!
 //! An [`Agent`] registers with the server named in its [`AgentConfig`], long-polls for a job on its queues, and
 //! runs the job's phases (`setup`, `provision`, …, `cleanup`, as [`AgentConfig::phases_for`] picks them) one after
-//! another in the job's own work directory, `<work_dir>/<job id>`, which holds the job as `job.json`. Each phase
+//! another in the job's own work directory, `<work_dir>/<job id>`, which holds the job as `job.json` (made ahead as
+//! `<work_dir>/.next-job` while the agent waits, and renamed when a job comes, so the claim-to-process path allocates
+//! no files; the spool and the progress record are made while the first phase starts up). Each phase
 //! is the agent's `<phase>_command` run with bash, or for the test phase without a `test_command`, the job's
 //! `test_cmds` (the built-in local device). Phases see the job through `PROCTOR_JOB_ID`, `PROCTOR_PHASE`,
 //! `PROCTOR_SERVER`, `PROCTOR_WORK_DIR`, `PROCTOR_JOB_FILE`, `PROCTOR_RESULTS` (where to write a subunit v2
@@ -61,6 +63,7 @@ mod error;
 mod job;
 mod state;
 mod upload;
+mod workdir;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +79,7 @@ pub use proctor_api::FinalState;
 use client::ServerClient;
 use job::{report_interrupted, run_job, JobContext};
 use state::InProgress;
+use workdir::WorkDirs;
 
 /// How a job this agent ran ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +134,7 @@ pub struct Agent {
     settings: AgentSettings,
     client: ServerClient,
     supervisor: Supervisor,
-    jobs_dir: PathBuf,
+    work_dirs: WorkDirs,
     spool_dir: PathBuf,
 }
 
@@ -165,7 +169,7 @@ impl Agent {
             settings,
             client,
             supervisor,
-            jobs_dir: work_dir,
+            work_dirs: WorkDirs::new(work_dir),
             spool_dir,
         })
     }
@@ -183,6 +187,7 @@ impl Agent {
 
     /// Waits up to [`AgentSettings::claim_wait`] for a job; runs it to its end when one comes. `None` when none came.
     pub fn run_once(&self) -> Result<Option<JobReport>, AgentError> {
+        self.work_dirs.prepare();
         let Some(claimed) = self
             .client
             .claim(&self.queues(), self.settings.claim_wait)?
@@ -201,7 +206,7 @@ impl Agent {
         mut on_error: impl FnMut(&AgentError),
     ) -> Result<Vec<JobReport>, AgentError> {
         let mut reports = Vec::new();
-        for (path, record) in InProgress::load_all(&state::records_dir(&self.jobs_dir)) {
+        for (path, record) in InProgress::load_all(&state::records_dir(self.work_dirs.root())) {
             match record.and_then(|record| report_interrupted(&self.context(), &record)) {
                 Ok(report) => reports.push(report),
                 Err(AgentError::Server(error)) if error.status().is_none() => {
@@ -247,7 +252,7 @@ impl Agent {
             settings: &self.settings,
             client: &self.client,
             supervisor: &self.supervisor,
-            jobs_dir: &self.jobs_dir,
+            work_dirs: &self.work_dirs,
             spool_dir: &self.spool_dir,
         }
     }
