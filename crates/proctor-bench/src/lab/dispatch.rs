@@ -16,8 +16,6 @@ const AGENTS: usize = 10;
 const JOBS: usize = 200;
 /// The word before the time the test process prints.
 const MARKER: &str = "started";
-/// How often the bench looks whether a job ended; between jobs only, so it is not in the measured path.
-const POLL: Duration = Duration::from_millis(5);
 /// The goals of issue 4.
 const GOAL_P50: Duration = Duration::from_millis(5);
 const GOAL_P99: Duration = Duration::from_millis(25);
@@ -50,8 +48,7 @@ fn measure(lab: &Lab) -> Result<(Vec<Duration>, Vec<Duration>), LabBenchError> {
 fn dispatch_once(lab: &Lab) -> Result<Duration, LabBenchError> {
     let submitted = SystemTime::now();
     let job = lab.submit(&format!("echo {MARKER} $EPOCHREALTIME"))?;
-    lab.wait_until_passed(&job.id, POLL)?;
-    let log = lab.log(&job.id)?;
+    let log = lab.follow_to_end(&job.id)?;
     let started = marked_times(&log, MARKER).next();
     let Some(started) = started else {
         return Err(LabBenchError::NoTimestamp {

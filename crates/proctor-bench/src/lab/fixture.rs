@@ -23,6 +23,8 @@ pub(super) const QUEUE: &str = "bench";
 pub(super) const PATIENCE: Duration = Duration::from_secs(120);
 /// How long an agent's claim is held; also bounds how long stopping takes when the server goes first.
 const CLAIM_WAIT: Duration = Duration::from_secs(25);
+/// How long one read of a followed log waits for bytes or the job's end.
+const FOLLOW_WAIT: Duration = Duration::from_secs(10);
 
 /// A running server and its agents; [`Lab::stop`] ends them.
 pub(super) struct Lab {
@@ -100,17 +102,27 @@ impl Lab {
             .submit_job(job_definition(test_cmds).as_bytes(), false)?)
     }
 
-    /// Waits (polling every `poll`) for the job to end; it must have passed.
-    pub(super) fn wait_until_passed(
-        &self,
-        job_id: &str,
-        poll: Duration,
-    ) -> Result<JobView, LabBenchError> {
+    /// Follows the job's log with held reads (no polling, so the bench's own requests do not compete with the
+    /// job's start) until the job ended; answers the whole log. The job must have passed. An agent finishes a job
+    /// only after its log is stored, so once the job has ended a read that finds nothing new has read it all.
+    pub(super) fn follow_to_end(&self, job_id: &str) -> Result<String, LabBenchError> {
         let deadline = Instant::now() + PATIENCE;
+        let mut log = Vec::new();
+        let mut offset = 0;
         loop {
-            let job = self.client.job(job_id)?.job;
-            if job.state.is_final() {
-                return require_passed(job);
+            let read = self.client.read_stream(
+                job_id,
+                StreamKind::Log,
+                offset,
+                None,
+                Some(FOLLOW_WAIT),
+            )?;
+            let ended = read.bytes.is_empty() && read.job_state.is_some_and(JobState::is_final);
+            log.extend_from_slice(&read.bytes);
+            offset = read.next_offset;
+            if ended {
+                require_passed(self.client.job(job_id)?.job)?;
+                return Ok(String::from_utf8_lossy(&log).into_owned());
             }
             if Instant::now() > deadline {
                 return Err(LabBenchError::TimedOut {
@@ -118,7 +130,6 @@ impl Lab {
                     patience: PATIENCE,
                 });
             }
-            thread::sleep(poll);
         }
     }
 
