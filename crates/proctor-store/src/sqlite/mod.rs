@@ -250,11 +250,28 @@ fn agent_in(connection: &Connection, agent_id: &str) -> Result<Agent> {
         .optional()
         .during("reading an agent")?
         .ok_or_else(|| StoreError::AgentNotFound(agent_id.to_owned()))?;
-    let mut queues = queues_served(connection)?;
-    Ok(Agent {
-        queues: queues.remove(agent_id).unwrap_or_default(),
-        ..agent
-    })
+    let mut statement = connection
+        .prepare_cached("SELECT queue FROM agent_queues WHERE agent_id = ?1 ORDER BY queue")
+        .during("reading an agent's queues")?;
+    let queues = statement
+        .query_map([agent_id], |row| row.get(0))
+        .during("reading an agent's queues")?
+        .collect::<rusqlite::Result<_>>()
+        .during("reading an agent's queues")?;
+    Ok(Agent { queues, ..agent })
+}
+
+/// An agent's state alone (what a claim needs to know, without its queues and images).
+fn agent_state_in(connection: &Connection, agent_id: &str) -> Result<AgentState> {
+    connection
+        .query_row_cached(
+            "SELECT state FROM agents WHERE id = ?1",
+            [agent_id],
+            |row| rows::parsed(row, "state"),
+        )
+        .optional()
+        .during("reading an agent")?
+        .ok_or_else(|| StoreError::AgentNotFound(agent_id.to_owned()))
 }
 
 /// Every agent's queues, sorted, by agent id.
@@ -491,8 +508,7 @@ impl Store for SqliteStore {
         let queues = to_json("queue list", queues)?;
         let job_token = secret::generate()?;
         self.write("claiming a job", |tx| {
-            let agent = agent_in(tx, agent_id)?;
-            if agent.state == AgentState::Maintenance {
+            if agent_state_in(tx, agent_id)? == AgentState::Maintenance {
                 return Ok(None);
             }
             // One statement picks and takes the job. The outer `state = 'queued'` re-check is what keeps the

@@ -52,7 +52,8 @@ fn optional_timestamp(row: &Row, column: &str) -> rusqlite::Result<Option<Timest
     }
 }
 
-fn parsed<T>(row: &Row, column: &str) -> rusqlite::Result<T>
+/// A text column parsed into `T`, such as a state by its name.
+pub(super) fn parsed<T>(row: &Row, column: &str) -> rusqlite::Result<T>
 where
     T: FromStr,
     T::Err: std::error::Error + Send + Sync + 'static,
