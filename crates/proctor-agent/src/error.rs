@@ -26,8 +26,8 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// The error and its causes on one line, for a job's reason.
-    pub(crate) fn with_causes(&self) -> String {
+    /// The error and its causes on one line (for a job's reason, or the agent's own log).
+    pub fn with_causes(&self) -> String {
         let mut text = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(inner) = cause {

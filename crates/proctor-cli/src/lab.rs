@@ -196,14 +196,7 @@ fn agent_settings(tuning: &AgentTuning, defaults: AgentSettings) -> AgentSetting
 
 /// The agent never stops on an error (it retries); it says what went wrong, with the causes.
 fn report_agent_error(error: &AgentError) {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    eprintln!("proctor agent: {text}");
+    eprintln!("proctor agent: {}", error.with_causes());
 }
 
 fn server_error(source: ServerError) -> CliError {
