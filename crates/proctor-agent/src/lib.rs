@@ -40,9 +40,11 @@
 //!   ends the hold and the job ends `cancelled`.
 //! - After the phases, `artifacts/` is packed as tar.gz (up to [`AgentSettings::artifacts_cap`]) and uploaded; a
 //!   failure is noted in the reason without changing the verdict.
-//! - While a job runs, a record of it (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an
-//!   agent started on the same work directory finds it, uploads what the server lacks, and ends the job `error`
-//!   ("agent restarted mid-job") before taking new work ([`Agent::recover`]).
+//! - While a job runs (from just after its first process started), a record of it
+//!   (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an agent started on the same work
+//!   directory finds it, uploads what the server lacks, and ends the job `error` ("agent restarted mid-job") before
+//!   taking new work ([`Agent::recover`]). A job whose agent died before its record was written is settled by the
+//!   server when its lease lapses.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
