@@ -23,8 +23,9 @@ pub fn connect(remote: &Remote) -> Result<Client, CliError> {
     Ok(Client::new(&remote.server, remote.token.as_deref())?)
 }
 
-/// `proctor submit`: checks the job file here (pointing at any problem), submits it, uploads its attachments,
-/// then waits or follows if asked.
+/// `proctor submit`: checks the job file here (pointing at any problem), packs its attachments, submits it,
+/// uploads them, then waits or follows if asked. The attachments are packed before the submit: the server holds a
+/// job with attachments until they arrive, so a job submitted before a packing failure would wait forever.
 pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
     let text = fs::read_to_string(&args.file).map_err(|source| CliError::Input {
         path: args.file.clone(),
@@ -32,6 +33,7 @@ pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
     })?;
     let job = Job::parse(&text, JobFormat::detect(&text))
         .map_err(|error| invalid_job(&args.file, &text, &ProblemView::from(&error.problem)))?;
+    let attachments = pack_attachments(&args.file, &job)?;
     let client = connect(&args.remote)?;
     let submitted = client
         .submit_job(text.as_bytes(), args.allow_unknown_queue)
@@ -41,7 +43,9 @@ pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
                 None => error.into(),
             },
         )?;
-    upload_attachments(&client, &submitted.id, &args.file, &job)?;
+    if let Some(tar_gz) = attachments {
+        upload_attachments(&client, &submitted.id, tar_gz)?;
+    }
     after_start(&client, submitted, &args.follow)
 }
 
@@ -80,22 +84,36 @@ pub fn after_start(client: &Client, job: JobView, follow: &FollowArgs) -> Result
     }
 }
 
-fn upload_attachments(
-    client: &Client,
-    job_id: &str,
-    file: &Path,
-    job: &Job,
-) -> Result<(), CliError> {
+/// The job's attachments packed as tar.gz (paths relative to the job file), or `None` when it has none.
+fn pack_attachments(file: &Path, job: &Job) -> Result<Option<Vec<u8>>, CliError> {
     let Some(test_data) = job
         .test_data
         .as_ref()
         .filter(|data| !data.attachments.is_empty())
     else {
-        return Ok(());
+        return Ok(None);
     };
     let base = file.parent().unwrap_or(Path::new("."));
-    let tar_gz = archive::pack_attachments(base, Phase::Test, &test_data.attachments)?;
-    Ok(client.upload_attachments(job_id, tar_gz)?)
+    Ok(Some(archive::pack_attachments(
+        base,
+        Phase::Test,
+        &test_data.attachments,
+    )?))
+}
+
+/// Uploads a submitted job's attachments. When the server does not take them, the job (held until they arrive)
+/// is cancelled, so it does not wait for ever, and the error is the upload's.
+fn upload_attachments(client: &Client, job_id: &str, tar_gz: Vec<u8>) -> Result<(), CliError> {
+    let Err(error) = client.upload_attachments(job_id, tar_gz) else {
+        return Ok(());
+    };
+    match client.cancel(job_id) {
+        Ok(_) => eprintln!("proctor: job {job_id} was cancelled: its attachments were not uploaded"),
+        Err(cancel) => eprintln!(
+            "proctor: job {job_id} waits for attachments that were not uploaded, and could not be cancelled: {cancel}"
+        ),
+    }
+    Err(error.into())
 }
 
 /// A job file's problem as an error pointing into the file.

@@ -635,6 +635,43 @@ fn attachments_go_in_and_artifacts_come_back() {
     );
 }
 
+/// Attachments are packed before the job is submitted, so one that cannot be packed leaves no job behind; a bundle
+/// the server will not take (here over its body limit) gets the job cancelled rather than held for ever.
+#[test]
+fn a_job_whose_attachments_do_not_arrive_is_not_left_waiting_for_them() {
+    let lab = Lab::start(&["--max-body", "4000"]);
+    let missing = lab.job_file(
+        "missing.yaml",
+        "job_queue: local\ntest_data:\n  attachments:\n    - local: nowhere.txt\n  test_cmds: echo never\n",
+    );
+    let (code, _, err) = lab.run(&["submit", &missing, "--allow-unknown-queue"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nowhere.txt"), "{err}");
+    assert!(lab.client(None).jobs(None, None, None).unwrap().is_empty());
+
+    // Random bytes do not compress: the bundle stays over the 4 000-byte limit while the job file is far under it.
+    let mut noise = vec![0; 20_000];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(lab.dir.path().join("noise.bin"), noise).unwrap();
+    let oversize = lab.job_file(
+        "oversize.yaml",
+        "job_queue: local\ntest_data:\n  attachments:\n    - local: noise.bin\n  test_cmds: echo never\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &oversize, "--allow-unknown-queue"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("413") && err.contains("was cancelled"),
+        "{err}"
+    );
+    let jobs = lab.client(None).jobs(None, None, None).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].state, JobState::Cancelled, "{jobs:?}");
+}
+
 /// A bundle from a hostile client, written with Python's `tarfile` (which, unlike the tar crate, writes any name).
 fn hostile_bundle(dir: &Path) -> Vec<u8> {
     let path = dir.join("hostile.tar.gz");
