@@ -8,12 +8,13 @@ use std::path::Path;
 use miette::{NamedSource, SourceSpan};
 use proctor_api::{JobDetail, JobState, JobView, ProblemView, StreamKind};
 use proctor_client::Client;
-use proctor_events::Sink;
+use proctor_events::{Outcome, Sink};
 use proctor_formats::junit::JunitSink;
 use proctor_job::{Job, JobFormat, Phase};
 
 use crate::archive;
 use crate::cli::{FollowArgs, Remote, SubmitArgs};
+use crate::display;
 use crate::error::{CliError, InvalidJob};
 use crate::exit;
 use crate::follow;
@@ -176,6 +177,9 @@ fn print_detail(detail: &JobDetail) -> Result<(), CliError> {
         writeln!(out, "agent     {agent}")?;
     }
     writeln!(out, "attempts  {} of {}", job.attempts, job.max_attempts)?;
+    if let Some(problem) = &detail.results_problem {
+        writeln!(out, "results   could not be read to their end: {problem}")?;
+    }
     writeln!(out, "submitted {}", job.created_at)?;
     if let Some(started) = job.started_at {
         writeln!(out, "started   {started}")?;
@@ -211,7 +215,9 @@ pub fn logs(
     Ok(exit::OK)
 }
 
-/// `proctor results`: a table of the tests, the raw subunit stream, or a JUnit report. Exit 1 when a test failed.
+/// `proctor results`: a table of the tests, the raw subunit stream, or a JUnit report. Exit 1 when a test failed
+/// (by Proctor's one rule: `fail`, `uxsuccess`, or a test the stream never finished) or the server could not read
+/// the stream to its end.
 pub fn results(
     remote: &Remote,
     job_id: &str,
@@ -231,19 +237,32 @@ pub fn results(
         write_junit(job_id, &stream, path)?;
         return Ok(exit::OK);
     }
+    let problem = client.job(job_id)?.results_problem;
     let tests = client.tests(job_id)?;
     let mut out = io::stdout().lock();
-    let mut failed = 0;
+    let mut totals = [tests.len(), 0, 0, 0];
     for test in &tests {
         let seconds = test
             .duration_us
             .map_or_else(String::new, |us| format!("{:.3}s", us as f64 / 1e6));
         writeln!(out, "{:<10} {:>9}  {}", test.status, seconds, test.test_id)?;
-        failed += usize::from(matches!(test.status.as_str(), "fail" | "uxsuccess"));
+        // The same rule as every other summary in Proctor: a test the stream never finished failed.
+        let column = match Outcome::of(test.status.parse().ok()) {
+            Outcome::Passed => 1,
+            Outcome::Failed => 2,
+            Outcome::Skipped => 3,
+        };
+        totals[column] += 1;
     }
-    writeln!(out, "{} tests, {failed} failed", tests.len())?;
+    writeln!(out, "{}", display::totals_line(totals, None))?;
+    if let Some(problem) = &problem {
+        writeln!(
+            out,
+            "the results stream could not be read to its end: {problem}"
+        )?;
+    }
     out.flush()?;
-    Ok(if failed > 0 {
+    Ok(if totals[2] > 0 || problem.is_some() {
         exit::TESTS_FAILED
     } else {
         exit::OK

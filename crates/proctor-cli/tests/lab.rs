@@ -758,7 +758,16 @@ fn results_come_as_a_table_subunit_and_junit() {
     let id = out.trim();
     let (code, table, err) = lab.run(&["results", id]);
     assert_eq!(code, 0, "{err}");
-    assert!(table.contains("demo.ok"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("success") && line.ends_with("demo.ok")),
+        "{table}"
+    );
+    assert!(
+        table.contains("1 tests: 1 passed, 0 failed, 0 skipped"),
+        "{table}"
+    );
     let raw = lab
         .command(&["results", id, "--subunit"])
         .output()
@@ -776,6 +785,55 @@ fn results_come_as_a_table_subunit_and_junit() {
     assert!(
         xml.contains(r#"<testcase name="ok" classname="demo""#),
         "{xml}"
+    );
+}
+
+/// `proctor results` fails a test the stream never finished (as the agent's verdict and every summary in Proctor
+/// do) and a stream the server could not read to its end, saying so; `status` says it too.
+#[test]
+fn results_count_an_unfinished_test_and_an_unreadable_stream_as_failures() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let me = assert_cmd::cargo::cargo_bin("proctor");
+    let emit = |args: &str| {
+        format!(
+            "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
+            me.display()
+        )
+    };
+    let unfinished = lab.job_file(
+        "unfinished.yaml",
+        &format!(
+            "job_queue: local\ntest_data:\n  test_cmds:\n    - {}\n    - {}\n    - {}\n",
+            emit("--start demo.ok"),
+            emit("--test demo.ok --status success"),
+            emit("--start demo.cut")
+        ),
+    );
+    let id = lab.submit(&unfinished);
+    assert_eq!(lab.ended(&id).state, JobState::Failed);
+    let (code, table, err) = lab.run(&["results", &id]);
+    assert_eq!(code, 1, "{table}{err}");
+    assert!(
+        table.contains("2 tests: 1 passed, 1 failed, 0 skipped"),
+        "{table}"
+    );
+
+    let corrupt = lab.job_file(
+        "corrupt.yaml",
+        // A packet whose checksum is wrong (all zeros): signature, version-2 flags, length 8, CRC.
+        "job_queue: local\ntest_data:\n  test_cmds: printf '\\263\\040\\000\\010\\000\\000\\000\\000' >> \"$PROCTOR_RESULTS\"\n",
+    );
+    let id = lab.submit(&corrupt);
+    assert_eq!(lab.ended(&id).state, JobState::Failed);
+    let (code, table, err) = lab.run(&["results", &id]);
+    assert_eq!(code, 1, "{table}{err}");
+    assert!(table.contains("could not be read to its end"), "{table}");
+    let (code, status, err) = lab.run(&["status", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status.contains("could not be read to their end"),
+        "{status}"
     );
 }
 
