@@ -383,9 +383,17 @@ fn a_job_whose_agent_is_killed_ends_in_error_within_the_lease() {
     let id = lab.submit(&job);
     eventually(|| lab.log(&id).contains("started"));
     lab.children.kill(agent);
+    let killed_at = jiff::Timestamp::now();
     let ended = lab.ended(&id);
     assert_eq!(ended.state, JobState::Error);
     assert!(ended.reason.unwrap_or_default().contains("agent lost"));
+    // The lease is 3 s (renewed every second until the kill); the reaper looks at least once a second. Ten seconds
+    // is a bound on correctness, far under the 60 s the wait above would allow.
+    let after_kill = ended.ended_at.expect("an ended job has its end") - killed_at;
+    assert!(
+        after_kill.get_seconds() < 10,
+        "ended {after_kill:#} after the agent was killed"
+    );
 }
 
 #[test]
@@ -611,6 +619,11 @@ fn a_recipe_starts_with_its_options_on_the_command_line() {
     assert!(out.contains("'--size', 'small'"), "{out}");
     let (code, _, _) = lab.run(&["recipe", "remove", "argv"]);
     assert_eq!(code, 0);
+    let (code, list, err) = lab.run(&["recipe", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!list.contains("argv"), "{list}");
+    let (code, _, err) = lab.run(&["recipe", "show", "argv"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]
@@ -714,7 +727,6 @@ fn attachments_with_an_escaping_entry_are_refused_and_the_job_stays_held() {
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["state"], "queued", "{status}");
-    assert!(!lab.dir.path().join("escape.txt").exists());
 }
 
 #[test]
@@ -768,6 +780,11 @@ fn results_come_as_a_table_subunit_and_junit() {
         table.contains("1 tests: 1 passed, 0 failed, 0 skipped"),
         "{table}"
     );
+    let nowhere = lab.dir.path().join("no-artifacts");
+    let (code, _, err) = lab.run(&["artifacts", id, "-o", &nowhere.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no artifacts"), "{err}");
+    assert!(!nowhere.exists());
     let raw = lab
         .command(&["results", id, "--subunit"])
         .output()
