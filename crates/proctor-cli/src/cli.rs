@@ -258,15 +258,12 @@ pub struct ServerArgs {
 /// The server's timing and limits, hidden: for tests.
 #[derive(Debug, Default, Args)]
 pub struct ServerTuning {
-    /// Seconds a claim or heartbeat leases a job for.
+    /// Seconds a claim or heartbeat leases a job for; an agent silent this long is also marked offline.
     #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
     pub lease: Option<Duration>,
     /// The largest request body accepted, in bytes.
     #[arg(long, hide = true, value_name = "BYTES")]
     pub max_body: Option<usize>,
-    /// Seconds a claim is held when no job waits.
-    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
-    pub claim_hold: Option<Duration>,
 }
 
 /// Options of `proctor agent`.

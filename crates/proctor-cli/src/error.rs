@@ -135,14 +135,10 @@ pub enum CliError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A tar.gz could not be made or unpacked, or holds an entry that could land outside its directory.
+    /// A tar.gz could not be made or unpacked, or holds an entry that could land outside its directory (the
+    /// archive's error says which, and why).
     #[error("{0}")]
-    #[diagnostic(
-        code(proctor::archive),
-        help(
-            "only files and directories under relative paths without `..` are packed or unpacked"
-        )
-    )]
+    #[diagnostic(code(proctor::archive))]
     Archive(#[from] proctor_archive::ArchiveError),
     /// The job ended without uploading artifacts.
     #[error("job {job} has no artifacts")]

@@ -128,9 +128,6 @@ fn server_config(
     if let Some(max_body) = tuning.max_body {
         config.max_body_bytes = max_body;
     }
-    if let Some(claim_hold) = tuning.claim_hold {
-        config.claim_hold = claim_hold;
-    }
     config
 }
 
