@@ -102,9 +102,10 @@ impl Lab {
             .submit_job(job_definition(test_cmds).as_bytes(), false)?)
     }
 
-    /// Follows the job's log with held reads (no polling, so the bench's own requests do not compete with the
-    /// job's start) until the job ended; answers the whole log. The job must have passed. An agent finishes a job
-    /// only after its log is stored, so once the job has ended a read that finds nothing new has read it all.
+    /// Follows the job's log with held reads (one request that waits on the server, instead of polling the job's
+    /// state while it starts) until the job ended; answers the whole log. The job must have passed. An agent
+    /// finishes a job only after its log is stored, so once the job has ended a read that finds nothing new has read
+    /// it all.
     pub(super) fn follow_to_end(&self, job_id: &str) -> Result<String, LabBenchError> {
         let deadline = Instant::now() + PATIENCE;
         let mut log = Vec::new();

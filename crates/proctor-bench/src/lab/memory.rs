@@ -1,7 +1,7 @@
 //! Server memory under long polls: the server runs in a process of its own (`proctor-bench lab serve`, this binary
 //! again) so its memory can be read from `/proc/PID/status`. 1 000 agent ids are registered, then all claim at once
-//! with a 25 s wait, from async clients in this process; the server's VmRSS and VmHWM while it holds them are set
-//! against the same server idle (the agents registered, nothing held). Twice, each time on a fresh server: with
+//! with a 25 s wait, from one async client in this process (a connection each); the server's VmRSS and VmHWM while
+//! it holds them are set against the same server idle (the agents registered, nothing held). Twice, each time on a fresh server: with
 //! the claims sent all at once (as after a server restart), and paced, 10 every 10 ms (agents arriving over a
 //! second), which tells the cost of a held claim apart from the cost of the burst.
 
@@ -263,7 +263,7 @@ fn print_rows(arrival: Arrival, readings: &Readings) {
     ] {
         row(
             &format!(
-                "holding {HELD} claims {how}, {} s after the last arrived",
+                "holding {HELD} claims {how}, {} s after the server had all {HELD} connections",
                 after.as_secs()
             ),
             memory,

@@ -1,10 +1,9 @@
 //! Live log tail: one agent runs a job printing `tick $EPOCHREALTIME` every 50 ms while the bench follows its log
-//! with `read_stream` and a wait, as `proctor logs --follow` does; a line's latency runs from its print to the
-//! follower's read. Baseline: the same script run directly, its output read through a pipe.
+//! with `read_stream` and a wait (the server answers when bytes arrive); a line's latency runs from its print to
+//! the follower's read. Baseline: the same script run directly, its output read through a pipe.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use proctor_api::{JobState, StreamKind};
@@ -19,8 +18,6 @@ const LINES: usize = 100;
 const MARKER: &str = "tick";
 /// How long one read may wait for new bytes.
 const WAIT: Duration = Duration::from_secs(5);
-/// Between reads when the server answers without waiting.
-const POLL: Duration = Duration::from_millis(10);
 /// The goal of issue 4.
 const GOAL: Duration = Duration::from_millis(250);
 
@@ -29,57 +26,40 @@ fn script() -> String {
     format!("for i in $(seq {LINES}); do\n  echo \"{MARKER} $EPOCHREALTIME\"\n  sleep 0.05\ndone")
 }
 
-/// What following the log found.
-struct Followed {
-    latencies: Vec<Duration>,
-    /// Whether the server held reads until bytes came (otherwise the bench polled every [`POLL`]).
-    server_waited: bool,
-}
-
 /// Measures and prints the tail table.
 pub(super) fn bench() -> Result<(), LabBenchError> {
     println!("\ntail: one agent, a job printing a line every 50 ms ({LINES} lines), followed live");
     let lab = Lab::start(1)?;
     let measured = follow(&lab);
     lab.stop()?;
-    let followed = measured?;
+    let latencies = measured?;
     let baseline = read_through_pipe()?;
-    print_table(&followed, Latencies::of(baseline));
+    print_table(Latencies::of(latencies), Latencies::of(baseline));
     Ok(())
 }
 
-/// Submits the job and reads its log as it grows until the job ended and everything was read.
-fn follow(lab: &Lab) -> Result<Followed, LabBenchError> {
+/// Submits the job and reads its log as it grows until the job ended and everything was read; each line's latency.
+fn follow(lab: &Lab) -> Result<Vec<Duration>, LabBenchError> {
     let job = lab.submit(&script())?;
     let deadline = Instant::now() + PATIENCE;
-    let mut followed = Followed {
-        latencies: Vec::with_capacity(LINES),
-        server_waited: true,
-    };
+    let mut latencies = Vec::with_capacity(LINES);
     let mut offset = 0;
     let mut partial_line = Vec::new();
     let mut saw_the_end = false;
     loop {
-        let asked = Instant::now();
-        let wait = followed.server_waited.then_some(WAIT);
         let read = lab
             .client
-            .read_stream(&job.id, StreamKind::Log, offset, None, wait)?;
+            .read_stream(&job.id, StreamKind::Log, offset, None, Some(WAIT))?;
         let arrived = SystemTime::now();
         offset = read.next_offset;
         if !read.bytes.is_empty() {
             partial_line.extend_from_slice(&read.bytes);
-            followed.latencies.extend(
+            latencies.extend(
                 complete_lines_times(&mut partial_line).map(|printed| since(printed, arrived)),
             );
             continue;
         }
-        // A server without the job-state header is asked separately.
-        let state = match read.job_state {
-            Some(state) => state,
-            None => lab.client.job(&job.id)?.job.state,
-        };
-        if state.is_final() {
+        if read.job_state.is_some_and(JobState::is_final) {
             // One more read after the end was seen: bytes stored between the read and the state are not lost.
             if saw_the_end {
                 break;
@@ -87,30 +67,22 @@ fn follow(lab: &Lab) -> Result<Followed, LabBenchError> {
             saw_the_end = true;
             continue;
         }
-        let answered_at_once = asked.elapsed() < WAIT / 2;
-        if answered_at_once && state == JobState::Running {
-            // Nothing new while the job runs, yet no wait: the server ignores it.
-            followed.server_waited = false;
-        }
         if Instant::now() > deadline {
             return Err(LabBenchError::TimedOut {
                 what: format!("job {}'s log to end", job.id),
                 patience: PATIENCE,
             });
         }
-        if answered_at_once {
-            thread::sleep(POLL);
-        }
     }
     require_passed(lab.client.job(&job.id)?.job)?;
-    if followed.latencies.len() != LINES {
+    if latencies.len() != LINES {
         return Err(LabBenchError::NoTimestamp {
             job_id: job.id.clone(),
             marker: MARKER,
             log: lab.log(&job.id)?,
         });
     }
-    Ok(followed)
+    Ok(latencies)
 }
 
 /// The times on the complete lines at the start of `buffer`, which keeps only its unfinished last line.
@@ -151,17 +123,11 @@ fn read_through_pipe() -> Result<Vec<Duration>, LabBenchError> {
     Ok(latencies)
 }
 
-fn print_table(followed: &Followed, baseline: Latencies) {
-    let proctor = Latencies::of(followed.latencies.clone());
-    let how = if followed.server_waited {
-        "read_stream with a wait"
-    } else {
-        "the server ignored the wait: read_stream polled every 10 ms"
-    };
+fn print_table(proctor: Latencies, baseline: Latencies) {
     print_latency_table(
         &format!("print → read by the follower ({LINES} lines)"),
         (
-            &format!("proctor: agent spool → upload → server → {how}"),
+            "proctor: agent spool → upload → server → read_stream with a wait",
             proctor,
         ),
         (
