@@ -318,72 +318,66 @@ pub fn jobs(
     json: bool,
 ) -> Result<u8, CliError> {
     let jobs = connect(remote)?.jobs(queue, state, None)?;
-    if json {
-        print_json(&jobs)?;
-        return Ok(exit::OK);
-    }
-    let mut out = io::stdout().lock();
-    writeln!(out, "{:<36}  {:<9}  {:<16}  NAME", "ID", "STATE", "QUEUE")?;
-    for job in &jobs {
+    let header = format!("{:<36}  {:<9}  {:<16}  NAME", "ID", "STATE", "QUEUE");
+    print_listing(&jobs, json, &header, |job| {
         let name = job.name.as_deref().unwrap_or("");
-        writeln!(
-            out,
+        format!(
             "{:<36}  {:<9}  {:<16}  {name}",
             job.id,
             job.state.as_str(),
             job.queue
-        )?;
-    }
-    out.flush()?;
-    Ok(exit::OK)
+        )
+    })
 }
 
 /// `proctor queues`.
 pub fn queues(remote: &Remote, json: bool) -> Result<u8, CliError> {
     let queues = connect(remote)?.queues()?;
-    if json {
-        print_json(&queues)?;
-        return Ok(exit::OK);
-    }
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
+    let header = format!(
         "{:<20}  {:>6}  {:>7}  {:>6}",
         "QUEUE", "QUEUED", "RUNNING", "AGENTS"
-    )?;
-    for queue in &queues {
-        writeln!(
-            out,
+    );
+    print_listing(&queues, json, &header, |queue| {
+        format!(
             "{:<20}  {:>6}  {:>7}  {:>6}",
             queue.name, queue.queued, queue.running, queue.agents_online
-        )?;
-    }
-    out.flush()?;
-    Ok(exit::OK)
+        )
+    })
 }
 
 /// `proctor agents`.
 pub fn agents(remote: &Remote, json: bool) -> Result<u8, CliError> {
     let agents = connect(remote)?.agents()?;
-    if json {
-        print_json(&agents)?;
-        return Ok(exit::OK);
-    }
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
+    let header = format!(
         "{:<20}  {:<11}  {:<30}  QUEUES",
         "AGENT", "STATE", "LAST HEARD"
-    )?;
-    for agent in &agents {
-        writeln!(
-            out,
+    );
+    print_listing(&agents, json, &header, |agent| {
+        format!(
             "{:<20}  {:<11}  {:<30}  {}",
             agent.id,
             agent.state.as_str(),
             agent.last_heartbeat.to_string(),
             agent.queues.join(",")
-        )?;
+        )
+    })
+}
+
+/// Prints `items` as pretty JSON, or as a table: `header`, then one `row` per item.
+pub fn print_listing<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    header: &str,
+    row: impl Fn(&T) -> String,
+) -> Result<u8, CliError> {
+    if json {
+        print_json(&items)?;
+        return Ok(exit::OK);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for item in items {
+        writeln!(out, "{}", row(item))?;
     }
     out.flush()?;
     Ok(exit::OK)

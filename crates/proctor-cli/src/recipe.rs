@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use proctor_api::{NewRecipe, StartRecipe};
 
 use crate::cli::RecipeCommand;
-use crate::client::{after_start, connect, print_json};
+use crate::client::{after_start, connect, print_json, print_listing};
 use crate::error::CliError;
 use crate::exit;
 
@@ -36,18 +36,11 @@ pub fn run(command: RecipeCommand) -> Result<u8, CliError> {
         }
         RecipeCommand::List { json, remote } => {
             let recipes = connect(&remote)?.recipes()?;
-            if json {
-                print_json(&recipes)?;
-                return Ok(exit::OK);
-            }
-            let mut out = io::stdout().lock();
-            writeln!(out, "{:<24}  {:<16}  OPTIONS", "RECIPE", "QUEUE")?;
-            for recipe in &recipes {
+            let header = format!("{:<24}  {:<16}  OPTIONS", "RECIPE", "QUEUE");
+            print_listing(&recipes, json, &header, |recipe| {
                 let options = options_text(&recipe.options);
-                writeln!(out, "{:<24}  {:<16}  {options}", recipe.name, recipe.queue)?;
-            }
-            out.flush()?;
-            Ok(exit::OK)
+                format!("{:<24}  {:<16}  {options}", recipe.name, recipe.queue)
+            })
         }
         RecipeCommand::Show { name, json, remote } => {
             let recipe = connect(&remote)?.recipe(&name)?;

@@ -288,6 +288,52 @@ fn jobs_pass_fail_and_error_with_their_exit_statuses() {
 }
 
 #[test]
+fn jobs_queues_and_agents_list_as_tables_and_as_json() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let job = lab.job_file(
+        "named.yaml",
+        "job_queue: local\nname: listed\ntest_data:\n  test_cmds: \"true\"\n",
+    );
+    let id = lab.submit(&job);
+    assert_eq!(lab.ended(&id).state, JobState::Passed);
+    let row = |args: &[&str], starts: &str| {
+        let (code, out, err) = lab.run(args);
+        assert_eq!(code, 0, "{err}");
+        let mut lines = out.lines();
+        let header = lines.next().unwrap_or_default().to_owned();
+        let row = lines
+            .find(|line| line.starts_with(starts))
+            .unwrap_or_else(|| panic!("no row for {starts} in {out}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        (header, row)
+    };
+    let (header, job_row) = row(&["jobs"], &id);
+    assert!(
+        header.starts_with("ID") && header.ends_with("NAME"),
+        "{header}"
+    );
+    assert_eq!(job_row, [id.as_str(), "passed", "local", "listed"]);
+    let (_, queue_row) = row(&["queues"], "local");
+    assert_eq!(queue_row, ["local", "0", "0", "1"]);
+    let (_, agent_row) = row(&["agents"], "a1");
+    assert_eq!(agent_row.first().map(String::as_str), Some("a1"));
+    assert_eq!(agent_row.last().map(String::as_str), Some("local"));
+    for (args, key, expected) in [
+        (["jobs", "--json"], "id", id.as_str()),
+        (["queues", "--json"], "name", "local"),
+        (["agents", "--json"], "id", "a1"),
+    ] {
+        let (code, out, err) = lab.run(&args);
+        assert_eq!(code, 0, "{err}");
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(listed[0][key], expected, "{out}");
+    }
+}
+
+#[test]
 fn the_global_and_the_output_timeouts_kill_jobs() {
     let mut lab = Lab::start(&[]);
     lab.agent("a1", "local", &[]);
