@@ -312,11 +312,10 @@ fn check_path(path: &Path, is_dir: bool, layout: Layout) -> Result<(), String> {
     };
     if layout == Layout::UnderPhases {
         let first = first.to_string_lossy();
-        if !Phase::ALL.iter().any(|phase| phase.as_str() == first) {
-            let phases: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
+        if first.parse::<Phase>().is_err() {
             return Err(format!(
                 "attachments go under a phase's directory ({}), not {first:?}",
-                phases.join(", ")
+                Phase::names()
             ));
         }
         if normal.len() == 1 && !is_dir {

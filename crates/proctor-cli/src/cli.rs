@@ -138,7 +138,7 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
         /// Only this phase's output (setup, provision, firmware_update, test, allocate, reserve, cleanup).
-        #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+        #[arg(long, value_name = "PHASE")]
         phase: Option<Phase>,
         #[command(flatten)]
         remote: Remote,
@@ -442,16 +442,6 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
-}
-
-fn parse_phase(text: &str) -> Result<Phase, String> {
-    Phase::ALL
-        .into_iter()
-        .find(|phase| phase.as_str() == text)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
-            format!("{text:?} is not a phase; one of {}", names.join(", "))
-        })
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {

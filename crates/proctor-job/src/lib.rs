@@ -38,5 +38,5 @@ pub use job::{
     Attachment, Job, JobError, JobFormat, PhaseData, ReserveData, TestCommands, TestData,
     DEFAULT_GLOBAL_TIMEOUT, DEFAULT_OUTPUT_TIMEOUT, DEFAULT_RESERVE_TIMEOUT,
 };
-pub use phase::Phase;
+pub use phase::{Phase, UnknownPhase};
 pub use values::{InsidePath, Name, ScalarText};
