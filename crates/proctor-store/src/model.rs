@@ -123,6 +123,8 @@ pub struct ReapedJob {
     pub job_id: String,
     /// The agent that lost it.
     pub agent_id: Option<String>,
+    /// The queue it ran from, which it is back on when requeued.
+    pub queue: String,
     /// `queued` (attempts remain), `error` (agent lost) or `cancelled` (a cancel was pending).
     pub new_state: JobState,
 }

@@ -319,8 +319,12 @@ fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
 
     let reaped = store.reap_expired_leases(at(21)).expect("reap");
     assert_eq!(
-        (reaped[0].new_state, reaped[0].agent_id.as_deref()),
-        (JobState::Queued, Some("a1"))
+        (
+            reaped[0].new_state,
+            reaped[0].agent_id.as_deref(),
+            reaped[0].queue.as_str()
+        ),
+        (JobState::Queued, Some("a1"), "lab")
     );
     let requeued = store.job(&job).expect("job");
     assert_eq!(

@@ -584,7 +584,7 @@ impl Store for SqliteStore {
         self.write("reaping lapsed leases", |tx| {
             let mut statement = tx
                 .prepare_cached(
-                    "SELECT id, agent_id, cancel_requested, attempts, max_attempts FROM jobs
+                    "SELECT id, agent_id, queue, cancel_requested, attempts, max_attempts FROM jobs
                      WHERE state = 'running' AND lease_expires_at < ?1 ORDER BY seq",
                 )
                 .during("finding lapsed leases")?;
@@ -593,16 +593,17 @@ impl Store for SqliteStore {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, Option<String>>(1)?,
-                        row.get::<_, bool>(2)?,
-                        row.get::<_, u32>(3)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, bool>(3)?,
                         row.get::<_, u32>(4)?,
+                        row.get::<_, u32>(5)?,
                     ))
                 })
                 .during("finding lapsed leases")?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .during("finding lapsed leases")?;
             let mut reaped = Vec::with_capacity(lapsed.len());
-            for (job_id, agent_id, cancel_requested, attempts, max_attempts) in lapsed {
+            for (job_id, agent_id, queue, cancel_requested, attempts, max_attempts) in lapsed {
                 let agent = agent_id.as_deref().unwrap_or("(unknown)");
                 let (new_state, reason) =
                     reaped_state(cancel_requested, attempts, max_attempts, agent);
@@ -622,6 +623,7 @@ impl Store for SqliteStore {
                 reaped.push(ReapedJob {
                     job_id,
                     agent_id,
+                    queue,
                     new_state,
                 });
             }
