@@ -19,7 +19,9 @@ use crate::{
     QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
     TestUpdate, Token,
 };
-use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
+use rows::{
+    agent_row, claimed_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS,
+};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "proctor.sqlite3";
@@ -187,23 +189,20 @@ fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
     }
 }
 
-/// What an agent gets with a job it claimed: the job's fresh token (stored by its hash, replacing an earlier
-/// attempt's), its recipe script and whether it has attachments.
-fn hand_over(tx: &Transaction, job: Job, job_token: String, now: Timestamp) -> Result<Claim> {
-    const DOING: &str = "handing a claimed job over";
+/// What an agent gets with a job it claimed (with its recipe script and whether it has attachments): a fresh token
+/// for the job, stored by its hash, replacing an earlier attempt's.
+fn hand_over(
+    tx: &Transaction,
+    (job, recipe_script, has_attachments): (Job, Option<String>, bool),
+    now: Timestamp,
+) -> Result<Claim> {
+    let job_token = secret::generate()?;
     tx.execute_cached(
         "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
         params![job.id, secret::hash(&job_token), micros(now)],
     )
-    .during(DOING)?;
-    let (recipe_script, has_attachments) = tx
-        .query_row_cached(
-            "SELECT recipe_script, EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1) FROM jobs WHERE id = ?1",
-            [&job.id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .during(DOING)?;
+    .during("handing a claimed job over")?;
     Ok(Claim {
         job,
         job_token,
@@ -506,7 +505,6 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Option<Claim>> {
         let queues = to_json("queue list", queues)?;
-        let job_token = secret::generate()?;
         self.write("claiming a job", |tx| {
             if agent_state_in(tx, agent_id)? == AgentState::Maintenance {
                 return Ok(None);
@@ -525,10 +523,11 @@ impl Store for SqliteStore {
                                        AND queue IN (SELECT value FROM json_each(?4))
                                      ORDER BY priority DESC, created_at ASC, seq ASC LIMIT 1)
                            AND state = 'queued'
-                         RETURNING {JOB_COLUMNS}"
+                         RETURNING {JOB_COLUMNS}, recipe_script,
+                                   EXISTS (SELECT 1 FROM attachments WHERE job_id = jobs.id) AS has_attachments"
                     ),
                     params![agent_id, micros(now), lease_expiry(now, lease), queues],
-                    job_row,
+                    claimed_row,
                 )
                 .optional()
                 .during("claiming a job")?;
@@ -536,7 +535,7 @@ impl Store for SqliteStore {
                 .during("claiming a job")?;
             refresh_agent_state(tx, agent_id)?;
             claimed
-                .map(|job| hand_over(tx, job, job_token, now))
+                .map(|claimed| hand_over(tx, claimed, now))
                 .transpose()
         })
     }

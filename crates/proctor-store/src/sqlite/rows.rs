@@ -91,6 +91,15 @@ pub(super) fn job_row(row: &Row) -> rusqlite::Result<Job> {
     })
 }
 
+/// A claimed job with what its agent gets besides, from `JOB_COLUMNS, recipe_script, has_attachments`.
+pub(super) fn claimed_row(row: &Row) -> rusqlite::Result<(Job, Option<String>, bool)> {
+    Ok((
+        job_row(row)?,
+        row.get("recipe_script")?,
+        row.get("has_attachments")?,
+    ))
+}
+
 /// An agent (without its queues) from `id, state, images, last_heartbeat`.
 pub(super) fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
     Ok(Agent {
