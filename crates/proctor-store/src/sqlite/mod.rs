@@ -14,10 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, Trans
 use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
-    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, Claim,
-    FinalState, HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord,
-    QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
-    TestUpdate, Token,
+    Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
+    ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult, TestUpdate,
+    Token,
 };
 use rows::{
     agent_row, claimed_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS,
@@ -461,18 +461,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_job(&self, job_id: &str) -> Result<()> {
-        self.write("releasing a held job", |tx| {
-            let changed = tx
-                .execute_cached("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
-                .during("releasing a job")?;
-            if changed == 0 {
-                return Err(StoreError::JobNotFound(job_id.to_owned()));
-            }
-            Ok(())
-        })
-    }
-
     fn job(&self, job_id: &str) -> Result<Job> {
         self.read(|connection| job_in(connection, job_id))
     }
@@ -798,26 +786,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()> {
-        self.write("recording test results", |tx| {
-            ensure_job_exists(tx, job_id)?;
-            let mut statement = tx
-                .prepare_cached(
-                    "INSERT INTO test_results (job_id, test_id, status, duration_us) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (job_id, test_id) DO UPDATE
-                     SET status = excluded.status, duration_us = excluded.duration_us",
-                )
-                .during("recording test results")?;
-            for result in results {
-                let duration = result.duration_us.map(|us| to_i64("test duration", us)).transpose()?;
-                statement
-                    .execute(params![job_id, result.test_id, result.status, duration])
-                    .during("recording test results")?;
-            }
-            Ok(())
-        })
-    }
-
     fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>> {
         self.read(|connection| {
             ensure_job_exists(connection, job_id)?;
@@ -902,18 +870,13 @@ impl Store for SqliteStore {
     }
 
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()> {
-        let (path, blob) = match &artifact.content {
-            ArtifactContent::Path(path) => (Some(path.as_str()), None),
-            ArtifactContent::Blob(bytes) => (None, Some(bytes.as_slice())),
-        };
         let size = to_i64("artifact size", artifact.size)?;
         self.write("storing an artifact", |tx| {
             ensure_job_exists(tx, job_id)?;
             tx.execute_cached(
-                "INSERT INTO artifacts (job_id, name, size, path, blob) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (job_id, name) DO UPDATE
-                 SET size = excluded.size, path = excluded.path, blob = excluded.blob",
-                params![job_id, artifact.name, size, path, blob],
+                "INSERT INTO artifacts (job_id, name, size, blob) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id, name) DO UPDATE SET size = excluded.size, blob = excluded.blob",
+                params![job_id, artifact.name, size, artifact.content],
             )
             .during("storing an artifact")?;
             Ok(())
@@ -925,7 +888,7 @@ impl Store for SqliteStore {
             ensure_job_exists(connection, job_id)?;
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT name, size, path, blob FROM artifacts WHERE job_id = ?1 ORDER BY name",
+                    "SELECT name, size, blob FROM artifacts WHERE job_id = ?1 ORDER BY name",
                 )
                 .during("listing artifacts")?;
             let rows = statement

@@ -8,7 +8,7 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{Agent, Artifact, ArtifactContent, Job, PhaseRecord, QueueInfo, Recipe, Token};
+use crate::model::{Agent, Artifact, Job, PhaseRecord, QueueInfo, Recipe, Token};
 use crate::StoreError;
 
 /// The job columns every job query selects, in the order [`job_row`] reads them by name.
@@ -132,16 +132,12 @@ pub(super) fn phase_row(row: &Row) -> rusqlite::Result<PhaseRecord> {
     })
 }
 
-/// An artifact from `name, size, path, blob` (the schema guarantees exactly one of path and blob).
+/// An artifact from `name, size, blob`.
 pub(super) fn artifact_row(row: &Row) -> rusqlite::Result<Artifact> {
-    let content = match row.get::<_, Option<String>>("path")? {
-        Some(path) => ArtifactContent::Path(path),
-        None => ArtifactContent::Blob(row.get("blob")?),
-    };
     Ok(Artifact {
         name: row.get("name")?,
         size: row.get("size")?,
-        content,
+        content: row.get("blob")?,
     })
 }
 
