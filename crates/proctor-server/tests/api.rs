@@ -284,6 +284,17 @@ async fn a_waiting_claim_is_woken_by_a_submit() {
 }
 
 #[tokio::test]
+async fn a_claim_asking_a_negative_wait_answers_at_once_whatever_the_server_hold() {
+    let server = TestServer::start(|config| config.claim_hold = Duration::from_secs(3600)).await;
+    server.register("a1", &["local"]).await;
+    let (status, body) = tokio::time::timeout(PATIENCE, server.claim("a1", -1.0))
+        .await
+        .expect("a negative wait held the claim");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_claim_with_nothing_to_do_ends_with_204() {
     let server = TestServer::start(|config| config.claim_hold = Duration::from_millis(200)).await;
     server.register("a1", &["local"]).await;
