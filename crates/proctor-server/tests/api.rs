@@ -16,7 +16,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct TestServer {
     base: String,
     client: Client,
-    data_dir: tempfile::TempDir,
+    /// The store's directory, removed when the test ends.
+    _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
 }
@@ -45,7 +46,7 @@ impl TestServer {
         TestServer {
             base,
             client: Client::new(),
-            data_dir,
+            _data_dir: data_dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -111,6 +112,22 @@ impl TestServer {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    /// Reads `path` until its JSON satisfies `done` (the background reaper changes it); fails after [`PATIENCE`].
+    async fn get_json_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let value = self.get_json(path).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never changed as expected: {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -472,28 +489,34 @@ async fn a_job_runs_its_phases_and_finishes_with_its_result() {
 }
 
 #[tokio::test]
-async fn a_lapsed_lease_is_reaped() {
+async fn a_lapsed_lease_is_reaped_and_a_silent_agent_goes_offline() {
     let server = TestServer::start(|config| {
         config.lease = Duration::from_millis(300);
+        config.agent_offline_after = Duration::from_millis(300);
         config.reap_interval = Duration::from_millis(100);
     })
     .await;
     let id = server.submit_local_job().await;
     assert_eq!(server.claim("a1", 0.0).await.0, StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let job = server.get_json(&format!("/api/v1/jobs/{id}")).await;
-        if job["state"] == "error" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reaped: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let agents = server.get_json("/api/v1/agents").await;
-    assert_eq!(agents[0]["id"], "a1");
+    assert_eq!(
+        (&agents[0]["id"], &agents[0]["state"]),
+        (&json!("a1"), &json!("busy"))
+    );
+    let job = server
+        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| {
+            job["state"] != "running"
+        })
+        .await;
+    assert_eq!(job["state"], "error", "{job}");
+    assert!(
+        job["reason"].as_str().unwrap().starts_with("agent lost"),
+        "{job}"
+    );
+    // Silent since its claim, the agent is marked offline.
+    server
+        .get_json_until("/api/v1/agents", |agents| agents[0]["state"] == "offline")
+        .await;
     server.stop().await;
 }
 
@@ -727,13 +750,11 @@ async fn an_oversized_body_is_refused_with_413() {
         server.put_log(&id, 0, b"ok").await.1,
         json!({"end_offset": 2})
     );
-    assert!(server.data_dir.path().exists());
     server.stop().await;
 }
 
 // --- Issue 4, second part: per-test results, files, recipes, job tokens, waiting heartbeats and reads ---
 
-/// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
 /// Each queued job wakes one held claim (not all of them): jobs queued together still reach as many held claims,
 /// every one answered with a job long before the 25 s hold would have ended.
 #[tokio::test]
@@ -767,6 +788,7 @@ async fn jobs_queued_together_each_wake_their_own_held_claim() {
     server.stop().await;
 }
 
+/// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
 async fn claim_now(server: &TestServer, agent: &str, queue: &str, token: Option<&str>) -> Value {
     let mut request = server
         .client
@@ -1351,7 +1373,6 @@ async fn a_waiting_heartbeat_is_answered_as_soon_as_a_cancel_is_requested() {
         .client
         .post(server.url("/api/v1/agents/a1/heartbeat"))
         .json(&json!({"wait_seconds": 25.0}));
-    let started = std::time::Instant::now();
     let waiting = tokio::spawn(send(heartbeat, None));
     // The heartbeat is held: nothing to cancel yet.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1366,10 +1387,6 @@ async fn a_waiting_heartbeat_is_answered_as_soon_as_a_cancel_is_requested() {
         .unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reply["cancel_requested"], json!([id]));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "answered only when the wait ended"
-    );
     // With a cancel pending, a waiting heartbeat answers at once.
     let (status, reply) = server
         .post_json("/api/v1/agents/a1/heartbeat", json!({"wait_seconds": 25.0}))
@@ -1397,7 +1414,6 @@ async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
             (state, next, response.bytes().await.unwrap().to_vec())
         }
     };
-    let started = std::time::Instant::now();
     let waiting = tokio::spawn(read(0));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished());
@@ -1426,9 +1442,5 @@ async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
         .unwrap()
         .unwrap();
     assert_eq!(answer, ("passed".to_owned(), "6".to_owned(), Vec::new()));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "answered only when the waits ended"
-    );
     server.stop().await;
 }
