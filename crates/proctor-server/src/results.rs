@@ -170,9 +170,12 @@ mod tests {
 
     #[test]
     fn text_split_inside_a_character_parses_whole_at_every_split_point() {
-        // "ó" is c3 b3: its second byte is the packet signature unless the text before it is tracked.
+        // "ó" is c3 b3: its second byte is the packet signature unless the text before it is tracked. (Inside a
+        // packet, an attachment's text is length-delimited, so a split there waits like any cut packet.)
         let mut stream = packet("t.a", Status::InProgress, 10);
         stream.extend("out: ó\n".as_bytes());
+        let attachment = Event::text(Some("t.a".into()), "traceback", "café ó");
+        encode(&attachment, &mut stream).unwrap();
         stream.extend(packet("t.a", Status::Success, 12));
         stream.extend("ó".as_bytes());
         stream.extend(packet("t.b", Status::Fail, 13));

@@ -875,6 +875,42 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
 }
 
 #[tokio::test]
+async fn text_in_the_results_split_inside_a_character_across_uploads_is_no_problem() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let mut stream = subunit("demo.a", proctor_subunit::Status::InProgress, 100);
+    stream.extend("caf\u{e9} \u{f3}\n".as_bytes());
+    // The first upload ends between the two bytes of "ó" (c3 b3); b3 alone would read as a packet start.
+    let split = stream.len() - 2;
+    stream.extend(subunit("demo.a", proctor_subunit::Status::Success, 102));
+    stream.extend("\u{f3}".as_bytes());
+    let results = server.url(&format!("/api/v1/jobs/{id}/results"));
+    for (from, to) in [(0, split), (split, stream.len())] {
+        let upload = server
+            .client
+            .put(format!("{results}?offset={from}"))
+            .body(stream[from..to].to_vec());
+        let (status, ack) = server.send(upload, None).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done", "agent_id": "a1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert!(detail.get("results_problem").is_none(), "{detail}");
+    assert_eq!(
+        server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
+        json!([{"test_id": "demo.a", "status": "success", "duration_us": 2_000_000}])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
     let server = TestServer::start(|_| {}).await;
     let id = server.submit_local_job().await;
