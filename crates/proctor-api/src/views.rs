@@ -181,7 +181,8 @@ pub struct AgentView {
 pub struct ClaimRequest {
     /// The queues to claim from (at least one).
     pub queues: Vec<String>,
-    /// How long to hold the request when nothing waits, in seconds; capped by the server's hold (30 s by default).
+    /// How long to hold the request when nothing waits, in seconds; capped by the server's hold (30 s by default),
+    /// which also applies when it is absent. A negative one answers at once.
     pub wait_seconds: Option<f64>,
 }
 

@@ -41,14 +41,6 @@ impl Wakers {
         }
     }
 
-    /// Wakes every waiting claim (after the reaper requeued jobs whose queues it does not report).
-    pub(crate) fn wake_all(&self) {
-        let map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        for notify in map.values() {
-            notify.notify_waiters();
-        }
-    }
-
     /// The wake-up a heartbeat of `agent_id` waits on for a cancel.
     pub(crate) fn for_agent(&self, agent_id: &str) -> Arc<Notify> {
         self.agents.get(agent_id)

@@ -88,15 +88,6 @@ pub(crate) enum ApiError {
     /// The job exists but has no attachments.
     #[error("job {0} has no attachments")]
     NoAttachments(String),
-    /// A stored artifact file could not be read.
-    #[error("cannot read the stored artifact file {path}")]
-    ReadArtifact {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// The job text is not a valid job.
     #[error(transparent)]
     InvalidJob(#[from] JobError),
@@ -132,7 +123,6 @@ impl ApiError {
             | ApiError::JobTokenEnded { .. } => StatusCode::FORBIDDEN,
             ApiError::InvalidArchive(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NoArtifacts(_) | ApiError::NoAttachments(_) => StatusCode::NOT_FOUND,
-            ApiError::ReadArtifact { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidJob(error) if error.problem.kind == ProblemKind::Syntax => {
                 StatusCode::BAD_REQUEST
             }
@@ -154,7 +144,6 @@ impl ApiError {
             ApiError::InvalidArchive(_) => "invalid_archive",
             ApiError::NoArtifacts(_) => "no_artifacts",
             ApiError::NoAttachments(_) => "not_found",
-            ApiError::ReadArtifact { .. } => "internal",
             ApiError::InvalidJob(_) => "invalid_job",
             ApiError::UnknownQueue(_) => "unknown_queue",
             ApiError::BadRequest(_) => "bad_request",

@@ -36,18 +36,14 @@ async fn reap_once(
             Ok(reaped)
         })
         .await?;
-    let mut requeued = false;
     for job in &reaped {
         if job.new_state == JobState::Queued {
-            requeued = true;
+            state.wakers.wake(&job.queue);
         } else {
             state.metrics.count_job_ended(job.new_state.as_str());
         }
         // Followers of the job's output learn that this attempt is over.
         state.wakers.wake_job(&job.job_id);
-    }
-    if requeued {
-        state.wakers.wake_all();
     }
     Ok(())
 }

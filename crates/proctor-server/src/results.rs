@@ -1,8 +1,9 @@
 //! Per-test results from a job's subunit v2 results stream, parsed as the stream is uploaded.
 //!
 //! The store keeps how far the stream is parsed; each upload decodes only the complete packets after that offset
-//! (a packet split across uploads waits for its rest) and records their test events with the new offset in one
-//! step. A corrupt packet stops the parsing for good and records why; the bytes stay stored and readable.
+//! (a packet split across uploads, like text that reaches the end of an upload, waits for its rest) and records
+//! their test events with the new offset in one step. A corrupt packet stops the parsing for good and records why;
+//! the bytes stay stored and readable.
 
 use crate::api::bytes_from;
 use proctor_store::{Store, StoreError, StreamKind, TestUpdate};
@@ -51,6 +52,10 @@ pub(crate) fn parse_new_results(
 
 /// Decodes the complete packets at the start of `tail` (which starts at byte `base` of the stream); with `at_end`,
 /// a partial packet at its end is corrupt.
+///
+/// Unless `at_end`, plain text that runs to the end of `tail` is left unconsumed: the decoder tracks whether text
+/// stops inside a UTF-8 character (whose `0xb3` byte then is text, not a packet start), and the next upload starts
+/// a fresh decoder, so it must see that text again whole rather than begin inside the character.
 pub(crate) fn decode_tail(tail: &[u8], base: u64, at_end: bool) -> Parsed {
     let mut decoder = Decoder::new();
     let mut parsed = Parsed::default();
@@ -62,12 +67,26 @@ pub(crate) fn decode_tail(tail: &[u8], base: u64, at_end: bool) -> Parsed {
                 parsed.problem = Some(corruption(&mut decoder, at));
                 return parsed;
             }
+            DecodedRef::Event { event, consumed }
+                if !at_end && consumed == rest.len() && is_plain_text(&event, consumed) =>
+            {
+                return parsed;
+            }
             DecodedRef::Event { event, consumed } => (test_update(&event), consumed),
             DecodedRef::NeedMore { .. } | DecodedRef::Empty => return parsed,
         };
         parsed.consumed += consumed;
         parsed.updates.extend(update);
     }
+}
+
+/// Whether a decoded event is non-subunit text rather than a packet: only text carries every byte it consumed as
+/// its content (a packet's content excludes at least its header and checksum).
+fn is_plain_text(event: &EventRef<'_>, consumed: usize) -> bool {
+    event.test_id.is_none()
+        && event
+            .file
+            .is_some_and(|file| file.content.len() == consumed)
 }
 
 /// The reason for the malformed packet the decoder just reported: its next event carries the parser's message.
@@ -128,6 +147,48 @@ mod tests {
         assert_eq!(parsed.consumed, stream.len() - first_len);
         assert_eq!(parsed.updates[0].status, "success");
         assert_eq!(parsed.problem, None);
+    }
+
+    /// Parses `stream` as the server does when it arrives in two uploads split at `split`, then ends: returns how
+    /// far the parse got, its test events and its problem.
+    fn parse_in_two_uploads(
+        stream: &[u8],
+        split: usize,
+    ) -> (usize, Vec<TestUpdate>, Option<String>) {
+        let mut offset = 0;
+        let mut updates = Vec::new();
+        for (available, at_end) in [(split, false), (stream.len(), false), (stream.len(), true)] {
+            let parsed = decode_tail(&stream[offset..available], offset as u64, at_end);
+            offset += parsed.consumed;
+            updates.extend(parsed.updates);
+            if parsed.problem.is_some() {
+                return (offset, updates, parsed.problem);
+            }
+        }
+        (offset, updates, None)
+    }
+
+    #[test]
+    fn text_split_inside_a_character_parses_whole_at_every_split_point() {
+        // "ó" is c3 b3: its second byte is the packet signature unless the text before it is tracked. (Inside a
+        // packet, an attachment's text is length-delimited, so a split there waits like any cut packet.)
+        let mut stream = packet("t.a", Status::InProgress, 10);
+        stream.extend("out: ó\n".as_bytes());
+        let attachment = Event::text(Some("t.a".into()), "traceback", "café ó");
+        encode(&attachment, &mut stream).unwrap();
+        stream.extend(packet("t.a", Status::Success, 12));
+        stream.extend("ó".as_bytes());
+        stream.extend(packet("t.b", Status::Fail, 13));
+        stream.extend("tail ó".as_bytes());
+        let whole = decode_tail(&stream, 0, true);
+        assert_eq!(whole.problem, None);
+        assert_eq!(whole.updates.len(), 3);
+        for split in 0..=stream.len() {
+            let (parsed_to, updates, problem) = parse_in_two_uploads(&stream, split);
+            assert_eq!(problem, None, "split at byte {split}");
+            assert_eq!(parsed_to, stream.len(), "split at byte {split}");
+            assert_eq!(updates, whole.updates, "split at byte {split}");
+        }
     }
 
     #[test]

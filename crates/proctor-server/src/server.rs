@@ -80,8 +80,8 @@ impl Server {
         Server::bind_with_store(config, Arc::new(store)).await
     }
 
-    /// Like [`bind`](Server::bind), with a store the caller opened (the data directory is not used).
-    pub async fn bind_with_store(
+    /// Binds the listening socket for a server on `store`, refusing an open non-loopback address.
+    async fn bind_with_store(
         config: ServerConfig,
         store: Arc<dyn Store>,
     ) -> Result<Server, ServerError> {
@@ -156,12 +156,4 @@ async fn require_tokens(store: &Arc<dyn Store>, listen: SocketAddr) -> Result<()
     } else {
         Err(ServerError::OpenToNetwork { listen })
     }
-}
-
-/// Binds the server as `config` says and serves until `shutdown` completes.
-pub async fn serve(
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    Server::bind(config).await?.run(shutdown).await
 }

@@ -16,7 +16,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct TestServer {
     base: String,
     client: Client,
-    data_dir: tempfile::TempDir,
+    /// The store's directory, removed when the test ends.
+    _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
 }
@@ -45,7 +46,7 @@ impl TestServer {
         TestServer {
             base,
             client: Client::new(),
-            data_dir,
+            _data_dir: data_dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -57,19 +58,12 @@ impl TestServer {
 
     /// Registers agent `id` on `queues`.
     async fn register(&self, id: &str, queues: &[&str]) {
-        let response = self
+        let request = self
             .client
             .post(self.url(&format!("/api/v1/agents/{id}")))
-            .json(&json!({"queues": queues}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "{}",
-            response.text().await.unwrap()
-        );
+            .json(&json!({"queues": queues}));
+        let (status, body) = self.send(request, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     /// Submits YAML text; returns the status and the JSON body.
@@ -113,14 +107,38 @@ impl TestServer {
         response.json().await.unwrap()
     }
 
+    /// Reads `path` until its JSON satisfies `done` (the background reaper changes it); fails after [`PATIENCE`].
+    async fn get_json_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let value = self.get_json(path).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never changed as expected: {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(&body)
-            .send()
+        self.send(self.client.post(self.url(path)).json(&body), None)
             .await
-            .unwrap();
+    }
+
+    /// Sends `request` with `token` (if any) and returns the status and the body as JSON (null when not JSON).
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -169,20 +187,20 @@ async fn a_submitted_job_can_be_read_back() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     let none = server.get_json("/api/v1/jobs?state=running").await;
     assert_eq!(none, json!([]));
-    let response = server
-        .client
-        .get(server.url("/api/v1/jobs?state=sleeping"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = server
-        .client
-        .get(server.url("/api/v1/jobs/no-such-job"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = server
+        .send(
+            server.client.get(server.url("/api/v1/jobs?state=sleeping")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = server
+        .send(
+            server.client.get(server.url("/api/v1/jobs/no-such-job")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     server.stop().await;
 }
 
@@ -221,15 +239,13 @@ async fn an_invalid_job_gets_the_field_path_line_and_column() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_job");
 
-    let response = server
+    let xml = server
         .client
         .post(server.url("/api/v1/jobs"))
         .header("content-type", "application/xml")
-        .body("<job/>")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        .body("<job/>");
+    let (status, body) = server.send(xml, None).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     server.stop().await;
 }
 
@@ -241,14 +257,12 @@ async fn a_queue_no_agent_served_is_refused_unless_allowed() {
     assert_eq!(body["error"], "unknown_queue");
     assert!(body["message"].as_str().unwrap().contains("typo"));
 
-    let response = server
+    let allowed = server
         .client
         .post(server.url("/api/v1/jobs?allow_unknown_queue=true"))
-        .body("job_queue: typo\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+        .body("job_queue: typo\n");
+    let (status, body) = server.send(allowed, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     server.stop().await;
 }
 
@@ -280,6 +294,17 @@ async fn a_waiting_claim_is_woken_by_a_submit() {
     assert_eq!(claimed["id"], submitted["id"]);
     assert_eq!(claimed["state"], "running");
     assert_eq!(claimed["agent_id"], "a1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_asking_a_negative_wait_answers_at_once_whatever_the_server_hold() {
+    let server = TestServer::start(|config| config.claim_hold = Duration::from_secs(3600)).await;
+    server.register("a1", &["local"]).await;
+    let (status, body) = tokio::time::timeout(PATIENCE, server.claim("a1", -1.0))
+        .await
+        .expect("a negative wait held the claim");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     server.stop().await;
 }
 
@@ -378,25 +403,20 @@ async fn log_uploads_are_idempotent_and_a_gap_is_a_409_with_the_expected_offset(
         .unwrap();
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"world");
 
-    let response = server
+    let results = server
         .client
         .put(server.url(&format!("/api/v1/jobs/{id}/results?offset=0")))
-        .body(&b"\xb3\x29\x00"[..])
-        .send()
-        .await
-        .unwrap();
+        .body(&b"\xb3\x29\x00"[..]);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"end_offset": 3})
+        server.send(results, None).await,
+        (StatusCode::OK, json!({"end_offset": 3}))
     );
-    let response = server
+    let lunch = server
         .client
         .put(server.url(&format!("/api/v1/jobs/{id}/log?offset=0&phase=lunch")))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        .body("x");
+    let (status, body) = server.send(lunch, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     server.stop().await;
 }
 
@@ -461,28 +481,34 @@ async fn a_job_runs_its_phases_and_finishes_with_its_result() {
 }
 
 #[tokio::test]
-async fn a_lapsed_lease_is_reaped() {
+async fn a_lapsed_lease_is_reaped_and_a_silent_agent_goes_offline() {
     let server = TestServer::start(|config| {
         config.lease = Duration::from_millis(300);
+        config.agent_offline_after = Duration::from_millis(300);
         config.reap_interval = Duration::from_millis(100);
     })
     .await;
     let id = server.submit_local_job().await;
     assert_eq!(server.claim("a1", 0.0).await.0, StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let job = server.get_json(&format!("/api/v1/jobs/{id}")).await;
-        if job["state"] == "error" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reaped: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let agents = server.get_json("/api/v1/agents").await;
-    assert_eq!(agents[0]["id"], "a1");
+    assert_eq!(
+        (&agents[0]["id"], &agents[0]["state"]),
+        (&json!("a1"), &json!("busy"))
+    );
+    let job = server
+        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| {
+            job["state"] != "running"
+        })
+        .await;
+    assert_eq!(job["state"], "error", "{job}");
+    assert!(
+        job["reason"].as_str().unwrap().starts_with("agent lost"),
+        "{job}"
+    );
+    // Silent since its claim, the agent is marked offline.
+    server
+        .get_json_until("/api/v1/agents", |agents| agents[0]["state"] == "offline")
+        .await;
     server.stop().await;
 }
 
@@ -579,91 +605,69 @@ async fn with_tokens_every_request_needs_a_valid_token_of_the_right_role() {
     let response = server.client.get(&jobs).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
-    let response = server
-        .client
-        .get(&jobs)
-        .bearer_auth("forged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-
-    let register = server
-        .client
-        .post(server.url("/api/v1/agents/a1"))
-        .bearer_auth(&user)
-        .json(&json!({"queues": ["local"]}))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        register.status(),
+        server
+            .send(server.client.get(&jobs), Some("forged"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let metrics = server.url("/metrics");
+    assert_eq!(
+        server.send(server.client.get(&metrics), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let register = || {
+        server
+            .client
+            .post(server.url("/api/v1/agents/a1"))
+            .json(&json!({"queues": ["local"]}))
+    };
+    assert_eq!(
+        server.send(register(), Some(&user)).await.0,
         StatusCode::FORBIDDEN,
         "a user is not an agent"
     );
-    let register = server
-        .client
-        .post(server.url("/api/v1/agents/a1"))
-        .bearer_auth(&agent)
-        .json(&json!({"queues": ["local"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(register.status(), StatusCode::OK);
-
-    let submit = |token: &str| {
-        server
-            .client
-            .post(&jobs)
-            .bearer_auth(token)
-            .body("job_queue: local\n")
-            .send()
-    };
     assert_eq!(
-        submit(&agent).await.unwrap().status(),
+        server.send(register(), Some(&agent)).await.0,
+        StatusCode::OK
+    );
+
+    let submit = || server.client.post(&jobs).body("job_queue: local\n");
+    assert_eq!(
+        server.send(submit(), Some(&agent)).await.0,
         StatusCode::FORBIDDEN,
         "an agent cannot submit"
     );
-    let submitted: Value = submit(&user).await.unwrap().json().await.unwrap();
+    let (status, submitted) = server.send(submit(), Some(&user)).await;
+    assert_eq!(status, StatusCode::CREATED, "{submitted}");
     let cancel = server.url(&format!(
         "/api/v1/jobs/{}/cancel",
         submitted["id"].as_str().unwrap()
     ));
-    let by_other = server
-        .client
-        .post(&cancel)
-        .bearer_auth(&other_user)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        by_other.status(),
+        server
+            .send(server.client.post(&cancel), Some(&other_user))
+            .await
+            .0,
         StatusCode::FORBIDDEN,
         "only the submitter or an admin may cancel"
     );
-    let by_admin = server
-        .client
-        .post(&cancel)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_admin.status(), StatusCode::OK);
-    let response = server
-        .client
-        .get(server.url("/metrics"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        server
+            .send(server.client.post(&cancel), Some(&admin))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .send(server.client.get(&metrics), Some(&agent))
+            .await
+            .0,
+        StatusCode::OK
+    );
     server.stop().await;
 }
 
@@ -695,34 +699,31 @@ async fn an_oversized_body_is_refused_with_413() {
     let server = TestServer::start(|config| config.max_body_bytes = 1024).await;
     let id = server.submit_local_job().await;
     let big = format!("job_queue: local\nname: {}\n", "x".repeat(2048));
-    let response = server
-        .client
-        .post(server.url("/api/v1/jobs"))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let response = server
+    let (status, _) = server
+        .send(
+            server.client.post(server.url("/api/v1/jobs")).body(big),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let log = server
         .client
         .put(server.url(&format!("/api/v1/jobs/{id}/log?offset=0")))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .body(vec![b'x'; 4096]);
+    assert_eq!(
+        server.send(log, None).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     // Nothing of the refused chunk was stored.
     assert_eq!(
         server.put_log(&id, 0, b"ok").await.1,
         json!({"end_offset": 2})
     );
-    assert!(server.data_dir.path().exists());
     server.stop().await;
 }
 
 // --- Issue 4, second part: per-test results, files, recipes, job tokens, waiting heartbeats and reads ---
 
-/// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
 /// Each queued job wakes one held claim (not all of them): jobs queued together still reach as many held claims,
 /// every one answered with a job long before the 25 s hold would have ended.
 #[tokio::test]
@@ -756,29 +757,15 @@ async fn jobs_queued_together_each_wake_their_own_held_claim() {
     server.stop().await;
 }
 
+/// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
 async fn claim_now(server: &TestServer, agent: &str, queue: &str, token: Option<&str>) -> Value {
-    let mut request = server
+    let request = server
         .client
         .post(server.url(&format!("/api/v1/agents/{agent}/claim")))
         .json(&json!({"queues": [queue], "wait_seconds": 0.0}));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-/// Sends `request` with `token` (if any) and returns the status and the body as JSON (null when not JSON).
-async fn send(request: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
-    let request = match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let (status, claimed) = server.send(request, token).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    claimed
 }
 
 /// A subunit v2 packet for one test event.
@@ -847,32 +834,34 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
     let tests = server.url(&format!("/api/v1/jobs/{id}/tests"));
 
     // The first upload ends three bytes into the second packet: only the first is parsed.
-    let (status, _) = send(
-        server
-            .client
-            .put(format!("{results}?offset=0"))
-            .body(stream[..split].to_vec()),
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .put(format!("{results}?offset=0"))
+                .body(stream[..split].to_vec()),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
         json!([{"test_id": "demo.a", "status": "inprogress", "duration_us": null}])
     );
-    let (status, ack) = send(
-        server
-            .client
-            .put(format!("{results}?offset={split}"))
-            .body(stream[split..].to_vec()),
-        None,
-    )
-    .await;
+    let (status, ack) = server
+        .send(
+            server
+                .client
+                .put(format!("{results}?offset={split}"))
+                .body(stream[split..].to_vec()),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, ack["end_offset"].as_u64()),
         (StatusCode::OK, Some(stream.len() as u64))
     );
-    let (_, parsed) = send(server.client.get(&tests), None).await;
+    let (_, parsed) = server.send(server.client.get(&tests), None).await;
     assert_eq!(
         parsed,
         json!([
@@ -886,6 +875,42 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
 }
 
 #[tokio::test]
+async fn text_in_the_results_split_inside_a_character_across_uploads_is_no_problem() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let mut stream = subunit("demo.a", proctor_subunit::Status::InProgress, 100);
+    stream.extend("caf\u{e9} \u{f3}\n".as_bytes());
+    // The first upload ends between the two bytes of "ó" (c3 b3); b3 alone would read as a packet start.
+    let split = stream.len() - 2;
+    stream.extend(subunit("demo.a", proctor_subunit::Status::Success, 102));
+    stream.extend("\u{f3}".as_bytes());
+    let results = server.url(&format!("/api/v1/jobs/{id}/results"));
+    for (from, to) in [(0, split), (split, stream.len())] {
+        let upload = server
+            .client
+            .put(format!("{results}?offset={from}"))
+            .body(stream[from..to].to_vec());
+        let (status, ack) = server.send(upload, None).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done", "agent_id": "a1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert!(detail.get("results_problem").is_none(), "{detail}");
+    assert_eq!(
+        server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
+        json!([{"test_id": "demo.a", "status": "success", "duration_us": 2_000_000}])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
     let server = TestServer::start(|_| {}).await;
     let id = server.submit_local_job().await;
@@ -894,14 +919,15 @@ async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
     let mut stream = whole.clone();
     stream.extend_from_slice(&subunit("demo.b", proctor_subunit::Status::Fail, 101)[..5]);
     let results = server.url(&format!("/api/v1/jobs/{id}/results"));
-    let (status, _) = send(
-        server
-            .client
-            .put(format!("{results}?offset=0"))
-            .body(stream),
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .put(format!("{results}?offset=0"))
+                .body(stream),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert!(
@@ -938,28 +964,30 @@ async fn a_corrupt_results_stream_is_kept_and_its_parsing_stops_with_the_reason(
     corrupt[last] ^= 0xff; // a wrong checksum
     stream.extend(corrupt);
     let results = server.url(&format!("/api/v1/jobs/{id}/results"));
-    let (status, ack) = send(
-        server
-            .client
-            .put(format!("{results}?offset=0"))
-            .body(stream.clone()),
-        None,
-    )
-    .await;
+    let (status, ack) = server
+        .send(
+            server
+                .client
+                .put(format!("{results}?offset=0"))
+                .body(stream.clone()),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, ack["end_offset"].as_u64()),
         (StatusCode::OK, Some(stream.len() as u64))
     );
     // Later uploads are still stored, though no longer parsed.
     let later = subunit("demo.c", proctor_subunit::Status::Success, 102);
-    let (status, _) = send(
-        server
-            .client
-            .put(format!("{results}?offset={}", stream.len()))
-            .body(later.clone()),
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .put(format!("{results}?offset={}", stream.len()))
+                .body(later.clone()),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     stream.extend(later);
 
@@ -1003,7 +1031,9 @@ async fn attachments_release_the_job_and_bad_entries_are_refused() {
         (tar_gz(&[symlink]), "test/link"),
         (b"not a tar.gz".to_vec(), "tar.gz"),
     ] {
-        let (status, body) = send(server.client.put(&attachments).body(archive), None).await;
+        let (status, body) = server
+            .send(server.client.put(&attachments).body(archive), None)
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"], "invalid_archive");
         assert!(body["message"].as_str().unwrap().contains(named), "{body}");
@@ -1019,7 +1049,9 @@ async fn attachments_release_the_job_and_bad_entries_are_refused() {
         },
         file_entry("test/data.txt"),
     ]);
-    let (status, body) = send(server.client.put(&attachments).body(good.clone()), None).await;
+    let (status, body) = server
+        .send(server.client.put(&attachments).body(good.clone()), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let claimed = claim_now(&server, "a1", "local", None).await;
     assert_eq!(claimed["id"], id);
@@ -1035,7 +1067,9 @@ async fn attachments_release_the_job_and_bad_entries_are_refused() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().to_vec(), good);
     // Once stored, they are not replaced under a running job.
-    let (status, _) = send(server.client.put(&attachments).body(good), None).await;
+    let (status, _) = server
+        .send(server.client.put(&attachments).body(good), None)
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     server.stop().await;
 }
@@ -1048,39 +1082,44 @@ async fn artifacts_round_trip_and_are_absent_or_too_large_with_clear_answers() {
     let job_token = claimed["job_token"].as_str().unwrap().to_owned();
     let artifacts = server.url(&format!("/api/v1/jobs/{id}/artifacts"));
 
-    let (status, body) = send(
-        server.client.get(server.url("/api/v1/jobs/nope/artifacts")),
-        None,
-    )
-    .await;
+    let (status, body) = server
+        .send(
+            server.client.get(server.url("/api/v1/jobs/nope/artifacts")),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let (status, body) = send(server.client.get(&artifacts), None).await;
+    let (status, body) = server.send(server.client.get(&artifacts), None).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("no_artifacts"))
     );
 
-    let (status, _) = send(server.client.put(&artifacts).body(vec![0u8; 8192]), None).await;
+    let (status, _) = server
+        .send(server.client.put(&artifacts).body(vec![0u8; 8192]), None)
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let (status, body) = send(
-        server
-            .client
-            .put(&artifacts)
-            .body(tar_gz(&[file_entry("../escape")])),
-        Some(&job_token),
-    )
-    .await;
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .put(&artifacts)
+                .body(tar_gz(&[file_entry("../escape")])),
+            Some(&job_token),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     let packed = tar_gz(&[file_entry("report.txt"), file_entry("logs/dmesg.txt")]);
-    let (status, body) = send(
-        server.client.put(&artifacts).body(packed.clone()),
-        Some(&job_token),
-    )
-    .await;
+    let (status, body) = server
+        .send(
+            server.client.put(&artifacts).body(packed.clone()),
+            Some(&job_token),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     // The blocking client used by `proctor artifacts` reads them back the same.
     let base = server.base.clone();
@@ -1104,13 +1143,14 @@ async fn recipes_are_stored_listed_removed_and_started_with_their_script_snapsho
     server.register("a1", &["local"]).await;
     let recipe = server.url("/api/v1/recipes/smoke");
     let script = "#!/bin/sh\necho \"$@\"\n";
-    let (status, stored) = send(
-        server.client.put(&recipe).json(&json!({
-            "queue": "local", "script": script, "options": {"image": "noble", "count": "2"}
-        })),
-        None,
-    )
-    .await;
+    let (status, stored) = server
+        .send(
+            server.client.put(&recipe).json(&json!({
+                "queue": "local", "script": script, "options": {"image": "noble", "count": "2"}
+            })),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["name"], "smoke");
     assert_eq!(
@@ -1119,14 +1159,15 @@ async fn recipes_are_stored_listed_removed_and_started_with_their_script_snapsho
     );
     assert_eq!(server.get_json("/api/v1/recipes/smoke").await, stored);
 
-    let (status, job) = send(
-        server
-            .client
-            .post(format!("{recipe}/start"))
-            .json(&json!({"options": {"count": "5", "extra": "yes"}})),
-        None,
-    )
-    .await;
+    let (status, job) = server
+        .send(
+            server
+                .client
+                .post(format!("{recipe}/start"))
+                .json(&json!({"options": {"count": "5", "extra": "yes"}})),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
     assert_eq!(job["queue"], "local");
     assert_eq!(job["name"], "smoke");
@@ -1137,30 +1178,32 @@ async fn recipes_are_stored_listed_removed_and_started_with_their_script_snapsho
     );
 
     // Editing, then removing, the recipe does not change the queued job.
-    let (status, _) = send(
-        server
-            .client
-            .put(&recipe)
-            .json(&json!({"queue": "local", "script": "#!/bin/sh\nexit 1\n"})),
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .put(&recipe)
+                .json(&json!({"queue": "local", "script": "#!/bin/sh\nexit 1\n"})),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(server.client.delete(&recipe), None).await;
+    let (status, _) = server.send(server.client.delete(&recipe), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = send(server.client.get(&recipe), None).await;
+    let (status, body) = server.send(server.client.get(&recipe), None).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let (status, _) = send(
-        server
-            .client
-            .post(format!("{recipe}/start"))
-            .json(&json!({})),
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(format!("{recipe}/start"))
+                .json(&json!({})),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let claimed = claim_now(&server, "a1", "local", None).await;
@@ -1180,14 +1223,15 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
         (secret(Role::Admin), secret(Role::Agent))
     };
     let server = TestServer::start_in(data_dir, |_| {}).await;
-    let (status, _) = send(
-        server
-            .client
-            .post(server.url("/api/v1/agents/a1"))
-            .json(&json!({"queues": ["local"]})),
-        Some(&agent),
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url("/api/v1/agents/a1"))
+                .json(&json!({"queues": ["local"]})),
+            Some(&agent),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let submit = |body: &'static str| {
         server
@@ -1196,8 +1240,12 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
             .header("content-type", "application/yaml")
             .body(body)
     };
-    let (_, mine) = send(submit("job_queue: local\nname: mine\n"), Some(&admin)).await;
-    let (_, other) = send(submit("job_queue: local\nname: other\n"), Some(&admin)).await;
+    let (_, mine) = server
+        .send(submit("job_queue: local\nname: mine\n"), Some(&admin))
+        .await;
+    let (_, other) = server
+        .send(submit("job_queue: local\nname: other\n"), Some(&admin))
+        .await;
     let claimed = claim_now(&server, "a1", "local", Some(&agent)).await;
     assert_eq!(claimed["id"], mine["id"]);
     let token = claimed["job_token"].as_str().unwrap().to_owned();
@@ -1218,7 +1266,7 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
             .put(job_url(mine, "/results?offset=0"))
             .body(Vec::new()),
     ] {
-        let (status, body) = send(request, Some(&token)).await;
+        let (status, body) = server.send(request, Some(&token)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     for request in [
@@ -1229,18 +1277,21 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
         server.client.post(job_url(mine, "/phases/test/start")),
         server.client.get(server.url("/api/v1/queues")),
     ] {
-        let (status, body) = send(request, Some(&token)).await;
+        let (status, body) = server.send(request, Some(&token)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
-    let (status, _) = send(
-        server.client.post(job_url(mine, "/finish")).json(&json!({
-            "state": "passed", "reason": "done", "agent_id": "a1"
-        })),
-        Some(&agent),
-    )
-    .await;
+    let (status, _) = server
+        .send(
+            server.client.post(job_url(mine, "/finish")).json(&json!({
+                "state": "passed", "reason": "done", "agent_id": "a1"
+            })),
+            Some(&agent),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = send(server.client.get(job_url(mine, "")), Some(&token)).await;
+    let (status, body) = server
+        .send(server.client.get(job_url(mine, "")), Some(&token))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
         body["message"].as_str().unwrap().contains("ended"),
@@ -1272,32 +1323,36 @@ async fn an_agent_token_limited_to_one_queue_is_refused_on_another_queues_jobs()
             .json(&json!({"queues": [queue]}))
     };
     assert_eq!(
-        send(register("b1", "qb"), Some(&agent_all)).await.0,
+        server.send(register("b1", "qb"), Some(&agent_all)).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        send(register("a1", "qa"), Some(&agent_a)).await.0,
+        server.send(register("a1", "qa"), Some(&agent_a)).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        send(register("a2", "qb"), Some(&agent_a)).await.0,
+        server.send(register("a2", "qb"), Some(&agent_a)).await.0,
         StatusCode::FORBIDDEN
     );
-    let (_, job) = send(
-        server
-            .client
-            .post(server.url("/api/v1/jobs"))
-            .header("content-type", "application/yaml")
-            .body("job_queue: qb\n"),
-        Some(&admin),
-    )
-    .await;
+    let (_, job) = server
+        .send(
+            server
+                .client
+                .post(server.url("/api/v1/jobs"))
+                .header("content-type", "application/yaml")
+                .body("job_queue: qb\n"),
+            Some(&admin),
+        )
+        .await;
     let id = job["id"].as_str().unwrap();
     let claim_b = server
         .client
         .post(server.url("/api/v1/agents/a1/claim"))
         .json(&json!({"queues": ["qb"], "wait_seconds": 0.0}));
-    assert_eq!(send(claim_b, Some(&agent_a)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.send(claim_b, Some(&agent_a)).await.0,
+        StatusCode::FORBIDDEN
+    );
     claim_now(&server, "b1", "qb", Some(&agent_all)).await;
 
     let job_url = |rest: &str| server.url(&format!("/api/v1/jobs/{id}{rest}"));
@@ -1316,16 +1371,17 @@ async fn an_agent_token_limited_to_one_queue_is_refused_on_another_queues_jobs()
             .post(job_url("/finish"))
             .json(&json!({"state": "passed", "reason": "x", "agent_id": "b1"})),
     ] {
-        let (status, body) = send(request, Some(&agent_a)).await;
+        let (status, body) = server.send(request, Some(&agent_a)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
     assert_eq!(
-        send(
-            server.client.post(job_url("/phases/test/start")),
-            Some(&agent_all)
-        )
-        .await
-        .0,
+        server
+            .send(
+                server.client.post(job_url("/phases/test/start")),
+                Some(&agent_all)
+            )
+            .await
+            .0,
         StatusCode::NO_CONTENT
     );
     server.stop().await;
@@ -1340,25 +1396,21 @@ async fn a_waiting_heartbeat_is_answered_as_soon_as_a_cancel_is_requested() {
         .client
         .post(server.url("/api/v1/agents/a1/heartbeat"))
         .json(&json!({"wait_seconds": 25.0}));
-    let started = std::time::Instant::now();
-    let waiting = tokio::spawn(send(heartbeat, None));
-    // The heartbeat is held: nothing to cancel yet.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished());
+    let mut waiting = Box::pin(server.send(heartbeat, None));
+    // The heartbeat is sent and held: nothing to cancel yet. (The server holds it while this test goes on.)
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+            .await
+            .is_err(),
+        "a heartbeat with nothing to cancel answered before its wait"
+    );
     let (status, _) = server
         .post_json(&format!("/api/v1/jobs/{id}/cancel"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, reply) = tokio::time::timeout(PATIENCE, waiting)
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, reply) = tokio::time::timeout(PATIENCE, waiting).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reply["cancel_requested"], json!([id]));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "answered only when the wait ended"
-    );
     // With a cancel pending, a waiting heartbeat answers at once.
     let (status, reply) = server
         .post_json("/api/v1/agents/a1/heartbeat", json!({"wait_seconds": 25.0}))
@@ -1386,7 +1438,6 @@ async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
             (state, next, response.bytes().await.unwrap().to_vec())
         }
     };
-    let started = std::time::Instant::now();
     let waiting = tokio::spawn(read(0));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished());
@@ -1415,9 +1466,5 @@ async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
         .unwrap()
         .unwrap();
     assert_eq!(answer, ("passed".to_owned(), "6".to_owned(), Vec::new()));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "answered only when the waits ended"
-    );
     server.stop().await;
 }

@@ -40,9 +40,9 @@ use jiff::Timestamp;
 
 pub use error::StoreError;
 pub use model::{
-    Agent, AgentRegistration, Artifact, ArtifactContent, CancelOutcome, Claim, HeartbeatReply,
-    IssuedToken, Job, JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe,
-    ResultsProgress, StreamChunk, TestResult, TestUpdate, Token,
+    Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
+    JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, StreamChunk,
+    TestResult, TestUpdate, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -73,8 +73,6 @@ pub trait Store: Send + Sync {
 
     /// Stores a new `queued` job (creating its queue if new) and returns it with its id.
     fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job>;
-    /// Makes a held job claimable (its attachments are stored).
-    fn release_job(&self, job_id: &str) -> Result<()>;
     /// One job.
     fn job(&self, job_id: &str) -> Result<Job>;
     /// Jobs matching the filter, newest first.
@@ -145,8 +143,6 @@ pub trait Store: Send + Sync {
 
     // Results, artifacts.
 
-    /// Stores per-test results; a test already recorded for the job is replaced (re-parsing a stream is harmless).
-    fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()>;
     /// The job's per-test results, by test id.
     fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>>;
     /// How far the job's results stream has been parsed into per-test results.

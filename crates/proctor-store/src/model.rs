@@ -21,8 +21,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// Who submitted it (a token id or user name), for cancel rights.
     pub submitter: Option<String>,
-    /// Keep the job unclaimable until [`Store::release_job`](crate::Store::release_job) (its attachments are
-    /// still being uploaded).
+    /// Keep the job unclaimable until [`Store::store_attachments`](crate::Store::store_attachments) stores its
+    /// attachments (they are still being uploaded).
     pub held: bool,
     /// The script of the recipe the job was started from, copied so later edits of the recipe do not change it.
     pub recipe_script: Option<String>,
@@ -123,6 +123,8 @@ pub struct ReapedJob {
     pub job_id: String,
     /// The agent that lost it.
     pub agent_id: Option<String>,
+    /// The queue it ran from, which it is back on when requeued.
+    pub queue: String,
     /// `queued` (attempts remain), `error` (agent lost) or `cancelled` (a cancel was pending).
     pub new_state: JobState,
 }
@@ -226,16 +228,6 @@ pub struct ResultsProgress {
     pub problem: Option<String>,
 }
 
-/// Where an artifact's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArtifactContent {
-    /// A file the server keeps (in its data directory).
-    Path(String),
-    /// The bytes themselves, kept in the database.
-    Blob(Vec<u8>),
-}
-
 /// A file a job produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -243,8 +235,8 @@ pub struct Artifact {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
-    /// Where its bytes are.
-    pub content: ArtifactContent,
+    /// Its bytes, kept in the database.
+    pub content: Vec<u8>,
 }
 
 /// A named, stored job template.

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proctor_store::{
-    AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, FinalState, JobFilter,
-    JobState, NewJob, Recipe, Role, SqliteStore, Store, StoreError, StreamKind, TestResult,
-    TestUpdate,
+    AgentRegistration, AgentState, Artifact, CancelOutcome, FinalState, JobFilter, JobState,
+    NewJob, Recipe, Role, SqliteStore, Store, StoreError, StreamKind, TestResult, TestUpdate,
 };
 use tempfile::TempDir;
 
@@ -211,7 +210,9 @@ fn claims_respect_queues_holds_maintenance_and_registration() {
         None,
         "a held job is not claimable"
     );
-    store.release_job(&held).expect("release");
+    store
+        .store_attachments(&held, b"tar", at(1))
+        .expect("attachments release the job");
     store
         .set_agent_state("a1", AgentState::Maintenance)
         .expect("maintenance");
@@ -319,8 +320,12 @@ fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
 
     let reaped = store.reap_expired_leases(at(21)).expect("reap");
     assert_eq!(
-        (reaped[0].new_state, reaped[0].agent_id.as_deref()),
-        (JobState::Queued, Some("a1"))
+        (
+            reaped[0].new_state,
+            reaped[0].agent_id.as_deref(),
+            reaped[0].queue.as_str()
+        ),
+        (JobState::Queued, Some("a1"), "lab")
     );
     let requeued = store.job(&job).expect("job");
     assert_eq!(
@@ -708,7 +713,7 @@ fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
 }
 
 #[test]
-fn phases_results_artifacts_and_recipes_round_trip() {
+fn phases_artifacts_and_recipes_round_trip() {
     let (_dir, store) = new_store();
     let job = store
         .submit_job(&job_on("lab", 0), t0())
@@ -731,35 +736,25 @@ fn phases_results_artifacts_and_recipes_round_trip() {
         Err(StoreError::PhaseNotFound { .. })
     ));
 
-    let result = |test_id: &str, status: &str| TestResult {
-        test_id: test_id.into(),
-        status: status.into(),
-        duration_us: Some(1500),
-    };
-    store
-        .record_test_results(&job, &[result("t.b", "fail"), result("t.a", "success")])
-        .expect("record");
-    store
-        .record_test_results(&job, &[result("t.b", "success")])
-        .expect("re-record replaces");
-    assert_eq!(
-        store.test_results(&job).expect("results"),
-        [result("t.a", "success"), result("t.b", "success")]
-    );
-
-    let blob = Artifact {
+    let logs = Artifact {
         name: "logs.tar.gz".into(),
         size: 3,
-        content: ArtifactContent::Blob(vec![1, 2, 3]),
+        content: vec![1, 2, 3],
     };
-    let file = Artifact {
-        name: "big.img".into(),
-        size: 1 << 40,
-        content: ArtifactContent::Path("a/big.img".into()),
+    let report = Artifact {
+        name: "report.tar.gz".into(),
+        size: 1,
+        content: vec![4],
     };
-    store.put_artifact(&job, &blob).expect("blob");
-    store.put_artifact(&job, &file).expect("path");
-    assert_eq!(store.artifacts(&job).expect("artifacts"), [file, blob]);
+    store.put_artifact(&job, &report).expect("report");
+    store.put_artifact(&job, &logs).expect("logs");
+    let replaced = Artifact {
+        size: 2,
+        content: vec![5, 6],
+        ..report
+    };
+    store.put_artifact(&job, &replaced).expect("replace");
+    assert_eq!(store.artifacts(&job).expect("artifacts"), [logs, replaced]);
 
     let recipe = Recipe {
         name: "smoke".into(),
@@ -850,15 +845,20 @@ fn parsed_results_give_durations_across_batches_and_a_stale_parse_changes_nothin
         .expect("submit")
         .id;
     let first = [
-        update("t.a", "inprogress", Some(1)),
         update("t.b", "success", None),
+        update("t.a", "inprogress", Some(1)),
     ];
     assert!(store
         .record_parsed_results(&job, 0, 10, &first, None)
         .expect("record"));
     assert_eq!(
-        store.test_results(&job).expect("results")[0].status,
-        "inprogress"
+        store.test_results(&job).expect("results")[0],
+        TestResult {
+            test_id: "t.a".into(),
+            status: "inprogress".into(),
+            duration_us: None
+        },
+        "results come by test id"
     );
     // A second parser that read from 0 too lost the race: nothing it saw is applied again.
     assert!(!store

@@ -15,7 +15,7 @@ use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::convert::IntoView;
-use super::AppState;
+use super::{capped_wait, AppState};
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use proctor_api::{
@@ -82,7 +82,11 @@ pub(crate) async fn claim_job(
             "a claim must name at least one queue".into(),
         ));
     }
-    let deadline = Instant::now() + hold(&request, state.claim_hold);
+    // A claim that does not say how long it may wait is held as long as the server holds claims.
+    let hold = request.wait_seconds.map_or(state.claim_hold, |asked| {
+        capped_wait(asked, state.claim_hold)
+    });
+    let deadline = Instant::now() + hold;
     let wakers = state.wakers.for_queues(&request.queues);
     loop {
         // Listening before trying the store means a submit between the try and the wait is not missed.
@@ -103,14 +107,6 @@ pub(crate) async fn claim_job(
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-}
-
-/// How long to hold a claim: what the agent asked for, at most the server's hold.
-fn hold(request: &ClaimRequest, server_hold: Duration) -> Duration {
-    request
-        .wait_seconds
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .map_or(server_hold, |asked| asked.min(server_hold))
 }
 
 /// Claims the best job on `queues` for the agent, with what the agent gets along with it: a token scoped to the
@@ -167,8 +163,7 @@ pub(crate) async fn heartbeat(
     caller.require(&[Role::Agent])?;
     let wait = request
         .and_then(|Json(request)| request.wait_seconds)
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .map_or(Duration::ZERO, |asked| asked.min(state.claim_hold));
+        .map_or(Duration::ZERO, |asked| capped_wait(asked, state.claim_hold));
     let cancels = state.wakers.for_agent(&agent_id);
     // Listening before renewing means a cancel requested between the renewal and the wait still wakes it.
     let mut cancelled = pin!(cancels.notified());

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use proctor_store::{Artifact, ArtifactContent, Role};
+use proctor_store::{Artifact, Role};
 
 use super::AppState;
 use crate::auth::{Caller, JobToken};
@@ -108,7 +108,7 @@ pub(crate) async fn upload_artifacts(
     let artifact = Artifact {
         name: ARTIFACTS_ARCHIVE.to_owned(),
         size: body.len() as u64,
-        content: ArtifactContent::Blob(body.to_vec()),
+        content: body.to_vec(),
     };
     state
         .store_call(move |store| store.put_artifact(&id, &artifact))
@@ -144,17 +144,7 @@ pub(crate) async fn download_artifacts(
         .into_iter()
         .find(|artifact| artifact.name == ARTIFACTS_ARCHIVE)
         .ok_or(ApiError::NoArtifacts(id))?;
-    let bytes = match packed.content {
-        ArtifactContent::Blob(bytes) => bytes,
-        // This server keeps artifacts in the database; a file is what another server kept beside it.
-        ArtifactContent::Path(path) => {
-            tokio::task::spawn_blocking(move || {
-                std::fs::read(&path).map_err(|source| ApiError::ReadArtifact { path, source })
-            })
-            .await??
-        }
-    };
-    Ok(gzip_answer(bytes))
+    Ok(gzip_answer(packed.content))
 }
 
 /// An answer carrying a tar.gz.

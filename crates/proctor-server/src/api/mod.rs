@@ -65,6 +65,15 @@ impl AppState {
     }
 }
 
+/// How long a long-polling request that asked to wait `asked_seconds` may wait: at most `limit`. A negative or NaN
+/// wait answers at once, so a bad value never holds a request; one too large to represent is the limit.
+pub(crate) fn capped_wait(asked_seconds: f64, limit: Duration) -> Duration {
+    if asked_seconds.is_nan() || asked_seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(asked_seconds).map_or(limit, |asked| asked.min(limit))
+}
+
 /// The OpenAPI description's frame; the paths come from the handlers.
 #[derive(OpenApi)]
 #[openapi(
@@ -141,4 +150,21 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
     .route("/metrics", get(ops::metrics))
     .layer(DefaultBodyLimit::max(max_body_bytes))
     .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_capped_and_a_bad_one_is_none() {
+        let limit = Duration::from_secs(30);
+        assert_eq!(capped_wait(2.5, limit), Duration::from_millis(2500));
+        assert_eq!(capped_wait(60.0, limit), limit);
+        assert_eq!(capped_wait(1e30, limit), limit);
+        assert_eq!(capped_wait(f64::INFINITY, limit), limit);
+        assert_eq!(capped_wait(-1.0, limit), Duration::ZERO);
+        assert_eq!(capped_wait(f64::NEG_INFINITY, limit), Duration::ZERO);
+        assert_eq!(capped_wait(f64::NAN, limit), Duration::ZERO);
+    }
 }

@@ -12,7 +12,7 @@ use proctor_store::{JobState, Role, StreamChunk, StreamKind};
 use tokio::time::Instant;
 
 use super::agents::known_phase;
-use super::AppState;
+use super::{capped_wait, AppState};
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use crate::results;
@@ -182,7 +182,10 @@ async fn read(
         )
         .await?;
     let phase = query.phase.as_deref().map(known_phase).transpose()?;
-    let deadline = Instant::now() + wait(query.wait_seconds, state.claim_hold);
+    let wait = query
+        .wait_seconds
+        .map_or(Duration::ZERO, |asked| capped_wait(asked, state.claim_hold));
+    let deadline = Instant::now() + wait;
     let arrivals = state.wakers.for_job(&job_id);
     loop {
         // Listening before reading means bytes stored between the read and the wait still wake it.
@@ -207,13 +210,6 @@ async fn read(
         // At the deadline the loop reads once more and answers with whatever is there.
         let _ = tokio::time::timeout_at(deadline, arrived).await;
     }
-}
-
-/// How long a read may wait for bytes: what it asked for, at most `limit`.
-fn wait(asked_seconds: Option<f64>, limit: Duration) -> Duration {
-    asked_seconds
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .map_or(Duration::ZERO, |asked| asked.min(limit))
 }
 
 /// The bytes of `chunks` from `from` on (the first chunk may start before it) and the offset after them.

@@ -14,12 +14,14 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, Trans
 use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
-    Agent, AgentRegistration, AgentState, Artifact, ArtifactContent, CancelOutcome, Claim,
-    FinalState, HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord,
-    QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
-    TestUpdate, Token,
+    Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
+    ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult, TestUpdate,
+    Token,
 };
-use rows::{agent_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS};
+use rows::{
+    agent_row, claimed_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS,
+};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "proctor.sqlite3";
@@ -187,23 +189,20 @@ fn ensure_job_exists(connection: &Connection, job_id: &str) -> Result<()> {
     }
 }
 
-/// What an agent gets with a job it claimed: the job's fresh token (stored by its hash, replacing an earlier
-/// attempt's), its recipe script and whether it has attachments.
-fn hand_over(tx: &Transaction, job: Job, job_token: String, now: Timestamp) -> Result<Claim> {
-    const DOING: &str = "handing a claimed job over";
+/// What an agent gets with a job it claimed (with its recipe script and whether it has attachments): a fresh token
+/// for the job, stored by its hash, replacing an earlier attempt's.
+fn hand_over(
+    tx: &Transaction,
+    (job, recipe_script, has_attachments): (Job, Option<String>, bool),
+    now: Timestamp,
+) -> Result<Claim> {
+    let job_token = secret::generate()?;
     tx.execute_cached(
         "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
         params![job.id, secret::hash(&job_token), micros(now)],
     )
-    .during(DOING)?;
-    let (recipe_script, has_attachments) = tx
-        .query_row_cached(
-            "SELECT recipe_script, EXISTS (SELECT 1 FROM attachments WHERE job_id = ?1) FROM jobs WHERE id = ?1",
-            [&job.id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .during(DOING)?;
+    .during("handing a claimed job over")?;
     Ok(Claim {
         job,
         job_token,
@@ -462,18 +461,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_job(&self, job_id: &str) -> Result<()> {
-        self.write("releasing a held job", |tx| {
-            let changed = tx
-                .execute_cached("UPDATE jobs SET held = 0 WHERE id = ?1", [job_id])
-                .during("releasing a job")?;
-            if changed == 0 {
-                return Err(StoreError::JobNotFound(job_id.to_owned()));
-            }
-            Ok(())
-        })
-    }
-
     fn job(&self, job_id: &str) -> Result<Job> {
         self.read(|connection| job_in(connection, job_id))
     }
@@ -506,7 +493,6 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Option<Claim>> {
         let queues = to_json("queue list", queues)?;
-        let job_token = secret::generate()?;
         self.write("claiming a job", |tx| {
             if agent_state_in(tx, agent_id)? == AgentState::Maintenance {
                 return Ok(None);
@@ -525,10 +511,11 @@ impl Store for SqliteStore {
                                        AND queue IN (SELECT value FROM json_each(?4))
                                      ORDER BY priority DESC, created_at ASC, seq ASC LIMIT 1)
                            AND state = 'queued'
-                         RETURNING {JOB_COLUMNS}"
+                         RETURNING {JOB_COLUMNS}, recipe_script,
+                                   EXISTS (SELECT 1 FROM attachments WHERE job_id = jobs.id) AS has_attachments"
                     ),
                     params![agent_id, micros(now), lease_expiry(now, lease), queues],
-                    job_row,
+                    claimed_row,
                 )
                 .optional()
                 .during("claiming a job")?;
@@ -536,7 +523,7 @@ impl Store for SqliteStore {
                 .during("claiming a job")?;
             refresh_agent_state(tx, agent_id)?;
             claimed
-                .map(|job| hand_over(tx, job, job_token, now))
+                .map(|claimed| hand_over(tx, claimed, now))
                 .transpose()
         })
     }
@@ -584,7 +571,7 @@ impl Store for SqliteStore {
         self.write("reaping lapsed leases", |tx| {
             let mut statement = tx
                 .prepare_cached(
-                    "SELECT id, agent_id, cancel_requested, attempts, max_attempts FROM jobs
+                    "SELECT id, agent_id, queue, cancel_requested, attempts, max_attempts FROM jobs
                      WHERE state = 'running' AND lease_expires_at < ?1 ORDER BY seq",
                 )
                 .during("finding lapsed leases")?;
@@ -593,16 +580,17 @@ impl Store for SqliteStore {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, Option<String>>(1)?,
-                        row.get::<_, bool>(2)?,
-                        row.get::<_, u32>(3)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, bool>(3)?,
                         row.get::<_, u32>(4)?,
+                        row.get::<_, u32>(5)?,
                     ))
                 })
                 .during("finding lapsed leases")?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .during("finding lapsed leases")?;
             let mut reaped = Vec::with_capacity(lapsed.len());
-            for (job_id, agent_id, cancel_requested, attempts, max_attempts) in lapsed {
+            for (job_id, agent_id, queue, cancel_requested, attempts, max_attempts) in lapsed {
                 let agent = agent_id.as_deref().unwrap_or("(unknown)");
                 let (new_state, reason) =
                     reaped_state(cancel_requested, attempts, max_attempts, agent);
@@ -622,6 +610,7 @@ impl Store for SqliteStore {
                 reaped.push(ReapedJob {
                     job_id,
                     agent_id,
+                    queue,
                     new_state,
                 });
             }
@@ -797,26 +786,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_test_results(&self, job_id: &str, results: &[TestResult]) -> Result<()> {
-        self.write("recording test results", |tx| {
-            ensure_job_exists(tx, job_id)?;
-            let mut statement = tx
-                .prepare_cached(
-                    "INSERT INTO test_results (job_id, test_id, status, duration_us) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (job_id, test_id) DO UPDATE
-                     SET status = excluded.status, duration_us = excluded.duration_us",
-                )
-                .during("recording test results")?;
-            for result in results {
-                let duration = result.duration_us.map(|us| to_i64("test duration", us)).transpose()?;
-                statement
-                    .execute(params![job_id, result.test_id, result.status, duration])
-                    .during("recording test results")?;
-            }
-            Ok(())
-        })
-    }
-
     fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>> {
         self.read(|connection| {
             ensure_job_exists(connection, job_id)?;
@@ -901,18 +870,13 @@ impl Store for SqliteStore {
     }
 
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()> {
-        let (path, blob) = match &artifact.content {
-            ArtifactContent::Path(path) => (Some(path.as_str()), None),
-            ArtifactContent::Blob(bytes) => (None, Some(bytes.as_slice())),
-        };
         let size = to_i64("artifact size", artifact.size)?;
         self.write("storing an artifact", |tx| {
             ensure_job_exists(tx, job_id)?;
             tx.execute_cached(
-                "INSERT INTO artifacts (job_id, name, size, path, blob) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (job_id, name) DO UPDATE
-                 SET size = excluded.size, path = excluded.path, blob = excluded.blob",
-                params![job_id, artifact.name, size, path, blob],
+                "INSERT INTO artifacts (job_id, name, size, blob) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id, name) DO UPDATE SET size = excluded.size, blob = excluded.blob",
+                params![job_id, artifact.name, size, artifact.content],
             )
             .during("storing an artifact")?;
             Ok(())
@@ -924,7 +888,7 @@ impl Store for SqliteStore {
             ensure_job_exists(connection, job_id)?;
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT name, size, path, blob FROM artifacts WHERE job_id = ?1 ORDER BY name",
+                    "SELECT name, size, blob FROM artifacts WHERE job_id = ?1 ORDER BY name",
                 )
                 .during("listing artifacts")?;
             let rows = statement

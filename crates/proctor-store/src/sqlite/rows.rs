@@ -8,7 +8,7 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{Agent, Artifact, ArtifactContent, Job, PhaseRecord, QueueInfo, Recipe, Token};
+use crate::model::{Agent, Artifact, Job, PhaseRecord, QueueInfo, Recipe, Token};
 use crate::StoreError;
 
 /// The job columns every job query selects, in the order [`job_row`] reads them by name.
@@ -91,6 +91,15 @@ pub(super) fn job_row(row: &Row) -> rusqlite::Result<Job> {
     })
 }
 
+/// A claimed job with what its agent gets besides, from `JOB_COLUMNS, recipe_script, has_attachments`.
+pub(super) fn claimed_row(row: &Row) -> rusqlite::Result<(Job, Option<String>, bool)> {
+    Ok((
+        job_row(row)?,
+        row.get("recipe_script")?,
+        row.get("has_attachments")?,
+    ))
+}
+
 /// An agent (without its queues) from `id, state, images, last_heartbeat`.
 pub(super) fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -123,16 +132,12 @@ pub(super) fn phase_row(row: &Row) -> rusqlite::Result<PhaseRecord> {
     })
 }
 
-/// An artifact from `name, size, path, blob` (the schema guarantees exactly one of path and blob).
+/// An artifact from `name, size, blob`.
 pub(super) fn artifact_row(row: &Row) -> rusqlite::Result<Artifact> {
-    let content = match row.get::<_, Option<String>>("path")? {
-        Some(path) => ArtifactContent::Path(path),
-        None => ArtifactContent::Blob(row.get("blob")?),
-    };
     Ok(Artifact {
         name: row.get("name")?,
         size: row.get("size")?,
-        content,
+        content: row.get("blob")?,
     })
 }
 
