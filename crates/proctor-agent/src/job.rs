@@ -22,7 +22,9 @@ use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::state::{self, InProgress};
-use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::upload::{
+    Draining, PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF,
+};
 use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE};
 use crate::{AgentSettings, FinalState, JobReport};
 
@@ -101,13 +103,14 @@ pub(crate) fn run_job(
             reason = format!("{reason} ({problem})");
         }
     }
-    heartbeat.stop();
     run.log.note(&format!("the job ended {state}: {reason}"));
-    let (record, results_end) = match run.streams.take() {
-        Some(Ok(streams)) => (Some(streams.record), Some(streams.results.finish())),
+    let (record, results) = match run.streams.take() {
+        Some(Ok(streams)) => (Some(streams.record), Some(streams.results)),
         _ => (None, None),
     };
-    let log_end = run.log.finish();
+    // Both closed before either is joined: they drain side by side, within one drain limit.
+    let (log, results) = (run.log.close(), results.map(Uploader::close));
+    let (log_end, results_end) = (log.map(Draining::join), results.map(Draining::join));
     let reason = with_upload_warnings(reason, log_end.as_ref(), results_end.as_ref());
     // The server gave the job to someone else (or ended it) when it is lost; finishing it would be refused.
     let finished = if control.is_lost() {
@@ -115,6 +118,8 @@ pub(crate) fn run_job(
     } else {
         context.client.finish(&job_id, state, &reason).map(drop)
     };
+    // Only now: the lease must hold while the streams drain and the job is finished.
+    heartbeat.stop();
     if let Some(record) = record {
         state::remove(&record);
     }
@@ -148,7 +153,8 @@ pub(crate) fn report_interrupted(
     };
     let log = resume(StreamKind::Log, &record.log);
     let results = resume(StreamKind::Results, &record.results);
-    let (log_end, results_end) = (log.finish(), results.finish());
+    let (log, results) = (log.close(), results.close());
+    let (log_end, results_end) = (log.join(), results.join());
     let reason = with_upload_warnings(INTERRUPTED.to_owned(), Some(&log_end), Some(&results_end));
     context
         .client
@@ -257,12 +263,12 @@ impl LogWriter {
         self.sink = LogSink::Lost;
     }
 
-    /// Sends what is left and says how far the server got; `None` when the log was never spooled.
-    fn finish(self) -> Option<UploadEnd> {
+    /// Closes the log: its uploader sends what is left; `None` when the log was never spooled.
+    fn close(self) -> Option<Draining> {
         match self.sink {
             LogSink::Spooled { file, uploader } => {
                 drop(file);
-                Some(uploader.finish())
+                Some(uploader.close())
             }
             LogSink::Pending(_) | LogSink::Lost => None,
         }

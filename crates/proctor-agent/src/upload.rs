@@ -67,10 +67,15 @@ pub(crate) struct UploadSource {
     pub(crate) resume: bool,
 }
 
-/// A running uploader. [`nudge`](Self::nudge) says the file grew; [`finish`](Self::finish) waits until all of it is
-/// stored, or until the server has stayed unreachable for the drain limit.
+/// A running uploader. [`nudge`](Self::nudge) says the file grew; [`close`](Self::close) says it is complete.
 pub(crate) struct Uploader {
     nudge: SyncSender<()>,
+    thread: JoinHandle<UploadEnd>,
+}
+
+/// A closed uploader sending what is left: [`join`](Self::join) waits until all of it is stored, or until the server
+/// has stayed unreachable for the drain limit.
+pub(crate) struct Draining {
     thread: JoinHandle<UploadEnd>,
 }
 
@@ -84,7 +89,7 @@ pub(crate) enum UploadEnd {
 }
 
 impl Uploader {
-    /// Starts uploading `source` with `client`; after [`finish`](Self::finish) it keeps retrying for `drain_limit`.
+    /// Starts uploading `source` with `client`; after [`close`](Self::close) it keeps retrying for `drain_limit`.
     pub(crate) fn start(client: Client, source: UploadSource, drain_limit: Duration) -> Self {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let thread = std::thread::spawn(move || {
@@ -107,9 +112,19 @@ impl Uploader {
         let _ = self.nudge.try_send(());
     }
 
-    /// Sends what is left and says how far the server got.
-    pub(crate) fn finish(self) -> UploadEnd {
+    /// Says the file is complete: the uploader sends what is left, and [`Draining::join`] waits for it. Close every
+    /// uploader of a job before joining any, so they drain side by side.
+    pub(crate) fn close(self) -> Draining {
         drop(self.nudge);
+        Draining {
+            thread: self.thread,
+        }
+    }
+}
+
+impl Draining {
+    /// Waits until the uploader stopped and says how far the server got.
+    pub(crate) fn join(self) -> UploadEnd {
         self.thread.join().unwrap_or(UploadEnd::Incomplete(0))
     }
 }
