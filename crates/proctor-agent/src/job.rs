@@ -18,6 +18,7 @@ use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
 use proctor_client::ClientError;
 
+use crate::backoff::retry;
 use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
@@ -116,11 +117,19 @@ pub(crate) fn run_job(
     let finished = if control.is_lost() {
         Ok(())
     } else {
-        context.client.finish(&job_id, state, &reason).map(drop)
+        retry(context.settings.drain_limit, || {
+            context.client.finish(&job_id, state, &reason)
+        })
+        .map(drop)
     };
     // Only now: the lease must hold while the streams drain and the job is finished.
     heartbeat.stop();
-    if let Some(record) = record {
+    // Kept while the server could not be reached, so `recover` finishes the job on the agent's next start.
+    let settled = finished
+        .as_ref()
+        .err()
+        .is_none_or(|error| !error.is_transient());
+    if let (Some(record), true) = (record, settled) {
         state::remove(&record);
     }
     finished?;

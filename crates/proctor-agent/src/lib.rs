@@ -59,6 +59,7 @@
 //! # Ok::<(), proctor_agent::AgentError>(())
 //! ```
 
+mod backoff;
 mod client;
 mod control;
 mod error;

@@ -965,3 +965,36 @@ fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
     assert!(reason(&ended).contains("test/../../bad"), "{ended:?}");
     assert!(!lab.log(&job.id).contains("never"));
 }
+
+/// The server goes away as the job's last command runs and stays away past the uploads' drain limit, but not past
+/// the finish's (which starts when the uploads give up): the agent keeps trying to finish the job, so it ends with
+/// its own verdict rather than being reaped, and its progress record goes once the server took the finish.
+#[test]
+fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_returns() {
+    let setup = LabSetup {
+        settings: AgentSettings {
+            drain_limit: Duration::from_secs(6),
+            ..quick_settings()
+        },
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    std::fs::write(&go, "").unwrap();
+    // The uploads retry for the drain limit after the job ended (giving up about 6.3 s later, by their backoff);
+    // the finish then retries for another drain limit (trying again about 9.4 s and 12.6 s after the job ended).
+    std::thread::sleep(Duration::from_millis(8500));
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let records = lab.work_dir.path().join(".in-progress");
+    wait_until("the progress record is removed", || {
+        std::fs::read_dir(&records).is_ok_and(|mut entries| entries.next().is_none())
+    });
+}

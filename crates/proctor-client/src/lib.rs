@@ -77,6 +77,12 @@ impl ClientError {
         }
     }
 
+    /// Whether trying the request again may succeed: the server gave no (understood) answer, or failed with a
+    /// 5xx. A refusal (4xx) stays a refusal.
+    pub fn is_transient(&self) -> bool {
+        self.status().is_none_or(|status| status.is_server_error())
+    }
+
     /// The server's error body, when it sent one.
     pub fn body(&self) -> Option<&ErrorBody> {
         match self {
