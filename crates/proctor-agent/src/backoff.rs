@@ -32,6 +32,11 @@ impl Backoff {
         wait
     }
 
+    /// A success: the next failure waits the first wait again.
+    pub(crate) fn reset(&mut self) {
+        self.next = FIRST_WAIT;
+    }
+
     /// Sleeps for the next wait.
     pub(crate) fn sleep(&mut self) {
         std::thread::sleep(self.next_wait());
@@ -59,9 +64,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_double_up_to_the_ceiling() {
+    fn waits_double_up_to_the_ceiling_and_start_over_after_a_reset() {
         let mut backoff = Backoff::new(Duration::from_millis(500));
         let waits: Vec<u128> = (0..5).map(|_| backoff.next_wait().as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 500, 500]);
+        backoff.reset();
+        assert_eq!(backoff.next_wait(), FIRST_WAIT);
     }
 }

@@ -23,9 +23,7 @@ use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::state::{self, InProgress};
-use crate::upload::{
-    Draining, PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF,
-};
+use crate::upload::{Draining, PhaseMarks, UploadEnd, UploadSource, Uploader};
 use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE};
 use crate::{AgentSettings, FinalState, JobReport};
 
@@ -510,25 +508,12 @@ impl JobRun<'_, '_> {
     /// Uploads packed artifacts, retrying with backoff for the drain limit while the server cannot be reached or
     /// fails; a refusal (too large, unknown job) is not retried.
     fn send_artifacts(&self, archive: Vec<u8>) -> Result<(), ClientError> {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let error = match self
-                .context
+        retry(self.context.settings.drain_limit, || {
+            self.context
                 .client
                 .api
                 .upload_artifacts(&self.job_id, archive.clone())
-            {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
-            };
-            let worth_retrying = error.status().is_none_or(|status| status.is_server_error());
-            if !worth_retrying || started.elapsed() >= self.context.settings.drain_limit {
-                return Err(error);
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        })
     }
 
     /// Runs one phase, reporting its start and end to the server.

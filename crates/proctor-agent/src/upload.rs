@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,14 +16,12 @@ use proctor_job::Phase;
 use proctor_api::StreamKind;
 use proctor_client::{Client, Upload};
 
+use crate::backoff::{Backoff, MAX_JOB_WAIT};
+
 /// The most bytes sent in one request (well under the server's default 64 MiB body limit).
 const MAX_CHUNK: u64 = 1024 * 1024;
 /// How often the file is looked at when nobody says it grew (the results file is written by a phase).
 const POLL: Duration = Duration::from_millis(100);
-/// The first wait after a failed upload; it doubles up to [`MAX_BACKOFF`].
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between retries.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Which phase wrote which bytes of the log: each entry is the offset where a phase's output starts.
 #[derive(Debug, Clone, Default)]
@@ -153,32 +151,25 @@ enum Step {
 impl UploadLoop {
     fn run(mut self, nudged: Receiver<()>, drain_limit: Duration) -> UploadEnd {
         let mut closed_at: Option<Instant> = None;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(MAX_JOB_WAIT);
         loop {
-            let wait = match self.step() {
-                Step::Progress => {
-                    backoff = FIRST_BACKOFF;
-                    continue;
-                }
+            match self.step() {
+                Step::Progress => backoff.reset(),
                 Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete(self.acked),
-                Step::CaughtUp => POLL,
+                Step::CaughtUp => match nudged.recv_timeout(POLL) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => closed_at = Some(Instant::now()),
+                },
                 Step::Failed => {
                     if closed_at.is_some_and(|closed| closed.elapsed() >= drain_limit) {
                         return UploadEnd::Incomplete(self.acked);
                     }
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    wait
-                }
-            };
-            match nudged.recv_timeout(wait) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    if closed_at.is_some() {
-                        // A closed channel no longer waits: keep the retry pace by sleeping instead.
-                        std::thread::sleep(wait);
+                    // Not cut short by nudges: every chunk of output nudges, so a chatty phase would make one retry
+                    // per chunk while the server is away.
+                    backoff.sleep();
+                    if closed_at.is_none() && is_closed(&nudged) {
+                        closed_at = Some(Instant::now());
                     }
-                    closed_at.get_or_insert_with(Instant::now);
                 }
             }
         }
@@ -258,6 +249,11 @@ impl UploadLoop {
             .min(next_mark.unwrap_or(u64::MAX));
         read_range(file, self.acked, end).map(|bytes| (phase, bytes))
     }
+}
+
+/// Whether the uploader was closed; a nudge waiting in the channel is taken (the next step sends what it announced).
+fn is_closed(nudged: &Receiver<()>) -> bool {
+    matches!(nudged.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 /// The bytes of `file` from `start` to `end`, or `None` when they cannot be read (the file shrank).

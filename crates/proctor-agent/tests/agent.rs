@@ -6,10 +6,11 @@
 //! for a cancel); they are marked in their doc comments.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -997,4 +998,98 @@ fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_re
     wait_until("the progress record is removed", || {
         std::fs::read_dir(&records).is_ok_and(|mut entries| entries.next().is_none())
     });
+}
+
+/// A failing stand-in for a stopped server on its address: answers every request 503 and counts the log uploads.
+struct FailingServer {
+    log_uploads: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FailingServer {
+    fn start(address: &str) -> FailingServer {
+        let listener = TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let log_uploads = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counted, stopped) = (Arc::clone(&log_uploads), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((connection, _)) => FailingServer::answer(connection, &counted),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FailingServer {
+            log_uploads,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Reads one request's head and answers 503, closing the connection.
+    fn answer(mut connection: std::net::TcpStream, log_uploads: &AtomicUsize) {
+        connection.set_nonblocking(false).unwrap();
+        let mut head = Vec::new();
+        let mut buffer = [0; 4096];
+        while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+            match connection.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => head.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let request_line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if request_line.starts_with("PUT ") && request_line.contains("/log?") {
+            log_uploads.fetch_add(1, Ordering::SeqCst);
+        }
+        let _ = connection.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+    }
+
+    /// Stops answering; answers how many log uploads came.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.log_uploads.load(Ordering::SeqCst)
+    }
+}
+
+/// While the server fails, a phase printing 200 lines (each a nudge to the log's uploader) must not make the
+/// uploader retry once per line: it waits out its backoff between tries.
+#[test]
+fn a_chatty_phase_does_not_hurry_the_log_uploads_retries_while_the_server_fails() {
+    let mut lab = Lab::start(|_| {});
+    let (go, done) = (
+        lab.work_dir.path().join("go"),
+        lab.work_dir.path().join("done"),
+    );
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n    for i in $(seq 1 200); do echo line $i; sleep 0.01; done\n    touch {done}\n",
+        go = go.display(),
+        done = done.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(lab.base.trim_start_matches("http://"));
+    std::fs::write(&go, "").unwrap();
+    wait_until("the phase printed its lines", || done.exists());
+    let log_uploads = failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("line 200\n"));
+    // With a backoff doubling from 0.1 s to 5 s, a few seconds of failures make well under 20 tries.
+    assert!(
+        log_uploads < 20,
+        "{log_uploads} log uploads while the server failed"
+    );
 }
