@@ -206,11 +206,16 @@ fn with_upload_warnings(
 ) -> String {
     let mut reason = reason;
     for (name, end) in [("log", log), ("results", results)] {
-        if let Some(UploadEnd::Incomplete(stored)) = end {
-            reason.push_str(&format!(
-                " (the {name} upload stopped at byte {stored}: the server could not be reached)"
-            ));
-        }
+        let why = match end {
+            Some(UploadEnd::Incomplete(stored)) => {
+                format!("stopped at byte {stored}: the server could not be reached")
+            }
+            Some(UploadEnd::Refused(stored, error)) => {
+                format!("was refused at byte {stored}: {error}")
+            }
+            Some(UploadEnd::Complete) | None => continue,
+        };
+        reason.push_str(&format!(" (the {name} upload {why})"));
     }
     reason
 }

@@ -203,7 +203,7 @@ impl Agent {
     /// Ends the jobs an earlier run of this agent (on the same work directory) left unfinished, as `error` with
     /// the reason "agent restarted mid-job", after uploading what they had spooled. A job the server no longer
     /// lets this agent finish (it was reaped or requeued) goes to `on_error` and is let go. Fails, keeping the
-    /// records for a later try, when the server cannot be reached.
+    /// records for a later try, when the server cannot be reached or fails (5xx).
     pub fn recover(
         &self,
         mut on_error: impl FnMut(&AgentError),
@@ -212,7 +212,7 @@ impl Agent {
         for (path, record) in InProgress::load_all(&state::records_dir(self.work_dirs.root())) {
             match record.and_then(|record| report_interrupted(&self.context(), &record)) {
                 Ok(report) => reports.push(report),
-                Err(AgentError::Server(error)) if error.status().is_none() => {
+                Err(AgentError::Server(error)) if error.is_transient() => {
                     return Err(AgentError::Server(error))
                 }
                 Err(error) => on_error(&error),

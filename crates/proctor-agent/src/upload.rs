@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use proctor_job::Phase;
 
 use proctor_api::StreamKind;
-use proctor_client::{Client, Upload};
+use proctor_client::{Client, ClientError, Upload};
 
 use crate::backoff::{Backoff, MAX_JOB_WAIT};
 
@@ -78,12 +78,14 @@ pub(crate) struct Draining {
 }
 
 /// How an upload ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum UploadEnd {
-    /// Everything the file held is stored, up to this offset.
-    Complete(u64),
+    /// Everything the file held is stored.
+    Complete,
     /// The server stored only up to this offset before the drain limit ran out.
     Incomplete(u64),
+    /// The server refused the upload (a 4xx) when it had stored up to this offset.
+    Refused(u64, ClientError),
 }
 
 impl Uploader {
@@ -144,8 +146,10 @@ enum Step {
     Progress,
     /// The server has everything the file holds now.
     CaughtUp,
-    /// The server could not be reached or refused.
+    /// The server could not be reached or failed: worth retrying.
     Failed,
+    /// The server refused: retrying would be refused again.
+    Refused(ClientError),
 }
 
 impl UploadLoop {
@@ -155,11 +159,12 @@ impl UploadLoop {
         loop {
             match self.step() {
                 Step::Progress => backoff.reset(),
-                Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete(self.acked),
+                Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete,
                 Step::CaughtUp => match nudged.recv_timeout(POLL) {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => closed_at = Some(Instant::now()),
                 },
+                Step::Refused(error) => return UploadEnd::Refused(self.acked, error),
                 Step::Failed => {
                     if closed_at.is_some_and(|closed| closed.elapsed() >= drain_limit) {
                         return UploadEnd::Incomplete(self.acked);
@@ -200,7 +205,8 @@ impl UploadLoop {
                 Step::Progress
             }
             // An acknowledgement that does not move forward would make us resend the same bytes forever.
-            Ok(Upload::StoredTo(_)) | Err(_) => Step::Failed,
+            Ok(Upload::StoredTo(_)) => Step::Failed,
+            Err(error) => failure(error),
         }
     }
 
@@ -220,7 +226,7 @@ impl UploadLoop {
                 self.must_probe = false;
                 Step::Progress
             }
-            Err(_) => Step::Failed,
+            Err(error) => failure(error),
         }
     }
 
@@ -248,6 +254,15 @@ impl UploadLoop {
             .min(self.acked + MAX_CHUNK)
             .min(next_mark.unwrap_or(u64::MAX));
         read_range(file, self.acked, end).map(|bytes| (phase, bytes))
+    }
+}
+
+/// The step a failed request makes: a retry later, unless the server refused.
+fn failure(error: ClientError) -> Step {
+    if error.is_transient() {
+        Step::Failed
+    } else {
+        Step::Refused(error)
     }
 }
 

@@ -1000,37 +1000,50 @@ fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_re
     });
 }
 
-/// A failing stand-in for a stopped server on its address: answers every request 503 and counts the log uploads.
+/// A failing stand-in for a stopped server on its address: answers log uploads with a status of the test's choice
+/// and every other request 503, and counts the log uploads and finishes.
 struct FailingServer {
-    log_uploads: Arc<AtomicUsize>,
+    counts: Arc<FailingCounts>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// The requests a [`FailingServer`] answered.
+#[derive(Default)]
+struct FailingCounts {
+    log_uploads: AtomicUsize,
+    finishes: AtomicUsize,
+}
+
 impl FailingServer {
-    fn start(address: &str) -> FailingServer {
+    /// Answers log uploads with `log_status` (like `"503 Service Unavailable"`).
+    fn start(address: &str, log_status: &'static str) -> FailingServer {
         let listener = TcpListener::bind(address).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let log_uploads = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(FailingCounts::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (counted, stopped) = (Arc::clone(&log_uploads), Arc::clone(&stop));
+        let (counted, stopped) = (Arc::clone(&counts), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((connection, _)) => FailingServer::answer(connection, &counted),
+                    Ok((connection, _)) => FailingServer::answer(connection, &counted, log_status),
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
         FailingServer {
-            log_uploads,
+            counts,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// Reads one request's head and answers 503, closing the connection.
-    fn answer(mut connection: std::net::TcpStream, log_uploads: &AtomicUsize) {
+    fn finishes(&self) -> usize {
+        self.counts.finishes.load(Ordering::SeqCst)
+    }
+
+    /// Reads one request's head and answers it, closing the connection.
+    fn answer(mut connection: std::net::TcpStream, counts: &FailingCounts, log_status: &str) {
         connection.set_nonblocking(false).unwrap();
         let mut head = Vec::new();
         let mut buffer = [0; 4096];
@@ -1045,11 +1058,18 @@ impl FailingServer {
             .next()
             .unwrap_or_default()
             .to_owned();
-        if request_line.starts_with("PUT ") && request_line.contains("/log?") {
-            log_uploads.fetch_add(1, Ordering::SeqCst);
-        }
+        let status = if request_line.starts_with("PUT ") && request_line.contains("/log?") {
+            counts.log_uploads.fetch_add(1, Ordering::SeqCst);
+            log_status
+        } else {
+            if request_line.contains("/finish ") {
+                counts.finishes.fetch_add(1, Ordering::SeqCst);
+            }
+            "503 Service Unavailable"
+        };
         let _ = connection.write_all(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
         );
     }
 
@@ -1059,7 +1079,7 @@ impl FailingServer {
         if let Some(thread) = self.thread.take() {
             thread.join().unwrap();
         }
-        self.log_uploads.load(Ordering::SeqCst)
+        self.counts.log_uploads.load(Ordering::SeqCst)
     }
 }
 
@@ -1079,7 +1099,10 @@ fn a_chatty_phase_does_not_hurry_the_log_uploads_retries_while_the_server_fails(
     ));
     lab.wait_for_log(&id, "started\n");
     lab.stop_server();
-    let failing = FailingServer::start(lab.base.trim_start_matches("http://"));
+    let failing = FailingServer::start(
+        lab.base.trim_start_matches("http://"),
+        "503 Service Unavailable",
+    );
     std::fs::write(&go, "").unwrap();
     wait_until("the phase printed its lines", || done.exists());
     let log_uploads = failing.stop();
@@ -1092,4 +1115,34 @@ fn a_chatty_phase_does_not_hurry_the_log_uploads_retries_while_the_server_fails(
         log_uploads < 20,
         "{log_uploads} log uploads while the server failed"
     );
+}
+
+/// A log upload the server refuses (a 4xx) is not retried as if the server were away: the upload ends at once and
+/// the job's reason says it was refused.
+#[test]
+fn a_refused_log_upload_ends_at_once_and_the_reason_says_it_was_refused() {
+    let mut lab = Lab::start(|_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n    echo unsent\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(lab.base.trim_start_matches("http://"), "403 Forbidden");
+    std::fs::write(&go, "").unwrap();
+    // The finish comes after the uploads ended: at once when refused, after the drain limit when retried.
+    wait_until("the agent tried to finish the job", || {
+        failing.finishes() > 0
+    });
+    failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(
+        reason(&job).contains("(the log upload was refused at byte ")
+            && reason(&job).contains("403 Forbidden"),
+        "{job:?}"
+    );
+    assert!(!reason(&job).contains("could not be reached"), "{job:?}");
 }
