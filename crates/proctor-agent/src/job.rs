@@ -16,7 +16,7 @@ use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 
 use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
-use proctor_client::ClientError;
+use proctor_client::{Bytes, ClientError};
 
 use crate::backoff::retry;
 use crate::client::ServerClient;
@@ -495,7 +495,7 @@ impl JobRun<'_, '_> {
                     ));
                 }
                 let size = packed.bytes.len();
-                match self.send_artifacts(packed.bytes) {
+                match self.send_artifacts(Bytes::from(packed.bytes)) {
                     Ok(()) => {
                         self.log
                             .note(&format!("uploaded the artifacts ({size} bytes packed)"));
@@ -512,7 +512,8 @@ impl JobRun<'_, '_> {
 
     /// Uploads packed artifacts, retrying with backoff for the drain limit while the server cannot be reached or
     /// fails; a refusal (too large, unknown job) is not retried.
-    fn send_artifacts(&self, archive: Vec<u8>) -> Result<(), ClientError> {
+    fn send_artifacts(&self, archive: Bytes) -> Result<(), ClientError> {
+        // A clone of `Bytes` shares the archive (up to the artifacts cap) rather than copying it for each try.
         retry(self.context.settings.drain_limit, || {
             self.context
                 .client

@@ -79,6 +79,7 @@ pub use error::AgentError;
 /// The state a job ends in, as the server records it.
 pub use proctor_api::FinalState;
 
+use backoff::Backoff;
 use client::ServerClient;
 use job::{report_interrupted, run_job, JobContext};
 use state::InProgress;
@@ -227,7 +228,7 @@ impl Agent {
     /// `on_error` and the agent tries again after a backoff, registering anew.
     pub fn run(&self, shutdown: &AtomicBool, mut on_error: impl FnMut(&AgentError)) {
         let mut stage = Stage::Register;
-        let mut retry_wait = Duration::from_millis(100);
+        let mut backoff = Backoff::new(MAX_RETRY_WAIT);
         while !shutdown.load(Ordering::SeqCst) {
             let attempt = match stage {
                 Stage::Register => self.register(),
@@ -237,13 +238,12 @@ impl Agent {
             match attempt {
                 Ok(()) => {
                     stage = stage.next();
-                    retry_wait = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(error) => {
                     on_error(&error);
                     stage = Stage::Register;
-                    std::thread::sleep(retry_wait);
-                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
+                    backoff.sleep();
                 }
             }
         }
