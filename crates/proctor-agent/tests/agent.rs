@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,8 @@ struct Lab {
     work_dir: tempfile::TempDir,
     shutdown: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
+    /// What the agent reported to `on_error`; the lab fails the test on any (no test expects one).
+    agent_errors: Arc<Mutex<Vec<String>>>,
     // Dropped last: stopping the runtime stops the server.
     data_dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
@@ -103,6 +105,7 @@ impl Lab {
             work_dir: tempfile::tempdir().unwrap(),
             shutdown: Arc::new(AtomicBool::new(false)),
             agent: None,
+            agent_errors: Arc::default(),
             data_dir,
             runtime,
         };
@@ -129,8 +132,14 @@ impl Lab {
         // Registered before any submit: the server refuses jobs for queues no agent ever served.
         agent.register().unwrap();
         let stop = Arc::clone(&self.shutdown);
+        let errors = Arc::clone(&self.agent_errors);
         self.agent = Some(std::thread::spawn(move || {
-            agent.run(&stop, |error| panic!("the agent failed: {error}"));
+            agent.run(&stop, |error| {
+                errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(error.with_causes());
+            });
         }));
     }
 
@@ -254,9 +263,20 @@ impl RunningServer {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(agent) = self.agent.take() {
-            let _ = agent.join();
+        let joined = self.agent.take().map(JoinHandle::join);
+        // A test already failing says why itself; a second panic here would abort the run.
+        if std::thread::panicking() {
+            return;
         }
+        assert!(
+            joined.is_none_or(|joined| joined.is_ok()),
+            "the agent thread panicked"
+        );
+        let errors = self
+            .agent_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(errors.is_empty(), "the agent reported errors: {errors:?}");
     }
 }
 
@@ -935,10 +955,10 @@ fn an_agent_killed_mid_job_reports_it_after_a_restart_with_its_spooled_log() {
     });
 }
 
+/// The server refuses such an archive at upload; the agent must not trust that, so the test also puts it into the
+/// store directly and checks the agent's own refusal.
 #[test]
 fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
-    // The server is expected to refuse such an archive at upload; an agent must not trust that, so this feeds it
-    // directly when the server accepts it, and otherwise checks the server refused it.
     let lab = Lab::start(|_| {});
     let job = lab
         .client
@@ -958,9 +978,19 @@ fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
     ));
     builder.append(&header, &b"hi"[..]).unwrap();
     let archive = builder.into_inner().unwrap().finish().unwrap();
-    if lab.client.upload_attachments(&job.id, archive).is_err() {
-        return;
-    }
+    let refused = lab
+        .client
+        .upload_attachments(&job.id, archive.clone())
+        .unwrap_err();
+    assert_eq!(
+        refused.status().map(|status| status.as_u16()),
+        Some(422),
+        "{refused}"
+    );
+    SqliteStore::open(lab.data_dir.path())
+        .unwrap()
+        .store_attachments(&job.id, &archive, jiff::Timestamp::now())
+        .unwrap();
     let ended = lab.wait_for_end(&job.id);
     assert_eq!(state(&ended), "error", "{ended:?}");
     assert!(reason(&ended).contains("test/../../bad"), "{ended:?}");
