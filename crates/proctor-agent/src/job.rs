@@ -13,6 +13,7 @@ use proctor_events::{Sink, Summary};
 use proctor_job::{AgentConfig, Job, Phase, Timeouts};
 use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
+use serde::Deserialize;
 
 use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
@@ -213,6 +214,7 @@ fn with_upload_warnings(
             Some(UploadEnd::Refused(stored, error)) => {
                 format!("was refused at byte {stored}: {error}")
             }
+            Some(UploadEnd::Panicked) => "stopped: the uploader failed inside the agent".to_owned(),
             Some(UploadEnd::Complete) | None => continue,
         };
         reason.push_str(&format!(" (the {name} upload {why})"));
@@ -341,7 +343,7 @@ impl JobRun<'_, '_> {
         definition: &serde_json::Value,
         has_attachments: bool,
     ) -> (FinalState, String) {
-        let job: Job = match serde_json::from_value(definition.clone()) {
+        let job = match Job::deserialize(definition) {
             Ok(job) => job,
             Err(error) => {
                 return (

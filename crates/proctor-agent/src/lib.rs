@@ -13,9 +13,10 @@
 //! and its output timeout; a limit or a cancel kills the phase's whole process tree.
 //!
 //! Output is copied to a spool file beside the work directories (`<work_dir>/.spool/<job id>/output.log`) and
-//! uploaded from there by a background thread as it grows (within about 100 ms), by offset: a failed upload is
-//! retried with backoff from the offset the server acknowledged, so nothing is lost or sent twice while the server
-//! is away. The results file is uploaded the same way. A heartbeat renews the job's lease every few seconds and
+//! uploaded from there by a background thread as it grows (within about 100 ms), by offset: an upload the server
+//! could not take (no answer, or a 5xx) is retried with backoff from the offset the server acknowledged, so nothing
+//! is lost or sent twice while the server is away; one it refused (a 4xx) ends the upload, and the job's reason says
+//! so. The results file is uploaded the same way. A heartbeat renews the job's lease every few seconds and
 //! brings cancels. The job then ends with one [`FinalState`] and a reason:
 //!
 //! - `passed` when every phase exited 0 and no test in the results failed; `failed` when the test, allocate or
@@ -43,8 +44,9 @@
 //! - While a job runs (from just after its first process started), a record of it
 //!   (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an agent started on the same work
 //!   directory finds it, uploads what the server lacks, and ends the job `error` ("agent restarted mid-job") before
-//!   taking new work ([`Agent::recover`]). A job whose agent died before its record was written is settled by the
-//!   server when its lease lapses.
+//!   taking new work ([`Agent::recover`]). The record is also kept when the job's finish could not reach the server
+//!   within the drain limit, so the job is ended the same way once the server is back. A job whose agent died before its record was written is settled by the server when its
+//!   lease lapses.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -105,7 +107,8 @@ pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     /// Between SIGTERM and SIGKILL when a phase is stopped (10 s).
     pub grace: Duration,
-    /// How long to keep retrying uploads after a job ended while the server cannot be reached (60 s).
+    /// How long to keep retrying a job's uploads after it ended, and then its finish, while the server cannot be
+    /// reached or fails (60 s each).
     pub drain_limit: Duration,
     /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
     pub cleanup_allowance: Duration,
@@ -127,7 +130,6 @@ impl Default for AgentSettings {
     }
 }
 
-/// Requests other than claims give up after this long.
 /// The longest wait between attempts when [`Agent::run`] cannot reach the server.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 

@@ -86,6 +86,8 @@ pub(crate) enum UploadEnd {
     Incomplete(u64),
     /// The server refused the upload (a 4xx) when it had stored up to this offset.
     Refused(u64, ClientError),
+    /// The uploader's thread panicked (a bug in the agent): how far the server got is unknown.
+    Panicked,
 }
 
 impl Uploader {
@@ -125,7 +127,7 @@ impl Uploader {
 impl Draining {
     /// Waits until the uploader stopped and says how far the server got.
     pub(crate) fn join(self) -> UploadEnd {
-        self.thread.join().unwrap_or(UploadEnd::Incomplete(0))
+        self.thread.join().unwrap_or(UploadEnd::Panicked)
     }
 }
 
