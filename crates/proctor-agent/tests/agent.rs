@@ -47,8 +47,9 @@ struct Lab {
     work_dir: tempfile::TempDir,
     shutdown: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
-    /// What the agent reported to `on_error`; the lab fails the test on any (no test expects one).
+    /// What the agent reported to `on_error`; the lab fails the test on any, unless it expects them.
     agent_errors: Arc<Mutex<Vec<String>>>,
+    agent_errors_expected: bool,
     // Dropped last: stopping the runtime stops the server.
     data_dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
@@ -106,6 +107,7 @@ impl Lab {
             shutdown: Arc::new(AtomicBool::new(false)),
             agent: None,
             agent_errors: Arc::default(),
+            agent_errors_expected: false,
             data_dir,
             runtime,
         };
@@ -221,6 +223,15 @@ impl Lab {
         }
     }
 
+    /// The errors the agent reported so far; the test expects them, so the lab no longer fails it for them.
+    fn expected_agent_errors(&mut self) -> Vec<String> {
+        self.agent_errors_expected = true;
+        self.agent_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn cancel(&self, id: &str) -> String {
         self.client.cancel(id).unwrap().outcome
     }
@@ -276,7 +287,10 @@ impl Drop for Lab {
             .agent_errors
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        assert!(errors.is_empty(), "the agent reported errors: {errors:?}");
+        assert!(
+            self.agent_errors_expected || errors.is_empty(),
+            "the agent reported errors: {errors:?}"
+        );
     }
 }
 
@@ -1175,4 +1189,48 @@ fn a_refused_log_upload_ends_at_once_and_the_reason_says_it_was_refused() {
         "{job:?}"
     );
     assert!(!reason(&job).contains("could not be reached"), "{job:?}");
+}
+
+/// The server stays away past the finish's retries: the agent gives up, keeps the job's progress record, and once
+/// the server is back ends the job from the record with what it had spooled (its own verdict in the log).
+#[test]
+fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_it_returns() {
+    let setup = LabSetup {
+        settings: AgentSettings {
+            drain_limit: Duration::from_secs(1),
+            ..quick_settings()
+        },
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(
+        lab.base.trim_start_matches("http://"),
+        "503 Service Unavailable",
+    );
+    std::fs::write(&go, "").unwrap();
+    wait_until("the agent gave up finishing the job", || {
+        !lab.expected_agent_errors().is_empty()
+    });
+    let errors = lab.expected_agent_errors();
+    assert!(errors[0].contains("finishing the job"), "{errors:?}");
+    let record = lab
+        .work_dir
+        .path()
+        .join(".in-progress")
+        .join(format!("{id}.json"));
+    assert!(record.exists(), "the progress record went with the finish");
+    failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(reason(&job).contains("agent restarted mid-job"), "{job:?}");
+    assert!(lab.log(&id).contains("the job ended passed"));
+    wait_until("the progress record is removed", || !record.exists());
 }
