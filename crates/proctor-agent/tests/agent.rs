@@ -1191,8 +1191,9 @@ fn a_refused_log_upload_ends_at_once_and_the_reason_says_it_was_refused() {
     assert!(!reason(&job).contains("could not be reached"), "{job:?}");
 }
 
-/// The server stays away past the finish's retries: the agent gives up, keeps the job's progress record, and once
-/// the server is back ends the job from the record with what it had spooled (its own verdict in the log).
+/// The server stays away past the finish's retries: the agent gives up, keeps the job's progress record (and so
+/// does a recover while the server still fails), and once the server is back ends the job from the record with what
+/// it had spooled (its own verdict in the log).
 #[test]
 fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_it_returns() {
     let setup = LabSetup {
@@ -1226,6 +1227,16 @@ fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_
         .join(".in-progress")
         .join(format!("{id}.json"));
     assert!(record.exists(), "the progress record went with the finish");
+    // A recover while the server still fails (5xx) keeps the record for a later try, like one it cannot reach.
+    let settings = AgentSettings {
+        drain_limit: Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let recovering =
+        Agent::with_settings(lab.agent_config(), lab.work_dir.path().to_owned(), settings).unwrap();
+    let recovered = recovering.recover(|error| panic!("recover let the job go: {error}"));
+    assert!(recovered.is_err(), "{recovered:?}");
+    assert!(record.exists(), "recover dropped the progress record");
     failing.stop();
     lab.start_server();
     let job = lab.wait_for_end(&id);
