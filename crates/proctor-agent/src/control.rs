@@ -121,7 +121,8 @@ impl Heartbeat {
         Heartbeat { stop }
     }
 
-    /// Stops heartbeating. A heartbeat the server holds is not waited for: its reply is dropped when it comes.
+    /// Stops heartbeating. A heartbeat the server holds is not waited for: the thread ends once it is answered, and
+    /// still passes on a cancel or a lost lease that answer brings (harmless: the job is over by then).
     pub(crate) fn stop(self) {
         let _ = self.stop.send(());
     }

@@ -13,16 +13,18 @@ use proctor_events::{Sink, Summary};
 use proctor_job::{AgentConfig, Job, Phase, Timeouts};
 use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
+use serde::Deserialize;
 
 use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
-use proctor_client::ClientError;
+use proctor_client::{Bytes, ClientError};
 
+use crate::backoff::retry;
 use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::state::{self, InProgress};
-use crate::upload::{PhaseMarks, UploadEnd, UploadSource, Uploader, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::upload::{Draining, PhaseMarks, UploadEnd, UploadSource, Uploader};
 use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE};
 use crate::{AgentSettings, FinalState, JobReport};
 
@@ -101,21 +103,32 @@ pub(crate) fn run_job(
             reason = format!("{reason} ({problem})");
         }
     }
-    heartbeat.stop();
     run.log.note(&format!("the job ended {state}: {reason}"));
-    let (record, results_end) = match run.streams.take() {
-        Some(Ok(streams)) => (Some(streams.record), Some(streams.results.finish())),
+    let (record, results) = match run.streams.take() {
+        Some(Ok(streams)) => (Some(streams.record), Some(streams.results)),
         _ => (None, None),
     };
-    let log_end = run.log.finish();
+    // Both closed before either is joined: they drain side by side, within one drain limit.
+    let (log, results) = (run.log.close(), results.map(Uploader::close));
+    let (log_end, results_end) = (log.map(Draining::join), results.map(Draining::join));
     let reason = with_upload_warnings(reason, log_end.as_ref(), results_end.as_ref());
     // The server gave the job to someone else (or ended it) when it is lost; finishing it would be refused.
     let finished = if control.is_lost() {
         Ok(())
     } else {
-        context.client.finish(&job_id, state, &reason).map(drop)
+        retry(context.settings.drain_limit, || {
+            context.client.finish(&job_id, state, &reason)
+        })
+        .map(drop)
     };
-    if let Some(record) = record {
+    // Only now: the lease must hold while the streams drain and the job is finished.
+    heartbeat.stop();
+    // Kept while the server could not be reached, so `recover` finishes the job on the agent's next start.
+    let settled = finished
+        .as_ref()
+        .err()
+        .is_none_or(|error| !error.is_transient());
+    if let (Some(record), true) = (record, settled) {
         state::remove(&record);
     }
     finished?;
@@ -148,7 +161,8 @@ pub(crate) fn report_interrupted(
     };
     let log = resume(StreamKind::Log, &record.log);
     let results = resume(StreamKind::Results, &record.results);
-    let (log_end, results_end) = (log.finish(), results.finish());
+    let (log, results) = (log.close(), results.close());
+    let (log_end, results_end) = (log.join(), results.join());
     let reason = with_upload_warnings(INTERRUPTED.to_owned(), Some(&log_end), Some(&results_end));
     context
         .client
@@ -193,11 +207,17 @@ fn with_upload_warnings(
 ) -> String {
     let mut reason = reason;
     for (name, end) in [("log", log), ("results", results)] {
-        if let Some(UploadEnd::Incomplete(stored)) = end {
-            reason.push_str(&format!(
-                " (the {name} upload stopped at byte {stored}: the server could not be reached)"
-            ));
-        }
+        let why = match end {
+            Some(UploadEnd::Incomplete(stored)) => {
+                format!("stopped at byte {stored}: the server could not be reached")
+            }
+            Some(UploadEnd::Refused(stored, error)) => {
+                format!("was refused at byte {stored}: {error}")
+            }
+            Some(UploadEnd::Panicked) => "stopped: the uploader failed inside the agent".to_owned(),
+            Some(UploadEnd::Complete) | None => continue,
+        };
+        reason.push_str(&format!(" (the {name} upload {why})"));
     }
     reason
 }
@@ -257,12 +277,12 @@ impl LogWriter {
         self.sink = LogSink::Lost;
     }
 
-    /// Sends what is left and says how far the server got; `None` when the log was never spooled.
-    fn finish(self) -> Option<UploadEnd> {
+    /// Closes the log: its uploader sends what is left; `None` when the log was never spooled.
+    fn close(self) -> Option<Draining> {
         match self.sink {
             LogSink::Spooled { file, uploader } => {
                 drop(file);
-                Some(uploader.finish())
+                Some(uploader.close())
             }
             LogSink::Pending(_) | LogSink::Lost => None,
         }
@@ -323,7 +343,7 @@ impl JobRun<'_, '_> {
         definition: &serde_json::Value,
         has_attachments: bool,
     ) -> (FinalState, String) {
-        let job: Job = match serde_json::from_value(definition.clone()) {
+        let job = match Job::deserialize(definition) {
             Ok(job) => job,
             Err(error) => {
                 return (
@@ -477,7 +497,7 @@ impl JobRun<'_, '_> {
                     ));
                 }
                 let size = packed.bytes.len();
-                match self.send_artifacts(packed.bytes) {
+                match self.send_artifacts(Bytes::from(packed.bytes)) {
                     Ok(()) => {
                         self.log
                             .note(&format!("uploaded the artifacts ({size} bytes packed)"));
@@ -494,26 +514,14 @@ impl JobRun<'_, '_> {
 
     /// Uploads packed artifacts, retrying with backoff for the drain limit while the server cannot be reached or
     /// fails; a refusal (too large, unknown job) is not retried.
-    fn send_artifacts(&self, archive: Vec<u8>) -> Result<(), ClientError> {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let error = match self
-                .context
+    fn send_artifacts(&self, archive: Bytes) -> Result<(), ClientError> {
+        // A clone of `Bytes` shares the archive (up to the artifacts cap) rather than copying it for each try.
+        retry(self.context.settings.drain_limit, || {
+            self.context
                 .client
                 .api
                 .upload_artifacts(&self.job_id, archive.clone())
-            {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
-            };
-            let worth_retrying = error.status().is_none_or(|status| status.is_server_error());
-            if !worth_retrying || started.elapsed() >= self.context.settings.drain_limit {
-                return Err(error);
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        })
     }
 
     /// Runs one phase, reporting its start and end to the server.

@@ -13,9 +13,10 @@
 //! and its output timeout; a limit or a cancel kills the phase's whole process tree.
 //!
 //! Output is copied to a spool file beside the work directories (`<work_dir>/.spool/<job id>/output.log`) and
-//! uploaded from there by a background thread as it grows (within about 100 ms), by offset: a failed upload is
-//! retried with backoff from the offset the server acknowledged, so nothing is lost or sent twice while the server
-//! is away. The results file is uploaded the same way. A heartbeat renews the job's lease every few seconds and
+//! uploaded from there by a background thread as it grows (within about 100 ms), by offset: an upload the server
+//! could not take (no answer, or a 5xx) is retried with backoff from the offset the server acknowledged, so nothing
+//! is lost or sent twice while the server is away; one it refused (a 4xx) ends the upload, and the job's reason says
+//! so. The results file is uploaded the same way. A heartbeat renews the job's lease every few seconds and
 //! brings cancels. The job then ends with one [`FinalState`] and a reason:
 //!
 //! - `passed` when every phase exited 0 and no test in the results failed; `failed` when the test, allocate or
@@ -43,8 +44,9 @@
 //! - While a job runs (from just after its first process started), a record of it
 //!   (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an agent started on the same work
 //!   directory finds it, uploads what the server lacks, and ends the job `error` ("agent restarted mid-job") before
-//!   taking new work ([`Agent::recover`]). A job whose agent died before its record was written is settled by the
-//!   server when its lease lapses.
+//!   taking new work ([`Agent::recover`]). The record is also kept when the job's finish could not reach the server
+//!   within the drain limit, so the job is ended the same way once the server is back. A job whose agent died before its record was written is settled by the server when its
+//!   lease lapses.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -59,6 +61,7 @@
 //! # Ok::<(), proctor_agent::AgentError>(())
 //! ```
 
+mod backoff;
 mod client;
 mod control;
 mod error;
@@ -78,6 +81,7 @@ pub use error::AgentError;
 /// The state a job ends in, as the server records it.
 pub use proctor_api::FinalState;
 
+use backoff::Backoff;
 use client::ServerClient;
 use job::{report_interrupted, run_job, JobContext};
 use state::InProgress;
@@ -103,7 +107,8 @@ pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     /// Between SIGTERM and SIGKILL when a phase is stopped (10 s).
     pub grace: Duration,
-    /// How long to keep retrying uploads after a job ended while the server cannot be reached (60 s).
+    /// How long to keep retrying a job's uploads after it ended, and then its finish, while the server cannot be
+    /// reached or fails (60 s each).
     pub drain_limit: Duration,
     /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
     pub cleanup_allowance: Duration,
@@ -125,7 +130,6 @@ impl Default for AgentSettings {
     }
 }
 
-/// Requests other than claims give up after this long.
 /// The longest wait between attempts when [`Agent::run`] cannot reach the server.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
@@ -202,7 +206,7 @@ impl Agent {
     /// Ends the jobs an earlier run of this agent (on the same work directory) left unfinished, as `error` with
     /// the reason "agent restarted mid-job", after uploading what they had spooled. A job the server no longer
     /// lets this agent finish (it was reaped or requeued) goes to `on_error` and is let go. Fails, keeping the
-    /// records for a later try, when the server cannot be reached.
+    /// records for a later try, when the server cannot be reached or fails (5xx).
     pub fn recover(
         &self,
         mut on_error: impl FnMut(&AgentError),
@@ -211,7 +215,7 @@ impl Agent {
         for (path, record) in InProgress::load_all(&state::records_dir(self.work_dirs.root())) {
             match record.and_then(|record| report_interrupted(&self.context(), &record)) {
                 Ok(report) => reports.push(report),
-                Err(AgentError::Server(error)) if error.status().is_none() => {
+                Err(AgentError::Server(error)) if error.is_transient() => {
                     return Err(AgentError::Server(error))
                 }
                 Err(error) => on_error(&error),
@@ -226,7 +230,7 @@ impl Agent {
     /// `on_error` and the agent tries again after a backoff, registering anew.
     pub fn run(&self, shutdown: &AtomicBool, mut on_error: impl FnMut(&AgentError)) {
         let mut stage = Stage::Register;
-        let mut retry_wait = Duration::from_millis(100);
+        let mut backoff = Backoff::new(MAX_RETRY_WAIT);
         while !shutdown.load(Ordering::SeqCst) {
             let attempt = match stage {
                 Stage::Register => self.register(),
@@ -236,13 +240,12 @@ impl Agent {
             match attempt {
                 Ok(()) => {
                     stage = stage.next();
-                    retry_wait = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(error) => {
                     on_error(&error);
                     stage = Stage::Register;
-                    std::thread::sleep(retry_wait);
-                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
+                    backoff.sleep();
                 }
             }
         }

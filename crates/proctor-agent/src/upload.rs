@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,16 +14,14 @@ use std::time::{Duration, Instant};
 use proctor_job::Phase;
 
 use proctor_api::StreamKind;
-use proctor_client::{Client, Upload};
+use proctor_client::{Client, ClientError, Upload};
+
+use crate::backoff::{Backoff, MAX_JOB_WAIT};
 
 /// The most bytes sent in one request (well under the server's default 64 MiB body limit).
 const MAX_CHUNK: u64 = 1024 * 1024;
 /// How often the file is looked at when nobody says it grew (the results file is written by a phase).
 const POLL: Duration = Duration::from_millis(100);
-/// The first wait after a failed upload; it doubles up to [`MAX_BACKOFF`].
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between retries.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Which phase wrote which bytes of the log: each entry is the offset where a phase's output starts.
 #[derive(Debug, Clone, Default)]
@@ -67,24 +65,33 @@ pub(crate) struct UploadSource {
     pub(crate) resume: bool,
 }
 
-/// A running uploader. [`nudge`](Self::nudge) says the file grew; [`finish`](Self::finish) waits until all of it is
-/// stored, or until the server has stayed unreachable for the drain limit.
+/// A running uploader. [`nudge`](Self::nudge) says the file grew; [`close`](Self::close) says it is complete.
 pub(crate) struct Uploader {
     nudge: SyncSender<()>,
     thread: JoinHandle<UploadEnd>,
 }
 
+/// A closed uploader sending what is left: [`join`](Self::join) waits until all of it is stored, or until the server
+/// has stayed unreachable for the drain limit.
+pub(crate) struct Draining {
+    thread: JoinHandle<UploadEnd>,
+}
+
 /// How an upload ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum UploadEnd {
-    /// Everything the file held is stored, up to this offset.
-    Complete(u64),
+    /// Everything the file held is stored.
+    Complete,
     /// The server stored only up to this offset before the drain limit ran out.
     Incomplete(u64),
+    /// The server refused the upload (a 4xx) when it had stored up to this offset.
+    Refused(u64, ClientError),
+    /// The uploader's thread panicked (a bug in the agent): how far the server got is unknown.
+    Panicked,
 }
 
 impl Uploader {
-    /// Starts uploading `source` with `client`; after [`finish`](Self::finish) it keeps retrying for `drain_limit`.
+    /// Starts uploading `source` with `client`; after [`close`](Self::close) it keeps retrying for `drain_limit`.
     pub(crate) fn start(client: Client, source: UploadSource, drain_limit: Duration) -> Self {
         let (nudge, nudged) = mpsc::sync_channel(1);
         let thread = std::thread::spawn(move || {
@@ -107,10 +114,20 @@ impl Uploader {
         let _ = self.nudge.try_send(());
     }
 
-    /// Sends what is left and says how far the server got.
-    pub(crate) fn finish(self) -> UploadEnd {
+    /// Says the file is complete: the uploader sends what is left, and [`Draining::join`] waits for it. Close every
+    /// uploader of a job before joining any, so they drain side by side.
+    pub(crate) fn close(self) -> Draining {
         drop(self.nudge);
-        self.thread.join().unwrap_or(UploadEnd::Incomplete(0))
+        Draining {
+            thread: self.thread,
+        }
+    }
+}
+
+impl Draining {
+    /// Waits until the uploader stopped and says how far the server got.
+    pub(crate) fn join(self) -> UploadEnd {
+        self.thread.join().unwrap_or(UploadEnd::Panicked)
     }
 }
 
@@ -131,39 +148,35 @@ enum Step {
     Progress,
     /// The server has everything the file holds now.
     CaughtUp,
-    /// The server could not be reached or refused.
+    /// The server could not be reached or failed: worth retrying.
     Failed,
+    /// The server refused: retrying would be refused again.
+    Refused(ClientError),
 }
 
 impl UploadLoop {
     fn run(mut self, nudged: Receiver<()>, drain_limit: Duration) -> UploadEnd {
         let mut closed_at: Option<Instant> = None;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(MAX_JOB_WAIT);
         loop {
-            let wait = match self.step() {
-                Step::Progress => {
-                    backoff = FIRST_BACKOFF;
-                    continue;
-                }
-                Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete(self.acked),
-                Step::CaughtUp => POLL,
+            match self.step() {
+                Step::Progress => backoff.reset(),
+                Step::CaughtUp if closed_at.is_some() => return UploadEnd::Complete,
+                Step::CaughtUp => match nudged.recv_timeout(POLL) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => closed_at = Some(Instant::now()),
+                },
+                Step::Refused(error) => return UploadEnd::Refused(self.acked, error),
                 Step::Failed => {
                     if closed_at.is_some_and(|closed| closed.elapsed() >= drain_limit) {
                         return UploadEnd::Incomplete(self.acked);
                     }
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    wait
-                }
-            };
-            match nudged.recv_timeout(wait) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    if closed_at.is_some() {
-                        // A closed channel no longer waits: keep the retry pace by sleeping instead.
-                        std::thread::sleep(wait);
+                    // Not cut short by nudges: every chunk of output nudges, so a chatty phase would make one retry
+                    // per chunk while the server is away.
+                    backoff.sleep();
+                    if closed_at.is_none() && is_closed(&nudged) {
+                        closed_at = Some(Instant::now());
                     }
-                    closed_at.get_or_insert_with(Instant::now);
                 }
             }
         }
@@ -194,7 +207,8 @@ impl UploadLoop {
                 Step::Progress
             }
             // An acknowledgement that does not move forward would make us resend the same bytes forever.
-            Ok(Upload::StoredTo(_)) | Err(_) => Step::Failed,
+            Ok(Upload::StoredTo(_)) => Step::Failed,
+            Err(error) => failure(error),
         }
     }
 
@@ -214,7 +228,7 @@ impl UploadLoop {
                 self.must_probe = false;
                 Step::Progress
             }
-            Err(_) => Step::Failed,
+            Err(error) => failure(error),
         }
     }
 
@@ -243,6 +257,20 @@ impl UploadLoop {
             .min(next_mark.unwrap_or(u64::MAX));
         read_range(file, self.acked, end).map(|bytes| (phase, bytes))
     }
+}
+
+/// The step a failed request makes: a retry later, unless the server refused.
+fn failure(error: ClientError) -> Step {
+    if error.is_transient() {
+        Step::Failed
+    } else {
+        Step::Refused(error)
+    }
+}
+
+/// Whether the uploader was closed; a nudge waiting in the channel is taken (the next step sends what it announced).
+fn is_closed(nudged: &Receiver<()>) -> bool {
+    matches!(nudged.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 /// The bytes of `file` from `start` to `end`, or `None` when they cannot be read (the file shrank).

@@ -6,11 +6,12 @@
 //! for a cancel); they are marked in their doc comments.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,9 @@ struct Lab {
     work_dir: tempfile::TempDir,
     shutdown: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
+    /// What the agent reported to `on_error`; the lab fails the test on any, unless it expects them.
+    agent_errors: Arc<Mutex<Vec<String>>>,
+    agent_errors_expected: bool,
     // Dropped last: stopping the runtime stops the server.
     data_dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
@@ -102,6 +106,8 @@ impl Lab {
             work_dir: tempfile::tempdir().unwrap(),
             shutdown: Arc::new(AtomicBool::new(false)),
             agent: None,
+            agent_errors: Arc::default(),
+            agent_errors_expected: false,
             data_dir,
             runtime,
         };
@@ -128,8 +134,14 @@ impl Lab {
         // Registered before any submit: the server refuses jobs for queues no agent ever served.
         agent.register().unwrap();
         let stop = Arc::clone(&self.shutdown);
+        let errors = Arc::clone(&self.agent_errors);
         self.agent = Some(std::thread::spawn(move || {
-            agent.run(&stop, |error| panic!("the agent failed: {error}"));
+            agent.run(&stop, |error| {
+                errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(error.with_causes());
+            });
         }));
     }
 
@@ -211,6 +223,15 @@ impl Lab {
         }
     }
 
+    /// The errors the agent reported so far; the test expects them, so the lab no longer fails it for them.
+    fn expected_agent_errors(&mut self) -> Vec<String> {
+        self.agent_errors_expected = true;
+        self.agent_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn cancel(&self, id: &str) -> String {
         self.client.cancel(id).unwrap().outcome
     }
@@ -253,9 +274,23 @@ impl RunningServer {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(agent) = self.agent.take() {
-            let _ = agent.join();
+        let joined = self.agent.take().map(JoinHandle::join);
+        // A test already failing says why itself; a second panic here would abort the run.
+        if std::thread::panicking() {
+            return;
         }
+        assert!(
+            joined.is_none_or(|joined| joined.is_ok()),
+            "the agent thread panicked"
+        );
+        let errors = self
+            .agent_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(
+            self.agent_errors_expected || errors.is_empty(),
+            "the agent reported errors: {errors:?}"
+        );
     }
 }
 
@@ -934,10 +969,10 @@ fn an_agent_killed_mid_job_reports_it_after_a_restart_with_its_spooled_log() {
     });
 }
 
+/// The server refuses such an archive at upload; the agent must not trust that, so the test also puts it into the
+/// store directly and checks the agent's own refusal.
 #[test]
 fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
-    // The server is expected to refuse such an archive at upload; an agent must not trust that, so this feeds it
-    // directly when the server accepts it, and otherwise checks the server refused it.
     let lab = Lab::start(|_| {});
     let job = lab
         .client
@@ -957,11 +992,256 @@ fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
     ));
     builder.append(&header, &b"hi"[..]).unwrap();
     let archive = builder.into_inner().unwrap().finish().unwrap();
-    if lab.client.upload_attachments(&job.id, archive).is_err() {
-        return;
-    }
+    let refused = lab
+        .client
+        .upload_attachments(&job.id, archive.clone())
+        .unwrap_err();
+    assert_eq!(
+        refused.status().map(|status| status.as_u16()),
+        Some(422),
+        "{refused}"
+    );
+    SqliteStore::open(lab.data_dir.path())
+        .unwrap()
+        .store_attachments(&job.id, &archive, jiff::Timestamp::now())
+        .unwrap();
     let ended = lab.wait_for_end(&job.id);
     assert_eq!(state(&ended), "error", "{ended:?}");
     assert!(reason(&ended).contains("test/../../bad"), "{ended:?}");
     assert!(!lab.log(&job.id).contains("never"));
+}
+
+/// The server goes away as the job's last command runs and stays away past the uploads' drain limit, but not past
+/// the finish's (which starts when the uploads give up): the agent keeps trying to finish the job, so it ends with
+/// its own verdict rather than being reaped, and its progress record goes once the server took the finish.
+#[test]
+fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_returns() {
+    let setup = LabSetup {
+        settings: AgentSettings {
+            drain_limit: Duration::from_secs(6),
+            ..quick_settings()
+        },
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    std::fs::write(&go, "").unwrap();
+    // The uploads retry for the drain limit after the job ended (giving up about 6.3 s later, by their backoff);
+    // the finish then retries for another drain limit (trying again about 9.4 s and 12.6 s after the job ended).
+    std::thread::sleep(Duration::from_millis(8500));
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let records = lab.work_dir.path().join(".in-progress");
+    wait_until("the progress record is removed", || {
+        std::fs::read_dir(&records).is_ok_and(|mut entries| entries.next().is_none())
+    });
+}
+
+/// A failing stand-in for a stopped server on its address: answers log uploads with a status of the test's choice
+/// and every other request 503, and counts the log uploads and finishes.
+struct FailingServer {
+    counts: Arc<FailingCounts>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The requests a [`FailingServer`] answered.
+#[derive(Default)]
+struct FailingCounts {
+    log_uploads: AtomicUsize,
+    finishes: AtomicUsize,
+}
+
+impl FailingServer {
+    /// Answers log uploads with `log_status` (like `"503 Service Unavailable"`).
+    fn start(address: &str, log_status: &'static str) -> FailingServer {
+        let listener = TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let counts = Arc::new(FailingCounts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counted, stopped) = (Arc::clone(&counts), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((connection, _)) => FailingServer::answer(connection, &counted, log_status),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FailingServer {
+            counts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finishes(&self) -> usize {
+        self.counts.finishes.load(Ordering::SeqCst)
+    }
+
+    /// Reads one request's head and answers it, closing the connection.
+    fn answer(mut connection: std::net::TcpStream, counts: &FailingCounts, log_status: &str) {
+        connection.set_nonblocking(false).unwrap();
+        let mut head = Vec::new();
+        let mut buffer = [0; 4096];
+        while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+            match connection.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => head.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let request_line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let status = if request_line.starts_with("PUT ") && request_line.contains("/log?") {
+            counts.log_uploads.fetch_add(1, Ordering::SeqCst);
+            log_status
+        } else {
+            if request_line.contains("/finish ") {
+                counts.finishes.fetch_add(1, Ordering::SeqCst);
+            }
+            "503 Service Unavailable"
+        };
+        let _ = connection.write_all(
+            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+
+    /// Stops answering; answers how many log uploads came.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.counts.log_uploads.load(Ordering::SeqCst)
+    }
+}
+
+/// While the server fails, a phase printing 200 lines (each a nudge to the log's uploader) must not make the
+/// uploader retry once per line: it waits out its backoff between tries.
+#[test]
+fn a_chatty_phase_does_not_hurry_the_log_uploads_retries_while_the_server_fails() {
+    let mut lab = Lab::start(|_| {});
+    let (go, done) = (
+        lab.work_dir.path().join("go"),
+        lab.work_dir.path().join("done"),
+    );
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n    for i in $(seq 1 200); do echo line $i; sleep 0.01; done\n    touch {done}\n",
+        go = go.display(),
+        done = done.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(
+        lab.base.trim_start_matches("http://"),
+        "503 Service Unavailable",
+    );
+    std::fs::write(&go, "").unwrap();
+    wait_until("the phase printed its lines", || done.exists());
+    let log_uploads = failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("line 200\n"));
+    // With a backoff doubling from 0.1 s to 5 s, a few seconds of failures make well under 20 tries.
+    assert!(
+        log_uploads < 20,
+        "{log_uploads} log uploads while the server failed"
+    );
+}
+
+/// A log upload the server refuses (a 4xx) is not retried as if the server were away: the upload ends at once and
+/// the job's reason says it was refused.
+#[test]
+fn a_refused_log_upload_ends_at_once_and_the_reason_says_it_was_refused() {
+    let mut lab = Lab::start(|_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n    echo unsent\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(lab.base.trim_start_matches("http://"), "403 Forbidden");
+    std::fs::write(&go, "").unwrap();
+    // The finish comes after the uploads ended: at once when refused, after the drain limit when retried.
+    wait_until("the agent tried to finish the job", || {
+        failing.finishes() > 0
+    });
+    failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(
+        reason(&job).contains("(the log upload was refused at byte ")
+            && reason(&job).contains("403 Forbidden"),
+        "{job:?}"
+    );
+    assert!(!reason(&job).contains("could not be reached"), "{job:?}");
+}
+
+/// The server stays away past the finish's retries: the agent gives up, keeps the job's progress record (and so
+/// does a recover while the server still fails), and once the server is back ends the job from the record with what
+/// it had spooled (its own verdict in the log).
+#[test]
+fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_it_returns() {
+    let setup = LabSetup {
+        settings: AgentSettings {
+            drain_limit: Duration::from_secs(1),
+            ..quick_settings()
+        },
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let go = lab.work_dir.path().join("go");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo started\n    while ! test -e {go}; do sleep 0.05; done\n",
+        go = go.display()
+    ));
+    lab.wait_for_log(&id, "started\n");
+    lab.stop_server();
+    let failing = FailingServer::start(
+        lab.base.trim_start_matches("http://"),
+        "503 Service Unavailable",
+    );
+    std::fs::write(&go, "").unwrap();
+    wait_until("the agent gave up finishing the job", || {
+        !lab.expected_agent_errors().is_empty()
+    });
+    let errors = lab.expected_agent_errors();
+    assert!(errors[0].contains("finishing the job"), "{errors:?}");
+    let record = lab
+        .work_dir
+        .path()
+        .join(".in-progress")
+        .join(format!("{id}.json"));
+    assert!(record.exists(), "the progress record went with the finish");
+    // A recover while the server still fails (5xx) keeps the record for a later try, like one it cannot reach.
+    let settings = AgentSettings {
+        drain_limit: Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let recovering =
+        Agent::with_settings(lab.agent_config(), lab.work_dir.path().to_owned(), settings).unwrap();
+    let recovered = recovering.recover(|error| panic!("recover let the job go: {error}"));
+    assert!(recovered.is_err(), "{recovered:?}");
+    assert!(record.exists(), "recover dropped the progress record");
+    failing.stop();
+    lab.start_server();
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(reason(&job).contains("agent restarted mid-job"), "{job:?}");
+    assert!(lab.log(&id).contains("the job ended passed"));
+    wait_until("the progress record is removed", || !record.exists());
 }

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+pub use bytes::Bytes;
 use proctor_api::{
     AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,
     HeartbeatRequest, HeartbeatView, JobDetail, JobState, JobView, NewRecipe, PhaseEnd, QueueView,
@@ -75,6 +76,12 @@ impl ClientError {
             ClientError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether trying the request again may succeed: the server gave no (understood) answer, or failed with a
+    /// 5xx. A refusal (4xx) stays a refusal.
+    pub fn is_transient(&self) -> bool {
+        self.status().is_none_or(|status| status.is_server_error())
     }
 
     /// The server's error body, when it sent one.
@@ -182,12 +189,7 @@ impl Client {
     }
 
     /// Puts a tar.gz bundle at `path`.
-    fn put_bundle(
-        &self,
-        what: &'static str,
-        path: &str,
-        tar_gz: Vec<u8>,
-    ) -> Result<(), ClientError> {
+    fn put_bundle(&self, what: &'static str, path: &str, tar_gz: Bytes) -> Result<(), ClientError> {
         let url = self.url(path);
         let request = self
             .http
@@ -230,11 +232,15 @@ impl Client {
     }
 
     /// Uploads a held job's attachments (a tar.gz of `<phase>/<path>` entries); the job becomes claimable.
-    pub fn upload_attachments(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
+    pub fn upload_attachments(
+        &self,
+        job_id: &str,
+        tar_gz: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
         self.put_bundle(
             "uploading the attachments",
             &format!("/jobs/{job_id}/attachments"),
-            tar_gz,
+            tar_gz.into(),
         )
     }
 
@@ -538,12 +544,17 @@ impl Client {
         call.read_bytes(response)
     }
 
-    /// Uploads a job's artifacts, packed as tar.gz.
-    pub fn upload_artifacts(&self, job_id: &str, tar_gz: Vec<u8>) -> Result<(), ClientError> {
+    /// Uploads a job's artifacts, packed as tar.gz. A [`Bytes`] is sent without a copy, so a retry can resend the
+    /// same archive cheaply.
+    pub fn upload_artifacts(
+        &self,
+        job_id: &str,
+        tar_gz: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
         self.put_bundle(
             "uploading the artifacts",
             &format!("/jobs/{job_id}/artifacts"),
-            tar_gz,
+            tar_gz.into(),
         )
     }
 
