@@ -1011,9 +1011,10 @@ fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
     assert!(!lab.log(&job.id).contains("never"));
 }
 
-/// The server goes away as the job's last command runs and stays away past the uploads' drain limit, but not past
-/// the finish's (which starts when the uploads give up): the agent keeps trying to finish the job, so it ends with
-/// its own verdict rather than being reaped, and its progress record goes once the server took the finish.
+/// The server fails (a stand-in answers 503) as the job's last command runs and stays failing until the agent,
+/// its uploads given up, tries to finish the job: the agent keeps trying to finish it, so once the real server is
+/// back the job ends with its own verdict rather than being reaped, and its progress record goes once the server
+/// took the finish.
 #[test]
 fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_returns() {
     let setup = LabSetup {
@@ -1031,10 +1032,15 @@ fn a_job_ending_while_the_server_is_down_is_finished_with_its_verdict_when_it_re
     ));
     lab.wait_for_log(&id, "started\n");
     lab.stop_server();
+    let failing = FailingServer::start(
+        lab.base.trim_start_matches("http://"),
+        "503 Service Unavailable",
+    );
     std::fs::write(&go, "").unwrap();
-    // The uploads retry for the drain limit after the job ended (giving up about 6.3 s later, by their backoff);
-    // the finish then retries for another drain limit (trying again about 9.4 s and 12.6 s after the job ended).
-    std::thread::sleep(Duration::from_millis(8500));
+    wait_until("the agent tried to finish the job", || {
+        failing.finishes() > 0
+    });
+    failing.stop();
     lab.start_server();
     let job = lab.wait_for_end(&id);
     assert_eq!(state(&job), "passed", "{job:?}");

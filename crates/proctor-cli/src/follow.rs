@@ -132,11 +132,7 @@ impl Retry {
 
     /// Lets an unreachable server be retried within the patience; other errors end the wait.
     fn unreachable(&mut self, error: ClientError) -> Result<(), CliError> {
-        let transient = matches!(error, ClientError::Unreachable { .. })
-            || error
-                .status()
-                .is_some_and(|status| status.is_server_error());
-        if !transient || self.last_reached.elapsed() > UNREACHABLE_PATIENCE {
+        if !error.is_transient() || self.last_reached.elapsed() > UNREACHABLE_PATIENCE {
             return Err(error.into());
         }
         if !self.warned {

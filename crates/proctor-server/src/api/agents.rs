@@ -253,14 +253,6 @@ pub(crate) async fn end_phase(
 
 /// The phase called `name`, or a 400 naming the phases there are.
 pub(crate) fn known_phase(name: &str) -> Result<Phase, ApiError> {
-    Phase::ALL
-        .into_iter()
-        .find(|phase| phase.as_str() == name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
-            ApiError::BadRequest(format!(
-                "{name:?} is not a phase; the phases are {}",
-                known.join(", ")
-            ))
-        })
+    name.parse()
+        .map_err(|error: proctor_job::UnknownPhase| ApiError::BadRequest(error.to_string()))
 }
