@@ -1,5 +1,5 @@
 //! The background reaper: every interval it hands jobs whose lease lapsed back to their queue (or ends them as
-//! `error`, "agent lost") and marks agents that fell silent offline.
+//! `error`, "agent lost", with the last of its results parsed) and marks agents that fell silent offline.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use proctor_store::{JobState, ReapedJob};
 
 use crate::api::AppState;
+use crate::results;
 
 /// Runs reaper rounds every `interval` until the task is aborted.
 pub(crate) async fn run(state: AppState, interval: Duration, agent_offline_after: Duration) {
@@ -31,6 +32,11 @@ async fn reap_once(
         .store_call(move |store| {
             let now = Timestamp::now();
             let reaped = store.reap_expired_leases(now)?;
+            // An ended job's stream is complete, as when its agent finishes it: a packet cut short by the lost
+            // agent is recorded as the results' problem. A requeued job's stream goes on with its next attempt.
+            for job in reaped.iter().filter(|job| job.new_state.is_final()) {
+                results::parse_and_report(store, &job.job_id, true);
+            }
             let silent_since = now.checked_sub(agent_offline_after).unwrap_or(now);
             store.mark_silent_agents_offline(silent_since)?;
             Ok(reaped)

@@ -20,6 +20,19 @@ pub(crate) struct Parsed {
     pub(crate) problem: Option<String>,
 }
 
+/// Parses the new part of the job's results ([`parse_new_results`]) and says on the server's standard error, for
+/// its operator, when the stream is corrupt or the parse failed. The parse never fails its caller: the bytes are
+/// stored either way, and a failed parse is retried by the next one (the next upload, or the end of the job).
+pub(crate) fn parse_and_report(store: &dyn Store, job_id: &str, at_end: bool) {
+    match parse_new_results(store, job_id, at_end) {
+        Ok(None) => {}
+        Ok(Some(problem)) => eprintln!("proctor server: job {job_id}: {problem}"),
+        Err(error) => {
+            eprintln!("proctor server: job {job_id}: parsing its results failed: {error}")
+        }
+    }
+}
+
 /// Parses whatever complete packets arrived in the job's results stream since the last parse and records their
 /// test events. `at_end` says the stream is complete (the job ended), so a packet cut short there is corrupt
 /// rather than waiting for its rest. Returns the problem when this parse found the stream corrupt.

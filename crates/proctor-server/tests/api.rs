@@ -953,6 +953,41 @@ async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
 }
 
 #[tokio::test]
+async fn a_results_stream_cut_short_by_a_lost_agent_is_reported_when_the_job_is_reaped() {
+    let server = TestServer::start(|config| {
+        config.lease = Duration::from_millis(300);
+        config.reap_interval = Duration::from_millis(100);
+    })
+    .await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let whole = subunit("demo.a", proctor_subunit::Status::Success, 100);
+    let mut stream = whole.clone();
+    stream.extend_from_slice(&subunit("demo.b", proctor_subunit::Status::Fail, 101)[..5]);
+    let upload = server
+        .client
+        .put(server.url(&format!("/api/v1/jobs/{id}/results?offset=0")))
+        .body(stream);
+    let (status, ack) = server.send(upload, None).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    // The agent never heartbeats: its lease lapses and the reaper ends the job, its stream complete as it is.
+    let detail = server
+        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| {
+            job.get("results_problem").is_some()
+        })
+        .await;
+    assert_eq!(detail["state"], "error", "{detail}");
+    let problem = detail["results_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains(&format!("corrupt at byte {}", whole.len())),
+        "{detail}"
+    );
+    let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_corrupt_results_stream_is_kept_and_its_parsing_stops_with_the_reason() {
     let server = TestServer::start(|_| {}).await;
     let id = server.submit_local_job().await;

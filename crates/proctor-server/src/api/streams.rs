@@ -103,20 +103,16 @@ async fn upload(
 }
 
 /// Parses what arrived of the job's results (`at_end`: all of them, the job has ended). The upload is answered as
-/// stored whatever happens here: a failed parse is retried by the next upload, and a corrupt stream is recorded on
-/// the job (and said on the server's standard error, for its operator).
+/// stored whatever happens here (see [`results::parse_and_report`]).
 pub(crate) async fn parse_results(state: &AppState, job_id: &str, at_end: bool) {
     let id = job_id.to_owned();
-    match state
-        .store_call(move |store| results::parse_new_results(store, &id, at_end))
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(problem)) => eprintln!("proctor server: job {job_id}: {problem}"),
-        Err(error) => {
-            eprintln!("proctor server: job {job_id}: parsing its results failed (retried at the next upload): {error}")
-        }
-    }
+    // parse_and_report never fails; only the blocking pool can (a panicked task), and the upload stands anyway.
+    let _ = state
+        .store_call(move |store| {
+            results::parse_and_report(store, &id, at_end);
+            Ok(())
+        })
+        .await;
 }
 
 /// The job's output from byte `from` (optionally one phase's), as stored so far.
