@@ -898,6 +898,40 @@ fn parsed_results_give_durations_across_batches_and_a_stale_parse_changes_nothin
         .expect("record"));
 }
 
+/// The stream and results-parsing reads answer from the job's row, so an unknown job is `JobNotFound` and a known
+/// job with nothing stored yet is an empty stream, not parsed.
+#[test]
+fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found() {
+    let (_dir, store) = new_store();
+    let job = store
+        .submit_job(&job_on("lab", 0), t0())
+        .expect("submit")
+        .id;
+    assert_eq!(store.stream_end(&job, StreamKind::Results).expect("end"), 0);
+    assert!(store
+        .read_stream(&job, StreamKind::Results, 0, None)
+        .expect("read")
+        .is_empty());
+    let progress = store.results_progress(&job).expect("progress");
+    assert_eq!((progress.parsed_offset, progress.problem), (0, None));
+    let unknown = [
+        store.stream_end("nope", StreamKind::Results).map(drop),
+        store
+            .read_stream("nope", StreamKind::Results, 0, None)
+            .map(drop),
+        store.results_progress("nope").map(drop),
+        store
+            .record_parsed_results("nope", 0, 0, &[], None)
+            .map(drop),
+    ];
+    for answer in unknown {
+        assert!(
+            matches!(answer, Err(StoreError::JobNotFound(ref id)) if id == "nope"),
+            "{answer:?}"
+        );
+    }
+}
+
 #[test]
 fn attachments_release_a_held_job_once() {
     let (_dir, store) = new_store();

@@ -13,6 +13,7 @@ use super::convert::IntoView;
 use super::AppState;
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
+use crate::results;
 use proctor_api::{
     CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
     TestResultView,
@@ -299,17 +300,19 @@ pub(crate) async fn finish_job(
     let final_state = request.state;
     let job = state
         .store_call(move |store| {
-            store.finish_job(
+            let job = store.finish_job(
                 &id,
                 request.agent_id.as_deref(),
                 final_state,
                 &request.reason,
                 Timestamp::now(),
-            )
+            )?;
+            // The stream is complete now: a packet cut short at its end is recorded as the results' problem.
+            results::parse_and_report(store, &job.id, true);
+            Ok(job)
         })
         .await?;
     state.metrics.count_job_ended(final_state.as_str());
-    super::streams::parse_results(&state, &job.id, true).await;
     state.wakers.wake_job(&job.id);
     Ok(Json(job.into_view()))
 }

@@ -86,33 +86,23 @@ async fn upload(
     let stored_job_id = job_id.clone();
     let end_offset = state
         .store_call(move |store| {
-            store.append_stream(
+            let end_offset = store.append_stream(
                 &stored_job_id,
                 stream,
                 query.offset,
                 phase.map(|phase| phase.as_str()),
                 &body,
-            )
+            )?;
+            // In the same trip to the blocking pool. The chunk is stored (its own transaction) whatever the parse
+            // does, so the upload is acknowledged even when parsing fails; the next upload retries it.
+            if stream == StreamKind::Results {
+                results::parse_and_report(store, &stored_job_id, false);
+            }
+            Ok(end_offset)
         })
         .await?;
-    if stream == StreamKind::Results {
-        parse_results(&state, &job_id, false).await;
-    }
     state.wakers.wake_job(&job_id);
     Ok(Json(UploadAck { end_offset }))
-}
-
-/// Parses what arrived of the job's results (`at_end`: all of them, the job has ended). The upload is answered as
-/// stored whatever happens here (see [`results::parse_and_report`]).
-pub(crate) async fn parse_results(state: &AppState, job_id: &str, at_end: bool) {
-    let id = job_id.to_owned();
-    // parse_and_report never fails; only the blocking pool can (a panicked task), and the upload stands anyway.
-    let _ = state
-        .store_call(move |store| {
-            results::parse_and_report(store, &id, at_end);
-            Ok(())
-        })
-        .await;
 }
 
 /// The job's output from byte `from` (optionally one phase's), as stored so far.

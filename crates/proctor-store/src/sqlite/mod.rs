@@ -292,18 +292,21 @@ fn queues_served(connection: &Connection) -> Result<BTreeMap<String, Vec<String>
 }
 
 /// Where a stream ends: chunks never overlap, so it is where the last one ends.
-const STREAM_END: &str = "SELECT start_offset + length(bytes) FROM stream_chunks
-                          WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1";
+const STREAM_END: &str = "SELECT (SELECT start_offset + length(bytes) FROM stream_chunks
+                                  WHERE job_id = j.id AND stream = ?2 ORDER BY start_offset DESC LIMIT 1)
+                          FROM jobs j WHERE j.id = ?1";
 
-/// The end offset of a stream.
+/// The end offset of a stream (0 when empty). Read from the job's row, so one query also answers
+/// [`StoreError::JobNotFound`].
 fn stream_end_in(connection: &Connection, job_id: &str, stream: StreamKind) -> Result<u64> {
     connection
         .query_row_cached(STREAM_END, params![job_id, stream.as_str()], |row| {
-            row.get::<_, u64>(0)
+            row.get::<_, Option<u64>>(0)
         })
         .optional()
-        .during("reading a stream's end")
+        .during("reading a stream's end")?
         .map(Option::unwrap_or_default)
+        .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
 }
 
 /// Decides what becomes of a job whose agent's lease lapsed, and why.
@@ -728,7 +731,6 @@ impl Store for SqliteStore {
         bytes: &[u8],
     ) -> Result<u64> {
         self.write("appending to a stream", |tx| {
-            ensure_job_exists(tx, job_id)?;
             let end = stream_end_in(tx, job_id, stream)?;
             if offset > end {
                 return Err(StoreError::StreamGap { job: job_id.to_owned(), stream, expected: end, got: offset });
@@ -748,10 +750,7 @@ impl Store for SqliteStore {
     }
 
     fn stream_end(&self, job_id: &str, stream: StreamKind) -> Result<u64> {
-        self.read(|connection| {
-            ensure_job_exists(connection, job_id)?;
-            stream_end_in(connection, job_id, stream)
-        })
+        self.read(|connection| stream_end_in(connection, job_id, stream))
     }
 
     fn read_stream(
@@ -763,7 +762,6 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StreamChunk>> {
         let from = to_i64("stream offset", from)?;
         self.read(|connection| {
-            ensure_job_exists(connection, job_id)?;
             let mut statement = connection
                 .prepare_cached(
                     "SELECT start_offset, phase, bytes FROM stream_chunks
@@ -781,8 +779,14 @@ impl Store for SqliteStore {
                     })
                 })
                 .during("reading a stream")?;
-            rows.collect::<rusqlite::Result<_>>()
-                .during("reading a stream")
+            let chunks: Vec<StreamChunk> = rows
+                .collect::<rusqlite::Result<_>>()
+                .during("reading a stream")?;
+            // A chunk proves its job exists (a foreign key); only an empty answer needs to ask.
+            if chunks.is_empty() {
+                ensure_job_exists(connection, job_id)?;
+            }
+            Ok(chunks)
         })
     }
 
@@ -804,10 +808,7 @@ impl Store for SqliteStore {
     }
 
     fn results_progress(&self, job_id: &str) -> Result<ResultsProgress> {
-        self.read(|connection| {
-            ensure_job_exists(connection, job_id)?;
-            results_progress_in(connection, job_id)
-        })
+        self.read(|connection| results_progress_in(connection, job_id))
     }
 
     fn record_parsed_results(
@@ -819,7 +820,6 @@ impl Store for SqliteStore {
         problem: Option<&str>,
     ) -> Result<bool> {
         self.write("recording parsed test results", |tx| {
-            ensure_job_exists(tx, job_id)?;
             let progress = results_progress_in(tx, job_id)?;
             if progress.parsed_offset != from || progress.problem.is_some() {
                 return Ok(false);
@@ -1039,22 +1039,24 @@ impl Store for SqliteStore {
     }
 }
 
-/// How far a job's results are parsed (nothing yet when the job has no row).
+/// How far a job's results are parsed (nothing yet when it has no parsing row). Read from the job's row, so one
+/// query also answers [`StoreError::JobNotFound`].
 fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsProgress> {
     connection
         .query_row_cached(
-            "SELECT parsed_offset, problem FROM results_parsing WHERE job_id = ?1",
+            "SELECT r.parsed_offset, r.problem FROM jobs j LEFT JOIN results_parsing r ON r.job_id = j.id
+             WHERE j.id = ?1",
             [job_id],
             |row| {
                 Ok(ResultsProgress {
-                    parsed_offset: row.get(0)?,
+                    parsed_offset: row.get::<_, Option<u64>>(0)?.unwrap_or_default(),
                     problem: row.get(1)?,
                 })
             },
         )
         .optional()
-        .during("reading the results parse offset")
-        .map(Option::unwrap_or_default)
+        .during("reading the results parse offset")?
+        .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
 }
 
 /// Applies one parsed test event: `inprogress` (re)starts the test; another status ends it, with the time since
