@@ -85,8 +85,8 @@ impl Caller {
                 self.require(roles)?;
                 if token.role == Role::Agent && !token.queues.is_empty() {
                     let id = job_id.to_owned();
-                    let job = state.store_call(move |store| store.job(&id)).await?;
-                    self.require_queues(std::slice::from_ref(&job.queue))?;
+                    let queue = state.store_call(move |store| store.job_queue(&id)).await?;
+                    self.require_queues(std::slice::from_ref(&queue))?;
                 }
                 Ok(())
             }
@@ -154,8 +154,8 @@ fn look_up(store: &dyn Store, secret: Option<String>) -> Result<Lookup, StoreErr
         if let Some(token) = store.verify_token(&secret)? {
             return Ok(Lookup::Valid(token));
         }
-        if let Some(job_id) = store.verify_job_token(&secret)? {
-            let running = store.job(&job_id)?.state == JobState::Running;
+        if let Some((job_id, state)) = store.verify_job_token(&secret)? {
+            let running = state == JobState::Running;
             return Ok(Lookup::Job { job_id, running });
         }
     }

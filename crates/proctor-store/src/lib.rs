@@ -75,6 +75,8 @@ pub trait Store: Send + Sync {
     fn submit_job(&self, job: &NewJob, now: Timestamp) -> Result<Job>;
     /// One job.
     fn job(&self, job_id: &str) -> Result<Job>;
+    /// The queue a job is on (what a queue-limited token's check needs, without the rest of the job).
+    fn job_queue(&self, job_id: &str) -> Result<String>;
     /// Jobs matching the filter, newest first.
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
     /// Atomically claims the highest-priority, then oldest, claimable queued job on one of `queues` for the agent:
@@ -196,8 +198,8 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<Token>>;
     /// Deletes a token; its secret stops working.
     fn revoke_token(&self, token_id: &str) -> Result<()>;
-    /// The job a job-token secret belongs to, or `None` for an unknown secret. Job tokens are issued by
-    /// [`claim_job`](Store::claim_job); they are not in [`tokens`](Store::tokens) and do not count for
-    /// [`has_tokens`](Store::has_tokens).
-    fn verify_job_token(&self, secret: &str) -> Result<Option<String>>;
+    /// The job a job-token secret belongs to, with the job's state (the token works only while it runs), or `None`
+    /// for an unknown secret. Job tokens are issued by [`claim_job`](Store::claim_job); they are not in
+    /// [`tokens`](Store::tokens) and do not count for [`has_tokens`](Store::has_tokens).
+    fn verify_job_token(&self, secret: &str) -> Result<Option<(String, JobState)>>;
 }

@@ -991,8 +991,13 @@ fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script() {
     assert!(!first.has_attachments);
     assert_eq!(
         store.verify_job_token(&first.job_token).expect("verify"),
-        Some(job.clone())
+        Some((job.clone(), JobState::Running))
     );
+    assert_eq!(store.job_queue(&job).expect("its queue"), "lab");
+    assert!(matches!(
+        store.job_queue("nope"),
+        Err(StoreError::JobNotFound(_))
+    ));
     // The lease lapses and the job is requeued: the next attempt's token replaces the first.
     let requeued = store.reap_expired_leases(at(60)).expect("reap");
     assert_eq!(requeued.len(), 1);
@@ -1004,7 +1009,15 @@ fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script() {
     );
     assert_eq!(
         store.verify_job_token(&second.job_token).expect("verify"),
-        Some(job)
+        Some((job.clone(), JobState::Running))
+    );
+    // The token outlives its job's run; its answer says the job ended, so the server refuses it.
+    store
+        .finish_job(&job, Some("a1"), FinalState::Passed, "done", at(62))
+        .expect("finish");
+    assert_eq!(
+        store.verify_job_token(&second.job_token).expect("verify"),
+        Some((job, JobState::Passed))
     );
     assert!(!store.has_tokens().expect("has tokens"));
     assert_eq!(store.verify_token(&second.job_token).expect("verify"), None);

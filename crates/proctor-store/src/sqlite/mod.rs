@@ -468,6 +468,18 @@ impl Store for SqliteStore {
         self.read(|connection| job_in(connection, job_id))
     }
 
+    fn job_queue(&self, job_id: &str) -> Result<String> {
+        self.read(|connection| {
+            connection
+                .query_row_cached("SELECT queue FROM jobs WHERE id = ?1", [job_id], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .during("reading a job's queue")?
+                .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
+        })
+    }
+
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let limit = filter.limit.map_or(i64::MAX, i64::from);
         self.read(|connection| {
@@ -989,14 +1001,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn verify_job_token(&self, secret: &str) -> Result<Option<String>> {
+    fn verify_job_token(&self, secret: &str) -> Result<Option<(String, JobState)>> {
         let hash = secret::hash(secret);
         self.read(|connection| {
             connection
                 .query_row_cached(
-                    "SELECT job_id FROM job_tokens WHERE secret_hash = ?1",
+                    "SELECT t.job_id, j.state FROM job_tokens t JOIN jobs j ON j.id = t.job_id
+                     WHERE t.secret_hash = ?1",
                     [hash],
-                    |row| row.get(0),
+                    |row| Ok((row.get("job_id")?, rows::parsed(row, "state")?)),
                 )
                 .optional()
                 .during("verifying a job token")
