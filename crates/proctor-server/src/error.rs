@@ -53,6 +53,9 @@ pub enum ServerError {
     /// The metrics could not be registered.
     #[error("cannot set up the metrics")]
     Metrics(#[source] prometheus::Error),
+    /// The OpenAPI document could not be serialized (once, when the router is built).
+    #[error("cannot serialize the OpenAPI document")]
+    OpenApi(#[source] serde_json::Error),
 }
 
 /// What a request gets instead of its answer; each variant maps to one status and a JSON [`ErrorBody`].

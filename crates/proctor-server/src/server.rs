@@ -109,7 +109,7 @@ impl Server {
             allow_open,
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
         };
-        let router = api::router(state.clone(), config.max_body_bytes);
+        let router = api::router(state.clone(), config.max_body_bytes)?;
         Ok(Server {
             listener,
             local_addr,

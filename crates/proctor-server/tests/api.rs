@@ -515,6 +515,13 @@ async fn a_lapsed_lease_is_reaped_and_a_silent_agent_goes_offline() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_path() {
     let server = TestServer::start(|_| {}).await;
+    let response = server
+        .client
+        .get(server.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
     let document = server.get_json("/api/v1/openapi.json").await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();

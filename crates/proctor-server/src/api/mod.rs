@@ -14,9 +14,11 @@ pub(crate) use streams::bytes_from;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use proctor_store::{Store, StoreError};
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
@@ -24,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::dispatch::Wakers;
-use crate::error::ApiError;
+use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
 
 /// What every request handler shares.
@@ -140,16 +142,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole service: the API, its OpenAPI document and `/metrics`, with bodies limited to `max_body_bytes`.
-pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Result<Router, ServerError> {
     let (api, document) = api_routes().split_for_parts();
-    let document = Arc::new(document);
-    api.route(
-        "/api/v1/openapi.json",
-        get(move || async move { Json(document.as_ref().clone()) }),
-    )
-    .route("/metrics", get(ops::metrics))
-    .layer(DefaultBodyLimit::max(max_body_bytes))
-    .with_state(state)
+    // The document never changes while the server runs: serialized once, each request gets a cheap handle on the
+    // same bytes.
+    let document = Bytes::from(serde_json::to_vec(&document).map_err(ServerError::OpenApi)?);
+    let serve_document = move || {
+        let document = document.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+    };
+    Ok(api
+        .route("/api/v1/openapi.json", get(serve_document))
+        .route("/metrics", get(ops::metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state))
 }
 
 #[cfg(test)]
