@@ -1,10 +1,12 @@
 //! Prometheus metrics, with the `prometheus` crate: gauges read from the store at each scrape (so several servers
 //! sharing a database report the same figures) and counters and a histogram kept by this process.
 
-use proctor_store::{Agent, AgentState, QueueInfo};
+use std::sync::{Mutex, PoisonError};
+
+use proctor_store::QueueInfo;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Seconds from a job's submission to its first claim; fine-grained at the low end, where the dispatch target is.
@@ -22,6 +24,9 @@ pub(crate) struct Metrics {
     agents_online: IntGauge,
     claim_latency: Histogram,
     reaper_errors: IntCounter,
+    /// Held by a scrape from refreshing the gauges to encoding them: the queue depths are reset and refilled, and
+    /// a concurrent scrape encoding in between would report no queue at all.
+    scrape: Mutex<()>,
 }
 
 impl Metrics {
@@ -69,6 +74,7 @@ impl Metrics {
             agents_online,
             claim_latency,
             reaper_errors,
+            scrape: Mutex::new(()),
         })
     }
 
@@ -87,12 +93,14 @@ impl Metrics {
         self.reaper_errors.inc();
     }
 
-    /// The text exposition, after refreshing the gauges from the store's `queues` and `agents`.
+    /// The text exposition, after refreshing the gauges from the store's `queues` and count of online agents.
     pub(crate) fn render(
         &self,
         queues: &[QueueInfo],
-        agents: &[Agent],
+        agents_online: u64,
     ) -> Result<String, prometheus::Error> {
+        // The guard protects no data of its own, so a scrape that panicked while holding it left nothing broken.
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         self.queue_depth.reset();
         for queue in queues {
             self.queue_depth
@@ -107,19 +115,50 @@ impl Metrics {
         self.jobs
             .with_label_values(&["running"])
             .set(saturate(running));
-        let online = agents
-            .iter()
-            .filter(|agent| agent.state != AgentState::Offline)
-            .count();
-        self.agents_online.set(saturate(online as u64));
-        let mut text = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
-        // The text encoder writes only UTF-8 (metric names and escaped label values).
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        self.agents_online.set(saturate(agents_online));
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 
 /// A count as a gauge value (gauges are signed; a count that large is not a real case, but must not wrap).
 fn saturate(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each scrape resets the queue depths and fills them again; two scrapes at once must each still report
+    /// every queue (one encoding between the other's reset and refill reported none).
+    #[test]
+    fn concurrent_scrapes_each_report_every_queue() {
+        let metrics = Metrics::new().expect("the metrics register");
+        let queues = [QueueInfo {
+            name: "lab".into(),
+            ever_served: true,
+            queued: 3,
+            running: 1,
+            agents_online: 1,
+        }];
+        std::thread::scope(|scope| {
+            let scrapers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..500)
+                            .map(|_| metrics.render(&queues, 1).expect("rendered"))
+                            .filter(|text| !text.contains("proctor_queue_depth{queue=\"lab\"} 3"))
+                            .count()
+                    })
+                })
+                .collect();
+            for scraper in scrapers {
+                assert_eq!(
+                    scraper.join().expect("the scraper ran"),
+                    0,
+                    "scrapes without the queue"
+                );
+            }
+        });
+    }
 }

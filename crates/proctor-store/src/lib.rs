@@ -66,6 +66,8 @@ pub trait Store: Send + Sync {
     fn set_agent_state(&self, agent_id: &str, state: AgentState) -> Result<()>;
     /// Every agent, by id.
     fn agents(&self) -> Result<Vec<Agent>>;
+    /// How many agents are not offline.
+    fn online_agents(&self) -> Result<u64>;
     /// Marks agents not heard from since `silent_since` offline; returns their ids.
     fn mark_silent_agents_offline(&self, silent_since: Timestamp) -> Result<Vec<String>>;
 

@@ -577,8 +577,10 @@ fn queues_report_depth_and_whether_any_agent_ever_served_them() {
         ["lab", "typo"]
     );
 
+    assert_eq!(store.online_agents().expect("count"), 1);
     let offline = store.mark_silent_agents_offline(at(100)).expect("mark");
     assert_eq!(offline, ["a1"]);
+    assert_eq!(store.online_agents().expect("count"), 0);
     let lab = store.queue("lab").expect("query").expect("lab is known");
     assert_eq!(
         (lab.ever_served, lab.agents_online),

@@ -50,9 +50,9 @@ pub(crate) async fn metrics(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::User, Role::Agent])?;
-    let (queues, agents) = state
-        .store_call(|store| Ok((store.queues()?, store.agents()?)))
+    let (queues, agents_online) = state
+        .store_call(|store| Ok((store.queues()?, store.online_agents()?)))
         .await?;
-    let text = state.metrics.render(&queues, &agents)?;
+    let text = state.metrics.render(&queues, agents_online)?;
     Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
 }

@@ -416,6 +416,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn online_agents(&self) -> Result<u64> {
+        self.read(|connection| {
+            connection
+                .query_row_cached(
+                    "SELECT COUNT(*) FROM agents WHERE state <> 'offline'",
+                    [],
+                    |row| row.get(0),
+                )
+                .during("counting online agents")
+        })
+    }
+
     fn mark_silent_agents_offline(&self, silent_since: Timestamp) -> Result<Vec<String>> {
         self.write("marking silent agents offline", |tx| {
             let mut statement = tx
