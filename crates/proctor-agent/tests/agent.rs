@@ -1251,3 +1251,46 @@ fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_
     assert!(lab.log(&id).contains("the job ended passed"));
     wait_until("the progress record is removed", || !record.exists());
 }
+
+/// The server takes the job from the agent while its test phase runs (the test lapses its lease through the store,
+/// as the reaper does for an agent it stopped hearing from): the agent's next heartbeat finds the job gone, stops
+/// the phase's whole tree, uploads no artifacts, does not try to finish the job (the server would refuse, and the
+/// lab fails a test on any agent error), lets its progress record go, and takes the next job. The job keeps the
+/// state the reaper gave it.
+#[test]
+fn a_job_the_server_took_away_is_stopped_and_left_as_the_reaper_made_it() {
+    let lab = Lab::start(|_| {});
+    let pid_file = lab.work_dir.path().join("sleeper.pid");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo kept > \"$PROCTOR_ARTIFACTS/report.txt\"\n{}",
+        background_sleeper(&pid_file)
+    ));
+    lab.wait_for_log(&id, "started\n");
+    wait_until("the sleeper wrote its pid", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n'))
+    });
+    let sleeper = read_pid(&pid_file);
+    let far_future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let reaped = SqliteStore::open(lab.data_dir.path())
+        .unwrap()
+        .reap_expired_leases(far_future)
+        .unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    wait_until("the phase's tree is stopped", || !is_running(sleeper));
+    let next = lab.submit("job_queue: local\ntest_data:\n  test_cmds: echo next\n");
+    let next_job = lab.wait_for_end(&next);
+    assert_eq!(state(&next_job), "passed", "{next_job:?}");
+    let job = lab.job(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(reason(&job).starts_with("agent lost: "), "{job:?}");
+    assert_eq!(lab.client.artifacts(&id).unwrap(), None);
+    let record = lab
+        .work_dir
+        .path()
+        .join(".in-progress")
+        .join(format!("{id}.json"));
+    assert!(
+        !record.exists(),
+        "the progress record of the lost job stayed"
+    );
+}
