@@ -467,14 +467,14 @@ impl JobRun<'_, '_> {
         self.context.work_dirs.take(&self.job_id, &text).map(drop)
     }
 
-    /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong.
+    /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong. A
+    /// download the server could not answer (unreachable, 5xx) is retried with backoff for the drain limit, as a
+    /// server restarting must not fail the job; one it refused (no attachments, unknown job) is not.
     fn fetch_attachments(&self) -> Result<(), String> {
-        let archive = self
-            .context
-            .client
-            .api
-            .download_attachments(&self.job_id)
-            .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
+        let archive = retry(self.context.settings.drain_limit, || {
+            self.context.client.api.download_attachments(&self.job_id)
+        })
+        .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
         let destination = self.work_dir.join(ATTACHMENTS_DIR);
         proctor_archive::unpack(archive.as_slice(), &destination, Layout::UnderPhases)
             .map_err(|error| format!("the attachments could not be unpacked: {error}"))

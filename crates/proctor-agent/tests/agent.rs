@@ -1294,3 +1294,109 @@ fn a_job_the_server_took_away_is_stopped_and_left_as_the_reaper_made_it() {
         "the progress record of the lost job stayed"
     );
 }
+
+/// Runs `sql` on the lab server's SQLite store, beside the running server, to break or mend it under the agent.
+fn alter_store(lab: &Lab, sql: &str) {
+    let connection =
+        rusqlite::Connection::open(lab.data_dir.path().join(proctor_store::DATABASE_FILE)).unwrap();
+    connection.busy_timeout(PATIENCE).unwrap();
+    connection.execute_batch(sql).unwrap();
+}
+
+/// Hides the attachments' bytes from the server (it answers their download 500) until `mend_attachments`.
+const BREAK_ATTACHMENTS: &str = "ALTER TABLE attachments RENAME COLUMN tar_gz TO mislaid";
+const MEND_ATTACHMENTS: &str = "ALTER TABLE attachments RENAME COLUMN mislaid TO tar_gz";
+
+/// A lab without an agent yet, holding a job with attachments (`test/data.txt`, which the job's test phase prints)
+/// whose download the server fails (500) until the test runs [`MEND_ATTACHMENTS`]; answers the job's id. `job`
+/// is YAML put before the job's `test_data`.
+fn lab_with_failing_attachments(job: &str) -> (Lab, String) {
+    let setup = LabSetup {
+        with_agent: false,
+        ..LabSetup::default()
+    };
+    let lab = Lab::start_with(setup, |_| {});
+    let id = lab
+        .client
+        .submit_job(
+            format!("job_queue: local\n{job}test_data:\n  attachments:\n    - {{local: data.txt}}\n  test_cmds: cat attachments/test/data.txt\n").as_bytes(),
+            // No agent registered yet: it starts once the store is broken.
+            true,
+        )
+        .unwrap()
+        .id;
+    let archive = tar_gz(&[("test/data.txt", b"attached data\n")]);
+    lab.client.upload_attachments(&id, archive).unwrap();
+    alter_store(&lab, BREAK_ATTACHMENTS);
+    (lab, id)
+}
+
+/// Waits until the lab's agent claimed the job.
+fn wait_for_claim(lab: &Lab, id: &str) {
+    wait_until("the agent claimed the job", || {
+        lab.job(id).job.state.as_str() != "queued"
+    });
+}
+
+/// The server fails the attachments download (500) for a while after the claim, as a server restarting would: the
+/// agent retries it, and the job runs with its attachments once the server answers.
+#[test]
+fn an_attachments_download_the_server_fails_for_a_while_is_retried() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    wait_for_claim(&lab, &id);
+    // Long enough for a download or two to fail; a test on a slow machine that mends the store first only misses
+    // the retry, never fails for it.
+    std::thread::sleep(Duration::from_millis(500));
+    alter_store(&lab, MEND_ATTACHMENTS);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("attached data\n"));
+}
+
+/// A server that fails the attachments download past the drain limit: the job ends `error` saying why, with no
+/// phase run.
+#[test]
+fn an_attachments_download_the_server_keeps_failing_ends_the_job_in_error() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    let settings = AgentSettings {
+        drain_limit: Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let config = lab.agent_config();
+    lab.start_agent(config, settings);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(
+        reason(&job).starts_with("the attachments could not be downloaded: ")
+            && reason(&job).contains("500"),
+        "{job:?}"
+    );
+    assert!(phases(&job).is_empty(), "{job:?}");
+}
+
+/// The server answers the attachments download 404 (they went between the claim and the download): not a failure
+/// to wait out, so the job ends `error` at once, saying why.
+#[test]
+fn attachments_the_server_no_longer_has_end_the_job_in_error_at_once() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    alter_store(
+        &lab,
+        &format!("{MEND_ATTACHMENTS};\nCREATE TRIGGER lose_attachments AFTER UPDATE OF state ON jobs WHEN NEW.state = 'running' BEGIN DELETE FROM attachments WHERE job_id = NEW.id; END;"),
+    );
+    // A drain limit no test waits out: the job must end long before it.
+    let settings = AgentSettings {
+        drain_limit: PATIENCE * 2,
+        ..quick_settings()
+    };
+    let config = lab.agent_config();
+    lab.start_agent(config, settings);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(
+        reason(&job).starts_with("the attachments could not be downloaded: ")
+            && reason(&job).contains("404"),
+        "{job:?}"
+    );
+}
