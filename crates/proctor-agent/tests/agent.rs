@@ -1400,3 +1400,30 @@ fn attachments_the_server_no_longer_has_end_the_job_in_error_at_once() {
         "{job:?}"
     );
 }
+
+/// The job's global timeout runs out before its first phase (the agent spent it retrying the attachments download):
+/// nothing is run, and the server shows the phase the reason names as ended with the timeout's status 124 rather
+/// than never started or still running.
+#[test]
+fn a_phase_the_global_timeout_ran_out_before_is_shown_ended_with_the_timeout_status() {
+    let (mut lab, id) = lab_with_failing_attachments("global_timeout: 1\n");
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    wait_for_claim(&lab, &id);
+    // Past the job's global timeout, counted from its claim.
+    std::thread::sleep(Duration::from_millis(1500));
+    alter_store(&lab, MEND_ATTACHMENTS);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "killed", "{job:?}");
+    assert!(
+        reason(&job).contains("ran out in the test phase"),
+        "{job:?}"
+    );
+    assert_eq!(phases(&job), [("test".to_owned(), Some(124))], "{job:?}");
+    let log = lab.log(&id);
+    assert!(
+        log.contains("the global timeout ran out before the test phase"),
+        "{log}"
+    );
+    assert!(!log.contains("attached data"), "{log}");
+}
