@@ -1427,3 +1427,45 @@ fn a_phase_the_global_timeout_ran_out_before_is_shown_ended_with_the_timeout_sta
     );
     assert!(!log.contains("attached data"), "{log}");
 }
+
+/// Progress records `recover` cannot settle: one that is not JSON, and one whose job the server does not know (it
+/// answers 404). Each goes to `on_error` and is removed, and the agent goes on to run jobs.
+#[test]
+fn progress_records_that_are_corrupt_or_name_an_unknown_job_are_reported_and_removed() {
+    let setup = LabSetup {
+        with_agent: false,
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let records = lab.work_dir.path().join(".in-progress");
+    std::fs::create_dir_all(&records).unwrap();
+    let corrupt = records.join("corrupt.json");
+    std::fs::write(&corrupt, "not json {").unwrap();
+    let unknown_id = "00000000-0000-4000-8000-000000000000";
+    let unknown = records.join(format!("{unknown_id}.json"));
+    let spool = lab.work_dir.path().join("unknown.log");
+    std::fs::write(&spool, "spooled\n").unwrap();
+    let record = serde_json::json!({"job_id": unknown_id, "log": spool, "results": spool});
+    std::fs::write(&unknown, record.to_string()).unwrap();
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    let id = lab.submit("job_queue: local\ntest_data:\n  test_cmds: echo after\n");
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(!corrupt.exists() && !unknown.exists(), "a record stayed");
+    let errors = lab.expected_agent_errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().any(
+            |error| error.starts_with("could not read the job's progress record ")
+                && error.contains("corrupt.json")
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.contains(unknown_id) && error.contains("404")),
+        "{errors:?}"
+    );
+}
