@@ -39,6 +39,8 @@ const TEST_CMDS_NAME: &str = "test_cmds.sh";
 /// The longest `test_cmds` passed to bash as an argument; Linux refuses one argument over 128 KiB
 /// (`MAX_ARG_STRLEN`), and the environment shares the limit on the whole command line.
 const MAX_INLINE_SCRIPT: usize = 64 * 1024;
+/// The status of a phase the job's global timeout ran out before, as `timeout(1)` reports a command it stopped.
+const TIMED_OUT: i32 = 124;
 
 /// Everything a job run needs from its agent.
 pub(crate) struct JobContext<'a> {
@@ -467,14 +469,14 @@ impl JobRun<'_, '_> {
         self.context.work_dirs.take(&self.job_id, &text).map(drop)
     }
 
-    /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong.
+    /// Downloads the job's attachments and unpacks them under `attachments/`; the error says what went wrong. A
+    /// download the server could not answer (unreachable, 5xx) is retried with backoff for the drain limit, as a
+    /// server restarting must not fail the job; one it refused (no attachments, unknown job) is not.
     fn fetch_attachments(&self) -> Result<(), String> {
-        let archive = self
-            .context
-            .client
-            .api
-            .download_attachments(&self.job_id)
-            .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
+        let archive = retry(self.context.settings.drain_limit, || {
+            self.context.client.api.download_attachments(&self.job_id)
+        })
+        .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
         let destination = self.work_dir.join(ATTACHMENTS_DIR);
         proctor_archive::unpack(archive.as_slice(), &destination, Layout::UnderPhases)
             .map_err(|error| format!("the attachments could not be unpacked: {error}"))
@@ -524,16 +526,45 @@ impl JobRun<'_, '_> {
         })
     }
 
-    /// Runs one phase, reporting its start and end to the server.
+    /// Runs one phase, reporting its start and end to the server. A phase the job's global timeout ran out before
+    /// is reported too, as ended with [`TIMED_OUT`], so the server shows the phase the job's reason names.
     fn run_phase(&mut self, job: &Job, phase: Phase, timeouts: Timeouts) -> PhaseEnd {
-        let Some(time_limit) = self.time_left(phase, timeouts) else {
-            return PhaseEnd::Limited(Limit::Time, 124);
-        };
         self.log.begin_phase(phase);
         // Reported beside the phase rather than before it: the report is a round trip to the server that would
         // otherwise sit between a claim and its process starting (the dispatch latency). It is awaited before the
         // phase's end is reported, so the server sees them in order.
         let start_report = self.report_phase_start(phase);
+        let end = match self.time_left(phase, timeouts) {
+            Some(time_limit) => self.run_phase_command(job, phase, timeouts, time_limit),
+            None => {
+                self.log.note(&format!(
+                    "the global timeout ran out before the {phase} phase: nothing was run for it"
+                ));
+                PhaseEnd::Limited(Limit::Time, TIMED_OUT)
+            }
+        };
+        if let PhaseEnd::NotStarted(reason) = &end {
+            self.log
+                .note(&format!("the {phase} phase could not start: {reason}"));
+        }
+        let status = match &end {
+            PhaseEnd::Exited(status) | PhaseEnd::Limited(_, status) | PhaseEnd::Stopped(status) => {
+                *status
+            }
+            PhaseEnd::NotStarted(_) => 127,
+        };
+        self.report_phase_end(phase, start_report, status);
+        end
+    }
+
+    /// Runs the phase's command (and a reservation's hold) with `time_limit`.
+    fn run_phase_command(
+        &mut self,
+        job: &Job,
+        phase: Phase,
+        timeouts: Timeouts,
+        time_limit: Duration,
+    ) -> PhaseEnd {
         let end = match self.phase_command(job, phase) {
             Ok(Some(command)) => self.supervise(
                 phase,
@@ -551,23 +582,22 @@ impl JobRun<'_, '_> {
             }
             Err(reason) => PhaseEnd::NotStarted(reason),
         };
-        let end = match (phase, &job.reserve_data) {
+        match (phase, &job.reserve_data) {
             (Phase::Reserve, Some(reserve)) if end == PhaseEnd::Exited(0) => {
                 let left = self.time_left(phase, timeouts).unwrap_or_default();
                 self.hold_reservation(reserve.timeout.min(left))
             }
             _ => end,
-        };
-        if let PhaseEnd::NotStarted(reason) = &end {
-            self.log
-                .note(&format!("the {phase} phase could not start: {reason}"));
         }
-        let status = match &end {
-            PhaseEnd::Exited(status) | PhaseEnd::Limited(_, status) | PhaseEnd::Stopped(status) => {
-                *status
-            }
-            PhaseEnd::NotStarted(_) => 127,
-        };
+    }
+
+    /// Reports the end of `phase` with `status`, once its start report (`start_report`) is done.
+    fn report_phase_end(
+        &mut self,
+        phase: Phase,
+        start_report: JoinHandle<Result<(), String>>,
+        status: i32,
+    ) {
         let reported = start_report
             .join()
             .unwrap_or_else(|_| Err("the reporting thread panicked".to_owned()));
@@ -586,7 +616,6 @@ impl JobRun<'_, '_> {
                 "could not report the end of the {phase} phase: {error}"
             ));
         }
-        end
     }
 
     /// Reports the start of `phase` to the server on a thread of its own; join it for the outcome.

@@ -31,7 +31,8 @@
 //!
 //! - The heartbeat asks the server to hold its reply until a cancel comes (up to one heartbeat interval), so a
 //!   cancel stops the phase's tree at once while the lease is still renewed every interval.
-//! - A job's attachments are unpacked into `attachments/<phase>/` of its work directory first; an entry that is
+//! - A job's attachments are downloaded (retried like the uploads while the server cannot be reached or fails)
+//!   and unpacked into `attachments/<phase>/` of its work directory first; an entry that is
 //!   absolute, climbs out with `..`, or is not a regular file or directory ends the job `error`, naming it.
 //! - A recipe's script is the test phase: written into the work directory and run by its `#!` line with the job's
 //!   options as `--key value` (by key). Every phase gets the job's own token as `PROCTOR_TOKEN` when the server
@@ -107,8 +108,8 @@ pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     /// Between SIGTERM and SIGKILL when a phase is stopped (10 s).
     pub grace: Duration,
-    /// How long to keep retrying a job's uploads after it ended, and then its finish, while the server cannot be
-    /// reached or fails (60 s each).
+    /// How long to keep retrying a job's attachments download before its phases, its uploads after it ended, and
+    /// then its finish, while the server cannot be reached or fails (60 s each).
     pub drain_limit: Duration,
     /// The least time `cleanup` gets, even when the job's global timeout has run out (5 min).
     pub cleanup_allowance: Duration,

@@ -1251,3 +1251,221 @@ fn a_finish_that_never_reached_the_server_is_made_from_the_progress_record_when_
     assert!(lab.log(&id).contains("the job ended passed"));
     wait_until("the progress record is removed", || !record.exists());
 }
+
+/// The server takes the job from the agent while its test phase runs (the test lapses its lease through the store,
+/// as the reaper does for an agent it stopped hearing from): the agent's next heartbeat finds the job gone, stops
+/// the phase's whole tree, uploads no artifacts, does not try to finish the job (the server would refuse, and the
+/// lab fails a test on any agent error), lets its progress record go, and takes the next job. The job keeps the
+/// state the reaper gave it.
+#[test]
+fn a_job_the_server_took_away_is_stopped_and_left_as_the_reaper_made_it() {
+    let lab = Lab::start(|_| {});
+    let pid_file = lab.work_dir.path().join("sleeper.pid");
+    let id = lab.submit(&format!(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo kept > \"$PROCTOR_ARTIFACTS/report.txt\"\n{}",
+        background_sleeper(&pid_file)
+    ));
+    lab.wait_for_log(&id, "started\n");
+    wait_until("the sleeper wrote its pid", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n'))
+    });
+    let sleeper = read_pid(&pid_file);
+    let far_future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let reaped = SqliteStore::open(lab.data_dir.path())
+        .unwrap()
+        .reap_expired_leases(far_future)
+        .unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    wait_until("the phase's tree is stopped", || !is_running(sleeper));
+    let next = lab.submit("job_queue: local\ntest_data:\n  test_cmds: echo next\n");
+    let next_job = lab.wait_for_end(&next);
+    assert_eq!(state(&next_job), "passed", "{next_job:?}");
+    let job = lab.job(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(reason(&job).starts_with("agent lost: "), "{job:?}");
+    assert_eq!(lab.client.artifacts(&id).unwrap(), None);
+    let record = lab
+        .work_dir
+        .path()
+        .join(".in-progress")
+        .join(format!("{id}.json"));
+    assert!(
+        !record.exists(),
+        "the progress record of the lost job stayed"
+    );
+}
+
+/// Runs `sql` on the lab server's SQLite store, beside the running server, to break or mend it under the agent.
+fn alter_store(lab: &Lab, sql: &str) {
+    let connection =
+        rusqlite::Connection::open(lab.data_dir.path().join(proctor_store::DATABASE_FILE)).unwrap();
+    connection.busy_timeout(PATIENCE).unwrap();
+    connection.execute_batch(sql).unwrap();
+}
+
+/// Hides the attachments' bytes from the server (it answers their download 500) until `mend_attachments`.
+const BREAK_ATTACHMENTS: &str = "ALTER TABLE attachments RENAME COLUMN tar_gz TO mislaid";
+const MEND_ATTACHMENTS: &str = "ALTER TABLE attachments RENAME COLUMN mislaid TO tar_gz";
+
+/// A lab without an agent yet, holding a job with attachments (`test/data.txt`, which the job's test phase prints)
+/// whose download the server fails (500) until the test runs [`MEND_ATTACHMENTS`]; answers the job's id. `job`
+/// is YAML put before the job's `test_data`.
+fn lab_with_failing_attachments(job: &str) -> (Lab, String) {
+    let setup = LabSetup {
+        with_agent: false,
+        ..LabSetup::default()
+    };
+    let lab = Lab::start_with(setup, |_| {});
+    let id = lab
+        .client
+        .submit_job(
+            format!("job_queue: local\n{job}test_data:\n  attachments:\n    - {{local: data.txt}}\n  test_cmds: cat attachments/test/data.txt\n").as_bytes(),
+            // No agent registered yet: it starts once the store is broken.
+            true,
+        )
+        .unwrap()
+        .id;
+    let archive = tar_gz(&[("test/data.txt", b"attached data\n")]);
+    lab.client.upload_attachments(&id, archive).unwrap();
+    alter_store(&lab, BREAK_ATTACHMENTS);
+    (lab, id)
+}
+
+/// Waits until the lab's agent claimed the job.
+fn wait_for_claim(lab: &Lab, id: &str) {
+    wait_until("the agent claimed the job", || {
+        lab.job(id).job.state.as_str() != "queued"
+    });
+}
+
+/// The server fails the attachments download (500) for a while after the claim, as a server restarting would: the
+/// agent retries it, and the job runs with its attachments once the server answers.
+#[test]
+fn an_attachments_download_the_server_fails_for_a_while_is_retried() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    wait_for_claim(&lab, &id);
+    // Long enough for a download or two to fail; a test on a slow machine that mends the store first only misses
+    // the retry, never fails for it.
+    std::thread::sleep(Duration::from_millis(500));
+    alter_store(&lab, MEND_ATTACHMENTS);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("attached data\n"));
+}
+
+/// A server that fails the attachments download past the drain limit: the job ends `error` saying why, with no
+/// phase run.
+#[test]
+fn an_attachments_download_the_server_keeps_failing_ends_the_job_in_error() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    let settings = AgentSettings {
+        drain_limit: Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let config = lab.agent_config();
+    lab.start_agent(config, settings);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(
+        reason(&job).starts_with("the attachments could not be downloaded: ")
+            && reason(&job).contains("500"),
+        "{job:?}"
+    );
+    assert!(phases(&job).is_empty(), "{job:?}");
+}
+
+/// The server answers the attachments download 404 (they went between the claim and the download): not a failure
+/// to wait out, so the job ends `error` at once, saying why.
+#[test]
+fn attachments_the_server_no_longer_has_end_the_job_in_error_at_once() {
+    let (mut lab, id) = lab_with_failing_attachments("");
+    alter_store(
+        &lab,
+        &format!("{MEND_ATTACHMENTS};\nCREATE TRIGGER lose_attachments AFTER UPDATE OF state ON jobs WHEN NEW.state = 'running' BEGIN DELETE FROM attachments WHERE job_id = NEW.id; END;"),
+    );
+    // A drain limit no test waits out: the job must end long before it.
+    let settings = AgentSettings {
+        drain_limit: PATIENCE * 2,
+        ..quick_settings()
+    };
+    let config = lab.agent_config();
+    lab.start_agent(config, settings);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "error", "{job:?}");
+    assert!(
+        reason(&job).starts_with("the attachments could not be downloaded: ")
+            && reason(&job).contains("404"),
+        "{job:?}"
+    );
+}
+
+/// The job's global timeout runs out before its first phase (the agent spent it retrying the attachments download):
+/// nothing is run, and the server shows the phase the reason names as ended with the timeout's status 124 rather
+/// than never started or still running.
+#[test]
+fn a_phase_the_global_timeout_ran_out_before_is_shown_ended_with_the_timeout_status() {
+    let (mut lab, id) = lab_with_failing_attachments("global_timeout: 1\n");
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    wait_for_claim(&lab, &id);
+    // Past the job's global timeout, counted from its claim.
+    std::thread::sleep(Duration::from_millis(1500));
+    alter_store(&lab, MEND_ATTACHMENTS);
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "killed", "{job:?}");
+    assert!(
+        reason(&job).contains("ran out in the test phase"),
+        "{job:?}"
+    );
+    assert_eq!(phases(&job), [("test".to_owned(), Some(124))], "{job:?}");
+    let log = lab.log(&id);
+    assert!(
+        log.contains("the global timeout ran out before the test phase"),
+        "{log}"
+    );
+    assert!(!log.contains("attached data"), "{log}");
+}
+
+/// Progress records `recover` cannot settle: one that is not JSON, and one whose job the server does not know (it
+/// answers 404). Each goes to `on_error` and is removed, and the agent goes on to run jobs.
+#[test]
+fn progress_records_that_are_corrupt_or_name_an_unknown_job_are_reported_and_removed() {
+    let setup = LabSetup {
+        with_agent: false,
+        ..LabSetup::default()
+    };
+    let mut lab = Lab::start_with(setup, |_| {});
+    let records = lab.work_dir.path().join(".in-progress");
+    std::fs::create_dir_all(&records).unwrap();
+    let corrupt = records.join("corrupt.json");
+    std::fs::write(&corrupt, "not json {").unwrap();
+    let unknown_id = "00000000-0000-4000-8000-000000000000";
+    let unknown = records.join(format!("{unknown_id}.json"));
+    let spool = lab.work_dir.path().join("unknown.log");
+    std::fs::write(&spool, "spooled\n").unwrap();
+    let record = serde_json::json!({"job_id": unknown_id, "log": spool, "results": spool});
+    std::fs::write(&unknown, record.to_string()).unwrap();
+    let config = lab.agent_config();
+    lab.start_agent(config, quick_settings());
+    let id = lab.submit("job_queue: local\ntest_data:\n  test_cmds: echo after\n");
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(!corrupt.exists() && !unknown.exists(), "a record stayed");
+    let errors = lab.expected_agent_errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().any(
+            |error| error.starts_with("could not read the job's progress record ")
+                && error.contains("corrupt.json")
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.contains(unknown_id) && error.contains("404")),
+        "{errors:?}"
+    );
+}

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use proctor_job::Phase;
+use proctor_job::{InsidePath, Phase};
 use tar::{Archive, Builder, Entry, EntryType};
 
 /// What went wrong with a bundle.
@@ -292,17 +292,14 @@ fn refused(entry: &str, reason: &str) -> ArchiveError {
 }
 
 fn check_path(path: &Path, is_dir: bool, layout: Layout) -> Result<(), String> {
-    let mut normal = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::Prefix(_) | Component::RootDir => {
-                return Err("the path is absolute".to_owned())
-            }
-            Component::ParentDir => return Err("the path has a `..` component".to_owned()),
-            Component::CurDir => {}
-            Component::Normal(part) => normal.push(part),
-        }
-    }
+    InsidePath::check(path)?;
+    let normal: Vec<_> = path
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
     let Some(first) = normal.first() else {
         return if is_dir {
             Ok(())

@@ -120,17 +120,27 @@ pub struct InsidePath(String);
 impl InsidePath {
     /// Checks `text`; the error says why it could escape.
     pub fn new(text: &str) -> Result<InsidePath, String> {
-        let path = Path::new(text);
         if text.is_empty() {
             return Err("the path is empty".to_owned());
         }
-        let escapes = path
-            .components()
-            .any(|component| !matches!(component, Component::Normal(_) | Component::CurDir));
-        if escapes {
-            return Err("the path must be relative and must not contain `..`".to_owned());
-        }
+        InsidePath::check(Path::new(text))?;
         Ok(InsidePath(text.to_owned()))
+    }
+
+    /// The rule every path joined to a directory must keep to stay inside it (an attachment's `agent` path, an
+    /// archive's entries): relative, with no `..`. The error names the first component that breaks it. An empty
+    /// path keeps to it; whether one is allowed is the caller's rule.
+    pub fn check(path: &Path) -> Result<(), String> {
+        for component in path.components() {
+            match component {
+                Component::Prefix(_) | Component::RootDir => {
+                    return Err("the path must be relative, not absolute".to_owned())
+                }
+                Component::ParentDir => return Err("the path must not contain `..`".to_owned()),
+                Component::CurDir | Component::Normal(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// The path as written.
