@@ -792,17 +792,18 @@ fn an_agent_told_to_stop_finishes_its_job_then_exits_cleanly() {
     assert_eq!(count_lines(&lab.log(&id), "finished"), 1);
 }
 
+/// A test command appending one subunit event (`proctor subunit emit ARGS`) to the job's results.
+fn emit(args: &str) -> String {
+    format!(
+        "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
+        assert_cmd::cargo::cargo_bin("proctor").display()
+    )
+}
+
 #[test]
 fn results_come_as_a_table_subunit_and_junit() {
     let mut lab = Lab::start(&[]);
     lab.agent("a1", "local", &[]);
-    let me = assert_cmd::cargo::cargo_bin("proctor");
-    let emit = |args: &str| {
-        format!(
-            "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
-            me.display()
-        )
-    };
     let job = lab.job_file(
         "results.yaml",
         &format!(
@@ -857,13 +858,6 @@ fn results_come_as_a_table_subunit_and_junit() {
 fn results_count_an_unfinished_test_and_an_unreadable_stream_as_failures() {
     let mut lab = Lab::start(&[]);
     lab.agent("a1", "local", &[]);
-    let me = assert_cmd::cargo::cargo_bin("proctor");
-    let emit = |args: &str| {
-        format!(
-            "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
-            me.display()
-        )
-    };
     let unfinished = lab.job_file(
         "unfinished.yaml",
         &format!(
