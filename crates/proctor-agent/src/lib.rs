@@ -167,10 +167,15 @@ impl Agent {
             grace: settings.grace,
             ..SupervisorConfig::default()
         })?;
-        let spool_dir = config
-            .logging_basedir
-            .clone()
-            .unwrap_or_else(|| work_dir.join(".spool"));
+        // Absolute from here on: phases run in their job's directory, where a relative path would name another.
+        let work_dir = absolute(work_dir, "could not resolve the work directory")?;
+        let spool_dir = match &config.logging_basedir {
+            Some(dir) => absolute(
+                dir.clone(),
+                "could not resolve the spool directory (logging_basedir)",
+            )?,
+            None => work_dir.join(".spool"),
+        };
         Ok(Agent {
             config,
             settings,
@@ -287,4 +292,9 @@ impl Stage {
             Stage::Recover | Stage::Work => Stage::Work,
         }
     }
+}
+
+/// `path` made absolute against the current directory (without resolving links, and without needing it to exist).
+fn absolute(path: PathBuf, what: &'static str) -> Result<PathBuf, AgentError> {
+    std::path::absolute(&path).map_err(|source| AgentError::Io { what, path, source })
 }

@@ -239,7 +239,7 @@ pub struct Remote {
 #[derive(Debug, Args)]
 pub struct DataDir {
     /// The data directory (default: `proctor` in the user's data directory).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = absolute_path)]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -283,7 +283,7 @@ pub struct AgentArgs {
     pub id: Option<String>,
     /// Where jobs run, each in its own directory (default: the config's
     /// `execution_basedir`, or `proctor/agent` in the user's data directory).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = absolute_path)]
     pub work_dir: Option<PathBuf>,
     /// The agent's bearer token (role agent).
     #[arg(
@@ -320,7 +320,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:7370", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Where the local agent runs jobs (default: `work` in the data directory).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = absolute_path)]
     pub work_dir: Option<PathBuf>,
 }
 
@@ -435,6 +435,12 @@ pub enum RecipeCommand {
         #[command(flatten)]
         remote: Remote,
     },
+}
+
+/// A directory of the command line, resolved once, now, against the directory it was given in: the lab's
+/// processes hand these paths on (to phases running in other directories), where a relative one would name another.
+fn absolute_path(text: &str) -> Result<PathBuf, String> {
+    std::path::absolute(text).map_err(|error| format!("{text:?}: {error}"))
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

@@ -172,10 +172,19 @@ fn read_agent_config(path: &Path) -> Result<AgentConfig, CliError> {
         path: path.to_owned(),
         source,
     })?;
-    AgentConfig::from_toml(&text).map_err(|error| CliError::AgentConfig {
+    let mut config = AgentConfig::from_toml(&text).map_err(|error| CliError::AgentConfig {
         path: path.to_owned(),
         problem: error.problem,
-    })
+    })?;
+    // A relative directory in the file means one beside the file, wherever the agent is started from.
+    let beside = path.parent().unwrap_or(Path::new(""));
+    for dir in [&mut config.execution_basedir, &mut config.logging_basedir]
+        .into_iter()
+        .flatten()
+    {
+        *dir = beside.join(&*dir);
+    }
+    Ok(config)
 }
 
 fn name(flag: &str, text: &str) -> Result<Name, CliError> {

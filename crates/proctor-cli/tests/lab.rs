@@ -904,3 +904,128 @@ fn logs_follow_prints_a_running_job_once_and_ends_with_it() {
     assert_whole(&out, 15);
     assert!(lab.job(&id).state.is_final());
 }
+
+/// Adds a recipe printing its work directory to the lab at `url` and starts it, following; its exit code and output.
+fn start_a_recipe(dir: &Path, url: &str) -> (i32, String) {
+    std::fs::write(
+        dir.join("where.py"),
+        "#!/usr/bin/env python3\nimport os\nprint('recipe ran in', os.getcwd())\n",
+    )
+    .unwrap();
+    let client = |args: &[&str]| {
+        let output = proctor()
+            .args(args)
+            .env("PROCTOR_SERVER", url)
+            .env_remove("PROCTOR_TOKEN")
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = client(&["recipe", "add", "where", "where.py", "--queue", "local"]);
+    assert_eq!(code, 0, "{text}");
+    client(&["recipe", "start", "where", "--follow"])
+}
+
+/// Starts a lab process in `dir` and reads the URL from the first line it prints.
+fn start_in(dir: &Path, args: &[&str], children: &mut Children) -> String {
+    let mut child = proctor()
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PROCTOR_TOKEN")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    children.add(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    // The rest of the output is drained so the process never writes to a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    line.split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned()
+}
+
+#[test]
+fn relative_data_and_work_directories_of_up_run_recipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children::default();
+    let up = [
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "lab",
+        "--work-dir",
+        "jobs",
+    ];
+    let url = start_in(dir.path(), &up, &mut children);
+    let (code, out) = start_a_recipe(dir.path(), &url);
+    assert_eq!(code, 0, "{out}");
+    let jobs = dir.path().canonicalize().unwrap().join("jobs");
+    assert!(
+        out.contains(&format!("recipe ran in {}", jobs.display())),
+        "{out}"
+    );
+    assert!(dir.path().join("lab").is_dir());
+}
+
+#[test]
+fn relative_data_and_work_directories_of_server_and_agent_run_recipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children::default();
+    let server = ["server", "--listen", "127.0.0.1:0", "--data-dir", "data"];
+    let url = start_in(dir.path(), &server, &mut children);
+    let agent = |args: &[&str], children: &mut Children| {
+        let child = proctor()
+            .args([
+                "agent",
+                "--server",
+                &url,
+                "--queue",
+                "local",
+                "--claim-wait",
+                "1",
+            ])
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PROCTOR_TOKEN")
+            .spawn()
+            .unwrap();
+        children.add(child)
+    };
+    let first = agent(&["--id", "a1", "--work-dir", "work"], &mut children);
+    let (code, out) = start_a_recipe(dir.path(), &url);
+    assert_eq!(code, 0, "{out}");
+    let root = dir.path().canonicalize().unwrap();
+    assert!(
+        out.contains(&format!("recipe ran in {}", root.join("work").display())),
+        "{out}"
+    );
+    assert_eq!(children.terminate(first).code(), Some(0));
+
+    // A relative execution_basedir in agent.toml is beside the file, wherever the agent starts.
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::write(
+        dir.path().join("conf/agent.toml"),
+        "agent_id = \"a2\"\njob_queues = [\"local\"]\nexecution_basedir = \"runs\"\n",
+    )
+    .unwrap();
+    agent(&["--config", "conf/agent.toml"], &mut children);
+    let (code, out) = start_a_recipe(dir.path(), &url);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "recipe ran in {}",
+            root.join("conf/runs").display()
+        )),
+        "{out}"
+    );
+}
