@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{finish, supervisor_with, PATIENCE};
+use common::{cannot_run_without, finish, supervisor_with, PATIENCE};
 use proctor_supervisor::{
     CommandSpec, Exit, Limit, MemoryPreference, MemoryStrategy, Supervisor, SupervisorConfig,
 };
@@ -37,7 +37,7 @@ fn a_cgroup_enforces_the_memory_limit() {
     }) {
         Ok(supervisor) => supervisor,
         Err(error) => {
-            eprintln!("\n\n*** SKIPPED LOUDLY: no writable memory cgroup on this machine: {error} ***\n\n");
+            cannot_run_without(&format!("a writable memory cgroup ({error})"));
             return;
         }
     };

@@ -1,6 +1,8 @@
 //! Cgroups left by a supervisor whose process died (SIGKILL) are cleaned up,
 //! with whatever still runs in them, when the next supervisor starts.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -22,7 +24,7 @@ fn a_dead_supervisor_s_cgroups_and_processes_are_removed() {
     let Some(parent) =
         own_memory_cgroup().filter(|_| probe.memory_strategy() == MemoryStrategy::CgroupV1)
     else {
-        eprintln!("SKIPPED LOUDLY: no v1 memory cgroup here to leave stale cgroups in");
+        common::cannot_run_without("a v1 memory cgroup to leave stale cgroups in");
         return;
     };
     // A pid that no longer runs: a finished child's.

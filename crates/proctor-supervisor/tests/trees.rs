@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    finish, gone, read_pid_file, read_until, running_as, sh, supervisor, supervisor_with, wait_for,
-    PATIENCE,
+    cannot_run_without, finish, gone, read_pid_file, read_until, running_as, sh, supervisor,
+    supervisor_with, wait_for, PATIENCE,
 };
 use proctor_supervisor::{
     CommandSpec, Exit, Limit, MemoryPreference, MemoryStrategy, Outcome, Running, Supervisor,
@@ -91,7 +91,7 @@ fn a_setsid_daemon_is_killed_when_its_command_hits_the_time_limit() {
 fn a_daemon_that_clears_its_environment_is_found_through_the_cgroup() {
     let supervisor = supervisor();
     if supervisor.memory_strategy() == MemoryStrategy::RssWatch {
-        eprintln!("SKIPPED LOUDLY: no writable memory cgroup here, so a daemon without the token cannot be found");
+        cannot_run_without("a writable memory cgroup, where a daemon without the token is found");
         return;
     }
     // Only commands with a memory limit get a cgroup of their own.

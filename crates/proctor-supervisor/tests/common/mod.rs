@@ -24,6 +24,17 @@ pub fn supervisor_with(memory: MemoryPreference) -> Supervisor {
     .expect("supervisor set-up")
 }
 
+/// A test that cannot run here for want of `missing`: a failure on CI (`CI` set and not `false`), where a skipped
+/// test would be counted as passed and prove nothing, and a loud skip on a developer's machine.
+pub fn cannot_run_without(missing: &str) {
+    let on_ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
+    assert!(
+        !on_ci,
+        "this test needs {missing}, which this CI machine lacks"
+    );
+    eprintln!("\n*** SKIPPED LOUDLY: this test needs {missing}, which this machine lacks ***\n");
+}
+
 /// `sh -c script`.
 pub fn sh(script: &str) -> CommandSpec {
     CommandSpec::new("sh").arg("-c").arg(script)
