@@ -58,13 +58,23 @@ impl ServerClient {
         self.api.heartbeat(&self.agent_id, wait)
     }
 
-    /// Ends the job with its final state and reason.
+    /// The API as the holder of a job claimed with `job_token`, the credential every write to that job needs; the
+    /// agent's own when the server issued none.
+    pub(crate) fn for_job(&self, job_token: Option<&str>) -> Result<Client, ClientError> {
+        match job_token {
+            Some(token) => self.api.with_token(token),
+            None => Ok(self.api.clone()),
+        }
+    }
+
+    /// Ends the job with its final state and reason, through `writer` (from [`for_job`](Self::for_job)).
     pub(crate) fn finish(
         &self,
+        writer: &Client,
         job_id: &str,
         state: FinalState,
         reason: &str,
     ) -> Result<JobView, ClientError> {
-        self.api.finish(job_id, &self.agent_id, state, reason)
+        writer.finish(job_id, &self.agent_id, state, reason)
     }
 }

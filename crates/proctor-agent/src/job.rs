@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
-use proctor_client::{Bytes, ClientError};
+use proctor_client::{Bytes, Client, ClientError};
 
 use crate::backoff::retry;
 use crate::client::ServerClient;
@@ -69,6 +69,7 @@ pub(crate) fn run_job(
 ) -> Result<JobReport, AgentError> {
     let started = Instant::now();
     let job_id = claimed.job.id.clone();
+    let writer = context.client.for_job(claimed.job_token.as_deref())?;
     let control = Arc::new(JobControl::default());
     let heartbeat = Heartbeat::start(
         context.client.clone(),
@@ -86,6 +87,7 @@ pub(crate) fn run_job(
         control: Arc::clone(&control),
         started,
         token: claimed.job_token,
+        writer: writer.clone(),
         recipe_script: claimed.recipe_script,
         reservation_ended: false,
     };
@@ -119,7 +121,7 @@ pub(crate) fn run_job(
         Ok(())
     } else {
         retry(context.settings.drain_limit, || {
-            context.client.finish(&job_id, state, &reason)
+            context.client.finish(&writer, &job_id, state, &reason)
         })
         .map(drop)
     };
@@ -147,9 +149,10 @@ pub(crate) fn report_interrupted(
     context: &JobContext<'_>,
     record: &InProgress,
 ) -> Result<JobReport, AgentError> {
+    let writer = context.client.for_job(record.job_token.as_deref())?;
     let resume = |stream, path: &Path| {
         Uploader::start(
-            context.client.api.clone(),
+            writer.clone(),
             UploadSource {
                 job_id: record.job_id.clone(),
                 stream,
@@ -168,7 +171,7 @@ pub(crate) fn report_interrupted(
     let reason = with_upload_warnings(INTERRUPTED.to_owned(), Some(&log_end), Some(&results_end));
     context
         .client
-        .finish(&record.job_id, FinalState::Error, &reason)?;
+        .finish(&writer, &record.job_id, FinalState::Error, &reason)?;
     Ok(JobReport {
         job_id: record.job_id.clone(),
         state: FinalState::Error,
@@ -332,6 +335,8 @@ struct JobRun<'a, 'b> {
     started: Instant,
     /// The job's own token, for phases that call the API.
     token: Option<String>,
+    /// The API as the job's holder: with the job's token, which every write to the job needs.
+    writer: Client,
     /// The recipe's script, run as the test phase.
     recipe_script: Option<String>,
     /// Whether a cancel ended a reservation's hold.
@@ -419,13 +424,14 @@ impl JobRun<'_, '_> {
         let results_reader = open_results_file(&results_path)?;
         let record = InProgress {
             job_id: self.job_id.clone(),
+            job_token: self.token.clone(),
             log: log_path.clone(),
             results: results_path.clone(),
         }
         .save(&state::records_dir(self.context.work_dirs.root()))?;
         let upload = |stream, path, file, marks| {
             Uploader::start(
-                self.context.client.api.clone(),
+                self.writer.clone(),
                 UploadSource {
                     job_id: self.job_id.clone(),
                     stream,
@@ -474,7 +480,7 @@ impl JobRun<'_, '_> {
     /// server restarting must not fail the job; one it refused (no attachments, unknown job) is not.
     fn fetch_attachments(&self) -> Result<(), String> {
         let archive = retry(self.context.settings.drain_limit, || {
-            self.context.client.api.download_attachments(&self.job_id)
+            self.writer.download_attachments(&self.job_id)
         })
         .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
         let destination = self.work_dir.join(ATTACHMENTS_DIR);
@@ -519,10 +525,7 @@ impl JobRun<'_, '_> {
     fn send_artifacts(&self, archive: Bytes) -> Result<(), ClientError> {
         // A clone of `Bytes` shares the archive (up to the artifacts cap) rather than copying it for each try.
         retry(self.context.settings.drain_limit, || {
-            self.context
-                .client
-                .api
-                .upload_artifacts(&self.job_id, archive.clone())
+            self.writer.upload_artifacts(&self.job_id, archive.clone())
         })
     }
 
@@ -606,12 +609,7 @@ impl JobRun<'_, '_> {
                 "could not report the start of the {phase} phase: {error}"
             ));
         }
-        if let Err(error) = self
-            .context
-            .client
-            .api
-            .end_phase(&self.job_id, phase, status)
-        {
+        if let Err(error) = self.writer.end_phase(&self.job_id, phase, status) {
             self.log.note(&format!(
                 "could not report the end of the {phase} phase: {error}"
             ));
@@ -620,7 +618,7 @@ impl JobRun<'_, '_> {
 
     /// Reports the start of `phase` to the server on a thread of its own; join it for the outcome.
     fn report_phase_start(&self, phase: Phase) -> JoinHandle<Result<(), String>> {
-        let client = self.context.client.api.clone();
+        let client = self.writer.clone();
         let job_id = self.job_id.clone();
         std::thread::spawn(move || {
             client

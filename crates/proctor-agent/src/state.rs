@@ -17,6 +17,10 @@ const IN_PROGRESS_DIR: &str = ".in-progress";
 pub(crate) struct InProgress {
     /// The job's id.
     pub(crate) job_id: String,
+    /// The job token of the claim, without which the server refuses the job's uploads and its finish (absent in
+    /// records written before job tokens were needed to write).
+    #[serde(default)]
+    pub(crate) job_token: Option<String>,
     /// The spooled log (the phases' output).
     pub(crate) log: PathBuf,
     /// The results file the phases wrote.

@@ -127,6 +127,17 @@ pub struct SubmitQuery {
     pub allow_unknown_queue: bool,
 }
 
+/// Options of `GET /jobs/{id}`: wait for the job's state to change.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Answer once the job's state is no longer this one (the state the caller saw last): with `wait_seconds`, the
+    /// request is held until then, so a waiter learns of the change at once instead of polling.
+    pub changed_from: Option<String>,
+    /// How long to hold the request for a change of state, at most the server's hold (as for claims).
+    pub wait_seconds: Option<f64>,
+}
+
 /// Filters of `GET /jobs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -9,6 +9,8 @@
 //!   the last job's end. Baseline: as many `bash -c true` spawned one after the other.
 //! - `memory`: the server in a process of its own (`lab serve`), its resident memory holding 1 000 long-polling
 //!   claims against the same server idle.
+//! - `wait`: `proctor submit --wait` (and `--follow`) of a trivial job, as a process, against one idle agent; from
+//!   the process's start to its exit. Baseline: the server's own queued → ended time of the same jobs.
 //! - `tail`: a job printing `$EPOCHREALTIME` every 50 ms, followed through the log endpoint; latency from the print
 //!   to the follower's read.
 //!
@@ -19,6 +21,7 @@ mod fixture;
 mod memory;
 mod tail;
 mod throughput;
+mod wait;
 
 use std::io;
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ use crate::process::{ratio, ProcessError};
 
 pub use memory::serve;
 
-const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail]...";
+const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait]...";
 
 /// Why the `lab` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -43,7 +46,7 @@ pub enum LabBenchError {
     #[error("{USAGE}")]
     Usage,
     /// A part name that is not one of the benchmarks.
-    #[error("unknown part {0:?}: expected dispatch, throughput, memory or tail\n{USAGE}")]
+    #[error("unknown part {0:?}: expected dispatch, throughput, memory, tail or wait\n{USAGE}")]
     UnknownPart(String),
     /// The async runtime for the server (or the memory part's clients) could not be built.
     #[error("building the tokio runtime: {0}")]
@@ -150,6 +153,12 @@ pub enum LabBenchError {
         /// What the claim asked for.
         wait: Duration,
     },
+    /// A binary the bench runs is not built beside it.
+    #[error("{0}")]
+    MissingBinary(String),
+    /// `proctor submit` printed no job id.
+    #[error("`proctor submit` printed no job id: {0:?}")]
+    NoJobId(String),
     /// A bench thread or task died, so its figures are lost.
     #[error("a bench thread or task panicked")]
     WorkerPanicked,
@@ -162,10 +171,17 @@ enum Part {
     Throughput,
     Memory,
     Tail,
+    Wait,
 }
 
 impl Part {
-    const ALL: [Part; 4] = [Part::Dispatch, Part::Throughput, Part::Memory, Part::Tail];
+    const ALL: [Part; 5] = [
+        Part::Dispatch,
+        Part::Throughput,
+        Part::Memory,
+        Part::Tail,
+        Part::Wait,
+    ];
 
     fn parse(name: &str) -> Result<Part, LabBenchError> {
         match name {
@@ -173,6 +189,7 @@ impl Part {
             "throughput" => Ok(Part::Throughput),
             "memory" => Ok(Part::Memory),
             "tail" => Ok(Part::Tail),
+            "wait" => Ok(Part::Wait),
             _ if name.starts_with('-') => Err(LabBenchError::Usage),
             _ => Err(LabBenchError::UnknownPart(name.to_owned())),
         }
@@ -199,6 +216,7 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
             Part::Throughput => throughput::bench()?,
             Part::Memory => memory::bench()?,
             Part::Tail => tail::bench()?,
+            Part::Wait => wait::bench()?,
         }
     }
     Ok(())

@@ -10,10 +10,11 @@ use proctor_job::Phase;
 use crate::error::CliError;
 use crate::exit;
 
-/// How long one read of a live log waits on the server for new bytes.
+/// How long one request waits on the server for new log bytes or a change of the job's state. The server answers
+/// the moment either happens, so this bounds only how often a quiet job costs a request.
 const LONG_POLL: Duration = Duration::from_secs(10);
-/// The pause between polls when the server answered without waiting.
-const POLL_PAUSE: Duration = Duration::from_millis(250);
+/// The pause before asking a server that could not be reached again.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How long the server may stay unreachable while we wait, before giving up.
 const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -26,16 +27,24 @@ pub fn exit_status(state: JobState) -> u8 {
     }
 }
 
-/// Waits until the job has ended and returns it.
+/// Waits until the job has ended and returns it. Each request after the first is held by the server until the job's
+/// state changes from the one last seen, so the end is known as soon as the server knows it.
 pub fn wait(client: &Client, job_id: &str) -> Result<JobView, CliError> {
     let mut retry = Retry::new();
+    let mut seen = None;
     loop {
-        match client.job(job_id) {
+        let answer = match seen {
+            None => client.job(job_id),
+            Some(state) => client.job_changed_from(job_id, state, LONG_POLL),
+        };
+        match answer {
             Ok(detail) if detail.job.state.is_final() => return Ok(detail.job),
-            Ok(_) => retry.reached(),
+            Ok(detail) => {
+                retry.reached();
+                seen = Some(detail.job.state);
+            }
             Err(error) => retry.unreachable(error)?,
         }
-        std::thread::sleep(POLL_PAUSE);
     }
 }
 
@@ -55,7 +64,6 @@ pub fn follow(
             Ok(read) => read,
             Err(error) => {
                 retry.unreachable(error)?;
-                std::thread::sleep(POLL_PAUSE);
                 continue;
             }
         };
@@ -63,12 +71,11 @@ pub fn follow(
         out.write_all(&read.bytes)?;
         out.flush()?;
         offset = read.next_offset;
+        // An empty answer from a running job came at the end of the server's hold: the next read waits again.
         if read.bytes.is_empty() {
-            let job = state_of(client, job_id, &read)?;
-            if let Some(job) = job {
+            if let Some(job) = state_of(client, job_id, &read)? {
                 return Ok(job);
             }
-            std::thread::sleep(POLL_PAUSE);
         }
     }
 }
@@ -130,7 +137,7 @@ impl Retry {
         self.warned = false;
     }
 
-    /// Lets an unreachable server be retried within the patience; other errors end the wait.
+    /// Lets an unreachable server be retried, after a pause, within the patience; other errors end the wait.
     fn unreachable(&mut self, error: ClientError) -> Result<(), CliError> {
         if !error.is_transient() || self.last_reached.elapsed() > UNREACHABLE_PATIENCE {
             return Err(error.into());
@@ -139,6 +146,7 @@ impl Retry {
             let _ = writeln!(io::stderr(), "proctor: {error}; retrying");
             self.warned = true;
         }
+        std::thread::sleep(RETRY_PAUSE);
         Ok(())
     }
 }

@@ -118,6 +118,8 @@ pub struct StreamRead {
 pub struct Client {
     http: reqwest::blocking::Client,
     base: String,
+    /// The `Authorization` header every request carries, if any.
+    auth: Option<HeaderValue>,
 }
 
 /// How long a request may take beyond any wait it asks the server for.
@@ -126,28 +128,38 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 impl Client {
     /// A client for the server at `base` (like `http://127.0.0.1:7370`), sending `token` as its bearer token.
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ClientError::Setup("the token has characters a header cannot carry".into())
-            })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
         let http = reqwest::blocking::Client::builder()
-            .default_headers(headers)
             .timeout(None)
             .build()
             .map_err(|error| ClientError::Setup(error.to_string()))?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            auth: token.map(bearer).transpose()?,
+        })
+    }
+
+    /// The same server, connections and all, sending `token` instead: a job token, for the writes to its job that
+    /// only the holder of the job's current claim may make.
+    pub fn with_token(&self, token: &str) -> Result<Self, ClientError> {
+        Ok(Client {
+            auth: Some(bearer(token)?),
+            ..self.clone()
         })
     }
 
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// A request carrying the client's token.
+    fn request_to(&self, method: Method, url: &str) -> RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.auth {
+            Some(auth) => request.header(AUTHORIZATION, auth.clone()),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -192,15 +204,14 @@ impl Client {
     fn put_bundle(&self, what: &'static str, path: &str, tar_gz: Bytes) -> Result<(), ClientError> {
         let url = self.url(path);
         let request = self
-            .http
-            .put(&url)
+            .request_to(Method::PUT, &url)
             .header(CONTENT_TYPE, "application/gzip")
             .body(tar_gz);
         empty(Call::new(what, &url, request, REQUEST_TIMEOUT))
     }
 
     fn request(&self, method: Method, url: &str, body: Option<&impl Serialize>) -> RequestBuilder {
-        let request = self.http.request(method, url);
+        let request = self.request_to(method, url);
         match body {
             Some(body) => request.json(body),
             None => request,
@@ -218,8 +229,7 @@ impl Client {
     ) -> Result<JobView, ClientError> {
         let url = self.url("/jobs");
         let request = self
-            .http
-            .post(&url)
+            .request_to(Method::POST, &url)
             .query(&[("allow_unknown_queue", allow_unknown_queue)])
             .header(CONTENT_TYPE, "application/yaml")
             .body(definition.to_vec());
@@ -254,6 +264,27 @@ impl Client {
         )
     }
 
+    /// The job once its state is no longer `seen`, or as it is after `wait` if it did not change by then: the server
+    /// holds the request, so the change is learnt at once.
+    pub fn job_changed_from(
+        &self,
+        job_id: &str,
+        seen: JobState,
+        wait: Duration,
+    ) -> Result<JobDetail, ClientError> {
+        let url = self.url(&format!("/jobs/{job_id}"));
+        let query = [
+            ("changed_from", seen.as_str().to_owned()),
+            ("wait_seconds", wait.as_secs_f64().to_string()),
+        ];
+        json(Call::new(
+            "waiting for the job's state to change",
+            &url,
+            self.request_to(Method::GET, &url).query(&query),
+            REQUEST_TIMEOUT + wait,
+        ))
+    }
+
     /// Jobs, newest first, optionally of one queue and in one state.
     pub fn jobs(
         &self,
@@ -275,7 +306,7 @@ impl Client {
         json(Call::new(
             "listing jobs",
             &url,
-            self.http.get(&url).query(&query),
+            self.request_to(Method::GET, &url).query(&query),
             REQUEST_TIMEOUT,
         ))
     }
@@ -308,7 +339,7 @@ impl Client {
         let call = Call::new(
             "reading the job's output",
             &url,
-            self.http.get(&url).query(&query),
+            self.request_to(Method::GET, &url).query(&query),
             REQUEST_TIMEOUT + wait.unwrap_or_default(),
         );
         let response = call.success()?;
@@ -340,7 +371,7 @@ impl Client {
         let call = Call::new(
             "downloading the artifacts",
             &url,
-            self.http.get(&url),
+            self.request_to(Method::GET, &url),
             REQUEST_TIMEOUT,
         );
         match call.success() {
@@ -445,7 +476,7 @@ impl Client {
         let call = Call::new(
             "claiming a job",
             &url,
-            self.http.post(&url).json(&body),
+            self.request_to(Method::POST, &url).json(&body),
             REQUEST_TIMEOUT + wait,
         );
         let response = call.success()?;
@@ -468,7 +499,7 @@ impl Client {
         json(Call::new(
             "sending a heartbeat",
             &url,
-            self.http.post(&url).json(&body),
+            self.request_to(Method::POST, &url).json(&body),
             REQUEST_TIMEOUT + wait.unwrap_or_default(),
         ))
     }
@@ -491,7 +522,9 @@ impl Client {
         exit_status: i32,
     ) -> Result<(), ClientError> {
         let url = self.url(&format!("/jobs/{job_id}/phases/{phase}/end"));
-        let request = self.http.post(&url).json(&PhaseEnd { exit_status });
+        let request = self
+            .request_to(Method::POST, &url)
+            .json(&PhaseEnd { exit_status });
         empty(Call::new(
             "reporting a phase end",
             &url,
@@ -512,8 +545,7 @@ impl Client {
         let url = self.url(&format!("/jobs/{job_id}/{stream}"));
         let query = stream_query("offset", offset, phase);
         let request = self
-            .http
-            .put(&url)
+            .request_to(Method::PUT, &url)
             .query(&query)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(bytes);
@@ -537,7 +569,7 @@ impl Client {
         let call = Call::new(
             "downloading the attachments",
             &url,
-            self.http.get(&url),
+            self.request_to(Method::GET, &url),
             REQUEST_TIMEOUT,
         );
         let response = call.success()?;
@@ -575,10 +607,18 @@ impl Client {
         json(Call::new(
             "finishing the job",
             &url,
-            self.http.post(&url).json(&body),
+            self.request_to(Method::POST, &url).json(&body),
             REQUEST_TIMEOUT,
         ))
     }
+}
+
+/// The `Authorization` header for a bearer token, marked sensitive so it is never logged.
+fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ClientError::Setup("the token has characters a header cannot carry".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// One request, with what it is for (for errors).

@@ -5,11 +5,16 @@
 //!
 //! Besides the role tokens there are job tokens, issued at each claim and scoped to that one job while it runs: the
 //! endpoints of that job that admit them ([`JobToken::Allowed`]) accept them, everything else answers 403.
+//!
+//! Writing to a job (its log and results, artifacts, phases, its end) has one rule, [`Caller::require_job_writer`]:
+//! only the job token of the job's current claim, which the holding agent got with the claim, or an admin. An agent
+//! token alone never writes to a job, so another agent serving the same queue cannot, nor can the holder of an
+//! earlier attempt after the job was claimed again.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use proctor_store::{Job, JobState, Role, Store, StoreError, Token};
+use proctor_store::{Job, JobState, JobTokenUse, Role, Store, StoreError, Token};
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -21,12 +26,15 @@ pub(crate) enum Caller {
     Open,
     /// A caller with a valid token.
     Token(Token),
-    /// A caller with a job token: it may act on that job only, and only while the job runs.
+    /// A caller with a job token: it may act on that job only, only while the job runs, and only while the token
+    /// is the one of the job's current claim.
     Job {
         /// The job the token is scoped to.
         job_id: String,
         /// Whether the job still runs (the token stops working when it ends).
         running: bool,
+        /// Whether no later claim of the job superseded the token.
+        current: bool,
     },
 }
 
@@ -77,10 +85,7 @@ impl Caller {
                     job_id: own.clone(),
                 })
             }
-            Caller::Job { running: false, .. } => Err(ApiError::JobTokenEnded {
-                job_id: job_id.to_owned(),
-            }),
-            Caller::Job { .. } => Ok(()),
+            Caller::Job { .. } => self.job_token_in_force(job_id),
             Caller::Token(token) => {
                 self.require(roles)?;
                 if token.role == Role::Agent && !token.queues.is_empty() {
@@ -90,6 +95,36 @@ impl Caller {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The one rule for every write to job `job_id` (its log, results, artifacts and phases, and finishing it): the
+    /// job token of its current claim, while the job runs, or an admin (anyone, in an open local lab). Any other
+    /// caller, an agent token included, is refused with 403 before anything is stored.
+    pub(crate) fn require_job_writer(&self, job_id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Open => Ok(()),
+            Caller::Token(token) if token.role == Role::Admin => Ok(()),
+            Caller::Token(_) => Err(ApiError::NotJobHolder {
+                job_id: job_id.to_owned(),
+            }),
+            Caller::Job { job_id: own, .. } if own != job_id => Err(ApiError::OutsideJob {
+                job_id: own.clone(),
+            }),
+            Caller::Job { .. } => self.job_token_in_force(job_id),
+        }
+    }
+
+    /// Refuses a job token of job `job_id` that an ended run or a later claim made void.
+    fn job_token_in_force(&self, job_id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Job { current: false, .. } => Err(ApiError::SupersededJobToken {
+                job_id: job_id.to_owned(),
+            }),
+            Caller::Job { running: false, .. } => Err(ApiError::JobTokenEnded {
+                job_id: job_id.to_owned(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -142,7 +177,11 @@ impl FromRequestParts<AppState> for Caller {
             // A server listening beyond loopback never runs open, even if every token was revoked after it started.
             Lookup::NoTokens | Lookup::Invalid => Err(ApiError::Unauthorized),
             Lookup::Valid(token) => Ok(Caller::Token(token)),
-            Lookup::Job { job_id, running } => Ok(Caller::Job { job_id, running }),
+            Lookup::Job(token) => Ok(Caller::Job {
+                running: token.job_state == JobState::Running,
+                current: token.current,
+                job_id: token.job_id,
+            }),
         }
     }
 }
@@ -154,9 +193,8 @@ fn look_up(store: &dyn Store, secret: Option<String>) -> Result<Lookup, StoreErr
         if let Some(token) = store.verify_token(&secret)? {
             return Ok(Lookup::Valid(token));
         }
-        if let Some((job_id, state)) = store.verify_job_token(&secret)? {
-            let running = state == JobState::Running;
-            return Ok(Lookup::Job { job_id, running });
+        if let Some(token) = store.verify_job_token(&secret)? {
+            return Ok(Lookup::Job(token));
         }
     }
     if store.has_tokens()? {
@@ -175,12 +213,7 @@ enum Lookup {
     /// The request's token.
     Valid(Token),
     /// The request's job token.
-    Job {
-        /// Its job.
-        job_id: String,
-        /// Whether the job runs.
-        running: bool,
-    },
+    Job(JobTokenUse),
 }
 
 /// The secret of an `Authorization: Bearer …` header, if the request has one.

@@ -1,5 +1,5 @@
 //! Wake-ups for long-polling requests, in this process only: claims wait per queue, heartbeats per agent (for a
-//! cancel), stream reads per job (for new bytes or the job's end).
+//! cancel), stream reads per job (for new bytes or the job's end), reads of a job for a change of its state.
 //!
 //! A wake-up only says "look at the store again now"; the store stays the truth. Every waiter enables its wake-up
 //! before it looks at the store, so a change between the look and the wait still wakes it. Several servers sharing
@@ -18,6 +18,9 @@ pub(crate) struct Wakers {
     agents: KeyedWakers,
     /// Stream reads waiting for more bytes or the end of their job, by job id.
     jobs: KeyedWakers,
+    /// Reads of a job waiting for its state to change, by job id; apart from `jobs`, so a log's many uploads do not
+    /// wake them.
+    job_states: KeyedWakers,
 }
 
 impl Wakers {
@@ -56,8 +59,20 @@ impl Wakers {
         self.jobs.get(job_id)
     }
 
-    /// Wakes the reads waiting on `job_id`'s streams (bytes arrived, or the job ended).
+    /// Wakes the reads waiting on `job_id`'s streams: bytes arrived.
     pub(crate) fn wake_job(&self, job_id: &str) {
+        self.jobs.wake(job_id);
+    }
+
+    /// The wake-up a read of job `job_id` waits on for a change of its state.
+    pub(crate) fn for_job_state(&self, job_id: &str) -> Arc<Notify> {
+        self.job_states.get(job_id)
+    }
+
+    /// Wakes everyone waiting on job `job_id`: its state changed (claimed, released, ended), which stream reads
+    /// waiting for its end need to know too.
+    pub(crate) fn job_changed(&self, job_id: &str) {
+        self.job_states.wake(job_id);
         self.jobs.wake(job_id);
     }
 }

@@ -82,6 +82,23 @@ pub(crate) enum ApiError {
         /// The job.
         job_id: String,
     },
+    /// A job token that a later claim of its job replaced: its holder lost the job.
+    #[error(
+        "this token is from an earlier claim of job {job_id}, which was claimed again since: only its current holder \
+         may write to it"
+    )]
+    SupersededJobToken {
+        /// The job.
+        job_id: String,
+    },
+    /// A role token writing to a job: only the job token of its current claim (or an admin) may.
+    #[error(
+        "only the agent holding job {job_id}, with the job token handed over at its claim, or an admin may write to it"
+    )]
+    NotJobHolder {
+        /// The job.
+        job_id: String,
+    },
     /// An uploaded tar.gz (attachments or artifacts) is unreadable or has an entry that may not be unpacked.
     #[error(transparent)]
     InvalidArchive(#[from] proctor_archive::ArchiveError),
@@ -123,7 +140,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. }
             | ApiError::OutsideJob { .. }
-            | ApiError::JobTokenEnded { .. } => StatusCode::FORBIDDEN,
+            | ApiError::JobTokenEnded { .. }
+            | ApiError::SupersededJobToken { .. }
+            | ApiError::NotJobHolder { .. } => StatusCode::FORBIDDEN,
             ApiError::InvalidArchive(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NoArtifacts(_) | ApiError::NoAttachments(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidJob(error) if error.problem.kind == ProblemKind::Syntax => {
@@ -143,7 +162,9 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden { .. }
             | ApiError::OutsideJob { .. }
-            | ApiError::JobTokenEnded { .. } => "forbidden",
+            | ApiError::JobTokenEnded { .. }
+            | ApiError::SupersededJobToken { .. }
+            | ApiError::NotJobHolder { .. } => "forbidden",
             ApiError::InvalidArchive(_) => "invalid_archive",
             ApiError::NoArtifacts(_) => "no_artifacts",
             ApiError::NoAttachments(_) => "not_found",

@@ -49,7 +49,7 @@ async fn reap_once(
             state.metrics.count_job_ended(job.new_state.as_str());
         }
         // Followers of the job's output learn that this attempt is over.
-        state.wakers.wake_job(&job.job_id);
+        state.wakers.job_changed(&job.job_id);
     }
     Ok(())
 }

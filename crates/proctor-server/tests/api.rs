@@ -1311,12 +1311,19 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
         let (status, body) = server.send(request, Some(&token)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+    let (status, body) = server
+        .send(
+            server.client.post(job_url(mine, "/phases/test/start")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     for request in [
         server.client.get(job_url(other, "")),
         server.client.get(job_url(other, "/log")),
         server.client.get(server.url("/api/v1/jobs")),
         server.client.post(job_url(mine, "/cancel")),
-        server.client.post(job_url(mine, "/phases/test/start")),
+        server.client.post(job_url(other, "/phases/test/start")),
         server.client.get(server.url("/api/v1/queues")),
     ] {
         let (status, body) = server.send(request, Some(&token)).await;
@@ -1327,7 +1334,7 @@ async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
             server.client.post(job_url(mine, "/finish")).json(&json!({
                 "state": "passed", "reason": "done", "agent_id": "a1"
             })),
-            Some(&agent),
+            Some(&token),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -1416,16 +1423,183 @@ async fn an_agent_token_limited_to_one_queue_is_refused_on_another_queues_jobs()
         let (status, body) = server.send(request, Some(&agent_a)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
-    assert_eq!(
-        server
-            .send(
-                server.client.post(job_url("/phases/test/start")),
-                Some(&agent_all)
-            )
+    let (status, body) = server
+        .send(server.client.get(job_url("")), Some(&agent_all))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.stop().await;
+}
+
+/// Issue 11, item 2: only the holder of a job's current claim (its job token) or an admin writes to the job. Another
+/// agent serving the queue, the holder's own agent token, a user, a forged token and the holder of an earlier
+/// attempt are refused, and the holder's log stays byte-exact through all of their tries.
+#[tokio::test]
+async fn only_the_current_holder_or_an_admin_writes_to_a_job() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (admin, user, agent_1, agent_2) = {
+        let store = SqliteStore::open(data_dir.path()).unwrap();
+        let now = jiff::Timestamp::now();
+        let secret = |role| store.create_token(role, &[], now).unwrap().secret;
+        (
+            secret(Role::Admin),
+            secret(Role::User),
+            secret(Role::Agent),
+            secret(Role::Agent),
+        )
+    };
+    let server = TestServer::start_in(data_dir, |config| {
+        config.lease = Duration::from_millis(400);
+        config.reap_interval = Duration::from_millis(100);
+    })
+    .await;
+    for (agent, token) in [("a1", &agent_1), ("a2", &agent_2)] {
+        let request = server
+            .client
+            .post(server.url(&format!("/api/v1/agents/{agent}")))
+            .json(&json!({"queues": ["local"]}));
+        assert_eq!(server.send(request, Some(token)).await.0, StatusCode::OK);
+    }
+    let (status, job) = server
+        .send(
+            server
+                .client
+                .post(server.url("/api/v1/jobs"))
+                .header("content-type", "application/yaml")
+                .body("job_queue: local\nmax_attempts: 2\n"),
+            Some(&user),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let first = claim_now(&server, "a1", "local", Some(&agent_1)).await;
+    let first_token = first["job_token"].as_str().unwrap().to_owned();
+    let job_url = |rest: &str| server.url(&format!("/api/v1/jobs/{id}{rest}"));
+    let holder_log: Vec<u8> = (1..=15)
+        .map(|n| format!("line{n}\n"))
+        .collect::<String>()
+        .into_bytes();
+    let holder_log = [&holder_log[..], b"li"].concat();
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .put(job_url("/log?offset=0&phase=test"))
+                .body(holder_log.clone()),
+            Some(&first_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let end = holder_log.len();
+    let writes = || {
+        [
+            server
+                .client
+                .put(job_url(&format!("/log?offset={end}&phase=test")))
+                .body("INJECTED\n"),
+            server
+                .client
+                .put(job_url("/results?offset=0"))
+                .body(Vec::new()),
+            server
+                .client
+                .put(job_url("/artifacts"))
+                .body(tar_gz(&[file_entry("a.txt")])),
+            server.client.post(job_url("/phases/test/start")),
+            server
+                .client
+                .post(job_url("/phases/test/end"))
+                .json(&json!({"exit_status": 0})),
+            server
+                .client
+                .post(job_url("/finish"))
+                .json(&json!({"state": "passed", "reason": "forged", "agent_id": "a1"})),
+        ]
+    };
+    let read_log = || async {
+        let response = server
+            .client
+            .get(job_url("/log"))
+            .bearer_auth(&admin)
+            .send()
             .await
-            .0,
-        StatusCode::NO_CONTENT
-    );
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap().to_vec()
+    };
+    let job_state = || async {
+        server
+            .send(server.client.get(job_url("")), Some(&admin))
+            .await
+            .1["state"]
+            .clone()
+    };
+    for (who, token, refused) in [
+        ("another agent", agent_2.as_str(), StatusCode::FORBIDDEN),
+        (
+            "the holder's own agent token",
+            agent_1.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+        ("a user", user.as_str(), StatusCode::FORBIDDEN),
+        // Not a credential at all: unauthenticated rather than forbidden.
+        (
+            "a forged job token",
+            "0123456789abcdef",
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        for request in writes() {
+            let (status, body) = server.send(request, Some(token)).await;
+            assert_eq!(status, refused, "{who}: {body}");
+            if status == StatusCode::FORBIDDEN && who != "a user" {
+                let message = body["message"].as_str().unwrap();
+                assert!(message.contains("holding job"), "{who}: {message}");
+            }
+        }
+        assert_eq!(read_log().await, holder_log, "after {who}");
+        assert_eq!(job_state().await, "running", "after {who}");
+    }
+    // The holder goes silent, its lease lapses and a2 claims the job again: a1's token is refused from then on.
+    let second = loop {
+        let request = server
+            .client
+            .post(server.url("/api/v1/agents/a2/claim"))
+            .json(&json!({"queues": ["local"], "wait_seconds": 5.0}));
+        let (status, claimed) = server.send(request, Some(&agent_2)).await;
+        if status == StatusCode::OK {
+            break claimed;
+        }
+    };
+    assert_eq!(second["attempts"], 2, "{second}");
+    let second_token = second["job_token"].as_str().unwrap().to_owned();
+    let log_of_second = read_log().await;
+    for request in writes() {
+        let (status, body) = server.send(request, Some(&first_token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("earlier claim"), "{message}");
+    }
+    assert_eq!(read_log().await, log_of_second);
+    assert_eq!(job_state().await, "running");
+    // The new holder writes; an admin may too, explicitly, and ends the job.
+    let (status, body) = server
+        .send(
+            server.client.post(job_url("/phases/test/start")),
+            Some(&second_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .post(job_url("/finish"))
+                .json(&json!({"state": "failed", "reason": "ended by an admin"})),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "failed");
     server.stop().await;
 }
 
@@ -1508,5 +1682,67 @@ async fn a_waiting_log_read_is_woken_by_an_upload_and_by_the_job_ending() {
         .unwrap()
         .unwrap();
     assert_eq!(answer, ("passed".to_owned(), "6".to_owned(), Vec::new()));
+    server.stop().await;
+}
+
+/// Issue 11, item 6: a read of a job can be held until its state changes from the one the caller saw, and is
+/// answered as soon as it does: at the claim, then at the end.
+#[tokio::test]
+async fn a_held_job_read_is_answered_when_the_job_state_changes() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    let held = |seen: &str| {
+        let url = server.url(&format!(
+            "/api/v1/jobs/{id}?changed_from={seen}&wait_seconds=30"
+        ));
+        let client = server.client.clone();
+        tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        })
+    };
+    // Unchanged for the whole (short) wait: answered at its end with the state as it is.
+    let unchanged = server
+        .get_json(&format!(
+            "/api/v1/jobs/{id}?changed_from=queued&wait_seconds=0.2"
+        ))
+        .await;
+    assert_eq!(unchanged["state"], "queued");
+    let until_claimed = held("queued");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!until_claimed.is_finished(), "answered before any change");
+    let (status, claimed) = server.claim("a1", 0.0).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let seen = tokio::time::timeout(PATIENCE, until_claimed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["state"], "running", "{seen}");
+    let until_ended = held("running");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!until_ended.is_finished(), "answered before any change");
+    let (status, body) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = tokio::time::timeout(PATIENCE, until_ended)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["state"], "passed", "{seen}");
+    // A state seen that is no state at all is a 400 naming the states.
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .get(server.url(&format!("/api/v1/jobs/{id}?changed_from=asleep"))),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     server.stop().await;
 }

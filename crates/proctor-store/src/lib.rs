@@ -41,8 +41,8 @@ use jiff::Timestamp;
 pub use error::StoreError;
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
-    JobFilter, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, StreamChunk,
-    TestResult, TestUpdate, Token,
+    JobFilter, JobTokenUse, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress,
+    StreamChunk, TestResult, TestUpdate, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -200,8 +200,9 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<Token>>;
     /// Deletes a token; its secret stops working.
     fn revoke_token(&self, token_id: &str) -> Result<()>;
-    /// The job a job-token secret belongs to, with the job's state (the token works only while it runs), or `None`
-    /// for an unknown secret. Job tokens are issued by [`claim_job`](Store::claim_job); they are not in
-    /// [`tokens`](Store::tokens) and do not count for [`has_tokens`](Store::has_tokens).
-    fn verify_job_token(&self, secret: &str) -> Result<Option<(String, JobState)>>;
+    /// The job a job-token secret belongs to, with the job's state (the token works only while it runs) and whether
+    /// it is the token of the job's current claim, or `None` for an unknown secret. Job tokens are issued by
+    /// [`claim_job`](Store::claim_job); they are not in [`tokens`](Store::tokens) and do not count for
+    /// [`has_tokens`](Store::has_tokens).
+    fn verify_job_token(&self, secret: &str) -> Result<Option<JobTokenUse>>;
 }

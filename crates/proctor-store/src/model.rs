@@ -80,6 +80,17 @@ pub struct Claim {
     pub has_attachments: bool,
 }
 
+/// What a job token stands for, as [`Store::verify_job_token`](crate::Store::verify_job_token) finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTokenUse {
+    /// The job the token was issued for.
+    pub job_id: String,
+    /// The job's state now.
+    pub job_state: JobState,
+    /// Whether the token is the one of the job's current claim (a later claim supersedes it).
+    pub current: bool,
+}
+
 /// Which jobs [`Store::list_jobs`](crate::Store::list_jobs) returns, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {

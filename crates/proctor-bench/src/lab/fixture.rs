@@ -2,6 +2,7 @@
 //! queue `bench`, each on its own thread with its own work directory.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -132,6 +133,17 @@ impl Lab {
                 });
             }
         }
+    }
+
+    /// Writes `text` to file `name` in the lab's scratch directory; answers its path.
+    pub(super) fn scratch_file(&self, name: &str, text: &str) -> Result<PathBuf, LabBenchError> {
+        let path = self.scratch.path().join(name);
+        std::fs::write(&path, text).map_err(|source| LabBenchError::Io {
+            action: "writing",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
     }
 
     /// The job's whole log as stored so far.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::convert::IntoView;
 use super::{capped_wait, AppState};
-use crate::auth::{Caller, JobToken};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use proctor_api::{
     AgentView, ClaimRequest, ClaimedJob, ErrorBody, HeartbeatRequest, HeartbeatView, PhaseEnd,
@@ -126,6 +126,7 @@ async fn try_claim(
         return Ok(None);
     };
     let job = claim.job;
+    state.wakers.job_changed(&job.id);
     if job.attempts == 1 {
         let waited = now.duration_since(job.created_at);
         state
@@ -198,6 +199,7 @@ async fn renew_leases(state: &AppState, agent_id: &str) -> Result<HeartbeatReply
     responses(
         (status = 204, description = "Recorded"),
         (status = 400, description = "Not a phase", body = ErrorBody),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ),
     tag = "phases"
@@ -207,9 +209,7 @@ pub(crate) async fn start_phase(
     caller: Caller,
     Path((id, phase)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
-        .await?;
+    caller.require_job_writer(&id)?;
     let phase = known_phase(&phase)?;
     state
         .store_call(move |store| store.start_phase(&id, phase.as_str(), Timestamp::now()))
@@ -229,6 +229,7 @@ pub(crate) async fn start_phase(
     responses(
         (status = 204, description = "Recorded"),
         (status = 400, description = "Not a phase", body = ErrorBody),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job, or the phase never started", body = ErrorBody),
     ),
     tag = "phases"
@@ -239,9 +240,7 @@ pub(crate) async fn end_phase(
     Path((id, phase)): Path<(String, String)>,
     Json(end): Json<PhaseEnd>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
-        .await?;
+    caller.require_job_writer(&id)?;
     let phase = known_phase(&phase)?;
     state
         .store_call(move |store| {

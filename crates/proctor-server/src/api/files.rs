@@ -50,6 +50,7 @@ pub(crate) async fn upload_attachments(
         .store_call(move |store| store.store_attachments(&id, &body, Timestamp::now()))
         .await?;
     state.wakers.wake(&job.queue);
+    state.wakers.job_changed(&job.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -88,6 +89,7 @@ pub(crate) async fn download_attachments(
     request_body(content = Vec<u8>, content_type = "application/gzip"),
     responses(
         (status = 204, description = "Stored"),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 413, description = "The archive is too large"),
         (status = 422, description = "Not a tar.gz, or an entry that may not be unpacked", body = ErrorBody),
@@ -100,9 +102,7 @@ pub(crate) async fn upload_artifacts(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require_on_job(&state, &id, &[Role::Agent], JobToken::Allowed)
-        .await?;
+    caller.require_job_writer(&id)?;
     let archive = body.clone();
     tokio::task::spawn_blocking(move || check(&archive, Layout::Any)).await??;
     let artifact = Artifact {

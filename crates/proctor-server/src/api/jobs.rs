@@ -1,5 +1,8 @@
 //! Jobs: submit, look at, list, cancel, finish, and their per-test results.
 
+use std::pin::pin;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -8,14 +11,15 @@ use axum::Json;
 use jiff::Timestamp;
 use proctor_job::{Job, JobFormat};
 use proctor_store::{CancelOutcome, JobFilter, JobState, NewJob, Role, Store, StoreError};
+use tokio::time::Instant;
 
 use super::convert::IntoView;
-use super::AppState;
+use super::{capped_wait, AppState};
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use crate::results;
 use proctor_api::{
-    CancelView, ErrorBody, FinishRequest, JobDetail, JobView, JobsQuery, SubmitQuery,
+    CancelView, ErrorBody, FinishRequest, JobDetail, JobQuery, JobView, JobsQuery, SubmitQuery,
     TestResultView,
 };
 
@@ -141,13 +145,15 @@ fn is_served(store: &dyn Store, queue: &str) -> Result<bool, StoreError> {
     Ok(store.queue(queue)?.is_some_and(|info| info.ever_served))
 }
 
-/// One job, with its phases (and why its results stopped being parsed, if they did).
+/// One job, with its phases (and why its results stopped being parsed, if they did). With `changed_from` and
+/// `wait_seconds`, the answer waits until the job's state is no longer `changed_from` or the wait ends.
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}",
-    params(("id" = String, Path, description = "The job id")),
+    params(("id" = String, Path, description = "The job id"), JobQuery),
     responses(
         (status = 200, description = "The job", body = JobDetail),
+        (status = 400, description = "`changed_from` is not a state", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ),
     tag = "jobs"
@@ -156,10 +162,33 @@ pub(crate) async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(query): Query<JobQuery>,
 ) -> Result<Json<JobDetail>, ApiError> {
     caller
         .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
         .await?;
+    let changed_from = query.changed_from.as_deref().map(parse_state).transpose()?;
+    let wait = query
+        .wait_seconds
+        .map_or(Duration::ZERO, |asked| capped_wait(asked, state.claim_hold));
+    let deadline = Instant::now() + wait;
+    let changes = state.wakers.for_job_state(&id);
+    loop {
+        // Listening before reading means a change between the read and the wait still wakes it.
+        let mut changed = pin!(changes.notified());
+        changed.as_mut().enable();
+        let detail = job_detail(&state, &id).await?;
+        if changed_from.is_none_or(|seen| detail.job.state != seen) || Instant::now() >= deadline {
+            return Ok(Json(detail));
+        }
+        // At the deadline the loop reads once more and answers with whatever is there.
+        let _ = tokio::time::timeout_at(deadline, changed).await;
+    }
+}
+
+/// Job `id` with its phases, as the store has it now.
+async fn job_detail(state: &AppState, id: &str) -> Result<JobDetail, ApiError> {
+    let id = id.to_owned();
     let (job, phases, progress) = state
         .store_call(move |store| {
             Ok((
@@ -169,11 +198,17 @@ pub(crate) async fn get_job(
             ))
         })
         .await?;
-    Ok(Json(JobDetail {
+    Ok(JobDetail {
         job: job.into_view(),
         phases: phases.into_iter().map(IntoView::into_view).collect(),
         results_problem: progress.problem,
-    }))
+    })
+}
+
+/// A job state named in a query, or a 400 naming the states there are.
+fn parse_state(name: &str) -> Result<JobState, ApiError> {
+    name.parse()
+        .map_err(|error: proctor_store::UnknownName| ApiError::BadRequest(error.to_string()))
 }
 
 /// The job's per-test results as parsed from its subunit results so far, by test id.
@@ -218,12 +253,7 @@ pub(crate) async fn list_jobs(
     Query(query): Query<JobsQuery>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
     caller.require(&[Role::User, Role::Agent])?;
-    let job_state = query
-        .state
-        .as_deref()
-        .map(str::parse::<JobState>)
-        .transpose()
-        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let job_state = query.state.as_deref().map(parse_state).transpose()?;
     let filter = JobFilter {
         queue: query.queue,
         state: job_state,
@@ -262,7 +292,7 @@ pub(crate) async fn cancel_job(
     match &outcome {
         CancelOutcome::Cancelled => {
             state.metrics.count_job_ended(JobState::Cancelled.as_str());
-            state.wakers.wake_job(&job.id);
+            state.wakers.job_changed(&job.id);
         }
         // The agent's waiting heartbeat answers at once, so it learns within the second.
         CancelOutcome::Requested => {
@@ -283,6 +313,7 @@ pub(crate) async fn cancel_job(
     request_body = FinishRequest,
     responses(
         (status = 200, description = "The ended job", body = JobView),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "Not running, or held by another agent", body = ErrorBody),
     ),
@@ -294,9 +325,7 @@ pub(crate) async fn finish_job(
     Path(id): Path<String>,
     Json(request): Json<FinishRequest>,
 ) -> Result<Json<JobView>, ApiError> {
-    caller
-        .require_on_job(&state, &id, &[Role::Agent], JobToken::Refused)
-        .await?;
+    caller.require_job_writer(&id)?;
     let final_state = request.state;
     let job = state
         .store_call(move |store| {
@@ -313,6 +342,6 @@ pub(crate) async fn finish_job(
         })
         .await?;
     state.metrics.count_job_ended(final_state.as_str());
-    state.wakers.wake_job(&job.id);
+    state.wakers.job_changed(&job.id);
     Ok(Json(job.into_view()))
 }

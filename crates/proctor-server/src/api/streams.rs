@@ -28,6 +28,7 @@ use proctor_api::{
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "Stored up to end_offset", body = UploadAck),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The chunk starts past the end: resend from expected_offset", body = ErrorBody),
         (status = 413, description = "The chunk is too large"),
@@ -54,6 +55,7 @@ pub(crate) async fn upload_log(
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "Stored up to end_offset", body = UploadAck),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The chunk starts past the end: resend from expected_offset", body = ErrorBody),
         (status = 413, description = "The chunk is too large"),
@@ -79,9 +81,7 @@ async fn upload(
     query: UploadQuery,
     body: Bytes,
 ) -> Result<Json<UploadAck>, ApiError> {
-    caller
-        .require_on_job(&state, &job_id, &[Role::Agent], JobToken::Allowed)
-        .await?;
+    caller.require_job_writer(&job_id)?;
     let phase = query.phase.as_deref().map(known_phase).transpose()?;
     let stored_job_id = job_id.clone();
     let end_offset = state

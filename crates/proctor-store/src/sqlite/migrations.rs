@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "results_attachments_job_tokens",
         sql: include_str!("../../migrations/sqlite/0002_results_attachments_job_tokens.sql"),
     },
+    Migration {
+        version: 3,
+        name: "superseded_job_tokens",
+        sql: include_str!("../../migrations/sqlite/0003_superseded_job_tokens.sql"),
+    },
 ];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same

@@ -15,9 +15,9 @@ use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
-    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, NewJob, PhaseRecord, QueueInfo,
-    ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult, TestUpdate,
-    Token,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, JobTokenUse, NewJob, PhaseRecord,
+    QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
+    TestUpdate, Token,
 };
 use rows::{
     agent_row, claimed_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS,
@@ -197,6 +197,12 @@ fn hand_over(
     now: Timestamp,
 ) -> Result<Claim> {
     let job_token = secret::generate()?;
+    tx.execute_cached(
+        "INSERT INTO superseded_job_tokens (secret_hash, job_id, superseded_at)
+         SELECT secret_hash, job_id, ?2 FROM job_tokens WHERE job_id = ?1",
+        params![job.id, micros(now)],
+    )
+    .during("retiring the job's earlier token")?;
     tx.execute_cached(
         "INSERT INTO job_tokens (job_id, secret_hash, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (job_id) DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at",
@@ -1013,15 +1019,24 @@ impl Store for SqliteStore {
         })
     }
 
-    fn verify_job_token(&self, secret: &str) -> Result<Option<(String, JobState)>> {
+    fn verify_job_token(&self, secret: &str) -> Result<Option<JobTokenUse>> {
         let hash = secret::hash(secret);
         self.read(|connection| {
             connection
                 .query_row_cached(
-                    "SELECT t.job_id, j.state FROM job_tokens t JOIN jobs j ON j.id = t.job_id
-                     WHERE t.secret_hash = ?1",
+                    "SELECT t.job_id, j.state, 1 AS current FROM job_tokens t JOIN jobs j ON j.id = t.job_id
+                     WHERE t.secret_hash = ?1
+                     UNION ALL
+                     SELECT s.job_id, j.state, 0 AS current FROM superseded_job_tokens s JOIN jobs j ON j.id = s.job_id
+                     WHERE s.secret_hash = ?1",
                     [hash],
-                    |row| Ok((row.get("job_id")?, rows::parsed(row, "state")?)),
+                    |row| {
+                        Ok(JobTokenUse {
+                            job_id: row.get("job_id")?,
+                            job_state: rows::parsed(row, "state")?,
+                            current: row.get("current")?,
+                        })
+                    },
                 )
                 .optional()
                 .during("verifying a job token")
