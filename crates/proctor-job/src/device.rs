@@ -88,16 +88,17 @@ impl Device {
                 rest = &tail[2..];
                 continue;
             }
-            if tail.starts_with('}') {
+            if let Some(after) = tail.strip_prefix('}') {
                 filled.push('}');
-                rest = &tail[1..];
+                rest = after;
                 continue;
             }
             // A field runs to the next `}`; one with a `{` inside is not a field.
-            let field = tail[1..]
+            let inside = &tail[1..];
+            let field = inside
                 .find(['{', '}'])
-                .filter(|&end| tail[1 + end..].starts_with('}'))
-                .map(|end| &tail[1..1 + end]);
+                .filter(|&end| inside[end..].starts_with('}'))
+                .map(|end| &inside[..end]);
             match field {
                 Some(field) => {
                     match self.field_text(field) {
