@@ -266,5 +266,5 @@ fn the_device_table_describes_the_machine_under_test() {
     assert!(path.starts_with("device"), "{path}");
     // The toml parser points at the table a bad key is in; the message names the key.
     assert_eq!(location.map(|(line, _)| line), Some(3), "{message}");
-    assert!(message.contains("`device-ip`"), "{message}");
+    assert!(message.contains("string \"device-ip\""), "{message}");
 }
