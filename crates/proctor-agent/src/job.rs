@@ -769,17 +769,23 @@ impl JobRun<'_, '_> {
                 "test_cmds hold `{{`: their {device_ip}-style placeholders were filled from the agent's [device] table (Testflinger's deprecated templating)",
             );
         }
-        if script.len() <= MAX_INLINE_SCRIPT {
+        let own_interpreter = names_other_interpreter(&script);
+        if script.len() <= MAX_INLINE_SCRIPT && !own_interpreter {
             return Ok(CommandSpec::new("bash").args(["-c", &script, TEST_CMDS_NAME]));
         }
         let path = self.spool.join(TEST_CMDS_NAME);
         create_dir(&self.spool)
             .map_err(|error| error.to_string())
             .and_then(|()| {
-                fs::write(&path, script)
+                write_executable(&path, &script)
                     .map_err(|error| format!("could not write {}: {error}", path.display()))
             })?;
-        Ok(CommandSpec::new("bash").arg(path))
+        // Testflinger runs the script as a file, so a `#!` line naming another interpreter (python3, sh) picks it.
+        if own_interpreter {
+            Ok(CommandSpec::new(path))
+        } else {
+            Ok(CommandSpec::new("bash").arg(path))
+        }
     }
 
     /// Runs `command` under the supervisor, copying its output into the log as it comes.
@@ -883,6 +889,31 @@ fn failed_tests(path: &Path) -> Vec<String> {
         .into_iter()
         .map(|record| record.test_id)
         .collect()
+}
+
+/// Whether a script's `#!` line names an interpreter other than bash (directly or through `env`).
+fn names_other_interpreter(script: &str) -> bool {
+    let Some(line) = script
+        .strip_prefix("#!")
+        .and_then(|rest| rest.lines().next())
+    else {
+        return false;
+    };
+    let file_name = |path: &str| {
+        Path::new(path)
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    };
+    let mut words = line.split_whitespace();
+    let program = words.next().and_then(file_name);
+    let interpreter = if program.as_deref() == Some("env") {
+        words
+            .find(|word| !word.starts_with('-'))
+            .and_then(file_name)
+    } else {
+        program
+    };
+    interpreter.is_some_and(|name| name != "bash")
 }
 
 /// Moves the entries of `from` into `into` by renaming them, merging directories both have; the path (below the

@@ -772,6 +772,26 @@ fn artifacts_made_by_the_job_and_left_in_proctor_artifacts_come_back_together() 
     );
 }
 
+/// As under Testflinger, which runs a string `test_cmds` as a script file: a `#!` line naming another interpreter
+/// picks it; a bash one (or none) runs with bash.
+#[test]
+fn test_cmds_with_their_own_interpreter_run_with_it() {
+    let lab = Lab::start(|_| {});
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    #!/usr/bin/env python3\n    import os, sys\n    print('python', sys.version_info[0], os.environ['PROCTOR_PHASE'])\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let log = lab.log(&id);
+    assert!(log.contains("python 3 test\n"), "{log}");
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    #!/bin/bash\n    set -e\n    [[ -n $BASH_VERSION ]] && echo bash ran it\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("bash ran it\n"));
+}
+
 #[test]
 fn artifacts_over_the_cap_are_not_uploaded_and_the_job_says_so() {
     let setup = LabSetup {

@@ -222,8 +222,13 @@ pub struct Attachment {
     /// The file on the submitter's machine.
     pub local: String,
     /// Where it lands under `attachments/<phase>/` on the agent; by default the local path relative to the job
-    /// file's directory (the file's name when it is outside), as Testflinger's CLI does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// file's directory (the file's name when it is outside), as Testflinger's CLI does. An absolute path loses
+    /// its leading `/`, as there (`/data/x` lands at `data/x`).
+    #[serde(
+        default,
+        deserialize_with = "deserialize_agent_path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent: Option<InsidePath>,
     /// Where Testflinger copies it on the machine under test; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +249,33 @@ pub struct ReserveData {
         serialize_with = "crate::duration::serialize"
     )]
     pub timeout: Duration,
+}
+
+/// An attachment's `agent` path, made relative by dropping its leading `/`s as Testflinger's CLI does. A visitor
+/// rather than reading a `String` first, so that an error points at the value rather than at its mapping.
+fn deserialize_agent_path<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<InsidePath>, D::Error> {
+    deserializer.deserialize_str(AgentPathVisitor).map(Some)
+}
+
+struct AgentPathVisitor;
+
+impl Visitor<'_> for AgentPathVisitor {
+    type Value = InsidePath;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a path without `..`")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<InsidePath, E> {
+        InsidePath::new(text.trim_start_matches('/')).map_err(|reason| {
+            E::invalid_value(
+                de::Unexpected::Str(text),
+                &format!("a path inside the attachments ({reason})").as_str(),
+            )
+        })
+    }
 }
 
 fn default_global_timeout() -> Duration {
