@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use proctor_events::{Sink, Summary};
-use proctor_job::{AgentConfig, Job, Phase, Timeouts};
+use proctor_job::{AgentConfig, Device, Job, Phase, Timeouts};
 use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
 use crate::state::{self, InProgress};
 use crate::upload::{Draining, PhaseMarks, UploadEnd, UploadSource, Uploader};
-use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE};
+use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE, PROCTOR_ARTIFACTS_DIR};
 use crate::{AgentSettings, FinalState, JobReport};
 
 /// The file in the job's work directory where phases write their subunit v2 results.
@@ -90,6 +90,7 @@ pub(crate) fn run_job(
         writer: writer.clone(),
         recipe_script: claimed.recipe_script,
         reservation_ended: false,
+        device: context.config.device_for_jobs(),
     };
     let (state, reason) = run.run_all(&claimed.job.definition, claimed.has_attachments);
     // At the latest now, so a job whose phases never started still sends the agent's notes.
@@ -341,6 +342,8 @@ struct JobRun<'a, 'b> {
     recipe_script: Option<String>,
     /// Whether a cancel ended a reservation's hold.
     reservation_ended: bool,
+    /// The machine under test, as the phases see it.
+    device: Device,
 }
 
 impl JobRun<'_, '_> {
@@ -492,7 +495,8 @@ impl JobRun<'_, '_> {
     /// could not be uploaded (the verdict stays what the phases made it).
     fn upload_artifacts(&mut self) -> Option<String> {
         let cap = self.context.settings.artifacts_cap;
-        let problem = match pack_directory(&self.work_dir.join(ARTIFACTS_DIR), cap) {
+        let artifacts = self.gather_artifacts();
+        let problem = match pack_directory(&artifacts, cap) {
             Ok(None) => return None,
             Err(ArchiveError::OverCap { cap }) => format!(
                 "the artifacts were not uploaded: packed, they are larger than the agent's cap of {cap} bytes"
@@ -518,6 +522,43 @@ impl JobRun<'_, '_> {
         };
         self.log.note(&problem);
         Some(problem)
+    }
+
+    /// Puts the job's artifacts in one directory and answers it: `artifacts/` as the job left it (or made now, when
+    /// the job did not make it, as Testflinger's users expect), with what phases left in `$PROCTOR_ARTIFACTS` moved
+    /// in. A name both hold keeps the job's `artifacts/` file, and the log says so. When the job left something
+    /// other than a directory at `artifacts`, only `$PROCTOR_ARTIFACTS` is uploaded.
+    fn gather_artifacts(&mut self) -> PathBuf {
+        let artifacts = self.work_dir.join(ARTIFACTS_DIR);
+        let proctor_artifacts = self.work_dir.join(PROCTOR_ARTIFACTS_DIR);
+        let made_by_job = match fs::symlink_metadata(&artifacts) {
+            Ok(metadata) if metadata.is_dir() => true,
+            Ok(_) => {
+                self.log.note(&format!(
+                    "{ARTIFACTS_DIR} is not a directory: only $PROCTOR_ARTIFACTS is uploaded"
+                ));
+                return proctor_artifacts;
+            }
+            Err(_) => false,
+        };
+        if !made_by_job && fs::rename(&proctor_artifacts, &artifacts).is_ok() {
+            return artifacts;
+        }
+        if let Err(error) = create_dir(&artifacts) {
+            self.log.note(&error.with_causes());
+            return proctor_artifacts;
+        }
+        let mut clashes = Vec::new();
+        move_into(&proctor_artifacts, &artifacts, Path::new(""), &mut clashes);
+        for clash in clashes {
+            self.log.note(&format!(
+                "$PROCTOR_ARTIFACTS/{0} was left out of the artifacts: the job's {ARTIFACTS_DIR}/{0} is kept",
+                clash.display()
+            ));
+        }
+        // Empty unless something clashed; what is left there stays for people to look at.
+        let _ = fs::remove_dir(&proctor_artifacts);
+        artifacts
     }
 
     /// Uploads packed artifacts, retrying with backoff for the drain limit while the server cannot be reached or
@@ -661,7 +702,8 @@ impl JobRun<'_, '_> {
     /// reservation on an agent without a `reserve_command`).
     fn phase_command(&mut self, job: &Job, phase: Phase) -> Result<Option<CommandSpec>, String> {
         // A phase may have deleted the work directory; the next one still gets it.
-        create_dir(&self.work_dir.join(ARTIFACTS_DIR)).map_err(|error| error.to_string())?;
+        let proctor_artifacts = self.work_dir.join(PROCTOR_ARTIFACTS_DIR);
+        create_dir(&proctor_artifacts).map_err(|error| error.to_string())?;
         let configured = self.context.config.command(phase);
         let spec = match (phase, &self.recipe_script, configured) {
             (Phase::Test, Some(script), _) => self.recipe_command(script, job)?,
@@ -669,8 +711,12 @@ impl JobRun<'_, '_> {
             (Phase::Test, _, None) => self.test_cmds_command(job)?,
             (_, _, None) => return Ok(None),
         };
+        // Before the agent's own variables, which a device key of the same name must not replace.
+        let mut spec = spec.cwd(&self.work_dir);
+        for (name, value) in self.device.environment() {
+            spec = spec.env(name, value);
+        }
         let mut spec = spec
-            .cwd(&self.work_dir)
             .grace(self.context.settings.grace)
             .env("PROCTOR_JOB_ID", &self.job_id)
             .env("PROCTOR_PHASE", phase.as_str())
@@ -678,7 +724,7 @@ impl JobRun<'_, '_> {
             .env("PROCTOR_WORK_DIR", &self.work_dir)
             .env("PROCTOR_JOB_FILE", self.work_dir.join(JOB_FILE))
             .env("PROCTOR_RESULTS", self.work_dir.join(RESULTS_FILE))
-            .env("PROCTOR_ARTIFACTS", self.work_dir.join(ARTIFACTS_DIR));
+            .env("PROCTOR_ARTIFACTS", proctor_artifacts);
         if let Some(token) = &self.token {
             spec = spec.env("PROCTOR_TOKEN", token);
         }
@@ -709,24 +755,35 @@ impl JobRun<'_, '_> {
 
     /// The job's `test_cmds` run with bash: given on its command line (no file to make on the dispatch path), or
     /// when too long for one argument, written to the spool.
-    fn test_cmds_command(&self, job: &Job) -> Result<CommandSpec, String> {
-        let script = job
+    fn test_cmds_command(&mut self, job: &Job) -> Result<CommandSpec, String> {
+        let commands = job
             .test_data
             .as_ref()
             .and_then(|data| data.test_cmds.as_ref())
-            .ok_or("the job has no test_cmds and the agent has no test_command")?
-            .script();
-        if script.len() <= MAX_INLINE_SCRIPT {
+            .ok_or("the job has no test_cmds and the agent has no test_command")?;
+        let script = commands.script_for(&self.device);
+        if script != commands.script() {
+            self.log.note(
+                "test_cmds hold `{{`: their {device_ip}-style placeholders were filled from the agent's [device] table (Testflinger's deprecated templating)",
+            );
+        }
+        let own_interpreter = names_other_interpreter(&script);
+        if script.len() <= MAX_INLINE_SCRIPT && !own_interpreter {
             return Ok(CommandSpec::new("bash").args(["-c", &script, TEST_CMDS_NAME]));
         }
         let path = self.spool.join(TEST_CMDS_NAME);
         create_dir(&self.spool)
             .map_err(|error| error.to_string())
             .and_then(|()| {
-                fs::write(&path, script)
+                write_executable(&path, &script)
                     .map_err(|error| format!("could not write {}: {error}", path.display()))
             })?;
-        Ok(CommandSpec::new("bash").arg(path))
+        // Testflinger runs the script as a file, so a `#!` line naming another interpreter (python3, sh) picks it.
+        if own_interpreter {
+            Ok(CommandSpec::new(path))
+        } else {
+            Ok(CommandSpec::new("bash").arg(path))
+        }
     }
 
     /// Runs `command` under the supervisor, copying its output into the log as it comes.
@@ -830,6 +887,55 @@ fn failed_tests(path: &Path) -> Vec<String> {
         .into_iter()
         .map(|record| record.test_id)
         .collect()
+}
+
+/// Whether a script's `#!` line names an interpreter other than bash (directly or through `env`).
+fn names_other_interpreter(script: &str) -> bool {
+    let Some(line) = script
+        .strip_prefix("#!")
+        .and_then(|rest| rest.lines().next())
+    else {
+        return false;
+    };
+    let file_name = |path: &str| {
+        Path::new(path)
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    };
+    let mut words = line.split_whitespace();
+    let program = words.next().and_then(file_name);
+    let interpreter = if program.as_deref() == Some("env") {
+        words
+            .find(|word| !word.starts_with('-'))
+            .and_then(file_name)
+    } else {
+        program
+    };
+    interpreter.is_some_and(|name| name != "bash")
+}
+
+/// Moves the entries of `from` into `into` by renaming them, merging directories both have; the path (below the
+/// top) of each entry `into` already has a file for is added to `clashes` and the entry stays where it was. A
+/// directory that cannot be read moves nothing.
+fn move_into(from: &Path, into: &Path, below: &Path, clashes: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let (source, target) = (entry.path(), into.join(entry.file_name()));
+        let relative = below.join(entry.file_name());
+        match fs::symlink_metadata(&target) {
+            Err(_) => {
+                if fs::rename(&source, &target).is_err() {
+                    clashes.push(relative);
+                }
+            }
+            Ok(existing) if existing.is_dir() && source.is_dir() && !source.is_symlink() => {
+                move_into(&source, &target, &relative, clashes);
+            }
+            Ok(_) => clashes.push(relative),
+        }
+    }
 }
 
 /// Writes `text` to `path` as an executable file (replacing one a phase left there).

@@ -9,8 +9,12 @@
 //! is the agent's `<phase>_command` run with bash, or for the test phase without a `test_command`, the job's
 //! `test_cmds` (the built-in local device). Phases see the job through `PROCTOR_JOB_ID`, `PROCTOR_PHASE`,
 //! `PROCTOR_SERVER`, `PROCTOR_WORK_DIR`, `PROCTOR_JOB_FILE`, `PROCTOR_RESULTS` (where to write a subunit v2
-//! stream) and `PROCTOR_ARTIFACTS`, and run under the supervisor with what is left of the job's global timeout
-//! and its output timeout; a limit or a cancel kills the phase's whole process tree.
+//! stream) and `PROCTOR_ARTIFACTS` (a directory that is there, `.proctor-artifacts/`), and the machine under test
+//! through the `[device]` table's keys upper-cased (`DEVICE_IP`, …) and its `env` variables
+//! ([`proctor_job::Device::environment`]). `test_cmds` that hold `{{` get their `{device_ip}`-style placeholders
+//! filled as Testflinger's device connectors fill them ([`proctor_job::Device::fill_placeholders`]). Phases run
+//! under the supervisor with what is left of the job's global timeout and its output timeout; a limit or a cancel
+//! kills the phase's whole process tree.
 //!
 //! Output is copied to a spool file beside the work directories (`<work_dir>/.spool/<job id>/output.log`) and
 //! uploaded from there by a background thread as it grows (within about 100 ms), by offset: an upload the server
@@ -40,8 +44,11 @@
 //! - The reserve phase runs the `reserve_command` (which installs the `ssh_keys` from `job.json`), then holds the
 //!   machine for the reservation's timeout (within the global timeout), saying in the log how to connect; a cancel
 //!   ends the hold and the job ends `cancelled`.
-//! - After the phases, `artifacts/` is packed as tar.gz (up to [`AgentSettings::artifacts_cap`]) and uploaded; a
-//!   failure is noted in the reason without changing the verdict.
+//! - The agent does not make `artifacts/` before the phases: jobs written for Testflinger make it themselves
+//!   (`mkdir artifacts`, often under `set -e`). After the phases it is made if the job did not, what the phases
+//!   left in `$PROCTOR_ARTIFACTS` is moved into it (the job's own file wins a clash, and the log says so), and it
+//!   is packed as tar.gz (up to [`AgentSettings::artifacts_cap`]) and uploaded; a failure is noted in the reason
+//!   without changing the verdict.
 //! - While a job runs (from just after its first process started), a record of it
 //!   (`<work_dir>/.in-progress/<job id>.json`) names its spooled streams; an agent started on the same work
 //!   directory finds it, uploads what the server lacks, and ends the job `error` ("agent restarted mid-job") before

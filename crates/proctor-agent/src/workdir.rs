@@ -1,7 +1,8 @@
 //! Job work directories, made ahead of the jobs.
 //!
 //! Making a directory or file allocates an inode, which on a busy ext4 file system (many files deleted lately) can
-//! take half a millisecond or more each; a job's work directory needs three (itself, `artifacts/` and `job.json`).
+//! take half a millisecond or more each; a job's work directory needs three (itself, `$PROCTOR_ARTIFACTS` and
+//! `job.json`).
 //! So while the agent is idle it makes the next job's directory under a fixed name, and a claimed job's directory
 //! is that one renamed, with `job.json` written into the empty file already there: nothing is allocated between the
 //! claim and the first phase's process (BENCHMARKS.md, dispatch).
@@ -20,8 +21,14 @@ const ASSEMBLING: &str = ".next-job.partial";
 
 /// The job's file in its work directory.
 pub(crate) const JOB_FILE: &str = "job.json";
-/// The directory in the job's work directory for artifacts.
+/// The directory in the job's work directory whose files are uploaded as the job's artifacts. The agent does not
+/// make it before the phases: jobs written for Testflinger begin with `mkdir artifacts` (often under `set -e`),
+/// as Testflinger does not make it either. After the phases it is made if the job did not, and what phases left
+/// in [`PROCTOR_ARTIFACTS_DIR`] is moved into it.
 pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
+/// The directory `$PROCTOR_ARTIFACTS` names: there before every phase, so scripts written for Proctor can write
+/// into it without making it; its files join [`ARTIFACTS_DIR`]'s after the phases.
+pub(crate) const PROCTOR_ARTIFACTS_DIR: &str = ".proctor-artifacts";
 
 /// The agent's job work directories, `<root>/<job id>`.
 #[derive(Debug, Clone)]
@@ -61,7 +68,7 @@ impl WorkDirs {
         }
     }
 
-    /// The work directory of `job_id`, with an empty `artifacts/` and `job.json` holding `definition`: the ready
+    /// The work directory of `job_id`, with an empty [`PROCTOR_ARTIFACTS_DIR`] and `job.json` holding `definition`: the ready
     /// directory renamed when there is one, else made now. A directory an earlier attempt of the job left on this
     /// agent is emptied first, so its results and artifacts are not taken for this one's.
     pub(crate) fn take(&self, job_id: &str, definition: &[u8]) -> Result<PathBuf, AgentError> {
@@ -90,9 +97,9 @@ impl WorkDirs {
     }
 }
 
-/// A work directory as a job finds it: `artifacts/` and an empty `job.json`.
+/// A work directory as a job finds it: an empty [`PROCTOR_ARTIFACTS_DIR`] and an empty `job.json`.
 fn make_skeleton(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir.join(ARTIFACTS_DIR))?;
+    fs::create_dir_all(dir.join(PROCTOR_ARTIFACTS_DIR))?;
     fs::File::create(dir.join(JOB_FILE)).map(drop)
 }
 
@@ -110,9 +117,9 @@ mod tests {
         let dirs = WorkDirs::new(root.path().join("jobs"));
         dirs.prepare();
         let ready = dirs.root().join(READY);
-        assert!(ready.join(ARTIFACTS_DIR).is_dir());
+        assert!(ready.join(PROCTOR_ARTIFACTS_DIR).is_dir());
         assert_eq!(read(&ready.join(JOB_FILE)), "");
-        let marker = ready.join(ARTIFACTS_DIR).join("made-ahead");
+        let marker = ready.join(PROCTOR_ARTIFACTS_DIR).join("made-ahead");
         fs::write(&marker, "").expect("writable");
 
         let job = dirs
@@ -120,14 +127,14 @@ mod tests {
             .expect("taken");
         assert_eq!(job, dirs.job_dir("job-1"));
         assert!(
-            job.join(ARTIFACTS_DIR).join("made-ahead").exists(),
+            job.join(PROCTOR_ARTIFACTS_DIR).join("made-ahead").exists(),
             "the ready directory was renamed"
         );
         assert_eq!(read(&job.join(JOB_FILE)), "{\"job_queue\": \"local\"}");
         assert!(!ready.exists());
 
         dirs.prepare();
-        assert!(ready.join(ARTIFACTS_DIR).is_dir());
+        assert!(ready.join(PROCTOR_ARTIFACTS_DIR).is_dir());
         assert!(!dirs.root().join(ASSEMBLING).exists());
     }
 
@@ -136,7 +143,7 @@ mod tests {
         let root = tempfile::tempdir().expect("a temporary directory");
         let dirs = WorkDirs::new(root.path().to_owned());
         let job = dirs.take("job-1", b"{}").expect("taken");
-        assert!(job.join(ARTIFACTS_DIR).is_dir());
+        assert!(job.join(PROCTOR_ARTIFACTS_DIR).is_dir());
         assert_eq!(read(&job.join(JOB_FILE)), "{}");
     }
 
@@ -159,9 +166,13 @@ mod tests {
             .map(|entry| entry.expect("an entry").file_name())
             .collect();
         entries.sort();
-        assert_eq!(entries, [ARTIFACTS_DIR, JOB_FILE]);
+        assert_eq!(entries, [PROCTOR_ARTIFACTS_DIR, JOB_FILE]);
+        assert!(
+            !job.join(ARTIFACTS_DIR).exists(),
+            "a job makes artifacts/ itself"
+        );
         assert_eq!(
-            fs::read_dir(job.join(ARTIFACTS_DIR))
+            fs::read_dir(job.join(PROCTOR_ARTIFACTS_DIR))
                 .expect("listed")
                 .count(),
             0

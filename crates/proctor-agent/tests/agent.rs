@@ -736,6 +736,62 @@ fn artifacts_make_a_round_trip_through_the_server() {
     assert_eq!(files, expected);
 }
 
+/// `artifacts/` is the job's to make, as under Testflinger (`mkdir artifacts` under `set -e` passes); what phases
+/// leave in `$PROCTOR_ARTIFACTS` joins it, the job's own file winning a clash. A job that leaves a file at
+/// `artifacts` still gets `$PROCTOR_ARTIFACTS` back.
+#[test]
+fn artifacts_made_by_the_job_and_left_in_proctor_artifacts_come_back_together() {
+    let lab = Lab::start(|_| {});
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    set -e\n    mkdir artifacts\n    mkdir artifacts/logs \"$PROCTOR_ARTIFACTS/logs\"\n    echo job > artifacts/logs/job.txt\n    echo proctor > \"$PROCTOR_ARTIFACTS/logs/proctor.txt\"\n    echo job > artifacts/same.txt\n    echo proctor > \"$PROCTOR_ARTIFACTS/same.txt\"\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let files = untar_gz(&lab.client.artifacts(&id).unwrap().expect("artifacts"));
+    let expected = BTreeMap::from([
+        ("logs/job.txt".to_owned(), b"job\n".to_vec()),
+        ("logs/proctor.txt".to_owned(), b"proctor\n".to_vec()),
+        ("same.txt".to_owned(), b"job\n".to_vec()),
+    ]);
+    assert_eq!(files, expected);
+    let log = lab.log(&id);
+    assert!(
+        log.contains("$PROCTOR_ARTIFACTS/same.txt was left out of the artifacts: the job's artifacts/same.txt is kept"),
+        "{log}"
+    );
+
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    echo not a directory > artifacts\n    echo kept > \"$PROCTOR_ARTIFACTS/kept.txt\"\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let files = untar_gz(&lab.client.artifacts(&id).unwrap().expect("artifacts"));
+    assert_eq!(
+        files,
+        BTreeMap::from([("kept.txt".to_owned(), b"kept\n".to_vec())])
+    );
+}
+
+/// As under Testflinger, which runs a string `test_cmds` as a script file: a `#!` line naming another interpreter
+/// picks it; a bash one (or none) runs with bash.
+#[test]
+fn test_cmds_with_their_own_interpreter_run_with_it() {
+    let lab = Lab::start(|_| {});
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    #!/usr/bin/env python3\n    import os, sys\n    print('python', sys.version_info[0], os.environ['PROCTOR_PHASE'])\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    let log = lab.log(&id);
+    assert!(log.contains("python 3 test\n"), "{log}");
+    let id = lab.submit(
+        "job_queue: local\ntest_data:\n  test_cmds: |\n    #!/bin/bash\n    set -e\n    [[ -n $BASH_VERSION ]] && echo bash ran it\n",
+    );
+    let job = lab.wait_for_end(&id);
+    assert_eq!(state(&job), "passed", "{job:?}");
+    assert!(lab.log(&id).contains("bash ran it\n"));
+}
+
 #[test]
 fn artifacts_over_the_cap_are_not_uploaded_and_the_job_says_so() {
     let setup = LabSetup {

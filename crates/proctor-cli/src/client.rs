@@ -24,8 +24,8 @@ pub fn connect(remote: &Remote) -> Result<Client, CliError> {
     Ok(Client::new(&remote.server, remote.token.as_deref())?)
 }
 
-/// `proctor submit`: checks the job file here (pointing at any problem), packs its attachments, submits it,
-/// uploads them, then waits or follows if asked. The attachments are packed before the submit: the server holds a
+/// `proctor submit`: checks the job file here (pointing at any problem), packs its attachments, says once which of
+/// its Testflinger fields the lab does not act on, submits it, uploads them, then waits or follows if asked. The attachments are packed before the submit: the server holds a
 /// job with attachments until they arrive, so a job submitted before a packing failure would wait forever.
 pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
     let text = fs::read_to_string(&args.file).map_err(|source| CliError::Input {
@@ -35,6 +35,13 @@ pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
     let job = Job::parse(&text, JobFormat::detect(&text))
         .map_err(|error| invalid_job(&args.file, &text, &ProblemView::from(&error.problem)))?;
     let attachments = pack_attachments(&args.file, &job)?;
+    let inert = job.inert_fields();
+    if !inert.is_empty() {
+        eprintln!(
+            "proctor: this lab keeps but does not act on {} (they reach the phase commands in job.json)",
+            inert.join(", ")
+        );
+    }
     let client = connect(&args.remote)?;
     let submitted = client
         .submit_job(text.as_bytes(), args.allow_unknown_queue)

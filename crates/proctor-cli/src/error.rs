@@ -144,7 +144,9 @@ pub enum CliError {
     #[error("job {job} has no artifacts")]
     #[diagnostic(
         code(proctor::no_artifacts),
-        help("a job's artifacts are the files its phases leave in $PROCTOR_ARTIFACTS")
+        help(
+            "a job's artifacts are the files its phases leave in artifacts/ or $PROCTOR_ARTIFACTS"
+        )
     )]
     NoArtifacts {
         /// The job's id.

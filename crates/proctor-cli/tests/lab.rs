@@ -1029,3 +1029,101 @@ fn relative_data_and_work_directories_of_server_and_agent_run_recipes() {
         "{out}"
     );
 }
+
+/// A job file as teams keep them for Testflinger (mode line, comments, `set -ex`, `mkdir artifacts`, a `local:`
+/// attachment by its path, Testflinger-only fields, `lp:`/`gh:` keys) runs unchanged on an agent whose
+/// `agent.toml` describes its device: `$DEVICE_IP` and friends are set, `{device_ip}` placeholders are filled as
+/// Testflinger's device connectors fill them, the fields Proctor does not act on reach `job.json` and are named once
+/// by `submit`, and both `artifacts/` and `$PROCTOR_ARTIFACTS` come back.
+#[test]
+fn a_testflinger_job_runs_unchanged_against_the_agents_device() {
+    let mut lab = Lab::start(&[]);
+    let config = lab.dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        r#"agent_id = "dut-1"
+job_queues = ["rpi4b"]
+
+# The machine under test, with the keys of a Testflinger device connector's default.yaml.
+[device]
+device_ip = "10.0.0.42"
+serial_host = "10.0.0.9"
+serial_port = 3001
+reboot_script = ["snmpset -c private -v2c 10.0.0.2 i 0", "sleep 30"]
+
+[device.env]
+WPA_SSID = "lab-ap"
+"#,
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    lab.agent("dut-1", "rpi4b", &["--config", &config]);
+    std::fs::create_dir(lab.dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        lab.dir.path().join("scripts/check-device.sh"),
+        "echo \"checking $DEVICE_IP\"\n",
+    )
+    .unwrap();
+    let job = lab.job_file(
+        "smoke.yaml",
+        r#"# -*- mode: yaml -*-
+# Smoke test for the lab's Pi, submitted to Testflinger as it is.
+job_queue: rpi4b
+global_timeout: 3600
+output_timeout: 900
+job_status_webhook: https://ci.example.com/hooks/testflinger  # nobody listens in this lab
+provision_data:
+  url: https://cdimage.ubuntu.com/ubuntu-core/22/stable/current/ubuntu-core-22-arm64+raspi.img.xz
+test_data:
+  test_username: ubuntu
+  test_password: insecure
+  attachments:
+    - local: scripts/check-device.sh
+  test_cmds: |
+    #!/bin/bash
+    set -ex
+    mkdir artifacts
+    bash attachments/test/scripts/check-device.sh
+    echo "ip {device_ip} serial {serial_host}:{serial_port} ssid {env[WPA_SSID]} kept {{braces}} {unknown} ${WPA_SSID}" > artifacts/placeholders.txt
+    echo "$DEVICE_IP|$SERIAL_PORT|$WPA_SSID|$AGENT_NAME|$REBOOT_SCRIPT" > artifacts/env.txt
+    echo "written by a Proctor script" > "$PROCTOR_ARTIFACTS/proctor.txt"
+reserve_data:
+  ssh_keys:
+    - lp:alice
+    - gh:bob
+  timeout: 1
+"#,
+    );
+    let (code, out, err) = lab.run(&["submit", &job, "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.lines().next().unwrap().trim().to_owned();
+    let log = lab.log(&id);
+    assert_eq!(lab.job(&id).state, JobState::Passed, "{log}");
+    assert_eq!(count_lines(&log, "checking 10.0.0.42"), 1, "{log}");
+
+    let notice = "proctor: this lab keeps but does not act on job_status_webhook, test_data.test_username, test_data.test_password (they reach the phase commands in job.json)";
+    assert_eq!(count_lines(&err, notice), 1, "{err}");
+    let job_json = lab.dir.path().join("work/dut-1").join(&id).join("job.json");
+    let job_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job_json).unwrap()).unwrap();
+    assert_eq!(job_json["test_data"]["test_username"], "ubuntu");
+    assert_eq!(job_json["test_data"]["test_password"], "insecure");
+    assert_eq!(
+        job_json["job_status_webhook"],
+        "https://ci.example.com/hooks/testflinger"
+    );
+
+    let target = lab.dir.path().join("fetched");
+    let (code, _, err) = lab.run(&["artifacts", &id, "-o", &target.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let read = |name: &str| std::fs::read_to_string(target.join(name)).unwrap();
+    assert_eq!(
+        read("placeholders.txt"),
+        "ip 10.0.0.42 serial 10.0.0.9:3001 ssid lab-ap kept {braces} {unknown} lab-ap\n"
+    );
+    assert_eq!(
+        read("env.txt"),
+        "10.0.0.42|3001|lab-ap|dut-1|snmpset -c private -v2c 10.0.0.2 i 0;sleep 30\n"
+    );
+    assert_eq!(read("proctor.txt"), "written by a Proctor script\n");
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::device::Device;
 use crate::error::{path_text, Location, Problem};
 use crate::job::{Job, DEFAULT_GLOBAL_TIMEOUT, DEFAULT_OUTPUT_TIMEOUT};
 use crate::phase::Phase;
@@ -16,7 +17,8 @@ use crate::values::Name;
 /// Where an agent looks for its server when the file does not say: `proctor up`'s address.
 pub const DEFAULT_SERVER_ADDRESS: &str = "http://127.0.0.1:7370";
 
-/// An agent's configuration. Every key is Testflinger's agent key of the same name.
+/// An agent's configuration. Every key is Testflinger's agent key of the same name, but for `token` and the
+/// `[device]` table (what Testflinger keeps in its device connector's own configuration file).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
@@ -76,6 +78,10 @@ pub struct AgentConfig {
     /// The command for the cleanup phase.
     #[serde(default)]
     pub cleanup_command: Option<String>,
+    /// The machine under test, with the keys of a Testflinger device connector's configuration (`device_ip`,
+    /// `serial_host`, `reboot_script`, `env`, …); see [`AgentConfig::device_for_jobs`].
+    #[serde(default)]
+    pub device: Device,
 }
 
 /// The agent's own log level, with Python's logging names as Testflinger uses them.
@@ -155,7 +161,16 @@ impl AgentConfig {
             allocate_command: None,
             reserve_command: None,
             cleanup_command: None,
+            device: Device::default(),
         }
+    }
+
+    /// The device description jobs see: the `[device]` table, with `agent_name` this agent's id unless the table
+    /// gives one (Testflinger's device configurations name their agent so).
+    pub fn device_for_jobs(&self) -> Device {
+        let mut device = self.device.clone();
+        device.set_default("agent_name", self.agent_id.as_str());
+        device
     }
 
     /// The configured command for `phase`, if any.

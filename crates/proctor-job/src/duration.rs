@@ -35,6 +35,17 @@ pub(crate) fn serialize<S: Serializer>(
     serializer.serialize_u64(timeout.as_secs())
 }
 
+/// Serialises an optional timeout as whole seconds (or `null`).
+pub(crate) fn serialize_option<S: Serializer>(
+    timeout: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match timeout {
+        Some(timeout) => serialize(timeout, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Parses a duration string: plain digits are seconds, anything else goes to jiff.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
+use crate::device::Device;
 use crate::error::{path_text, Location, Problem, ProblemKind};
 use crate::phase::Phase;
 use crate::values::{InsidePath, Name, ScalarText};
@@ -27,6 +28,10 @@ pub type PhaseData = Map<String, Value>;
 
 /// A job, with Testflinger's field names. Read it with [`Job::parse`]; it serialises to JSON (timeouts as
 /// whole seconds) for the store and for the agent's `job.json`, and reads back to the same value.
+///
+/// Every field of Testflinger's job schema is accepted, so a job written for Testflinger runs unchanged; the ones
+/// Proctor does not act on ([`Job::inert_fields`] names those a job sets) are kept and reach the phase commands
+/// in `job.json`. A field Testflinger does not know either is refused, saying where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
@@ -55,6 +60,14 @@ pub struct Job {
         serialize_with = "crate::duration::serialize"
     )]
     pub output_timeout: Duration,
+    /// Testflinger's wait for a multi-device job's devices to be allocated; kept, not acted on.
+    #[serde(
+        default,
+        deserialize_with = "crate::duration::deserialize_option",
+        serialize_with = "crate::duration::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allocation_timeout: Option<Duration>,
     /// How many times the job may be claimed when agents are lost under it; 1 by default.
     #[serde(default = "one_attempt")]
     pub max_attempts: NonZeroU32,
@@ -73,6 +86,21 @@ pub struct Job {
     /// Holding the machine for someone after the tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve_data: Option<ReserveData>,
+    /// Where Testflinger posts the job's status changes; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_status_webhook: Option<String>,
+    /// Agents Testflinger must not give the job to; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_agents: Vec<String>,
+    /// Testflinger's debug switch for the device connectors; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<bool>,
+    /// Testflinger's id of a resubmitted job; kept, not acted on (Proctor gives every job its own id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Testflinger's parent of a multi-device child job; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_job_id: Option<String>,
     /// A stored recipe to run as the test phase, instead of `test_data.test_cmds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipe: Option<Name>,
@@ -94,6 +122,17 @@ pub struct TestData {
     /// Files uploaded with the job and unpacked under `attachments/test/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// The user to log in to the machine under test as (Testflinger's device connectors default to `ubuntu`);
+    /// kept for the phase commands, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_username: Option<String>,
+    /// That user's password; kept for the phase commands, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_password: Option<String>,
+    /// Environment variables Testflinger fills from its secrets store (name, then secret path); kept, not acted
+    /// on: a Proctor lab has no secrets store, so they are not set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// `test_cmds`: one script, or a list of commands; kept as written so the job reads back the same.
@@ -112,6 +151,24 @@ impl TestCommands {
             TestCommands::Script(script) => script.clone(),
             TestCommands::List(commands) => {
                 let mut script = commands.join("\n");
+                script.push('\n');
+                script
+            }
+        }
+    }
+
+    /// The commands as one bash script for a machine described by `device`: [`TestCommands::script`] with its
+    /// `{device_ip}`-style placeholders filled in as Testflinger does (a list's commands one by one); see
+    /// [`Device::fill_placeholders`].
+    pub fn script_for(&self, device: &Device) -> String {
+        match self {
+            TestCommands::Script(script) => device.fill_placeholders(script).into_owned(),
+            TestCommands::List(commands) => {
+                let mut script = commands
+                    .iter()
+                    .map(|command| device.fill_placeholders(command))
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 script.push('\n');
                 script
             }
@@ -164,16 +221,26 @@ impl<'de> Visitor<'de> for TestCommandsVisitor {
 pub struct Attachment {
     /// The file on the submitter's machine.
     pub local: String,
-    /// Where it lands under `attachments/<phase>/` on the agent; by default the local file's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where it lands under `attachments/<phase>/` on the agent; by default the local path relative to the job
+    /// file's directory (the file's name when it is outside), as Testflinger's CLI does. An absolute path loses
+    /// its leading `/`, as there (`/data/x` lands at `data/x`).
+    #[serde(
+        default,
+        deserialize_with = "deserialize_agent_path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent: Option<InsidePath>,
+    /// Where Testflinger copies it on the machine under test; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The reserve phase's data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveData {
-    /// Keys to install, as `ssh-import-id` names (`lp:user`, `gh:user`), as in Testflinger.
+    /// Keys to install, as `ssh-import-id` names (`lp:user`, `gh:user`), as in Testflinger; none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys: Vec<String>,
     /// How long to hold the machine; 1 hour by default.
     #[serde(
@@ -182,6 +249,33 @@ pub struct ReserveData {
         serialize_with = "crate::duration::serialize"
     )]
     pub timeout: Duration,
+}
+
+/// An attachment's `agent` path, made relative by dropping its leading `/`s as Testflinger's CLI does. A visitor
+/// rather than reading a `String` first, so that an error points at the value rather than at its mapping.
+fn deserialize_agent_path<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<InsidePath>, D::Error> {
+    deserializer.deserialize_str(AgentPathVisitor).map(Some)
+}
+
+struct AgentPathVisitor;
+
+impl Visitor<'_> for AgentPathVisitor {
+    type Value = InsidePath;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a path without `..`")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<InsidePath, E> {
+        InsidePath::new(text.trim_start_matches('/')).map_err(|reason| {
+            E::invalid_value(
+                de::Unexpected::Str(text),
+                &format!("a path inside the attachments ({reason})").as_str(),
+            )
+        })
+    }
 }
 
 fn default_global_timeout() -> Duration {
@@ -286,12 +380,18 @@ impl Job {
             job_priority: 0,
             global_timeout: DEFAULT_GLOBAL_TIMEOUT,
             output_timeout: DEFAULT_OUTPUT_TIMEOUT,
+            allocation_timeout: None,
             max_attempts: one_attempt(),
             provision_data: None,
             firmware_update_data: None,
             test_data: None,
             allocate_data: None,
             reserve_data: None,
+            job_status_webhook: None,
+            exclude_agents: Vec::new(),
+            debug: None,
+            job_id: None,
+            parent_job_id: None,
             recipe: None,
             options: BTreeMap::new(),
         }
@@ -307,6 +407,43 @@ impl Job {
             Phase::Allocate => self.allocate_data.is_some(),
             Phase::Reserve => self.reserve_data.is_some(),
         }
+    }
+
+    /// The Testflinger fields this job sets that Proctor keeps but does not act on, by their paths
+    /// (`test_data.test_username`, `test_data.attachments[].device`, …), in the order of the job schema.
+    pub fn inert_fields(&self) -> Vec<&'static str> {
+        let test_data = self.test_data.as_ref();
+        let set = [
+            ("job_id", self.job_id.is_some()),
+            ("parent_job_id", self.parent_job_id.is_some()),
+            ("allocation_timeout", self.allocation_timeout.is_some()),
+            ("job_status_webhook", self.job_status_webhook.is_some()),
+            ("exclude_agents", !self.exclude_agents.is_empty()),
+            ("debug", self.debug.is_some()),
+            (
+                "test_data.test_username",
+                test_data.is_some_and(|data| data.test_username.is_some()),
+            ),
+            (
+                "test_data.test_password",
+                test_data.is_some_and(|data| data.test_password.is_some()),
+            ),
+            (
+                "test_data.secrets",
+                test_data.is_some_and(|data| !data.secrets.is_empty()),
+            ),
+            (
+                "test_data.attachments[].device",
+                test_data.is_some_and(|data| {
+                    data.attachments
+                        .iter()
+                        .any(|attachment| attachment.device.is_some())
+                }),
+            ),
+        ];
+        set.into_iter()
+            .filter_map(|(field, is_set)| is_set.then_some(field))
+            .collect()
     }
 
     /// The checks between fields, which serde cannot make while reading one field.

@@ -4,10 +4,12 @@
 //!
 //! - A [`Job`] is YAML or JSON with Testflinger's field names (`job_queue`, `test_data.test_cmds`,
 //!   `reserve_data.ssh_keys`, …) plus Proctor's `max_attempts`, `recipe` and `options`. Timeouts are whole
-//!   seconds (as Testflinger writes them) or strings such as `"30m"` or `"1h 30m"`. A job serialises to
+//!   seconds (as Testflinger writes them) or strings such as `"30m"` or `"1h 30m"`. Every field of Testflinger's
+//!   job schema is accepted; those Proctor does not act on are kept ([`Job::inert_fields`]). A job serialises to
 //!   JSON, timeouts as seconds, for the store and the agent's `job.json`, and reads back unchanged.
 //! - An [`AgentConfig`] is `agent.toml` with Testflinger's agent keys (`agent_id`, `job_queues`,
-//!   `<phase>_command`, timeout caps, …). [`AgentConfig::effective_timeouts`] gives the limits a job runs
+//!   `<phase>_command`, timeout caps, …) and a `[device]` table, the [`Device`] beside the agent, with the keys of
+//!   a Testflinger device connector's configuration (`device_ip`, …). [`AgentConfig::effective_timeouts`] gives the limits a job runs
 //!   under on that agent, and [`AgentConfig::phases_for`] the phases it goes through.
 //! - Every error is a [`Problem`]: its kind, the field path (`test_data.test_cmds[2]`), the line and
 //!   column where the parser knows them, and what was wrong. Unknown fields are errors.
@@ -25,6 +27,7 @@
 //! ```
 
 mod agent;
+mod device;
 mod duration;
 mod error;
 mod job;
@@ -32,6 +35,7 @@ mod phase;
 mod values;
 
 pub use agent::{AgentConfig, AgentConfigError, LoggingLevel, Timeouts, DEFAULT_SERVER_ADDRESS};
+pub use device::Device;
 pub use duration::parse_timeout;
 pub use error::{Location, Problem, ProblemKind};
 pub use job::{

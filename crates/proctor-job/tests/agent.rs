@@ -227,3 +227,44 @@ fn phases_run_where_the_agent_has_a_command_and_the_job_has_data() {
         []
     );
 }
+
+/// The `[device]` table: Testflinger's device connector keys, exported to the phases upper-cased, with the agent's
+/// id as `agent_name` unless the table names one.
+#[test]
+fn the_device_table_describes_the_machine_under_test() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs/agent.toml");
+    let config =
+        AgentConfig::from_toml(&std::fs::read_to_string(&path).expect("read")).expect("agent.toml");
+    assert_eq!(
+        config.device.get("device_ip"),
+        Some(&serde_json::json!("10.102.0.17"))
+    );
+    let environment = config.device_for_jobs().environment();
+    assert_eq!(environment["DEVICE_IP"], "10.102.0.17");
+    assert_eq!(environment["SERIAL_PORT"], "3001");
+    assert_eq!(environment["AGENT_NAME"], "rpi4b-01");
+    assert_eq!(environment["WPA_SSID"], "lab-ap");
+    assert_eq!(environment["REBOOT_SCRIPT"].split(';').count(), 3);
+    assert!(AgentConfig::new(name("a1"), vec![name("local")])
+        .device_for_jobs()
+        .environment()
+        .keys()
+        .eq(["AGENT_NAME"]));
+
+    let named = AgentConfig::from_toml(
+        "agent_id = \"a1\"\njob_queues = [\"q\"]\n[device]\nagent_name = \"rpi-example\"\n",
+    )
+    .expect("named");
+    assert_eq!(
+        named.device_for_jobs().environment()["AGENT_NAME"],
+        "rpi-example"
+    );
+
+    let (kind, path, location, message) =
+        problem("agent_id = \"a1\"\njob_queues = [\"q\"]\n[device]\ndevice-ip = \"10.0.0.1\"\n");
+    assert_eq!(kind, ProblemKind::InvalidValue, "{message}");
+    assert!(path.starts_with("device"), "{path}");
+    // The toml parser points at the table a bad key is in; the message names the key.
+    assert_eq!(location.map(|(line, _)| line), Some(3), "{message}");
+    assert!(message.contains("string \"device-ip\""), "{message}");
+}
