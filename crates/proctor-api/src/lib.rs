@@ -14,6 +14,9 @@ pub use views::*;
 /// and so the largest artifacts bundle an agent packs by default: 64 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The largest job definition a server takes by default: 1 MiB. Large data belongs in attachments.
+pub const DEFAULT_MAX_DEFINITION_BYTES: u64 = 1024 * 1024;
+
 /// The header a stream read carries with the offset to read from next.
 pub const NEXT_OFFSET_HEADER: &str = "proctor-next-offset";
 

@@ -138,16 +138,66 @@ pub struct JobQuery {
     pub wait_seconds: Option<f64>,
 }
 
-/// Filters of `GET /jobs`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+/// Filters and paging of `GET /jobs`.
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// Only jobs on this queue.
     pub queue: Option<String>,
     /// Only jobs in this state.
     pub state: Option<String>,
-    /// At most this many (newest first).
+    /// Only jobs submitted with this token id.
+    pub submitter: Option<String>,
+    /// At most this many (newest first): 100 unless asked, 1 000 at most.
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page: the list goes on after it.
+    pub cursor: Option<String>,
+}
+
+/// A job as lists show it: everything but its definition (`GET /jobs/{id}` has that).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobSummaryView {
+    /// Its id.
+    pub id: String,
+    /// The queue it targets.
+    pub queue: String,
+    /// A name for people.
+    pub name: Option<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// `queued`, `running`, `passed`, `failed`, `error`, `killed` or `cancelled`.
+    #[schema(value_type = String)]
+    pub state: JobState,
+    /// Why it is in its state (final states and requeues).
+    pub reason: Option<String>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// How many claims are allowed.
+    pub max_attempts: u32,
+    /// The id of the token it was submitted with.
+    pub submitter: Option<String>,
+    /// Whether a user asked to cancel it while it runs.
+    pub cancel_requested: bool,
+    /// When it was submitted (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When its current or last attempt was claimed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    /// The agent that claimed it.
+    pub agent_id: Option<String>,
+}
+
+/// One page of `GET /jobs`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobListView {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobSummaryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// What `POST /jobs/{id}/cancel` did.

@@ -176,21 +176,9 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// List jobs, newest first.
+    /// List jobs, newest first, a page at a time.
     #[command(after_help = LAB_EXIT_CODES)]
-    Jobs {
-        /// Only jobs on this queue.
-        #[arg(long, value_name = "QUEUE")]
-        queue: Option<String>,
-        /// Only jobs in this state (queued, running, passed, failed, error, killed, cancelled).
-        #[arg(long, value_name = "STATE")]
-        state: Option<JobState>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Jobs(JobsArgs),
     /// List the lab's queues and what waits on them.
     #[command(after_help = LAB_EXIT_CODES)]
     Queues {
@@ -243,6 +231,31 @@ pub struct DataDir {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Options of `proctor jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs on this queue.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Only jobs in this state (queued, running, passed, failed, error, killed, cancelled).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<JobState>,
+    /// Only jobs submitted with this token id (as `proctor token list` shows it).
+    #[arg(long, value_name = "TOKEN_ID")]
+    pub submitter: Option<String>,
+    /// At most this many jobs (the server's default is 100, its most 1 000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Go on after the page that printed this cursor.
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+    /// Print the page's jobs as JSON (the cursor of the next page still goes to standard error).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
 /// Options of `proctor server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -264,6 +277,9 @@ pub struct ServerTuning {
     /// The largest request body accepted, in bytes.
     #[arg(long, hide = true, value_name = "BYTES")]
     pub max_body: Option<usize>,
+    /// The largest job definition accepted, in bytes (1 MiB by default); large data belongs in attachments.
+    #[arg(long, value_name = "BYTES")]
+    pub max_definition_bytes: Option<usize>,
 }
 
 /// Options of `proctor agent`.

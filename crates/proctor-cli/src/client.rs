@@ -6,14 +6,14 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use miette::{NamedSource, SourceSpan};
-use proctor_api::{JobDetail, JobState, JobView, ProblemView, StreamKind};
+use proctor_api::{JobDetail, JobView, JobsQuery, ProblemView, StreamKind};
 use proctor_client::Client;
 use proctor_events::{Outcome, Sink};
 use proctor_formats::junit::JunitSink;
 use proctor_job::{Job, JobFormat, Phase};
 
 use crate::archive;
-use crate::cli::{FollowArgs, Remote, SubmitArgs};
+use crate::cli::{FollowArgs, JobsArgs, Remote, SubmitArgs};
 use crate::display;
 use crate::error::{CliError, InvalidJob};
 use crate::exit;
@@ -318,15 +318,20 @@ pub fn cancel(remote: &Remote, job_id: &str) -> Result<u8, CliError> {
 }
 
 /// `proctor jobs`.
-pub fn jobs(
-    remote: &Remote,
-    queue: Option<&str>,
-    state: Option<JobState>,
-    json: bool,
-) -> Result<u8, CliError> {
-    let jobs = connect(remote)?.jobs(queue, state, None)?;
+pub fn jobs(args: &JobsArgs) -> Result<u8, CliError> {
+    let query = JobsQuery {
+        queue: args.queue.clone(),
+        state: args.state.map(|state| state.as_str().to_owned()),
+        submitter: args.submitter.clone(),
+        limit: args.limit,
+        cursor: args.cursor.clone(),
+    };
+    let page = connect(&args.remote)?.jobs(&query)?;
+    if let Some(cursor) = &page.next_cursor {
+        eprintln!("more jobs: the same command with --cursor {cursor}");
+    }
     let header = format!("{:<36}  {:<9}  {:<16}  NAME", "ID", "STATE", "QUEUE");
-    print_listing(&jobs, json, &header, |job| {
+    print_listing(&page.jobs, args.json, &header, |job| {
         let name = job.name.as_deref().unwrap_or("");
         format!(
             "{:<36}  {:<9}  {:<16}  {name}",

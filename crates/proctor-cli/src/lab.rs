@@ -128,6 +128,9 @@ fn server_config(
     if let Some(max_body) = tuning.max_body {
         config.max_body_bytes = max_body;
     }
+    if let Some(max_definition) = tuning.max_definition_bytes {
+        config.max_definition_bytes = max_definition;
+    }
     config
 }
 

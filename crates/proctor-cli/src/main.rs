@@ -87,12 +87,7 @@ fn main() -> ExitCode {
         } => client::results(&remote, &id, subunit, junit.as_deref()),
         Command::Artifacts { id, output, remote } => client::artifacts(&remote, &id, &output),
         Command::Cancel { id, remote } => client::cancel(&remote, &id),
-        Command::Jobs {
-            queue,
-            state,
-            json,
-            remote,
-        } => client::jobs(&remote, queue.as_deref(), state, json),
+        Command::Jobs(args) => client::jobs(&args),
         Command::Queues { json, remote } => client::queues(&remote, json),
         Command::Agents { json, remote } => client::agents(&remote, json),
         Command::Recipe(command) => recipe::run(command),

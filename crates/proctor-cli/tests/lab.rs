@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use proctor_api::{JobState, JobView, RegisterAgent};
+use proctor_api::{JobState, JobView, JobsQuery, RegisterAgent};
 use proctor_client::Client;
 
 /// Generous: a correctness bound, not a speed check.
@@ -397,7 +397,7 @@ fn a_malformed_job_file_is_pointed_at_and_never_sent() {
     assert_eq!(code, 2);
     assert!(err.contains("bad.yaml:4:3"), "{err}");
     assert!(err.contains("colour"), "{err}");
-    let jobs = lab.client(None).jobs(None, None, None).unwrap();
+    let jobs = lab.client(None).jobs(&JobsQuery::default()).unwrap().jobs;
     assert!(jobs.is_empty());
 }
 
@@ -706,7 +706,12 @@ fn a_job_whose_attachments_do_not_arrive_is_not_left_waiting_for_them() {
     let (code, _, err) = lab.run(&["submit", &missing, "--allow-unknown-queue"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nowhere.txt"), "{err}");
-    assert!(lab.client(None).jobs(None, None, None).unwrap().is_empty());
+    assert!(lab
+        .client(None)
+        .jobs(&JobsQuery::default())
+        .unwrap()
+        .jobs
+        .is_empty());
 
     // Random bytes do not compress: the bundle stays over the 4 000-byte limit while the job file is far under it.
     let mut noise = vec![0; 20_000];
@@ -726,7 +731,7 @@ fn a_job_whose_attachments_do_not_arrive_is_not_left_waiting_for_them() {
         err.contains("413") && err.contains("was cancelled"),
         "{err}"
     );
-    let jobs = lab.client(None).jobs(None, None, None).unwrap();
+    let jobs = lab.client(None).jobs(&JobsQuery::default()).unwrap().jobs;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].state, JobState::Cancelled, "{jobs:?}");
 }

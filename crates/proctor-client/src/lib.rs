@@ -15,9 +15,9 @@ use std::time::Duration;
 pub use bytes::Bytes;
 use proctor_api::{
     AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,
-    HeartbeatRequest, HeartbeatView, JobDetail, JobState, JobView, NewRecipe, PhaseEnd, QueueView,
-    RecipeView, RegisterAgent, StartRecipe, StreamKind, TestResultView, UploadAck,
-    JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
+    HeartbeatRequest, HeartbeatView, JobDetail, JobListView, JobState, JobView, JobsQuery,
+    NewRecipe, PhaseEnd, QueueView, RecipeView, RegisterAgent, StartRecipe, StreamKind,
+    TestResultView, UploadAck, JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
 };
 use proctor_job::Phase;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -285,28 +285,13 @@ impl Client {
         ))
     }
 
-    /// Jobs, newest first, optionally of one queue and in one state.
-    pub fn jobs(
-        &self,
-        queue: Option<&str>,
-        state: Option<JobState>,
-        limit: Option<u32>,
-    ) -> Result<Vec<JobView>, ClientError> {
+    /// One page of jobs, newest first, without their definitions; `query` filters and pages them.
+    pub fn jobs(&self, query: &JobsQuery) -> Result<JobListView, ClientError> {
         let url = self.url("/jobs");
-        let mut query = Vec::new();
-        if let Some(queue) = queue {
-            query.push(("queue", queue.to_owned()));
-        }
-        if let Some(state) = state {
-            query.push(("state", state.as_str().to_owned()));
-        }
-        if let Some(limit) = limit {
-            query.push(("limit", limit.to_string()));
-        }
         json(Call::new(
             "listing jobs",
             &url,
-            self.request_to(Method::GET, &url).query(&query),
+            self.request_to(Method::GET, &url).query(query),
             REQUEST_TIMEOUT,
         ))
     }

@@ -82,6 +82,15 @@ pub(crate) enum ApiError {
         /// The job.
         job_id: String,
     },
+    /// A job definition over the server's cap.
+    #[error(
+        "the job definition is larger than this server's cap of {cap} bytes (--max-definition-bytes); put large \
+         data in attachments"
+    )]
+    DefinitionTooLarge {
+        /// The cap, in bytes.
+        cap: usize,
+    },
     /// A job token that a later claim of its job replaced: its holder lost the job.
     #[error(
         "this token is from an earlier claim of job {job_id}, which was claimed again since: only its current holder \
@@ -138,6 +147,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::DefinitionTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Forbidden { .. }
             | ApiError::OutsideJob { .. }
             | ApiError::JobTokenEnded { .. }
@@ -160,6 +170,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::DefinitionTooLarge { .. } => "definition_too_large",
             ApiError::Forbidden { .. }
             | ApiError::OutsideJob { .. }
             | ApiError::JobTokenEnded { .. }

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub agent_offline_after: Duration,
     /// The largest request body accepted; larger ones get 413 ([`proctor_api::DEFAULT_MAX_UPLOAD_BYTES`], 64 MiB).
     pub max_body_bytes: usize,
+    /// The largest job definition accepted; larger ones get 413 naming the cap
+    /// ([`proctor_api::DEFAULT_MAX_DEFINITION_BYTES`], 1 MiB).
+    pub max_definition_bytes: usize,
 }
 
 impl ServerConfig {
@@ -53,6 +56,7 @@ impl ServerConfig {
             reap_interval: Duration::from_secs(1),
             agent_offline_after: lease,
             max_body_bytes: proctor_api::DEFAULT_MAX_UPLOAD_BYTES as usize,
+            max_definition_bytes: proctor_api::DEFAULT_MAX_DEFINITION_BYTES as usize,
         }
     }
 }
@@ -108,6 +112,8 @@ impl Server {
             lease: config.lease,
             allow_open,
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
+            // A definition is a body too: the smaller of the two caps holds.
+            max_definition_bytes: config.max_definition_bytes.min(config.max_body_bytes),
         };
         let router = api::router(state.clone(), config.max_body_bytes)?;
         Ok(Server {

@@ -184,9 +184,9 @@ async fn a_submitted_job_can_be_read_back() {
     let listed = server
         .get_json("/api/v1/jobs?queue=local&state=queued")
         .await;
-    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(1));
     let none = server.get_json("/api/v1/jobs?state=running").await;
-    assert_eq!(none, json!([]));
+    assert_eq!(none["jobs"], json!([]));
     let (status, body) = server
         .send(
             server.client.get(server.url("/api/v1/jobs?state=sleeping")),
@@ -1744,5 +1744,84 @@ async fn a_held_job_read_is_answered_when_the_job_state_changes() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    server.stop().await;
+}
+
+/// Issue 11, item 4: a definition over the cap (1 MiB by default) is a 413 naming it and nothing is stored; lists
+/// hold summaries (no definitions), a page at a time, filtered by the store.
+#[tokio::test]
+async fn oversized_definitions_are_refused_and_lists_are_paged_summaries() {
+    let server = TestServer::start(|_| {}).await;
+    server.register("a1", &["local"]).await;
+    let padding = "x".repeat(2 * 1024 * 1024);
+    let (status, body) = server
+        .submit(&format!("job_queue: local\nname: {padding}\n"))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("cap of 1048576 bytes"), "{message}");
+    let listed = server.get_json("/api/v1/jobs").await;
+    assert_eq!(listed["jobs"], json!([]), "nothing of it was stored");
+
+    // Just under the cap is fine, and the list does not carry it.
+    let big = format!(
+        "job_queue: local\ntest_data:\n  test_cmds: \"echo {}\"\n",
+        "y".repeat(1_000_000)
+    );
+    let (status, body) = server.submit(&big).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut ids = vec![body["id"].as_str().unwrap().to_owned()];
+    for _ in 0..4 {
+        let (status, body) = server.submit("job_queue: local\n").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut path = "/api/v1/jobs?limit=2".to_owned();
+    loop {
+        let page = server.get_json(&path).await;
+        for job in page["jobs"].as_array().unwrap() {
+            assert!(job.get("definition").is_none(), "{job}");
+            listed.push(job["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/jobs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids, "every job once, newest first");
+    let running = server.get_json("/api/v1/jobs?state=running").await;
+    assert_eq!(running["jobs"], json!([]));
+    for bad in [
+        "/api/v1/jobs?cursor=nonsense",
+        "/api/v1/jobs?limit=1001",
+        "/api/v1/jobs?limit=0",
+        "/api/v1/jobs?state=asleep",
+    ] {
+        let (status, body) = server.send(server.client.get(server.url(bad)), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    server.stop().await;
+}
+
+/// The cap is the server's to set.
+#[tokio::test]
+async fn the_definition_cap_is_configurable() {
+    let server = TestServer::start(|config| config.max_definition_bytes = 64).await;
+    server.register("a1", &["local"]).await;
+    let (status, body) = server.submit("job_queue: local\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .submit(&format!("job_queue: local\nname: {}\n", "n".repeat(64)))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cap of 64 bytes"),
+        "{body}"
+    );
     server.stop().await;
 }

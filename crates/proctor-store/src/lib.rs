@@ -41,8 +41,8 @@ use jiff::Timestamp;
 pub use error::StoreError;
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
-    JobFilter, JobTokenUse, NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress,
-    StreamChunk, TestResult, TestUpdate, Token,
+    JobCursor, JobFilter, JobPage, JobSummary, JobTokenUse, NewJob, PhaseRecord, QueueInfo,
+    ReapedJob, Recipe, ResultsProgress, StreamChunk, TestResult, TestUpdate, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -79,8 +79,8 @@ pub trait Store: Send + Sync {
     fn job(&self, job_id: &str) -> Result<Job>;
     /// The queue a job is on (what a queue-limited token's check needs, without the rest of the job).
     fn job_queue(&self, job_id: &str) -> Result<String>;
-    /// Jobs matching the filter, newest first.
-    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// One page of the jobs matching the filter, newest first, without their definitions.
+    fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage>;
     /// Atomically claims the highest-priority, then oldest, claimable queued job on one of `queues` for the agent:
     /// it becomes `running` with a lease until `now + lease`, and gets a fresh job token. `None` when nothing waits
     /// or the agent is in maintenance. The agent must be registered. One transaction, as the claim is on the

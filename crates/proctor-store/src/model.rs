@@ -91,15 +91,83 @@ pub struct JobTokenUse {
     pub current: bool,
 }
 
+/// A job as lists show it: everything but its definition, which may be large and is read one job at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    /// Its id (a UUID string).
+    pub id: String,
+    /// The queue it targets.
+    pub queue: String,
+    /// A human name, if any.
+    pub name: Option<String>,
+    /// Higher runs first.
+    pub priority: i64,
+    /// Its current state.
+    pub state: JobState,
+    /// Why it is in its state (set for final states and requeues).
+    pub reason: Option<String>,
+    /// How many times it was claimed.
+    pub attempts: u32,
+    /// How many claims are allowed.
+    pub max_attempts: u32,
+    /// Who submitted it.
+    pub submitter: Option<String>,
+    /// Whether a user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When the current (or last) attempt was claimed.
+    pub started_at: Option<Timestamp>,
+    /// When it reached its final state.
+    pub ended_at: Option<Timestamp>,
+    /// The agent that claimed it.
+    pub agent_id: Option<String>,
+}
+
+/// Where a page of a job list ends: the list goes on with the jobs created before this one (a keyset cursor, so
+/// pages neither skip nor repeat jobs while new ones arrive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCursor {
+    /// When the page's last job was created.
+    pub created_at: Timestamp,
+    /// Its submission sequence number (ties in `created_at`).
+    pub seq: i64,
+}
+
 /// Which jobs [`Store::list_jobs`](crate::Store::list_jobs) returns, newest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFilter {
     /// Only this queue.
     pub queue: Option<String>,
     /// Only this state.
     pub state: Option<JobState>,
+    /// Only jobs submitted with this token id.
+    pub submitter: Option<String>,
+    /// Only jobs after this cursor (the next page).
+    pub after: Option<JobCursor>,
     /// At most this many.
-    pub limit: Option<u32>,
+    pub limit: u32,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        JobFilter {
+            queue: None,
+            state: None,
+            submitter: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+/// One page of a job list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// Where the next page starts, when there are more jobs.
+    pub next: Option<JobCursor>,
 }
 
 /// What [`Store::request_cancel`](crate::Store::request_cancel) did.

@@ -623,6 +623,7 @@ fn jobs_are_listed_newest_first_by_queue_and_state() {
         store
             .list_jobs(&filter)
             .expect("list")
+            .jobs
             .into_iter()
             .map(|job| job.id)
             .collect()
@@ -643,15 +644,53 @@ fn jobs_are_listed_newest_first_by_queue_and_state() {
             state: Some(JobState::Running),
             ..JobFilter::default()
         }),
-        [first]
+        std::slice::from_ref(&first)
     );
     assert_eq!(
         ids(JobFilter {
-            limit: Some(1),
+            limit: 1,
             ..JobFilter::default()
         }),
-        [elsewhere]
+        std::slice::from_ref(&elsewhere)
     );
+    let by_someone = store
+        .submit_job(
+            &NewJob {
+                submitter: Some("someone".into()),
+                ..job_on("lab", 0)
+            },
+            at(5),
+        )
+        .expect("submit")
+        .id;
+    assert_eq!(
+        ids(JobFilter {
+            submitter: Some("someone".into()),
+            ..JobFilter::default()
+        }),
+        std::slice::from_ref(&by_someone)
+    );
+    // Pages of two follow each other by their cursor, neither skipping nor repeating a job, even when a job is
+    // submitted between two pages (it is newer, so it belongs before the first page).
+    let page = |after| {
+        store
+            .list_jobs(&JobFilter {
+                limit: 2,
+                after,
+                ..JobFilter::default()
+            })
+            .expect("list")
+    };
+    let first_page = page(None);
+    store.submit_job(&job_on("lab", 0), at(6)).expect("submit");
+    let second_page = page(first_page.next);
+    let listed: Vec<String> = [&first_page, &second_page]
+        .iter()
+        .flat_map(|page| page.jobs.iter().map(|job| job.id.clone()))
+        .collect();
+    assert_eq!(listed, [by_someone, elsewhere, second, first]);
+    assert!(first_page.next.is_some());
+    assert_eq!(second_page.next, None, "the last page says so");
     let error = store
         .submit_job(
             &NewJob {

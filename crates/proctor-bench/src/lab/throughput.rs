@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use proctor_api::JobView;
+use proctor_api::{JobState, JobSummaryView, JobsQuery};
 
-use super::fixture::{require_passed, Lab, PATIENCE, QUEUE};
+use super::fixture::{Lab, PATIENCE, QUEUE};
 use super::{since, LabBenchError};
 use crate::process::run_checked;
 
@@ -38,7 +38,14 @@ fn run_jobs(lab: &Lab) -> Result<Duration, LabBenchError> {
         lab.submit("true")?;
     }
     wait_for_drained_queue(lab)?;
-    let jobs = lab.client.jobs(Some(QUEUE), None, Some(JOBS as u32 + 1))?;
+    let jobs = lab
+        .client
+        .jobs(&JobsQuery {
+            queue: Some(QUEUE.to_owned()),
+            limit: Some(JOBS as u32 + 1),
+            ..JobsQuery::default()
+        })?
+        .jobs;
     if jobs.len() != JOBS {
         return Err(LabBenchError::JobsMissing {
             listed: jobs.len(),
@@ -47,7 +54,7 @@ fn run_jobs(lab: &Lab) -> Result<Duration, LabBenchError> {
     }
     let last_end = jobs
         .into_iter()
-        .map(|job| require_passed(job).map(ended_at))
+        .map(passed_at)
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .max()
@@ -55,9 +62,17 @@ fn run_jobs(lab: &Lab) -> Result<Duration, LabBenchError> {
     Ok(since(first_submit, last_end))
 }
 
-/// When the job ended (a passed job always has an end; the submit time stands in otherwise, counting as zero).
-fn ended_at(job: JobView) -> SystemTime {
-    job.ended_at.unwrap_or(job.created_at).into()
+/// When the job ended, if it passed (a passed job always has an end; the submit time stands in otherwise, counting
+/// as zero); otherwise the error that says how it ended.
+fn passed_at(job: JobSummaryView) -> Result<SystemTime, LabBenchError> {
+    if job.state != JobState::Passed {
+        return Err(LabBenchError::JobFailed {
+            job_id: job.id,
+            state: job.state,
+            reason: job.reason,
+        });
+    }
+    Ok(job.ended_at.unwrap_or(job.created_at).into())
 }
 
 fn wait_for_drained_queue(lab: &Lab) -> Result<(), LabBenchError> {

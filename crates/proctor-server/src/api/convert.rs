@@ -2,10 +2,12 @@
 //! changing the stable API.
 
 use proctor_api::{
-    AgentView, CancelView, HeartbeatView, JobView, PhaseView, QueueView, RecipeView, TestResultView,
+    AgentView, CancelView, HeartbeatView, JobSummaryView, JobView, PhaseView, QueueView,
+    RecipeView, TestResultView,
 };
 use proctor_store::{
-    Agent, CancelOutcome, HeartbeatReply, Job, JobState, PhaseRecord, QueueInfo, Recipe, TestResult,
+    Agent, CancelOutcome, HeartbeatReply, Job, JobState, JobSummary, PhaseRecord, QueueInfo,
+    Recipe, TestResult,
 };
 
 /// A stored record's form in the API.
@@ -36,6 +38,29 @@ impl IntoView for Job {
             ended_at: self.ended_at,
             agent_id: self.agent_id,
             definition: self.definition,
+        }
+    }
+}
+
+impl IntoView for JobSummary {
+    type View = JobSummaryView;
+
+    fn into_view(self) -> JobSummaryView {
+        JobSummaryView {
+            id: self.id,
+            queue: self.queue,
+            name: self.name,
+            priority: self.priority,
+            state: self.state,
+            reason: self.reason,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            submitter: self.submitter,
+            cancel_requested: self.cancel_requested,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            agent_id: self.agent_id,
         }
     }
 }

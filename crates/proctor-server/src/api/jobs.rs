@@ -3,14 +3,16 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
 use proctor_job::{Job, JobFormat};
-use proctor_store::{CancelOutcome, JobFilter, JobState, NewJob, Role, Store, StoreError};
+use proctor_store::{
+    CancelOutcome, JobCursor, JobFilter, JobState, NewJob, Role, Store, StoreError,
+};
 use tokio::time::Instant;
 
 use super::convert::IntoView;
@@ -19,8 +21,8 @@ use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 use crate::results;
 use proctor_api::{
-    CancelView, ErrorBody, FinishRequest, JobDetail, JobQuery, JobView, JobsQuery, SubmitQuery,
-    TestResultView,
+    CancelView, ErrorBody, FinishRequest, JobDetail, JobListView, JobQuery, JobView, JobsQuery,
+    SubmitQuery, TestResultView,
 };
 
 /// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed). A job that
@@ -36,7 +38,7 @@ use proctor_api::{
     responses(
         (status = 201, description = "Queued", body = JobView),
         (status = 400, description = "Not YAML or JSON", body = ErrorBody),
-        (status = 413, description = "The body is too large"),
+        (status = 413, description = "The definition is larger than the server's cap", body = ErrorBody),
         (status = 415, description = "Another content type", body = ErrorBody),
         (status = 422, description = "Invalid job, or a queue no agent ever served", body = ErrorBody),
     ),
@@ -47,9 +49,10 @@ pub(crate) async fn submit_job(
     caller: Caller,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::User])?;
+    let body = read_definition(body, state.max_definition_bytes).await?;
     let format = job_format(&headers, &body)?;
     let text = std::str::from_utf8(&body)
         .map_err(|error| ApiError::BadRequest(format!("the job is not UTF-8 text: {error}")))?;
@@ -60,6 +63,20 @@ pub(crate) async fn submit_job(
         Queues::Served
     };
     queue_job(&state, &caller, &job, None, queues).await
+}
+
+/// The body of a submit, read until it passes `cap`: a definition over the cap is refused as soon as the bytes
+/// past it arrive, without buffering the rest.
+async fn read_definition(body: Body, cap: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, cap).await.map_err(|error| {
+        let over_cap = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if over_cap {
+            ApiError::DefinitionTooLarge { cap }
+        } else {
+            ApiError::BadRequest(format!("the job definition could not be read: {error}"))
+        }
+    })
 }
 
 /// Which queues a job may be stored on.
@@ -236,14 +253,15 @@ pub(crate) async fn list_tests(
     Ok(Json(results.into_iter().map(IntoView::into_view).collect()))
 }
 
-/// Jobs, newest first, optionally on one queue and in one state.
+/// One page of jobs, newest first, without their definitions, optionally of one queue, state and submitter. The
+/// filters and the paging are the store's (by index), so a page costs the same with a hundred or a million jobs.
 #[utoipa::path(
     get,
     path = "/api/v1/jobs",
     params(JobsQuery),
     responses(
-        (status = 200, description = "The jobs", body = Vec<JobView>),
-        (status = 400, description = "An unknown state", body = ErrorBody),
+        (status = 200, description = "A page of jobs", body = JobListView),
+        (status = 400, description = "An unknown state, a bad cursor or a limit over 1 000", body = ErrorBody),
     ),
     tag = "jobs"
 )]
@@ -251,18 +269,49 @@ pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<JobsQuery>,
-) -> Result<Json<Vec<JobView>>, ApiError> {
+) -> Result<Json<JobListView>, ApiError> {
     caller.require(&[Role::User, Role::Agent])?;
-    let job_state = query.state.as_deref().map(parse_state).transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "a page holds 1 to {MAX_PAGE} jobs, not {limit}"
+        )));
+    }
     let filter = JobFilter {
         queue: query.queue,
-        state: job_state,
-        limit: query.limit,
+        state: query.state.as_deref().map(parse_state).transpose()?,
+        submitter: query.submitter,
+        after: query.cursor.as_deref().map(parse_cursor).transpose()?,
+        limit,
     };
-    let jobs = state
+    let page = state
         .store_call(move |store| store.list_jobs(&filter))
         .await?;
-    Ok(Json(jobs.into_iter().map(IntoView::into_view).collect()))
+    Ok(Json(JobListView {
+        jobs: page.jobs.into_iter().map(IntoView::into_view).collect(),
+        next_cursor: page.next.map(format_cursor),
+    }))
+}
+
+/// Jobs on a page unless the request says.
+const DEFAULT_PAGE: u32 = 100;
+/// The most jobs a page may hold.
+const MAX_PAGE: u32 = 1000;
+
+/// A cursor as the API hands it out: `<created_at in µs>.<seq>`, opaque to clients.
+fn format_cursor(cursor: JobCursor) -> String {
+    format!("{}.{}", cursor.created_at.as_microsecond(), cursor.seq)
+}
+
+/// A cursor from [`format_cursor`], or a 400 saying it is not one.
+fn parse_cursor(text: &str) -> Result<JobCursor, ApiError> {
+    let bad = || ApiError::BadRequest(format!("{text:?} is not a cursor this server handed out"));
+    let (micros, seq) = text.split_once('.').ok_or_else(bad)?;
+    let micros = micros.parse().map_err(|_| bad())?;
+    Ok(JobCursor {
+        created_at: Timestamp::from_microsecond(micros).map_err(|_| bad())?,
+        seq: seq.parse().map_err(|_| bad())?,
+    })
 }
 
 /// Cancels a job: at once if it waits, through its agent (heartbeat reply) if it runs. Submitter or admin only.

@@ -46,6 +46,8 @@ pub(crate) struct AppState {
     pub(crate) allow_open: bool,
     /// Store calls allowed on the blocking pool at once (see [`STORE_SLOTS`]).
     pub(crate) store_slots: Arc<Semaphore>,
+    /// The largest job definition accepted.
+    pub(crate) max_definition_bytes: usize,
 }
 
 /// How many store calls run at once. The store serialises its writes anyway; without a bound, a thousand

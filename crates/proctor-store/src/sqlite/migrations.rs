@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "superseded_job_tokens",
         sql: include_str!("../../migrations/sqlite/0003_superseded_job_tokens.sql"),
     },
+    Migration {
+        version: 4,
+        name: "job_list_indexes",
+        sql: include_str!("../../migrations/sqlite/0004_job_list_indexes.sql"),
+    },
 ];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same

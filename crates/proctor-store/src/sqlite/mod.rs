@@ -15,12 +15,13 @@ use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
-    HeartbeatReply, IssuedToken, Job, JobFilter, JobState, JobTokenUse, NewJob, PhaseRecord,
-    QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind, TestResult,
-    TestUpdate, Token,
+    HeartbeatReply, IssuedToken, Job, JobFilter, JobPage, JobState, JobTokenUse, NewJob,
+    PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind,
+    TestResult, TestUpdate, Token,
 };
 use rows::{
-    agent_row, claimed_row, job_row, micros, queue_row, recipe_row, to_json, token_row, JOB_COLUMNS,
+    agent_row, claimed_row, job_row, micros, queue_row, recipe_row, summary_row, to_json,
+    token_row, JOB_COLUMNS, SUMMARY_COLUMNS,
 };
 
 /// The database file's name inside the data directory.
@@ -215,6 +216,44 @@ fn hand_over(
         recipe_script,
         has_attachments,
     })
+}
+
+/// The statement listing a page of jobs for `filter`, with its values. Only the filters given are in the `WHERE`,
+/// so SQLite picks the index of that filter (migration 4) and reads the page's rows, not the table.
+fn job_list_query(filter: &JobFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut condition = |sql: &str, value: Value| {
+        values.push(value);
+        conditions.push(sql.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(queue) = &filter.queue {
+        condition("queue = ?", Value::Text(queue.clone()));
+    }
+    if let Some(state) = filter.state {
+        condition("state = ?", Value::Text(state.as_str().to_owned()));
+    }
+    if let Some(submitter) = &filter.submitter {
+        condition("submitter = ?", Value::Text(submitter.clone()));
+    }
+    if let Some(after) = filter.after {
+        values.push(Value::Integer(micros(after.created_at)));
+        values.push(Value::Integer(after.seq));
+        let (created, seq) = (values.len() - 1, values.len());
+        conditions.push(format!("(created_at, seq) < (?{created}, ?{seq})"));
+    }
+    let filters = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    values.push(Value::Integer(i64::from(filter.limit) + 1));
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM jobs {filters} ORDER BY created_at DESC, seq DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
 }
 
 /// Records a queue name, marking it served when an agent names it.
@@ -498,23 +537,26 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let limit = filter.limit.map_or(i64::MAX, i64::from);
+    fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage> {
+        let (sql, values) = job_list_query(filter);
+        let limit = filter.limit as usize;
         self.read(|connection| {
-            let mut statement = connection
-                .prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs
-                     WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2)
-                     ORDER BY created_at DESC, seq DESC LIMIT ?3"
-                ))
-                .during("listing jobs")?;
+            let mut statement = connection.prepare_cached(&sql).during("listing jobs")?;
             let rows = statement
-                .query_map(
-                    params![filter.queue, filter.state.map(JobState::as_str), limit],
-                    job_row,
-                )
+                .query_map(rusqlite::params_from_iter(&values), summary_row)
                 .during("listing jobs")?;
-            rows.collect::<rusqlite::Result<_>>().during("listing jobs")
+            let mut jobs = rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .during("listing jobs")?;
+            // One row more than the page was read: whether it exists says whether there is a next page.
+            let next = (jobs.len() > limit).then(|| {
+                jobs.truncate(limit);
+                jobs.last().map(|(_, cursor)| *cursor)
+            });
+            Ok(JobPage {
+                jobs: jobs.into_iter().map(|(job, _)| job).collect(),
+                next: next.flatten(),
+            })
         })
     }
 

@@ -8,12 +8,19 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{Agent, Artifact, Job, PhaseRecord, QueueInfo, Recipe, Token};
+use crate::model::{
+    Agent, Artifact, Job, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe, Token,
+};
 use crate::StoreError;
 
 /// The job columns every job query selects, in the order [`job_row`] reads them by name.
 pub(super) const JOB_COLUMNS: &str = "id, queue, name, priority, definition, state, reason, attempts, max_attempts, \
      submitter, held, cancel_requested, created_at, started_at, ended_at, lease_expires_at, agent_id";
+
+/// The columns [`summary_row`] reads.
+pub(super) const SUMMARY_COLUMNS: &str =
+    "seq, id, queue, name, priority, state, reason, attempts, max_attempts, \
+     submitter, cancel_requested, created_at, started_at, ended_at, agent_id";
 
 /// A timestamp as stored: microseconds since the Unix epoch.
 pub(super) fn micros(timestamp: Timestamp) -> i64 {
@@ -89,6 +96,32 @@ pub(super) fn job_row(row: &Row) -> rusqlite::Result<Job> {
         lease_expires_at: optional_timestamp(row, "lease_expires_at")?,
         agent_id: row.get("agent_id")?,
     })
+}
+
+/// A job as lists show it, from [`SUMMARY_COLUMNS`], with the cursor that continues a list after it.
+pub(super) fn summary_row(row: &Row) -> rusqlite::Result<(JobSummary, JobCursor)> {
+    let created_at = timestamp(row, "created_at")?;
+    let summary = JobSummary {
+        id: row.get("id")?,
+        queue: row.get("queue")?,
+        name: row.get("name")?,
+        priority: row.get("priority")?,
+        state: parsed(row, "state")?,
+        reason: row.get("reason")?,
+        attempts: row.get("attempts")?,
+        max_attempts: row.get("max_attempts")?,
+        submitter: row.get("submitter")?,
+        cancel_requested: row.get("cancel_requested")?,
+        created_at,
+        started_at: optional_timestamp(row, "started_at")?,
+        ended_at: optional_timestamp(row, "ended_at")?,
+        agent_id: row.get("agent_id")?,
+    };
+    let cursor = JobCursor {
+        created_at,
+        seq: row.get("seq")?,
+    };
+    Ok((summary, cursor))
 }
 
 /// A claimed job with what its agent gets besides, from `JOB_COLUMNS, recipe_script, has_attachments`.
