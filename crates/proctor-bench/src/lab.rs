@@ -9,6 +9,7 @@
 //!   the last job's end. Baseline: as many `bash -c true` spawned one after the other.
 //! - `memory`: the server in a process of its own (`lab serve`), its resident memory holding 1 000 long-polling
 //!   claims against the same server idle.
+//! - `list`: `GET /api/v1/jobs` pages with 100 000 jobs stored. Baseline: the same pages with 100 jobs stored.
 //! - `wait`: `proctor submit --wait` (and `--follow`) of a trivial job, as a process, against one idle agent; from
 //!   the process's start to its exit. Baseline: the server's own queued → ended time of the same jobs.
 //! - `tail`: a job printing `$EPOCHREALTIME` every 50 ms, followed through the log endpoint; latency from the print
@@ -18,6 +19,7 @@
 
 mod dispatch;
 mod fixture;
+mod list;
 mod memory;
 mod tail;
 mod throughput;
@@ -37,7 +39,7 @@ use crate::process::{ratio, ProcessError};
 
 pub use memory::serve;
 
-const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait]...";
+const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait|list]...";
 
 /// Why the `lab` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -46,7 +48,9 @@ pub enum LabBenchError {
     #[error("{USAGE}")]
     Usage,
     /// A part name that is not one of the benchmarks.
-    #[error("unknown part {0:?}: expected dispatch, throughput, memory, tail or wait\n{USAGE}")]
+    #[error(
+        "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait or list\n{USAGE}"
+    )]
     UnknownPart(String),
     /// The async runtime for the server (or the memory part's clients) could not be built.
     #[error("building the tokio runtime: {0}")]
@@ -156,6 +160,9 @@ pub enum LabBenchError {
     /// A binary the bench runs is not built beside it.
     #[error("{0}")]
     MissingBinary(String),
+    /// The store of the list part could not be filled.
+    #[error("the store: {0}")]
+    Store(String),
     /// `proctor submit` printed no job id.
     #[error("`proctor submit` printed no job id: {0:?}")]
     NoJobId(String),
@@ -172,15 +179,17 @@ enum Part {
     Memory,
     Tail,
     Wait,
+    List,
 }
 
 impl Part {
-    const ALL: [Part; 5] = [
+    const ALL: [Part; 6] = [
         Part::Dispatch,
         Part::Throughput,
         Part::Memory,
         Part::Tail,
         Part::Wait,
+        Part::List,
     ];
 
     fn parse(name: &str) -> Result<Part, LabBenchError> {
@@ -190,6 +199,7 @@ impl Part {
             "memory" => Ok(Part::Memory),
             "tail" => Ok(Part::Tail),
             "wait" => Ok(Part::Wait),
+            "list" => Ok(Part::List),
             _ if name.starts_with('-') => Err(LabBenchError::Usage),
             _ => Err(LabBenchError::UnknownPart(name.to_owned())),
         }
@@ -217,6 +227,7 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
             Part::Memory => memory::bench()?,
             Part::Tail => tail::bench()?,
             Part::Wait => wait::bench()?,
+            Part::List => list::bench()?,
         }
     }
     Ok(())

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: proctor-bench subunit [--venv DIR]\n       \
                  proctor-bench run [--venv DIR] [makespan|overhead|python]...\n       \
-                 proctor-bench lab [dispatch|throughput|memory|tail|wait]..."
+                 proctor-bench lab [dispatch|throughput|memory|tail|wait|list]..."
             );
             ExitCode::from(2)
         }
