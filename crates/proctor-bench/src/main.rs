@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: proctor-bench subunit [--venv DIR]\n       \
-                 proctor-bench run [--venv DIR] [makespan|overhead|python]...\n       \
+                 proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...\n       \
                  proctor-bench lab [dispatch|throughput|memory|tail|wait|list]..."
             );
             ExitCode::from(2)

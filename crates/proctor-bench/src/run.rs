@@ -7,6 +7,9 @@
 //! - `overhead`: 2 000 trivial executables, proctor against a minimal runner
 //!   (`std::process::Command` in N threads): the per-test overhead.
 //! - `python`: a 2 000-test unittest suite, `proctor run` against `stestr run`.
+//! - `startup`: a `.testr.conf` suite of 2 500 quick tests whose package takes
+//!   0.3 s to import, `proctor run` against `testr run --parallel` and the
+//!   floor (listing, then one process per worker).
 //!
 //! Every part runs when none is named. Sleeps stand in for work because the
 //! machine has two cores: scheduling figures must not depend on CPU share.
@@ -14,6 +17,7 @@
 mod makespan;
 mod overhead;
 mod python;
+mod startup;
 
 use std::collections::HashMap;
 use std::env;
@@ -29,7 +33,7 @@ use thiserror::Error;
 use crate::process::{check_exit, describe, run_checked, ProcessError};
 use crate::sibling_binary;
 
-const USAGE: &str = "usage: proctor-bench run [--venv DIR] [makespan|overhead|python]...";
+const USAGE: &str = "usage: proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...";
 
 /// Why the `run` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -38,10 +42,13 @@ pub enum RunBenchError {
     #[error("{USAGE}")]
     Usage,
     /// A part name that is not one of the benchmarks.
-    #[error("unknown part {0:?}: expected makespan, overhead or python\n{USAGE}")]
+    #[error("unknown part {0:?}: expected makespan, overhead, python or startup\n{USAGE}")]
     UnknownPart(String),
-    /// The Python part needs the test virtualenv.
-    #[error("give --venv DIR or set PROCTOR_TEST_VENV (the python part runs its stestr)")]
+    /// The Python parts need the test virtualenv.
+    #[error(
+        "give --venv DIR or set PROCTOR_TEST_VENV (the python and startup parts run its \
+         stestr and testr)"
+    )]
     NoVenv,
     /// The `proctor` binary is not built beside this one.
     #[error("{0}")]
@@ -83,16 +90,23 @@ enum Part {
     Makespan,
     Overhead,
     Python,
+    Startup,
 }
 
 impl Part {
-    const ALL: [Part; 3] = [Part::Makespan, Part::Overhead, Part::Python];
+    const ALL: [Part; 4] = [Part::Makespan, Part::Overhead, Part::Python, Part::Startup];
+
+    /// Whether it runs the Python tools of the test virtualenv.
+    fn needs_venv(self) -> bool {
+        matches!(self, Part::Python | Part::Startup)
+    }
 
     fn parse(name: &str) -> Result<Part, RunBenchError> {
         match name {
             "makespan" => Ok(Part::Makespan),
             "overhead" => Ok(Part::Overhead),
             "python" => Ok(Part::Python),
+            "startup" => Ok(Part::Startup),
             _ => Err(RunBenchError::UnknownPart(name.to_owned())),
         }
     }
@@ -129,7 +143,7 @@ fn parse_options(args: &[String]) -> Result<Options, RunBenchError> {
 pub fn run_bench(args: &[String]) -> Result<(), RunBenchError> {
     let options = parse_options(args)?;
     let proctor = sibling_binary("proctor").map_err(RunBenchError::MissingBinary)?;
-    let venv = match (&options.venv, options.parts.contains(&Part::Python)) {
+    let venv = match (&options.venv, options.parts.iter().any(|p| p.needs_venv())) {
         // Absolute, because the tools run in the generated project's directory.
         (Some(venv), _) => Some(fs::canonicalize(venv).map_err(io_error("finding", venv))?),
         (None, true) => return Err(RunBenchError::NoVenv),
@@ -147,7 +161,8 @@ pub fn run_bench(args: &[String]) -> Result<(), RunBenchError> {
             (Part::Makespan, _) => makespan::bench(&proctor, &dir)?,
             (Part::Overhead, _) => overhead::bench(&proctor, &dir)?,
             (Part::Python, Some(venv)) => python::bench(&proctor, venv, &dir)?,
-            (Part::Python, None) => return Err(RunBenchError::NoVenv),
+            (Part::Startup, Some(venv)) => startup::bench(&proctor, venv, &dir)?,
+            (Part::Python | Part::Startup, None) => return Err(RunBenchError::NoVenv),
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `proctor run` and `proctor list`: find the project's tests, pick the ones
 //! asked for, run them in parallel, and store the run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proctor_events::{Sink, Summary, Tee};
 use proctor_formats::junit::JunitSink;
-use proctor_repository::{Repository, RunMeta, RunWriter};
+use proctor_repository::{History, ProcessCost, Repository, RunMeta, RunWriter};
 use proctor_runner::{RunConfig, RunReport, Runner, Stopper};
 use proctor_sources::{Project, TestCase};
 use proctor_subunit::EventWriter;
@@ -53,16 +53,20 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         }
         return Ok(exit::OK);
     }
+    // A damaged index only costs the schedule its hints; recording the run
+    // rebuilds it.
     let history = repository
         .as_ref()
-        .map(|repository| repository.expected_durations().unwrap_or_default())
+        .map(|repository| repository.history().unwrap_or_default())
         .unwrap_or_default();
     let config = run_config(&args)?;
     let supervisor = Supervisor::new(SupervisorConfig {
         grace: config.grace,
         ..SupervisorConfig::default()
     })?;
-    let runner = Runner::new(&project, &supervisor, config);
+    let runner = Runner::new(&project, &supervisor, config)
+        .with_process_costs(&process_costs_from(&history));
+    let history = history.expected_durations();
     stop_on_ctrl_c(runner.stopper());
     let partial = args.failing || selects_subset(&args.selection);
     loop {
@@ -143,7 +147,8 @@ fn run_once(
             return Err(error.into());
         }
     };
-    if let Some(writer) = writer {
+    if let Some(mut writer) = writer {
+        writer.set_process_costs(process_costs_to_store(&report));
         store(writer, &report)?;
     }
     if let (Some(junit), Some(path)) = (&junit, &args.junit) {
@@ -153,6 +158,36 @@ fn run_once(
         print!("{}", summary_text(&summary, &report, SLOWEST_SHOWN));
     }
     Ok(exit_status(&report))
+}
+
+/// What the history knows of each suite's processes, as the runner plans with it.
+fn process_costs_from(history: &History) -> HashMap<String, proctor_runner::ProcessCost> {
+    history
+        .process_costs()
+        .into_iter()
+        .map(|(suite, cost)| {
+            let cost = proctor_runner::ProcessCost {
+                startup: cost.startup,
+                per_test: cost.per_test,
+            };
+            (suite, cost)
+        })
+        .collect()
+}
+
+/// What the run measured of each suite's processes, as the repository keeps it.
+fn process_costs_to_store(report: &RunReport) -> BTreeMap<String, ProcessCost> {
+    report
+        .process_costs
+        .iter()
+        .map(|(suite, cost)| {
+            let cost = ProcessCost {
+                startup: cost.startup,
+                per_test: cost.per_test,
+            };
+            (suite.clone(), cost)
+        })
+        .collect()
 }
 
 fn store(writer: RunWriter, report: &RunReport) -> Result<(), CliError> {

@@ -331,6 +331,60 @@ fn a_crashed_worker_fails_its_test_and_requeues_the_rest() {
     assert_eq!(passed, 12, "{results:?}");
 }
 
+/// A `.testr.conf` project whose test command takes 0.3 s to start (as an
+/// interpreter importing a large package does) and writes a line to
+/// `starts` for every process: `list` for the listing, `run` for a batch.
+fn slow_starting_project(project: &Path) {
+    python_tests(project, &["a", "b"]);
+    script(
+        project,
+        "start.sh",
+        r#"case "$1" in --list) echo list >> starts ;; *) echo run >> starts ;; esac
+sleep 0.3
+exec "${PYTHON:-python3}" -m subunit.run discover -t . tests "$@""#,
+    );
+    fs::write(
+        project.join(".testr.conf"),
+        "[DEFAULT]\ntest_command=./start.sh $LISTOPT $IDOPTION\n\
+         test_id_option=--load-list $IDFILE\ntest_list_option=--list\n",
+    )
+    .expect("conf");
+}
+
+/// The processes a run started, from the `starts` file, which it removes.
+fn starts(project: &Path) -> Vec<String> {
+    let path = project.join("starts");
+    let text = fs::read_to_string(&path).expect("the test command logged its starts");
+    fs::remove_file(&path).expect("removes the log");
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_suite_whose_start_up_dominates_runs_one_process_per_worker() {
+    let project = TempDir::new().expect("tempdir");
+    slow_starting_project(project.path());
+    let first = run(project.path(), &["-j", "2"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(starts(project.path())[0], "list");
+    // The run stored what the suite's processes cost.
+    let history = proctor_repository::Repository::open(project.path())
+        .and_then(|repository| repository.history())
+        .expect("the run is stored");
+    let cost = history
+        .suite("testr")
+        .and_then(|suite| suite.expected_cost())
+        .expect("the suite's process cost is kept");
+    assert!(cost.startup >= Duration::from_millis(300), "{cost:?}");
+    // With that history, 0.3 s of start-up outweighs 12 quick tests: one
+    // process per worker, each with half of them.
+    let second = run(project.path(), &["-j", "2", "--subunit"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_eq!(starts(project.path()), ["list", "run", "run"]);
+    let results = statuses(&second.stdout);
+    assert_eq!(results.len(), 12, "{results:?}");
+    assert!(results.iter().all(|(_, status)| *status == Status::Success));
+}
+
 #[test]
 fn a_stestr_project_runs_with_stestr_s_runner() {
     let project = TempDir::new().expect("tempdir");

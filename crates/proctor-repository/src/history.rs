@@ -1,6 +1,9 @@
 //! Per-test history across runs, kept in `index.json`: counts over every run
 //! and the last [`HISTORY_WINDOW`] outcomes and durations, from which the
-//! scheduler's expected durations, "slowest" and "flaky" are computed.
+//! scheduler's expected durations, "slowest" and "flaky" are computed; and
+//! per suite, what its test processes cost in the last [`HISTORY_WINDOW`]
+//! runs (start-up and time per test), from which the runner decides how
+//! many processes a run is worth.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -30,7 +33,7 @@ enum OutcomeOnDisk {
     Skipped,
 }
 
-/// Durations on disk as fractional seconds, which people can read.
+/// Optional durations on disk as fractional seconds, which people can read.
 mod seconds {
     use std::time::Duration;
 
@@ -50,6 +53,77 @@ mod seconds {
         Option::<f64>::deserialize(deserializer)?
             .map(|secs| Duration::try_from_secs_f64(secs).map_err(D::Error::custom))
             .transpose()
+    }
+
+    /// Durations that are always there, in the same form.
+    pub(super) mod always {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub(in crate::history) fn serialize<S: Serializer>(
+            duration: &Duration,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            super::serialize(&Some(*duration), serializer)
+        }
+
+        pub(in crate::history) fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Duration, D::Error> {
+            use serde::de::Error;
+            super::deserialize(deserializer)?
+                .ok_or_else(|| D::Error::custom("a duration is missing"))
+        }
+    }
+}
+
+/// What one suite's test processes cost in a run: how long a process took
+/// to start its first test, and then how long it took per test (the tests'
+/// own time plus whatever the process spends between and after them), the
+/// medians over the run's processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessCost {
+    /// From the process's start to its first test.
+    #[serde(with = "seconds::always")]
+    pub startup: Duration,
+    /// From its first test to its exit, per test it finished.
+    #[serde(with = "seconds::always")]
+    pub per_test: Duration,
+}
+
+/// One run's [`ProcessCost`] for a suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    /// The run.
+    pub run: u64,
+    /// What its processes cost.
+    #[serde(flatten)]
+    pub cost: ProcessCost,
+}
+
+/// One suite's history: what its processes cost in its most recent runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuiteHistory {
+    /// Oldest first, at most [`HISTORY_WINDOW`].
+    pub recent: VecDeque<ProcessSample>,
+}
+
+impl SuiteHistory {
+    /// What the suite's processes are expected to cost: the median start-up
+    /// and the median time per test of its recent runs, so that one run on
+    /// a loaded machine does not change how the next one is split.
+    pub fn expected_cost(&self) -> Option<ProcessCost> {
+        let startup = median(self.recent.iter().map(|s| s.cost.startup).collect())?;
+        let per_test = median(self.recent.iter().map(|s| s.cost.per_test).collect())?;
+        Some(ProcessCost { startup, per_test })
+    }
+
+    fn add(&mut self, sample: ProcessSample) {
+        if self.recent.len() == HISTORY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
     }
 }
 
@@ -167,10 +241,13 @@ pub struct FlakyTest {
     pub runs: usize,
 }
 
-/// Every test's history: what `index.json` holds.
+/// Every test's and every suite's history: what `index.json` holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     tests: BTreeMap<String, TestHistory>,
+    /// By suite name; absent from indexes written before it was kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    suites: BTreeMap<String, SuiteHistory>,
 }
 
 impl History {
@@ -202,6 +279,20 @@ impl History {
         self.tests
             .iter()
             .filter_map(|(id, history)| Some((id.clone(), history.expected_duration()?)))
+            .collect()
+    }
+
+    /// The history of one suite's processes, by the suite's name.
+    pub fn suite(&self, name: &str) -> Option<&SuiteHistory> {
+        self.suites.get(name)
+    }
+
+    /// Each suite's [expected process cost](SuiteHistory::expected_cost),
+    /// by suite name, for the runner; suites never measured are left out.
+    pub fn process_costs(&self) -> HashMap<String, ProcessCost> {
+        self.suites
+            .iter()
+            .filter_map(|(name, history)| Some((name.clone(), history.expected_cost()?)))
             .collect()
     }
 
@@ -237,9 +328,21 @@ impl History {
         flaky
     }
 
-    /// Adds a finished run's records (in the order they ended). Tests the
-    /// run left unfinished are not a verdict and are not recorded.
-    pub(crate) fn record_run(&mut self, run: u64, records: &[TestRecord]) {
+    /// Adds a finished run's records (in the order they ended) and what its
+    /// suites' processes cost. Tests the run left unfinished are not a
+    /// verdict and are not recorded.
+    pub(crate) fn record_run(
+        &mut self,
+        run: u64,
+        records: &[TestRecord],
+        processes: &BTreeMap<String, ProcessCost>,
+    ) {
+        for (suite, cost) in processes {
+            self.suites
+                .entry(suite.clone())
+                .or_default()
+                .add(ProcessSample { run, cost: *cost });
+        }
         let mut attempts: BTreeMap<&str, Vec<&TestRecord>> = BTreeMap::new();
         for record in records.iter().filter(|record| record.is_complete()) {
             attempts.entry(&record.test_id).or_default().push(record);
@@ -307,9 +410,13 @@ mod tests {
     fn expected_duration_is_the_median_of_recent_passes() {
         let mut history = History::default();
         for (run, seconds) in [(0, 1), (1, 100), (2, 3), (3, 2)] {
-            history.record_run(run, &[record("t", Status::Success, seconds)]);
+            history.record_run(
+                run,
+                &[record("t", Status::Success, seconds)],
+                &BTreeMap::new(),
+            );
         }
-        history.record_run(4, &[record("t", Status::Fail, 500)]);
+        history.record_run(4, &[record("t", Status::Fail, 500)], &BTreeMap::new());
         let test = history.test("t").expect("recorded");
         assert_eq!(test.expected_duration(), Some(Duration::from_millis(2500)));
         assert_eq!((test.runs, test.passed, test.failed), (5, 4, 1));
@@ -318,7 +425,7 @@ mod tests {
     #[test]
     fn failures_count_when_nothing_passed() {
         let mut history = History::default();
-        history.record_run(0, &[record("t", Status::Fail, 7)]);
+        history.record_run(0, &[record("t", Status::Fail, 7)], &BTreeMap::new());
         assert_eq!(
             history.slowest(1),
             vec![("t".to_owned(), Duration::from_secs(7))]
@@ -329,7 +436,7 @@ mod tests {
     fn window_keeps_the_most_recent_runs() {
         let mut history = History::default();
         for run in 0..(HISTORY_WINDOW as u64 + 5) {
-            history.record_run(run, &[record("t", Status::Success, 1)]);
+            history.record_run(run, &[record("t", Status::Success, 1)], &BTreeMap::new());
         }
         let test = history.test("t").expect("recorded");
         assert_eq!(test.recent.len(), HISTORY_WINDOW);
@@ -351,7 +458,7 @@ mod tests {
                 .iter()
                 .map(|(id, statuses)| record(id, statuses[run], 1))
                 .collect();
-            history.record_run(run as u64, &records);
+            history.record_run(run as u64, &records, &BTreeMap::new());
         }
         history.record_run(
             9,
@@ -359,6 +466,7 @@ mod tests {
                 record("retried", Status::Fail, 1),
                 record("retried", Status::Success, 1),
             ],
+            &BTreeMap::new(),
         );
         let flaky: Vec<(String, usize, usize)> = history
             .flaky()
@@ -383,18 +491,57 @@ mod tests {
         aggregator.push(&Event::test("cut", Status::InProgress));
         let records = aggregator.finish();
         let mut history = History::default();
-        history.record_run(0, &records);
+        history.record_run(0, &records, &BTreeMap::new());
         assert!(history.is_empty());
+    }
+
+    #[test]
+    fn process_costs_are_the_medians_of_recent_runs() {
+        let mut history = History::default();
+        let cost = |startup_ms, per_test_us| ProcessCost {
+            startup: Duration::from_millis(startup_ms),
+            per_test: Duration::from_micros(per_test_us),
+        };
+        for (run, startup, per_test) in [(0, 900, 1), (1, 300, 300), (2, 310, 280)] {
+            let processes = BTreeMap::from([("unit".to_owned(), cost(startup, per_test))]);
+            history.record_run(run, &[], &processes);
+        }
+        assert_eq!(history.process_costs()["unit"], cost(310, 280));
+        for run in 3..(HISTORY_WINDOW as u64 + 5) {
+            let processes = BTreeMap::from([("unit".to_owned(), cost(20, 5))]);
+            history.record_run(run, &[], &processes);
+        }
+        let suite = history.suite("unit").expect("recorded");
+        assert_eq!(suite.recent.len(), HISTORY_WINDOW);
+        assert_eq!(suite.expected_cost(), Some(cost(20, 5)));
+        assert!(history.suite("other").is_none());
     }
 
     #[test]
     fn round_trips_through_json() {
         let mut history = History::default();
-        history.record_run(0, &[record("t", Status::Success, 2)]);
+        history.record_run(0, &[record("t", Status::Success, 2)], &BTreeMap::new());
         let json = serde_json::to_string(&history).expect("serialises");
         assert_eq!(
             json,
             r#"{"tests":{"t":{"runs":1,"passed":1,"failed":0,"skipped":0,"recent":[{"run":0,"o":"pass","s":2.0}]}}}"#
+        );
+        let back: History = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, history);
+        let processes = BTreeMap::from([(
+            "unit".to_owned(),
+            ProcessCost {
+                startup: Duration::from_millis(250),
+                per_test: Duration::from_micros(500),
+            },
+        )]);
+        history.record_run(1, &[], &processes);
+        let json = serde_json::to_string(&history).expect("serialises");
+        assert!(
+            json.ends_with(
+                r#","suites":{"unit":{"recent":[{"run":1,"startup":0.25,"per_test":0.0005}]}}}"#
+            ),
+            "{json}"
         );
         let back: History = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, history);

@@ -15,11 +15,13 @@
 //!   lock              held (advisory file lock) while the shared files change
 //!   next-run          the next run id; ids count up from 0 and are never reused
 //!   index.json        per-test history: run/pass/fail/skip counts and the last
-//!                     HISTORY_WINDOW outcomes and durations
+//!                     HISTORY_WINDOW outcomes and durations; per suite, the
+//!                     last HISTORY_WINDOW runs' process costs (start-up, time
+//!                     per test)
 //!   failing.subunit   the failing tests' events (subunit v2)
 //!   runs/<id>.subunit the run's stream, appended as events arrive
 //!   runs/<id>.json    the run's metadata: start, duration, state, kind, counts,
-//!                     command line and filters
+//!                     command line, filters and its suites' process costs
 //! ```
 //!
 //! Plain files rather than an embedded database: the streams must stay
@@ -63,7 +65,10 @@ mod run;
 mod writer;
 
 pub use error::RepoError;
-pub use history::{FlakyTest, History, Sample, TestHistory, HISTORY_WINDOW};
+pub use history::{
+    FlakyTest, History, ProcessCost, ProcessSample, Sample, SuiteHistory, TestHistory,
+    HISTORY_WINDOW,
+};
 pub use layout::{DIRECTORY, FORMAT};
 pub use repository::Repository;
 pub use run::{RunCounts, RunInfo, RunKind, RunMeta, RunState};

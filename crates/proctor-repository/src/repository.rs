@@ -1,6 +1,6 @@
 //! The repository: opening it, and every operation on its runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -117,6 +117,7 @@ impl Repository {
             duration: None,
             state: RunState::Running,
             counts: None,
+            processes: BTreeMap::new(),
             meta,
         };
         // The metadata first: a stream file is what makes a run exist, and
@@ -167,7 +168,7 @@ impl Repository {
     ) -> Result<(), RepoError> {
         let _lock = self.layout.lock_exclusive()?;
         let mut history = self.read_or_rebuild_history()?;
-        history.record_run(info.id, &records);
+        history.record_run(info.id, &records, &info.processes);
         let mut failing = FailingSet::read(&self.layout.failing())?;
         failing.apply(failing_kind(info), records);
         failing.write(&self.layout.failing())?;
@@ -201,7 +202,7 @@ impl Repository {
         let mut failing = FailingSet::default();
         for info in self.runs()?.iter().filter(|info| info.is_finished()) {
             let records = read_records(&self.layout.stream(info.id))?;
-            history.record_run(info.id, &records);
+            history.record_run(info.id, &records, &info.processes);
             failing.apply(failing_kind(info), records);
         }
         Ok((history, failing))
@@ -245,6 +246,7 @@ impl Repository {
             duration: Span::of_records(&records).duration(),
             state: RunState::Unfinished,
             counts: Some(RunCounts::of(&records)),
+            processes: BTreeMap::new(),
             meta,
         })
     }

@@ -1,6 +1,7 @@
 //! What the repository records about each run, kept in `runs/<id>.json`
 //! beside the run's stream.
 
+use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use proctor_events::{Outcome, TestRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{read_optional, write_atomically};
-use crate::RepoError;
+use crate::{ProcessCost, RepoError};
 
 /// Whether a run ran every test of the project or a subset. It decides how
 /// the run changes the failing set, as in testrepository and stestr.
@@ -139,6 +140,10 @@ pub struct RunInfo {
     pub state: RunState,
     /// How its tests ended; `None` while it is running.
     pub counts: Option<RunCounts>,
+    /// What each suite's test processes cost, by suite name, when the
+    /// runner measured it (runs imported from a stream have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, ProcessCost>,
     /// What the caller said when it began.
     #[serde(flatten)]
     pub meta: RunMeta,

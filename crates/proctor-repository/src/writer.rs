@@ -1,5 +1,6 @@
 //! Writing one run into the repository as it happens.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use proctor_events::{Aggregator, Sink, SinkError, TestRecord};
 use proctor_subunit::{EncodeError, Event, EventWriter, Timestamp};
 
 use crate::failing::counts_as_failing;
-use crate::{RepoError, Repository, RunCounts, RunInfo, RunState};
+use crate::{ProcessCost, RepoError, Repository, RunCounts, RunInfo, RunState};
 
 /// The first and last timestamps a stream carried.
 #[derive(Clone, Copy, Debug, Default)]
@@ -109,6 +110,12 @@ impl RunWriter {
     /// The run's stream file.
     pub fn stream_path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records what each suite's test processes cost in this run (by suite
+    /// name), for the history to keep when the run ends.
+    pub fn set_process_costs(&mut self, processes: BTreeMap<String, ProcessCost>) {
+        self.info.processes = processes;
     }
 
     /// Ends the run normally: records its tests in the history and updates

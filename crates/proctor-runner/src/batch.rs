@@ -12,6 +12,8 @@ use proctor_sources::{ExitOutcome, Invocation, Protocol, Suite, TestCase};
 use proctor_subunit::{Decoded, Decoder, Event, Status, Timestamp};
 use proctor_supervisor::{Chunk, CommandSpec, Exit, Limits, Outcome, Running, Stream, Supervisor};
 
+use crate::schedule::ProcessCost;
+
 /// The name of the attachment that says why Proctor failed a test itself.
 pub const REASON: &str = "proctor-reason";
 
@@ -30,16 +32,38 @@ pub(crate) struct BatchEnd {
     pub(crate) unstarted: Vec<TestCase>,
     /// Whether the process ended abnormally (signal, limit, stop).
     pub(crate) crashed: bool,
-    /// What the process cost beyond its tests, when it reported any.
-    pub(crate) cost: Option<ProcessCost>,
+    /// What the process took, when it finished any test.
+    pub(crate) measured: Option<Measured>,
 }
 
-/// What a test process costs: its start-up (until its first test began)
-/// and the mean time of the tests it ran.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ProcessCost {
-    pub(crate) startup: Duration,
-    pub(crate) per_test: Duration,
+/// What one test process took, or several added up: start-up (until the
+/// first test began), then running the tests it finished.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Measured {
+    processes: u32,
+    startup: Duration,
+    running: Duration,
+    tests: u32,
+}
+
+impl Measured {
+    /// Adds another process's times.
+    pub(crate) fn add(&mut self, other: Measured) {
+        self.processes += other.processes;
+        self.startup += other.startup;
+        self.running += other.running;
+        self.tests += other.tests;
+    }
+
+    /// The mean start-up and the time per test over the processes measured.
+    pub(crate) fn cost(&self) -> Option<ProcessCost> {
+        let processes = Some(self.processes).filter(|n| *n > 0)?;
+        let tests = Some(self.tests).filter(|n| *n > 0)?;
+        Some(ProcessCost {
+            startup: self.startup / processes,
+            per_test: self.running / tests,
+        })
+    }
 }
 
 /// Starts the batch's process. On failure every test is failed with the
@@ -109,9 +133,9 @@ pub(crate) fn finish(
         Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
         Err(error) => (true, format!("supervision failed: {error}")),
     };
-    let cost = tracker.cost(began);
+    let measured = tracker.measured(began);
     let mut end = account(batch, &tracker, crashed, &why, emit, route);
-    end.cost = cost;
+    end.measured = measured;
     end
 }
 
@@ -153,7 +177,7 @@ fn account(
     BatchEnd {
         unstarted,
         crashed,
-        cost: None,
+        measured: None,
     }
 }
 
@@ -224,13 +248,15 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// The process's cost, from when it was started (`began`) to now.
-    fn cost(&self, began: Instant) -> Option<ProcessCost> {
+    /// What the process took, from when it was started (`began`) to now.
+    fn measured(&self, began: Instant) -> Option<Measured> {
         let first = self.first_test_at?;
         let tests = u32::try_from(self.finished.len()).ok().filter(|n| *n > 0)?;
-        Some(ProcessCost {
+        Some(Measured {
+            processes: 1,
             startup: first.saturating_duration_since(began),
-            per_test: Instant::now().saturating_duration_since(first) / tests,
+            running: Instant::now().saturating_duration_since(first),
+            tests,
         })
     }
 }

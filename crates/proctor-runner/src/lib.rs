@@ -4,10 +4,13 @@
 //! caller), orders them longest-expected first from the run history (see
 //! [`expected_duration`]), and lets `concurrency` workers pull work from one
 //! queue: a batch whose size shrinks as the queue drains for suites whose
-//! processes have a start-up cost, one test at a time otherwise. Each
-//! batch runs as one supervised process ([`proctor_supervisor`]); its output
-//! becomes subunit events as it arrives, tagged with the worker's route code,
-//! and every event goes to the caller's [`Sink`] from the calling thread.
+//! processes have a start-up cost, one test at a time otherwise. A suite
+//! whose start-up outweighs a worker's share of its tests (as the history's
+//! [`ProcessCost`] says, or the run has measured so far) is split up front
+//! into one balanced batch per worker instead. Each batch runs as one
+//! supervised process ([`proctor_supervisor`]); its output becomes subunit
+//! events as it arrives, tagged with the worker's route code, and every
+//! event goes to the caller's [`Sink`] from the calling thread.
 //!
 //! A process that dies mid-batch fails the test it was running, with the
 //! reason attached as [`REASON`]; the tests it never started go back to the
@@ -17,22 +20,23 @@
 mod batch;
 mod schedule;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use proctor_events::{Aggregator, Running, Sink, SinkError, TestRecord};
-use proctor_sources::{Project, TestCase};
+use proctor_sources::{Batching, Project, TestCase};
 use proctor_subunit::{Event, Status, Timestamp};
 use proctor_supervisor::{StopHandle, Supervisor};
 
 pub use batch::REASON;
-pub use schedule::expected_duration;
+pub use schedule::{expected_duration, ProcessCost};
 
-use crate::batch::{BatchEnd, Launch, ProcessCost};
-use crate::schedule::{order, Queue};
+use crate::batch::{BatchEnd, Launch, Measured};
+use crate::schedule::{order, plan, Queue};
 
 /// How often the caller's progress callback runs while tests run.
 const TICK: Duration = Duration::from_millis(100);
@@ -130,6 +134,10 @@ pub struct RunReport {
     pub failed: Vec<String>,
     /// Tests that failed and then passed on a retry.
     pub flaky: Vec<String>,
+    /// What each suite's processes cost in this run, by suite name, for the
+    /// suites that batch and finished a test: the mean start-up and the
+    /// time per test over all its processes.
+    pub process_costs: BTreeMap<String, ProcessCost>,
 }
 
 /// Runs tests of one project.
@@ -138,9 +146,13 @@ pub struct Runner<'a> {
     supervisor: &'a Supervisor,
     config: RunConfig,
     stopper: Stopper,
-    /// What each suite's processes cost, as measured so far.
+    /// What each suite's processes cost, as the history said and as
+    /// measured since, by suite index.
     costs: Mutex<HashMap<usize, ProcessCost>>,
 }
+
+/// What one run measured of each suite's processes, by suite index.
+type Measurements = Mutex<HashMap<usize, Measured>>;
 
 impl<'a> Runner<'a> {
     /// A runner for `project`'s tests, spawning through `supervisor`.
@@ -152,6 +164,19 @@ impl<'a> Runner<'a> {
             stopper: Stopper::default(),
             costs: Mutex::default(),
         }
+    }
+
+    /// Starts from what the run history knows of each suite's process cost
+    /// (by suite name), so that the first batches are already sized by it
+    /// and a suite whose start-up dominates is split once per worker.
+    pub fn with_process_costs(mut self, known: &HashMap<String, ProcessCost>) -> Self {
+        let costs = self.costs.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for suite in self.project.suites() {
+            if let Some(cost) = known.get(suite.name()) {
+                costs.insert(suite.index(), *cost);
+            }
+        }
+        self
     }
 
     /// A handle that stops this runner's run.
@@ -170,12 +195,13 @@ impl<'a> Runner<'a> {
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<RunReport, SinkError> {
         let mut tally = Tally::new(&tests, history, self.config.concurrency);
+        let measured = Measurements::default();
         let mut round = tests;
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
                 tally.progress.total += round.len();
             }
-            self.run_round(round, history, sink, &mut tally, tick)?;
+            self.run_round(round, history, &measured, sink, &mut tally, tick)?;
             if self.stopper.is_stopped() {
                 break;
             }
@@ -184,19 +210,48 @@ impl<'a> Runner<'a> {
                 break;
             }
         }
-        Ok(tally.report(self.stopper.is_stopped()))
+        let mut report = tally.report(self.stopper.is_stopped());
+        report.process_costs = self.costs_by_name(measured);
+        Ok(report)
+    }
+
+    /// What a run measured, by suite name.
+    fn costs_by_name(&self, measured: Measurements) -> BTreeMap<String, ProcessCost> {
+        let suites = self.project.suites();
+        measured
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .filter_map(|(index, measured)| {
+                Some((suites.get(index)?.name().to_owned(), measured.cost()?))
+            })
+            .collect()
+    }
+
+    fn batching(&self, suite: usize) -> Batching {
+        self.project
+            .suites()
+            .get(suite)
+            .map_or(Batching::OnePerProcess, |s| s.batching())
     }
 
     fn run_round(
         &self,
         tests: Vec<TestCase>,
         history: &HashMap<String, Duration>,
+        measured: &Measurements,
         sink: &mut dyn Sink,
         tally: &mut Tally,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<(), SinkError> {
         let workers = self.config.concurrency.max(1);
-        let units = order(tests, history);
+        let costs = lock(&self.costs).clone();
+        let units = plan(
+            order(tests, history),
+            workers,
+            |suite| self.batching(suite),
+            |suite| costs.get(&suite).copied(),
+        );
         let queue = Mutex::new(Queue::new(units, workers));
         let requeued = Mutex::new(HashSet::new());
         let (sender, events) = mpsc::channel::<Event>();
@@ -206,7 +261,7 @@ impl<'a> Runner<'a> {
                 let queue = &queue;
                 let requeued = &requeued;
                 scope.spawn(move || {
-                    self.work(worker, queue, requeued, &mut |event| {
+                    self.work(worker, queue, requeued, measured, &mut |event| {
                         // The receiver outlives every worker in this scope.
                         let _ = sender.send(event);
                     });
@@ -259,6 +314,7 @@ impl<'a> Runner<'a> {
         worker: usize,
         queue: &Mutex<Queue>,
         requeued: &Mutex<HashSet<String>>,
+        measured: &Measurements,
         emit: &mut dyn FnMut(Event),
     ) {
         let route = worker.to_string();
@@ -269,12 +325,8 @@ impl<'a> Runner<'a> {
             }
             let costs = lock(&self.costs).clone();
             let batch = lock(queue).next_batch(
-                |suite| {
-                    suites
-                        .get(suite)
-                        .map_or(proctor_sources::Batching::OnePerProcess, |s| s.batching())
-                },
-                |suite| costs.get(&suite).map_or(1, min_batch_size),
+                |suite| self.batching(suite),
+                |suite| costs.get(&suite).map_or(1, ProcessCost::min_batch_size),
             );
             let Some(suite) = batch.first().and_then(|test| suites.get(test.suite)) else {
                 return;
@@ -293,10 +345,35 @@ impl<'a> Runner<'a> {
             let suite_index = suite.index();
             let end = batch::finish(running, &invocation, batch, &route, emit);
             self.stopper.unregister(worker);
-            if let Some(cost) = end.cost {
-                remember_cost(&mut lock(&self.costs), suite_index, cost);
+            // A process per test has no start-up to weigh against its tests.
+            if let Some(process) = end
+                .measured
+                .filter(|_| suite.batching() == Batching::Batches)
+            {
+                if let Some(cost) = process.cost() {
+                    self.learn(suite_index, cost, queue);
+                }
+                lock(measured).entry(suite_index).or_default().add(process);
             }
             self.requeue(end, queue, requeued, &route, emit);
+        }
+    }
+
+    /// Keeps a process's cost for the suite's next batches. The first cost
+    /// known of a suite (one the history did not give) may show that its
+    /// start-up outweighs what is left of it: the rest is then planned at
+    /// once as one batch per worker, before one worker takes it all.
+    fn learn(&self, suite: usize, cost: ProcessCost, queue: &Mutex<Queue>) {
+        if remember_cost(&mut lock(&self.costs), suite, cost) {
+            let workers = self.config.concurrency.max(1);
+            lock(queue).replan(|units| {
+                plan(
+                    units,
+                    workers,
+                    |other| self.batching(other),
+                    |other| (other == suite).then_some(cost),
+                )
+            });
         }
     }
 
@@ -331,28 +408,22 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// A batch should take at least this many times its process's start-up, so
-/// start-up stays a small share of the run: guided self-scheduling alone
-/// hands out ever smaller batches, and for a Python suite of quick tests each
-/// of those paid ~0.3 s of interpreter start and imports for milliseconds of
-/// tests (BENCHMARKS.md, the stestr comparison).
-const STARTUP_SHARE: u32 = 10;
-
-/// The fewest tests a batch of a suite with this cost should hold.
-fn min_batch_size(cost: &ProcessCost) -> usize {
-    let wanted = cost.startup * STARTUP_SHARE;
-    let per_test = cost.per_test.max(Duration::from_micros(1));
-    usize::try_from(wanted.as_nanos().div_ceil(per_test.as_nanos()))
-        .unwrap_or(usize::MAX)
-        .max(1)
-}
-
 /// Keeps the latest measurement of a suite's process cost, its start-up
-/// never below the worst seen (a loaded machine makes it vary).
-fn remember_cost(costs: &mut HashMap<usize, ProcessCost>, suite: usize, cost: ProcessCost) {
-    let entry = costs.entry(suite).or_insert(cost);
-    entry.startup = entry.startup.max(cost.startup);
-    entry.per_test = cost.per_test;
+/// never below the worst seen (a loaded machine makes it vary); says
+/// whether it is the first cost known of the suite.
+fn remember_cost(costs: &mut HashMap<usize, ProcessCost>, suite: usize, cost: ProcessCost) -> bool {
+    match costs.entry(suite) {
+        Entry::Vacant(entry) => {
+            entry.insert(cost);
+            true
+        }
+        Entry::Occupied(mut entry) => {
+            let known = entry.get_mut();
+            known.startup = known.startup.max(cost.startup);
+            known.per_test = cost.per_test;
+            false
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -457,6 +528,7 @@ impl Tally {
             interrupted,
             failed,
             flaky,
+            process_costs: BTreeMap::new(),
         }
     }
 }
@@ -472,12 +544,12 @@ mod tests {
             per_test: Duration::from_micros(per_test_us),
         };
         // 300 ms to start, 1 ms a test: 10 × 300 ms of tests.
-        assert_eq!(min_batch_size(&cost(300, 1000)), 3000);
+        assert_eq!(cost(300, 1000).min_batch_size(), 3000);
         // Slow tests need no padding.
-        assert_eq!(min_batch_size(&cost(300, 10_000_000)), 1);
+        assert_eq!(cost(300, 10_000_000).min_batch_size(), 1);
         let mut costs = HashMap::new();
-        remember_cost(&mut costs, 0, cost(300, 5));
-        remember_cost(&mut costs, 0, cost(100, 7));
+        assert!(remember_cost(&mut costs, 0, cost(300, 5)));
+        assert!(!remember_cost(&mut costs, 0, cost(100, 7)));
         assert_eq!(costs[&0].startup, Duration::from_millis(300));
         assert_eq!(costs[&0].per_test, Duration::from_micros(7));
     }

@@ -1,27 +1,81 @@
 //! What runs next: tests ordered longest-expected first, handed out ad hoc.
 //!
-//! Nothing is split up front. Whenever a worker is free it takes the next
-//! unit from one shared queue; for suites whose processes have a start-up
-//! cost it takes a batch whose size shrinks as the queue drains (guided
-//! self-scheduling: about `remaining / (2 × workers)`, at least one unit), so
+//! Whenever a worker is free it takes the next unit from one shared queue;
+//! for suites whose processes have a start-up cost it takes a batch whose
+//! size shrinks as the queue drains (guided self-scheduling: about
+//! `remaining / (2 × workers)`, at least one unit, and at least
+//! [`STARTUP_SHARE`] start-ups' worth of tests when the cost is known), so
 //! start-up is paid few times and workers still finish together.
+//!
+//! A suite whose start-up is so costly that a worker's share of its tests is
+//! worth fewer than [`STARTUP_SHARE`] start-ups is split up front instead
+//! ([`plan`]): one batch per worker, balanced by expected time, since every
+//! further batch would cost a start-up more than the balance it could win.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use proctor_sources::{Batching, TestCase};
 
-/// Tests that must run in one process (a `group_regex` group), or one test.
+/// What a suite's test processes cost: the start-up (until the first test
+/// began) and then the time per test, as the runner measures it and the run
+/// history remembers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessCost {
+    /// From the process's start to its first test.
+    pub startup: Duration,
+    /// From its first test to its exit, per test it finished: the tests' own
+    /// time plus what the process spends between and after them.
+    pub per_test: Duration,
+}
+
+/// A batch should take at least this many times its process's start-up, so
+/// start-up stays a small share of the run: guided self-scheduling alone
+/// hands out ever smaller batches, and for a Python suite of quick tests each
+/// of those paid ~0.3 s of interpreter start and imports for milliseconds of
+/// tests (BENCHMARKS.md, the stestr comparison).
+pub(crate) const STARTUP_SHARE: u32 = 10;
+
+impl ProcessCost {
+    /// The least test time a batch should hold.
+    fn min_batch_time(&self) -> Duration {
+        self.startup * STARTUP_SHARE
+    }
+
+    /// The fewest tests a batch should hold.
+    pub(crate) fn min_batch_size(&self) -> usize {
+        let per_test = self.per_test.max(Duration::from_micros(1));
+        usize::try_from(
+            self.min_batch_time()
+                .as_nanos()
+                .div_ceil(per_test.as_nanos()),
+        )
+        .unwrap_or(usize::MAX)
+        .max(1)
+    }
+}
+
+/// Tests that must run in one process (a `group_regex` group), or one test;
+/// or a batch [`plan`] made up front.
 #[derive(Clone, Debug)]
 pub(crate) struct Unit {
     pub(crate) tests: Vec<TestCase>,
     /// Expected duration of the whole unit, when every test has an estimate.
     pub(crate) expected: Option<Duration>,
+    /// Whether this is a planned batch, which runs as it is.
+    planned: bool,
 }
 
 impl Unit {
     fn suite(&self) -> usize {
         self.tests.first().map_or(0, |test| test.suite)
+    }
+
+    /// Whether it may join a batch of `suite` handed out as the queue
+    /// drains (planned batches run as they are).
+    fn batches_with(&self, suite: usize) -> bool {
+        !self.planned && self.suite() == suite
     }
 }
 
@@ -39,11 +93,137 @@ pub fn expected_duration(test: &TestCase, history: &HashMap<String, Duration>) -
 /// order the source listed them in.
 pub(crate) fn order(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit> {
     let mut units = group(tests, history);
-    let known: Vec<Duration> = units.iter().filter_map(|unit| unit.expected).collect();
+    longest_first(&mut units);
+    units
+}
+
+/// Sorts units longest expected first, those without an estimate as if they
+/// took the mean of the estimated tests' units (planned batches, which are
+/// whole shares of a suite, left out of that mean).
+fn longest_first(units: &mut [Unit]) {
+    let known: Vec<Duration> = units
+        .iter()
+        .filter(|unit| !unit.planned)
+        .filter_map(|unit| unit.expected)
+        .collect();
     let unknown = mean(&known).unwrap_or_default();
     // A stable sort keeps listing order among equals.
-    units.sort_by_key(|unit| std::cmp::Reverse(unit.expected.unwrap_or(unknown)));
-    units
+    units.sort_by_key(|unit| Reverse(unit.expected.unwrap_or(unknown)));
+}
+
+/// Splits up front the suites whose processes cost too much to start for
+/// batches handed out as the queue drains: those that batch, whose cost is
+/// known, and in which a worker's share of the expected time is less than
+/// [`STARTUP_SHARE`] start-ups, so that no batch after the first could be
+/// as large as a batch should be. Each becomes one batch per worker (fewer
+/// when it has fewer units), balanced by longest processing time first:
+/// every unit, longest first, joins the batch expected to end soonest.
+/// Every other unit is left as it was, and the queue is ordered longest
+/// first again.
+pub(crate) fn plan(
+    units: Vec<Unit>,
+    workers: usize,
+    batching: impl Fn(usize) -> Batching,
+    cost: impl Fn(usize) -> Option<ProcessCost>,
+) -> Vec<Unit> {
+    let workers = workers.max(1);
+    let weighers: HashMap<usize, Weigher> = suites_of(&units)
+        .into_iter()
+        .filter(|suite| batching(*suite) == Batching::Batches)
+        .filter_map(|suite| Some((suite, Weigher::new(&units, suite, cost(suite)?))))
+        .filter(|(suite, weigher)| {
+            let total: Duration = units
+                .iter()
+                .filter(|unit| unit.suite() == *suite)
+                .map(|unit| weigher.weigh(unit))
+                .sum();
+            total / u32::try_from(workers).unwrap_or(u32::MAX) < weigher.cost.min_batch_time()
+        })
+        .collect();
+    if weighers.is_empty() {
+        return units;
+    }
+    let mut planned: BTreeMap<usize, Vec<Unit>> = BTreeMap::new();
+    let mut queue = Vec::new();
+    for unit in units {
+        if weighers.contains_key(&unit.suite()) {
+            planned.entry(unit.suite()).or_default().push(unit);
+        } else {
+            queue.push(unit);
+        }
+    }
+    for (suite, units) in planned {
+        queue.extend(balance(units, workers, &weighers[&suite]));
+    }
+    longest_first(&mut queue);
+    queue
+}
+
+/// The suites units belong to, each once.
+fn suites_of(units: &[Unit]) -> HashSet<usize> {
+    units.iter().map(Unit::suite).collect()
+}
+
+/// How long a unit of one suite is expected to keep its process busy.
+struct Weigher {
+    cost: ProcessCost,
+    /// What a test without an estimate is expected to take.
+    unknown: Duration,
+    /// What the process spends per test beyond the tests' own estimated
+    /// time (reporting, set-up and tear-down, the process's exit): the
+    /// measured time per test less the mean estimate, as estimates come
+    /// from the tests' own timestamps.
+    overhead: Duration,
+}
+
+impl Weigher {
+    fn new(units: &[Unit], suite: usize, cost: ProcessCost) -> Weigher {
+        let (time, tests) = units
+            .iter()
+            .filter(|unit| unit.suite() == suite)
+            .filter_map(|unit| Some((unit.expected?, unit.tests.len())))
+            .fold((Duration::ZERO, 0usize), |(time, tests), (t, n)| {
+                (time + t, tests + n)
+            });
+        let unknown = match u32::try_from(tests) {
+            Ok(tests) if tests > 0 => time / tests,
+            _ => cost.per_test,
+        };
+        Weigher {
+            cost,
+            unknown,
+            overhead: cost.per_test.saturating_sub(unknown),
+        }
+    }
+
+    fn weigh(&self, unit: &Unit) -> Duration {
+        let tests = u32::try_from(unit.tests.len()).unwrap_or(u32::MAX);
+        unit.expected.unwrap_or(self.unknown * tests) + self.overhead * tests
+    }
+}
+
+/// One suite's units as at most `batches` planned batches, balanced by
+/// longest processing time first.
+fn balance(mut units: Vec<Unit>, batches: usize, weigher: &Weigher) -> Vec<Unit> {
+    units.sort_by_key(|unit| Reverse(weigher.weigh(unit)));
+    let mut planned: Vec<(Duration, Vec<TestCase>)> =
+        vec![(Duration::ZERO, Vec::new()); batches.min(units.len())];
+    for unit in units {
+        let weight = weigher.weigh(&unit);
+        // The first of the least loaded, so that ties fill batches in order.
+        if let Some(lightest) = planned.iter_mut().min_by_key(|(load, _)| *load) {
+            lightest.0 += weight;
+            lightest.1.extend(unit.tests);
+        }
+    }
+    planned
+        .into_iter()
+        .map(|(load, tests)| Unit {
+            tests,
+            expected: Some(load),
+            planned: true,
+        })
+        .collect()
 }
 
 fn mean(durations: &[Duration]) -> Option<Duration> {
@@ -73,6 +253,7 @@ fn group(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit>
                 units.push(Unit {
                     tests: vec![test],
                     expected,
+                    planned: false,
                 });
             }
         }
@@ -95,6 +276,13 @@ impl Queue {
         }
     }
 
+    /// Plans again what is left (see [`plan`]), as `plan` says: when a
+    /// suite's cost is first measured mid-run.
+    pub(crate) fn replan(&mut self, plan: impl FnOnce(Vec<Unit>) -> Vec<Unit>) {
+        let units = std::mem::take(&mut self.units);
+        self.units = plan(units.into()).into();
+    }
+
     /// Puts tests back at the front (a crashed batch's unstarted tests),
     /// keeping each group's tests in one unit.
     pub(crate) fn requeue(&mut self, tests: Vec<TestCase>) {
@@ -103,9 +291,10 @@ impl Queue {
         }
     }
 
-    /// The next batch: the head unit, plus, for a batching suite, further
-    /// units of the same suite up to the guided self-scheduling size, or up
-    /// to `min_size(suite)` tests when that is larger.
+    /// The next batch: a planned batch as it is; otherwise the head unit,
+    /// plus, for a batching suite, further units of the same suite up to
+    /// the guided self-scheduling size, or up to `min_size(suite)` tests
+    /// when that is larger.
     pub(crate) fn next_batch(
         &mut self,
         batching: impl Fn(usize) -> Batching,
@@ -116,13 +305,13 @@ impl Queue {
         };
         let suite = first.suite();
         let mut batch = first.tests;
-        if batching(suite) == Batching::OnePerProcess {
+        if first.planned || batching(suite) == Batching::OnePerProcess {
             return batch;
         }
         let remaining = self.remaining_in(suite) + batch.len();
         let size = remaining.div_ceil(2 * self.workers).max(min_size(suite));
         while batch.len() < size {
-            let Some(position) = self.units.iter().position(|unit| unit.suite() == suite) else {
+            let Some(position) = self.units.iter().position(|unit| unit.batches_with(suite)) else {
                 break;
             };
             match self.units.remove(position) {
@@ -136,7 +325,7 @@ impl Queue {
     fn remaining_in(&self, suite: usize) -> usize {
         self.units
             .iter()
-            .filter(|unit| unit.suite() == suite)
+            .filter(|unit| unit.batches_with(suite))
             .map(|unit| unit.tests.len())
             .sum()
     }
@@ -224,6 +413,221 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 60);
         assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 40);
+    }
+
+    #[test]
+    fn a_cost_learned_mid_run_splits_what_is_left() {
+        let units = order(
+            (0..100).map(|i| test(&format!("t{i}"), None)).collect(),
+            &HashMap::new(),
+        );
+        let mut queue = Queue::new(units, 2);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 25);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 19);
+        // The first batch ends: its start-up dwarfs the 56 tests left,
+        // which become one batch per worker rather than one for whichever
+        // worker comes first.
+        queue.replan(|units| plan(units, 2, |_| Batching::Batches, |_| Some(cost(300, 1000))));
+        let sizes: Vec<usize> = drain(&mut queue).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [28, 28]);
+    }
+
+    fn cost(startup_ms: u64, per_test_us: u64) -> ProcessCost {
+        ProcessCost {
+            startup: Duration::from_millis(startup_ms),
+            per_test: Duration::from_micros(per_test_us),
+        }
+    }
+
+    /// 2 500 quick tests with times in the history (0.1 ms, one in ten
+    /// 0.5 ms, one 200 ms), in processes that take 300 ms to start and
+    /// 0.3 ms a test.
+    fn startup_bound_suite() -> (Vec<TestCase>, HashMap<String, Duration>) {
+        let tests: Vec<TestCase> = (0..2500).map(|i| test(&format!("t{i:04}"), None)).collect();
+        let history = tests
+            .iter()
+            .enumerate()
+            .map(|(i, test)| {
+                let micros = match i {
+                    1234 => 200_000,
+                    i if i % 10 == 0 => 500,
+                    _ => 100,
+                };
+                (test.id.clone(), Duration::from_micros(micros))
+            })
+            .collect();
+        (tests, history)
+    }
+
+    fn drain(queue: &mut Queue) -> Vec<Vec<TestCase>> {
+        std::iter::from_fn(|| {
+            let batch = queue.next_batch(|_| Batching::Batches, |_| 1);
+            (!batch.is_empty()).then_some(batch)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn costly_start_up_gets_one_balanced_batch_per_worker() {
+        let (tests, history) = startup_bound_suite();
+        let units = plan(
+            order(tests, &history),
+            2,
+            |_| Batching::Batches,
+            |_| Some(cost(300, 300)),
+        );
+        let mut queue = Queue::new(units, 2);
+        let batches = drain(&mut queue);
+        assert_eq!(batches.len(), 2);
+        let mut ids: Vec<&str> = batches.iter().flatten().map(|t| t.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 2500);
+        // Each test weighs its history plus what a test costs beyond the
+        // mean history (0.3 ms - 0.22 ms): the batch with the 200 ms test
+        // has that many fewer quick ones.
+        let overhead = Duration::from_micros(300) - history.values().sum::<Duration>() / 2500;
+        let load = |batch: &[TestCase]| -> Duration {
+            batch.iter().map(|t| history[&t.id] + overhead).sum()
+        };
+        let (first, second) = (load(&batches[0]), load(&batches[1]));
+        let gap = first.abs_diff(second);
+        assert!(gap <= Duration::from_micros(700), "{first:?} vs {second:?}");
+        let with_long = batches
+            .iter()
+            .find(|batch| batch.iter().any(|t| t.id == "t1234"))
+            .map_or(0, Vec::len);
+        assert!(
+            with_long < 2500 - with_long,
+            "{with_long} tests beside the long one"
+        );
+    }
+
+    #[test]
+    fn costly_start_up_without_test_times_splits_by_count() {
+        let tests: Vec<TestCase> = (0..101).map(|i| test(&format!("t{i}"), None)).collect();
+        let units = plan(
+            order(tests, &HashMap::new()),
+            3,
+            |_| Batching::Batches,
+            |_| Some(cost(300, 1000)),
+        );
+        let sizes: Vec<usize> = units.iter().map(|unit| unit.tests.len()).collect();
+        assert_eq!(sizes, [34, 34, 33]);
+    }
+
+    #[test]
+    fn cheap_start_up_keeps_batches_shrinking() {
+        let (tests, history) = startup_bound_suite();
+        // 0.3 ms to start: a worker's 1.2 s share is worth 4 000 start-ups.
+        let planned = plan(
+            order(tests.clone(), &history),
+            2,
+            |_| Batching::Batches,
+            |_| {
+                Some(ProcessCost {
+                    startup: Duration::from_micros(300),
+                    per_test: Duration::from_micros(300),
+                })
+            },
+        );
+        let ordered = order(tests, &history);
+        assert_eq!(ids(&planned), ids(&ordered));
+        let mut queue = Queue::new(planned, 2);
+        let sizes: Vec<usize> = drain(&mut queue).iter().map(Vec::len).collect();
+        assert!(sizes.len() > 10, "{sizes:?}");
+        assert_eq!(sizes[0], 625);
+    }
+
+    #[test]
+    fn nothing_is_planned_without_a_cost_or_for_one_test_per_process() {
+        let (tests, history) = startup_bound_suite();
+        let ordered = order(tests.clone(), &history);
+        let ordered = ids(&ordered);
+        let unknown = plan(
+            order(tests.clone(), &history),
+            2,
+            |_| Batching::Batches,
+            |_| None,
+        );
+        assert_eq!(ids(&unknown), ordered);
+        let alone = plan(
+            order(tests, &history),
+            2,
+            |_| Batching::OnePerProcess,
+            |_| Some(cost(300, 300)),
+        );
+        assert_eq!(ids(&alone), ordered);
+    }
+
+    #[test]
+    fn groups_stay_whole_and_few_units_make_few_batches() {
+        let tests = vec![
+            test("a.1", Some("a")),
+            test("b.1", Some("b")),
+            test("a.2", Some("a")),
+        ];
+        let units = plan(
+            order(tests, &HashMap::new()),
+            4,
+            |_| Batching::Batches,
+            |_| Some(cost(300, 1000)),
+        );
+        assert_eq!(ids(&units), [vec!["a.1", "a.2"], vec!["b.1"]]);
+    }
+
+    #[test]
+    fn only_the_costly_suite_is_planned() {
+        let mut tests: Vec<TestCase> = (0..10).map(|i| test(&format!("slow{i}"), None)).collect();
+        tests.extend((0..10).map(|i| TestCase {
+            suite: 1,
+            ..test(&format!("cheap{i}"), None)
+        }));
+        let history: HashMap<String, Duration> = tests
+            .iter()
+            .map(|t| (t.id.clone(), Duration::from_millis(10)))
+            .collect();
+        let units = plan(
+            order(tests, &history),
+            2,
+            |_| Batching::Batches,
+            |suite| {
+                Some(if suite == 0 {
+                    cost(300, 10_000)
+                } else {
+                    cost(0, 10_000)
+                })
+            },
+        );
+        // The two planned batches (50 ms each) go ahead of the 10 ms tests.
+        let sizes: Vec<usize> = units.iter().map(|unit| unit.tests.len()).collect();
+        assert_eq!(sizes, [5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert!(units[..2].iter().all(|unit| unit.tests[0].suite == 0));
+        let mut queue = Queue::new(units, 2);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 5);
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 5);
+        // The cheap suite is batched as the queue drains.
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 3);
+    }
+
+    #[test]
+    fn a_crashed_planned_batch_is_batched_as_the_queue_drains() {
+        let tests: Vec<TestCase> = (0..40).map(|i| test(&format!("t{i}"), None)).collect();
+        let units = plan(
+            order(tests, &HashMap::new()),
+            2,
+            |_| Batching::Batches,
+            |_| Some(cost(300, 1000)),
+        );
+        let mut queue = Queue::new(units, 2);
+        let first = queue.next_batch(|_| Batching::Batches, |_| 1);
+        assert_eq!(first.len(), 20);
+        queue.requeue(first[5..].to_vec());
+        // The requeued tests do not swallow the other planned batch.
+        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 4);
+        let rest: Vec<usize> = drain(&mut queue).iter().map(Vec::len).collect();
+        assert_eq!(rest.iter().sum::<usize>(), 31);
+        assert!(rest.contains(&20), "{rest:?}");
     }
 
     #[test]
