@@ -487,8 +487,14 @@ impl JobRun<'_, '_> {
         })
         .map_err(|error| format!("the attachments could not be downloaded: {error}"))?;
         let destination = self.work_dir.join(ATTACHMENTS_DIR);
-        proctor_archive::unpack(archive.as_slice(), &destination, Layout::UnderPhases)
-            .map_err(|error| format!("the attachments could not be unpacked: {error}"))
+        let limits = self.context.settings.attachments_limits;
+        proctor_archive::unpack(
+            archive.as_slice(),
+            &destination,
+            Layout::UnderPhases,
+            limits,
+        )
+        .map_err(|error| format!("the attachments could not be unpacked: {error}"))
     }
 
     /// Packs and uploads the artifacts directory, if it holds anything; a note for the job's reason when they

@@ -88,6 +88,7 @@ use proctor_supervisor::{Supervisor, SupervisorConfig};
 pub use error::AgentError;
 /// The state a job ends in, as the server records it.
 pub use proctor_api::FinalState;
+pub use proctor_archive::Limits;
 
 use backoff::Backoff;
 use client::ServerClient;
@@ -123,6 +124,9 @@ pub struct AgentSettings {
     /// The largest packed (tar.gz) artifacts upload; a job whose artifacts pack larger uploads none (the server's
     /// default body limit, [`proctor_api::DEFAULT_MAX_UPLOAD_BYTES`]).
     pub artifacts_cap: u64,
+    /// What a job's attachments may expand to on this machine ([`Limits::ATTACHMENTS`]: 1 GiB, 100 000 entries),
+    /// checked while they are unpacked, so a user's bundle cannot fill the test machine's disk.
+    pub attachments_limits: Limits,
 }
 
 impl Default for AgentSettings {
@@ -134,6 +138,7 @@ impl Default for AgentSettings {
             drain_limit: Duration::from_secs(60),
             cleanup_allowance: Duration::from_secs(5 * 60),
             artifacts_cap: proctor_api::DEFAULT_MAX_UPLOAD_BYTES,
+            attachments_limits: Limits::ATTACHMENTS,
         }
     }
 }

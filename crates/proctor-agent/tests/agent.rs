@@ -1067,6 +1067,32 @@ fn attachments_with_a_bad_entry_end_the_job_in_error_naming_the_entry() {
     assert!(!lab.log(&job.id).contains("never"));
 }
 
+/// Issue 11, item 3: attachments stored before the cap existed (straight into the store) that claim more than the
+/// agent's 1 GiB are refused as they are unpacked, naming the cap, and nothing is written for them.
+#[test]
+fn attachments_expanding_past_the_agents_cap_end_the_job_in_error_naming_it() {
+    let lab = Lab::start(|_| {});
+    let job = lab
+        .client
+        .submit_job(
+            b"job_queue: local\ntest_data:\n  attachments:\n    - {local: big.img}\n  test_cmds: [echo never]\n",
+            false,
+        )
+        .unwrap();
+    let bomb = proctor_testkit::bundle_claiming("test/big.img", 2 << 30);
+    SqliteStore::open(lab.data_dir.path())
+        .unwrap()
+        .store_attachments(&job.id, &bomb, jiff::Timestamp::now())
+        .unwrap();
+    let ended = lab.wait_for_end(&job.id);
+    assert_eq!(state(&ended), "error", "{ended:?}");
+    assert!(
+        reason(&ended).contains("cap of 1073741824 bytes"),
+        "{ended:?}"
+    );
+    assert!(!lab.log(&job.id).contains("never"));
+}
+
 /// The server fails (a stand-in answers 503) as the job's last command runs and stays failing until the agent,
 /// its uploads given up, tries to finish the job: the agent keeps trying to finish it, so once the real server is
 /// back the job ends with its own verdict rather than being reaped, and its progress record goes once the server

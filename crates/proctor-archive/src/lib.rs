@@ -2,6 +2,11 @@
 //! submitter, checked by the server and unpacked by the agent; artifacts are packed by the agent, checked by the
 //! server and unpacked by the client.
 //!
+//! What a bundle may expand to is capped ([`Limits`]): its files' total size and its number of entries, checked
+//! from each entry's header before its content is read, so a small bundle of zeros that would expand to gigabytes is
+//! refused after reading its headers, on every side (accept, and every unpack, so a bundle stored before a cap
+//! existed cannot blow up later either).
+//!
 //! Only regular files and directories travel, under relative paths without `..`: nothing in a bundle can land
 //! outside the directory it is unpacked into, and a symbolic link cannot carry a file from elsewhere on the packing
 //! machine (links are left out when packing and refused when checking or unpacking).
@@ -30,6 +35,16 @@ pub enum ArchiveError {
         /// Which rule it breaks.
         reason: String,
     },
+    /// The bundle expands past one of its [`Limits`]; nothing past the entry that crossed it was read.
+    #[error("the bundle {what} past the cap of {cap} {unit}")]
+    OverLimit {
+        /// What crossed the cap: `expands`, `holds more entries`.
+        what: &'static str,
+        /// The cap.
+        cap: u64,
+        /// Its unit: bytes or entries.
+        unit: &'static str,
+    },
     /// Packing grew past the cap.
     #[error("the packed bundle is larger than the {cap}-byte cap")]
     OverCap {
@@ -49,6 +64,71 @@ pub enum ArchiveError {
     },
 }
 
+/// What a bundle may expand to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes its files may hold in all, unpacked.
+    pub expanded_bytes: u64,
+    /// The most entries (files and directories) it may hold.
+    pub entries: u64,
+}
+
+impl Limits {
+    /// The defaults for a job's artifacts: 4 GiB unpacked, 100 000 entries.
+    pub const ARTIFACTS: Limits = Limits {
+        expanded_bytes: 4 << 30,
+        entries: 100_000,
+    };
+    /// The defaults for a job's attachments, unpacked on the machine under test: 1 GiB, 100 000 entries.
+    pub const ATTACHMENTS: Limits = Limits {
+        expanded_bytes: 1 << 30,
+        entries: 100_000,
+    };
+}
+
+/// How far a bundle got against its [`Limits`] so far.
+struct Tally {
+    limits: Limits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Tally {
+    fn new(limits: Limits) -> Tally {
+        Tally {
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
+    }
+
+    /// Counts an entry of `size` bytes (as its header says, which is what unpacking it writes), refusing the one
+    /// that crosses a limit before any of its content is read.
+    fn count(&mut self, size: u64) -> Result<(), ArchiveError> {
+        self.entries += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        if self.entries > self.limits.entries {
+            return Err(ArchiveError::OverLimit {
+                what: "holds more entries",
+                cap: self.limits.entries,
+                unit: "entries",
+            });
+        }
+        if self.bytes > self.limits.expanded_bytes {
+            return Err(ArchiveError::OverLimit {
+                what: "expands",
+                cap: self.limits.expanded_bytes,
+                unit: "bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The most bytes read after the tar's end (its zero blocks and padding) while looking for trailing garbage: real
+/// archives have at most a few blocks there, and a stream of zeros after the end must not be decompressed forever.
+const TRAILER_CAP: u64 = 1 << 20;
+
 /// How a bundle's paths are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -58,32 +138,52 @@ pub enum Layout {
     Any,
 }
 
-/// Reads a whole bundle and checks every entry against the rules, writing nothing.
-pub fn check(tar_gz: &[u8], layout: Layout) -> Result<(), ArchiveError> {
+/// Reads a whole bundle and checks every entry against the rules and `limits`, writing nothing.
+pub fn check(tar_gz: &[u8], layout: Layout, limits: Limits) -> Result<(), ArchiveError> {
     let mut archive = Archive::new(GzDecoder::new(tar_gz));
+    let mut tally = Tally::new(limits);
     for entry in archive.entries().map_err(ArchiveError::Unreadable)? {
         let entry = entry.map_err(ArchiveError::Unreadable)?;
-        check_entry(&entry, layout)?;
+        if check_entry(&entry, layout)? {
+            tally.count(entry.size())?;
+        }
     }
     // A truncated or trailing-garbage gzip only shows once the rest is read.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(ArchiveError::Unreadable)?;
+    let trailer = io::copy(
+        &mut archive.into_inner().take(TRAILER_CAP + 1),
+        &mut io::sink(),
+    )
+    .map_err(ArchiveError::Unreadable)?;
+    if trailer > TRAILER_CAP {
+        return Err(ArchiveError::Unreadable(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {TRAILER_CAP} bytes follow the end of the archive"),
+        )));
+    }
     Ok(())
 }
 
-/// Unpacks a bundle into `destination` (made if missing), checking each entry before it is written; stops at the
-/// first refused entry.
-pub fn unpack(tar_gz: impl Read, destination: &Path, layout: Layout) -> Result<(), ArchiveError> {
+/// Unpacks a bundle into `destination` (made if missing), checking each entry against the rules and `limits` before
+/// it is written; stops at the first refused entry (what came before it stays written).
+pub fn unpack(
+    tar_gz: impl Read,
+    destination: &Path,
+    layout: Layout,
+    limits: Limits,
+) -> Result<(), ArchiveError> {
     fs::create_dir_all(destination).map_err(|source| ArchiveError::Io {
         what: "create",
         path: destination.to_owned(),
         source,
     })?;
     let mut archive = Archive::new(GzDecoder::new(tar_gz));
+    let mut tally = Tally::new(limits);
     for entry in archive.entries().map_err(ArchiveError::Unreadable)? {
         let mut entry = entry.map_err(ArchiveError::Unreadable)?;
         if !check_entry(&entry, layout)? {
             continue;
         }
+        tally.count(entry.size())?;
         let unpacked = entry
             .unpack_in(destination)
             .map_err(|source| ArchiveError::Io {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use proctor_archive::{check, pack_directory, pack_paths, unpack, ArchiveError, Layout};
+use proctor_archive::{check, pack_directory, pack_paths, unpack, ArchiveError, Layout, Limits};
 use tar::{Builder, EntryType, Header};
 
 fn tar_gz(build: impl FnOnce(&mut Builder<GzEncoder<Vec<u8>>>)) -> Vec<u8> {
@@ -31,10 +31,16 @@ fn phase_directories_and_plain_files_pass_and_unpack_where_named() {
         raw_entry(builder, "./test/data.txt", EntryType::Regular);
         raw_entry(builder, "setup/a/b.txt", EntryType::Regular);
     });
-    check(&archive, Layout::UnderPhases).unwrap();
-    check(&archive, Layout::Any).unwrap();
+    check(&archive, Layout::UnderPhases, Limits::ARTIFACTS).unwrap();
+    check(&archive, Layout::Any, Limits::ARTIFACTS).unwrap();
     let destination = tempfile::tempdir().unwrap();
-    unpack(archive.as_slice(), destination.path(), Layout::UnderPhases).unwrap();
+    unpack(
+        archive.as_slice(),
+        destination.path(),
+        Layout::UnderPhases,
+        Limits::ARTIFACTS,
+    )
+    .unwrap();
     assert_eq!(
         fs::read(destination.path().join("test/data.txt")).unwrap(),
         b"hi"
@@ -77,9 +83,15 @@ fn escaping_paths_links_devices_and_files_outside_phases_are_refused_by_name() {
         ),
     ] {
         let archive = tar_gz(|builder| raw_entry(builder, name, kind));
-        let checked = check(&archive, layout).unwrap_err();
+        let checked = check(&archive, layout, Limits::ARTIFACTS).unwrap_err();
         let destination = tempfile::tempdir().unwrap();
-        let unpacked = unpack(archive.as_slice(), destination.path(), layout).unwrap_err();
+        let unpacked = unpack(
+            archive.as_slice(),
+            destination.path(),
+            layout,
+            Limits::ARTIFACTS,
+        )
+        .unwrap_err();
         for error in [checked, unpacked] {
             let message = error.to_string();
             assert!(
@@ -94,13 +106,19 @@ fn escaping_paths_links_devices_and_files_outside_phases_are_refused_by_name() {
 
 #[test]
 fn garbage_and_truncated_bundles_are_errors_not_panics() {
-    let error = check(b"not gzip at all", Layout::Any).unwrap_err();
+    let error = check(b"not gzip at all", Layout::Any, Limits::ARTIFACTS).unwrap_err();
     assert!(matches!(error, ArchiveError::Unreadable(_)), "{error}");
     let whole = tar_gz(|builder| raw_entry(builder, "test/a", EntryType::Regular));
     let truncated = &whole[..whole.len() / 2];
-    assert!(check(truncated, Layout::Any).is_err());
+    assert!(check(truncated, Layout::Any, Limits::ARTIFACTS).is_err());
     let destination = tempfile::tempdir().unwrap();
-    assert!(unpack(&b"garbage"[..], destination.path(), Layout::Any).is_err());
+    assert!(unpack(
+        &b"garbage"[..],
+        destination.path(),
+        Layout::Any,
+        Limits::ARTIFACTS
+    )
+    .is_err());
 }
 
 #[test]
@@ -118,9 +136,15 @@ fn a_packed_directory_round_trips_without_its_links_and_respects_the_cap() {
 
     let packed = pack_directory(source.path(), 1 << 20).unwrap().unwrap();
     assert_eq!(packed.skipped, [PathBuf::from("link")]);
-    check(&packed.bytes, Layout::Any).unwrap();
+    check(&packed.bytes, Layout::Any, Limits::ARTIFACTS).unwrap();
     let destination = tempfile::tempdir().unwrap();
-    unpack(packed.bytes.as_slice(), destination.path(), Layout::Any).unwrap();
+    unpack(
+        packed.bytes.as_slice(),
+        destination.path(),
+        Layout::Any,
+        Limits::ARTIFACTS,
+    )
+    .unwrap();
     assert_eq!(
         fs::read_to_string(destination.path().join("report.txt")).unwrap(),
         "all good"
@@ -149,9 +173,15 @@ fn named_paths_pack_files_and_whole_directories_under_their_names() {
         (source.path().join("data"), "test/data".into()),
     ])
     .unwrap();
-    check(&bundle, Layout::UnderPhases).unwrap();
+    check(&bundle, Layout::UnderPhases, Limits::ARTIFACTS).unwrap();
     let destination = tempfile::tempdir().unwrap();
-    unpack(bundle.as_slice(), destination.path(), Layout::UnderPhases).unwrap();
+    unpack(
+        bundle.as_slice(),
+        destination.path(),
+        Layout::UnderPhases,
+        Limits::ARTIFACTS,
+    )
+    .unwrap();
     assert_eq!(
         fs::read_to_string(destination.path().join("test/renamed.txt")).unwrap(),
         "input"
@@ -163,4 +193,77 @@ fn named_paths_pack_files_and_whole_directories_under_their_names() {
 
     let missing = pack_paths(&[(source.path().join("nope"), "test/nope".into())]).unwrap_err();
     assert!(missing.to_string().contains("nope"), "{missing}");
+}
+
+/// Issue 11, item 3: a bomb (one file of zeros, a few KiB packed, many MiB unpacked) and a bundle of too many
+/// entries are refused by check and unpack, naming the cap; unpack writes nothing of the entry that crosses it.
+#[test]
+fn bundles_that_expand_past_their_limits_are_refused_naming_the_cap() {
+    let limits = Limits {
+        expanded_bytes: 1 << 20,
+        entries: 10,
+    };
+    let zeros = vec![0; 8 << 20];
+    let bomb = tar_gz(|builder| {
+        let mut header = Header::new_gnu();
+        header.set_size(zeros.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "zeros.bin", zeros.as_slice())
+            .unwrap();
+    });
+    assert!(bomb.len() < 64 << 10, "{} bytes packed", bomb.len());
+    let error = check(&bomb, Layout::Any, limits).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the bundle expands past the cap of 1048576 bytes"
+    );
+    let destination = tempfile::tempdir().unwrap();
+    let error = unpack(bomb.as_slice(), destination.path(), Layout::Any, limits).unwrap_err();
+    assert!(matches!(error, ArchiveError::OverLimit { .. }), "{error}");
+    assert!(!destination.path().join("zeros.bin").exists());
+    check(&bomb, Layout::Any, Limits::ARTIFACTS).unwrap();
+
+    let many = tar_gz(|builder| {
+        for index in 0..11 {
+            let mut header = Header::new_gnu();
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("f{index}"), &b"x"[..])
+                .unwrap();
+        }
+    });
+    let error = check(&many, Layout::Any, limits).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the bundle holds more entries past the cap of 10 entries"
+    );
+}
+
+/// The defaults hold without anything being unpacked: an entry whose header claims 5 GiB is refused from its header,
+/// before a byte of its (absent) content is read.
+#[test]
+fn the_default_caps_are_checked_from_the_headers() {
+    let mut raw = Vec::new();
+    {
+        let mut header = Header::new_gnu();
+        header.set_path("huge.bin").unwrap();
+        header.set_size(5 << 30);
+        header.set_mode(0o644);
+        header.set_cksum();
+        raw.extend_from_slice(header.as_bytes());
+    }
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    std::io::Write::write_all(&mut encoder, &raw).unwrap();
+    let bundle = encoder.finish().unwrap();
+    let error = check(&bundle, Layout::Any, Limits::ARTIFACTS).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the bundle expands past the cap of 4294967296 bytes"
+    );
+    let error = check(&bundle, Layout::Any, Limits::ATTACHMENTS).unwrap_err();
+    assert!(error.to_string().contains("1073741824 bytes"), "{error}");
 }

@@ -87,7 +87,13 @@ mod tests {
         ];
         let packed = pack_attachments(&dir, Phase::Test, &attachments).unwrap();
         let out = tempfile::tempdir().unwrap();
-        proctor_archive::unpack(&packed[..], out.path(), Layout::UnderPhases).unwrap();
+        proctor_archive::unpack(
+            &packed[..],
+            out.path(),
+            Layout::UnderPhases,
+            proctor_archive::Limits::ATTACHMENTS,
+        )
+        .unwrap();
         assert_eq!(
             fs::read_to_string(out.path().join("test/check.sh")).unwrap(),
             "echo ok"

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use proctor_api::{JobState, Role};
+use proctor_archive::Limits;
 use proctor_job::Phase;
 use proctor_subunit::Status;
 
@@ -165,6 +166,9 @@ pub enum Command {
         /// The directory to unpack into (made if missing).
         #[arg(long, short, value_name = "DIR")]
         output: PathBuf,
+        /// Refuse artifacts that unpack to more than this many bytes (4 GiB by default).
+        #[arg(long, value_name = "BYTES", default_value_t = Limits::ARTIFACTS.expanded_bytes)]
+        max_expanded_bytes: u64,
         #[command(flatten)]
         remote: Remote,
     },
@@ -280,6 +284,15 @@ pub struct ServerTuning {
     /// The largest job definition accepted, in bytes (1 MiB by default); large data belongs in attachments.
     #[arg(long, value_name = "BYTES")]
     pub max_definition_bytes: Option<usize>,
+    /// The most bytes a job's artifacts may unpack to (4 GiB by default).
+    #[arg(long, value_name = "BYTES")]
+    pub max_artifacts_expanded_bytes: Option<u64>,
+    /// The most bytes a job's attachments may unpack to (1 GiB by default).
+    #[arg(long, value_name = "BYTES")]
+    pub max_attachments_expanded_bytes: Option<u64>,
+    /// The most entries a bundle (artifacts or attachments) may hold (100 000 by default).
+    #[arg(long, value_name = "N")]
+    pub max_bundle_entries: Option<u64>,
 }
 
 /// Options of `proctor agent`.

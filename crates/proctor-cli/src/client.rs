@@ -7,6 +7,7 @@ use std::path::Path;
 
 use miette::{NamedSource, SourceSpan};
 use proctor_api::{JobDetail, JobView, JobsQuery, ProblemView, StreamKind};
+use proctor_archive::Limits;
 use proctor_client::Client;
 use proctor_events::{Outcome, Sink};
 use proctor_formats::junit::JunitSink;
@@ -291,13 +292,22 @@ fn write_junit(job_id: &str, stream: &[u8], path: &Path) -> Result<(), CliError>
 }
 
 /// `proctor artifacts`.
-pub fn artifacts(remote: &Remote, job_id: &str, output: &Path) -> Result<u8, CliError> {
+pub fn artifacts(
+    remote: &Remote,
+    job_id: &str,
+    output: &Path,
+    max_expanded_bytes: u64,
+) -> Result<u8, CliError> {
     let tar_gz = connect(remote)?
         .artifacts(job_id)?
         .ok_or_else(|| CliError::NoArtifacts {
             job: job_id.to_owned(),
         })?;
-    proctor_archive::unpack(&tar_gz[..], output, proctor_archive::Layout::Any)?;
+    let limits = Limits {
+        expanded_bytes: max_expanded_bytes,
+        ..Limits::ARTIFACTS
+    };
+    proctor_archive::unpack(&tar_gz[..], output, proctor_archive::Layout::Any, limits)?;
     eprintln!(
         "unpacked job {job_id}'s artifacts into {}",
         output.display()

@@ -131,6 +131,17 @@ fn server_config(
     if let Some(max_definition) = tuning.max_definition_bytes {
         config.max_definition_bytes = max_definition;
     }
+    let limits = &mut config.bundle_limits;
+    if let Some(bytes) = tuning.max_artifacts_expanded_bytes {
+        limits.artifacts.expanded_bytes = bytes;
+    }
+    if let Some(bytes) = tuning.max_attachments_expanded_bytes {
+        limits.attachments.expanded_bytes = bytes;
+    }
+    if let Some(entries) = tuning.max_bundle_entries {
+        limits.artifacts.entries = entries;
+        limits.attachments.entries = entries;
+    }
     config
 }
 

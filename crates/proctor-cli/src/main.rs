@@ -85,7 +85,12 @@ fn main() -> ExitCode {
             junit,
             remote,
         } => client::results(&remote, &id, subunit, junit.as_deref()),
-        Command::Artifacts { id, output, remote } => client::artifacts(&remote, &id, &output),
+        Command::Artifacts {
+            id,
+            output,
+            max_expanded_bytes,
+            remote,
+        } => client::artifacts(&remote, &id, &output, max_expanded_bytes),
         Command::Cancel { id, remote } => client::cancel(&remote, &id),
         Command::Jobs(args) => client::jobs(&args),
         Command::Queues { json, remote } => client::queues(&remote, json),

@@ -1132,3 +1132,56 @@ reserve_data:
     );
     assert_eq!(read("proctor.txt"), "written by a Proctor script\n");
 }
+
+/// Issue 11, item 3, through the binaries: the server's caps are flags (`proctor submit` of attachments that unpack
+/// past `--max-attachments-expanded-bytes` is refused naming the cap, and the job does not run), and `proctor
+/// artifacts` checks the caps again as it unpacks, so artifacts stored before the caps existed cannot fill the disk.
+#[test]
+fn bundles_past_their_caps_are_refused_on_submit_and_on_download() {
+    let lab = Lab::start(&["--max-attachments-expanded-bytes", "1000"]);
+    std::fs::write(lab.dir.path().join("data.bin"), vec![b'x'; 2000]).unwrap();
+    let job = lab.job_file(
+        "big.yaml",
+        "job_queue: local\ntest_data:\n  attachments:\n    - local: data.bin\n  test_cmds: echo never\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &job, "--allow-unknown-queue"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("413") && err.contains("cap of 1000 bytes"),
+        "{err}"
+    );
+
+    let small = lab.job_file(
+        "small.yaml",
+        "job_queue: local\ntest_data:\n  test_cmds: echo never\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &small, "--allow-unknown-queue"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.lines().next().unwrap().trim().to_owned();
+    let store = proctor_store::SqliteStore::open(&lab.data_dir()).unwrap();
+    proctor_store::Store::put_artifact(
+        &store,
+        &id,
+        &proctor_store::Artifact {
+            name: "artifacts.tar.gz".into(),
+            size: 0,
+            content: proctor_testkit::bundle_claiming("disk-filler.img", 5 << 30),
+        },
+    )
+    .unwrap();
+    let target = lab.dir.path().join("fetched");
+    let (code, _, err) = lab.run(&["artifacts", &id, "-o", &target.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cap of 4294967296 bytes"), "{err}");
+    assert!(!target.join("disk-filler.img").exists());
+    let (code, _, err) = lab.run(&[
+        "artifacts",
+        &id,
+        "-o",
+        &target.display().to_string(),
+        "--max-expanded-bytes",
+        "100",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cap of 100 bytes"), "{err}");
+}

@@ -153,6 +153,9 @@ impl ApiError {
             | ApiError::JobTokenEnded { .. }
             | ApiError::SupersededJobToken { .. }
             | ApiError::NotJobHolder { .. } => StatusCode::FORBIDDEN,
+            ApiError::InvalidArchive(proctor_archive::ArchiveError::OverLimit { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::InvalidArchive(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NoArtifacts(_) | ApiError::NoAttachments(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidJob(error) if error.problem.kind == ProblemKind::Syntax => {

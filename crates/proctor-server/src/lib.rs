@@ -34,4 +34,4 @@ mod server;
 
 pub use api::openapi;
 pub use error::ServerError;
-pub use server::{Server, ServerConfig, DEFAULT_LISTEN};
+pub use server::{BundleLimits, Limits, Server, ServerConfig, DEFAULT_LISTEN};

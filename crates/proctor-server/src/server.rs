@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+pub use proctor_archive::Limits;
 use proctor_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -42,6 +43,26 @@ pub struct ServerConfig {
     /// The largest job definition accepted; larger ones get 413 naming the cap
     /// ([`proctor_api::DEFAULT_MAX_DEFINITION_BYTES`], 1 MiB).
     pub max_definition_bytes: usize,
+    /// What uploaded bundles may expand to, checked on accept (413 naming the cap).
+    pub bundle_limits: BundleLimits,
+}
+
+/// What each kind of bundle may expand to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleLimits {
+    /// A job's attachments ([`Limits::ATTACHMENTS`] by default: 1 GiB, 100 000 entries).
+    pub attachments: Limits,
+    /// A job's artifacts ([`Limits::ARTIFACTS`] by default: 4 GiB, 100 000 entries).
+    pub artifacts: Limits,
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        BundleLimits {
+            attachments: Limits::ATTACHMENTS,
+            artifacts: Limits::ARTIFACTS,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -57,6 +78,7 @@ impl ServerConfig {
             agent_offline_after: lease,
             max_body_bytes: proctor_api::DEFAULT_MAX_UPLOAD_BYTES as usize,
             max_definition_bytes: proctor_api::DEFAULT_MAX_DEFINITION_BYTES as usize,
+            bundle_limits: BundleLimits::default(),
         }
     }
 }
@@ -114,6 +136,7 @@ impl Server {
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
             // A definition is a body too: the smaller of the two caps holds.
             max_definition_bytes: config.max_definition_bytes.min(config.max_body_bytes),
+            bundle_limits: config.bundle_limits,
         };
         let router = api::router(state.clone(), config.max_body_bytes)?;
         Ok(Server {

@@ -1825,3 +1825,66 @@ async fn the_definition_cap_is_configurable() {
     );
     server.stop().await;
 }
+
+/// Issue 11, item 3: a bundle that expands past the server's caps is a 413 naming the cap, and nothing of it is
+/// kept: a real bomb (8 MiB of zeros in a few KiB) against small caps, and headers claiming more than the defaults.
+#[tokio::test]
+async fn bundles_expanding_past_the_caps_are_refused_with_413_and_not_kept() {
+    let server = TestServer::start(|config| {
+        config.bundle_limits.artifacts.expanded_bytes = 1 << 20;
+    })
+    .await;
+    let id = server.submit_local_job().await;
+    let claimed = claim_now(&server, "a1", "local", None).await;
+    let job_token = claimed["job_token"].as_str().unwrap().to_owned();
+    let artifacts = server.url(&format!("/api/v1/jobs/{id}/artifacts"));
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let zeros = vec![0; 8 << 20];
+    let mut header = tar::Header::new_gnu();
+    header.set_size(zeros.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "zeros.bin", zeros.as_slice())
+        .unwrap();
+    let bomb = builder.into_inner().unwrap().finish().unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let (status, body) = server
+        .send(server.client.put(&artifacts).body(bomb), Some(&job_token))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("cap of 1048576 bytes"), "{message}");
+    let (status, _) = server.send(server.client.get(&artifacts), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of it was kept");
+
+    // With the default caps: attachments of more than 1 GiB are refused, and the job stays held.
+    let defaults = TestServer::start(|_| {}).await;
+    defaults.register("a1", &["local"]).await;
+    let (status, job) = defaults
+        .submit("job_queue: local\ntest_data:\n  test_cmds: echo never\n  attachments:\n    - local: big.img\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let attachments = defaults.url(&format!(
+        "/api/v1/jobs/{}/attachments",
+        job["id"].as_str().unwrap()
+    ));
+    let claims_two_gib = proctor_testkit::bundle_claiming("test/big.img", 2 << 30);
+    let (status, body) = defaults
+        .send(defaults.client.put(&attachments).body(claims_two_gib), None)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cap of 1073741824 bytes"),
+        "{body}"
+    );
+    assert_eq!(defaults.claim("a1", 0.0).await.0, StatusCode::NO_CONTENT);
+    defaults.stop().await;
+    server.stop().await;
+}

@@ -229,6 +229,20 @@ pub fn fuzz_regressions(crate_dir: &Path, at_least: usize) -> Vec<(String, Vec<u
     inputs
 }
 
+/// A bundle bomb in miniature: a tar.gz of one file at `path` whose header claims `size` bytes, with none of them
+/// present. A bundle check that counts sizes from the headers refuses it before reading content; one that unpacked
+/// it would try to write `size` bytes.
+pub fn bundle_claiming(path: &str, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(path).expect("a path a tar header holds");
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, header.as_bytes()).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,15 +6,15 @@
 
 use std::path::Path;
 
-use proctor_archive::{check, unpack, Layout};
+use proctor_archive::{check, unpack, Layout, Limits};
 
 /// Runs `data` through `check` and `unpack` in both layouts.
 pub fn exercise(data: &[u8]) {
     let scratch = tempfile::tempdir().expect("a temporary directory");
     for (index, layout) in [Layout::UnderPhases, Layout::Any].into_iter().enumerate() {
         let destination = scratch.path().join(format!("out{index}"));
-        let checked = check(data, layout);
-        let unpacked = unpack(data, &destination, layout);
+        let checked = check(data, layout, Limits::ARTIFACTS);
+        let unpacked = unpack(data, &destination, layout, Limits::ARTIFACTS);
         if checked.is_ok() {
             assert!(unpacked.is_ok(), "checked but not unpacked: {unpacked:?}");
         }

@@ -29,7 +29,7 @@ const ARTIFACTS_ARCHIVE: &str = "artifacts.tar.gz";
         (status = 403, description = "Neither the submitter nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job does not wait for attachments", body = ErrorBody),
-        (status = 413, description = "The archive is too large"),
+        (status = 413, description = "The archive is too large, or expands past the server's caps", body = ErrorBody),
         (status = 422, description = "Not a tar.gz, or an entry that may not be unpacked", body = ErrorBody),
     ),
     tag = "files"
@@ -45,7 +45,8 @@ pub(crate) async fn upload_attachments(
     let job = state.store_call(move |store| store.job(&job_id)).await?;
     caller.require_submitter_or_admin(&job)?;
     let archive = body.clone();
-    tokio::task::spawn_blocking(move || check(&archive, Layout::UnderPhases)).await??;
+    let limits = state.bundle_limits.attachments;
+    tokio::task::spawn_blocking(move || check(&archive, Layout::UnderPhases, limits)).await??;
     state
         .store_call(move |store| store.store_attachments(&id, &body, Timestamp::now()))
         .await?;
@@ -91,7 +92,7 @@ pub(crate) async fn download_attachments(
         (status = 204, description = "Stored"),
         (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 413, description = "The archive is too large"),
+        (status = 413, description = "The archive is too large, or expands past the server's caps", body = ErrorBody),
         (status = 422, description = "Not a tar.gz, or an entry that may not be unpacked", body = ErrorBody),
     ),
     tag = "files"
@@ -104,7 +105,8 @@ pub(crate) async fn upload_artifacts(
 ) -> Result<StatusCode, ApiError> {
     caller.require_job_writer(&id)?;
     let archive = body.clone();
-    tokio::task::spawn_blocking(move || check(&archive, Layout::Any)).await??;
+    let limits = state.bundle_limits.artifacts;
+    tokio::task::spawn_blocking(move || check(&archive, Layout::Any, limits)).await??;
     let artifact = Artifact {
         name: ARTIFACTS_ARCHIVE.to_owned(),
         size: body.len() as u64,

@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 use crate::dispatch::Wakers;
 use crate::error::{ApiError, ServerError};
 use crate::metrics::Metrics;
+use crate::server::BundleLimits;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) store_slots: Arc<Semaphore>,
     /// The largest job definition accepted.
     pub(crate) max_definition_bytes: usize,
+    /// What bundles may expand to.
+    pub(crate) bundle_limits: BundleLimits,
 }
 
 /// How many store calls run at once. The store serialises its writes anyway; without a bound, a thousand
