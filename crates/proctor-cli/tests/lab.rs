@@ -85,7 +85,11 @@ struct Lab {
 impl Lab {
     /// A server on an ephemeral port with a 3 s lease and these extra flags.
     fn start(server_flags: &[&str]) -> Lab {
-        let dir = tempfile::tempdir().unwrap();
+        Lab::start_in(tempfile::tempdir().unwrap(), server_flags)
+    }
+
+    /// The same, in `dir` (whose `data` directory may be made beforehand, on a filesystem of the test's choosing).
+    fn start_in(dir: tempfile::TempDir, server_flags: &[&str]) -> Lab {
         let mut lab = Lab {
             dir,
             children: Children::default(),
@@ -1184,4 +1188,91 @@ fn bundles_past_their_caps_are_refused_on_submit_and_on_download() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cap of 100 bytes"), "{err}");
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (like `4m`) at `path`, made if missing. Mounting needs root: without it the test
+    /// is skipped with a notice, except on CI (`CI` set), which runs as root and must not skip it.
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => Some(Tmpfs(path.to_owned())),
+            outcome => {
+                let on_ci = std::env::var("CI").is_ok_and(|value| value != "false");
+                assert!(
+                    !on_ci,
+                    "CI must mount a tmpfs (it runs as root): {outcome:?}"
+                );
+                eprintln!("SKIPPED: cannot mount a tmpfs here (not root?): {outcome:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 11, item 5: the server's data directory fills up mid-job. Writes answer 507 saying the storage is full
+/// (reads keep working), the agent spools and retries, and the lease does not lapse for the server's own failure to
+/// store heartbeats: once space is back, the whole log arrives and the job ends as its phases earned, passed.
+#[test]
+fn a_full_disk_mid_job_loses_nothing_and_the_job_ends_as_its_phases_earned() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data, "6m") else {
+        return;
+    };
+    let mut lab = Lab::start_in(dir, &[]);
+    lab.agent("a1", "local", &[]);
+    let lines = 150;
+    let job = lab.job_file(
+        "chatty.yaml",
+        &format!(
+            "job_queue: local\ntest_data:\n  test_cmds: |\n    for i in $(seq 1 {lines}); do printf 'line %04d %0500d\\n' $i 0; sleep 0.05; done\n"
+        ),
+    );
+    let id = lab.submit(&job);
+    eventually(|| lab.job(&id).state == JobState::Running && lab.log(&id).contains("line 0005"));
+    // Fill what is left of the data directory's filesystem.
+    let filler = lab.data_dir().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let (code, out, err) = lab.run(&["submit", &job]);
+    assert_eq!(code, 2, "a write while full is refused: {out}{err}");
+    assert!(
+        err.contains("507") && err.contains("storage is full"),
+        "{err}"
+    );
+    assert_eq!(lab.job(&id).state, JobState::Running, "reads still work");
+    // Full for longer than the 3 s lease while the job goes on printing.
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::remove_file(&filler).unwrap();
+    let ended = lab.ended(&id);
+    assert_eq!(ended.state, JobState::Passed, "{ended:?}");
+    let log = lab.log(&id);
+    let printed: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("line "))
+        .collect();
+    assert_eq!(printed.len(), lines, "{log}");
+    for (index, line) in printed.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("line {:04} ", index + 1)),
+            "{line}"
+        );
+    }
 }

@@ -134,6 +134,9 @@ pub(crate) enum ApiError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A write failed because the server's storage is full.
+    #[error("the server's storage is full ({0}); reads still work, and writes resume once space is freed")]
+    StorageFull(StoreError),
     /// A blocking store task panicked or was cancelled.
     #[error("a store task failed to run")]
     StoreTask(#[from] tokio::task::JoinError),
@@ -165,6 +168,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Store(error) => store_status(error),
+            ApiError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::StoreTask(_) | ApiError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -189,6 +193,7 @@ impl ApiError {
             ApiError::Store(StoreError::StreamGap { .. }) => "stream_gap",
             ApiError::Store(error) if store_status(error) == StatusCode::NOT_FOUND => "not_found",
             ApiError::Store(error) if store_status(error) == StatusCode::CONFLICT => "conflict",
+            ApiError::StorageFull(_) => "storage_full",
             ApiError::Store(_) | ApiError::StoreTask(_) | ApiError::Metrics(_) => "internal",
         }
     }

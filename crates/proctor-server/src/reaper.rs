@@ -23,11 +23,15 @@ pub(crate) async fn run(state: AppState, interval: Duration, agent_offline_after
     }
 }
 
-/// One round: reap lapsed leases, then mark silent agents offline.
+/// One round: reap lapsed leases, then mark silent agents offline. Skipped while the store was full within the last
+/// lease: the leases that lapsed then are the server's failure to store heartbeats, not their agents' silence.
 async fn reap_once(
     state: &AppState,
     agent_offline_after: Duration,
 ) -> Result<(), crate::error::ApiError> {
+    if state.storage.full_within(state.lease) {
+        return Ok(());
+    }
     let reaped: Vec<ReapedJob> = state
         .store_call(move |store| {
             let now = Timestamp::now();

@@ -137,6 +137,7 @@ impl Server {
             // A definition is a body too: the smaller of the two caps holds.
             max_definition_bytes: config.max_definition_bytes.min(config.max_body_bytes),
             bundle_limits: config.bundle_limits,
+            storage: Arc::default(),
         };
         let router = api::router(state.clone(), config.max_body_bytes)?;
         Ok(Server {

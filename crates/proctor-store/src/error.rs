@@ -153,3 +153,17 @@ impl<T> During<T> for Result<T, rusqlite::Error> {
         self.map_err(|source| StoreError::Database { doing, source })
     }
 }
+
+impl StoreError {
+    /// Whether the database could not be written because its filesystem is full: the store is fine, and writes
+    /// succeed again once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. }
+            | StoreError::Migration { source, .. }
+            | StoreError::Database { source, .. } => source,
+            _ => return false,
+        };
+        source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+}

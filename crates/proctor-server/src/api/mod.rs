@@ -11,8 +11,8 @@ mod streams;
 
 pub(crate) use streams::bytes_from;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -51,6 +51,34 @@ pub(crate) struct AppState {
     pub(crate) max_definition_bytes: usize,
     /// What bundles may expand to.
     pub(crate) bundle_limits: BundleLimits,
+    /// When a write last failed for lack of space.
+    pub(crate) storage: Arc<StorageHealth>,
+}
+
+/// When the store last failed a write because its filesystem was full. A lease must not lapse because the server
+/// could not store the heartbeats of an agent that kept reaching it: the reaper waits until writes have worked for
+/// a whole lease, which gives every live agent heartbeats enough to renew before anything is reaped.
+#[derive(Debug, Default)]
+pub(crate) struct StorageHealth {
+    last_full: Mutex<Option<Instant>>,
+}
+
+impl StorageHealth {
+    /// Notes a write that failed for lack of space.
+    fn record_full(&self) {
+        *self
+            .last_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether a write failed for lack of space within the last `period`.
+    pub(crate) fn full_within(&self, period: Duration) -> bool {
+        self.last_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < period)
+    }
 }
 
 /// How many store calls run at once. The store serialises its writes anyway; without a bound, a thousand
@@ -68,7 +96,14 @@ impl AppState {
         let store = Arc::clone(&self.store);
         // The semaphore is never closed, so acquiring only fails if that changes; then run unbounded.
         let _slot = self.store_slots.acquire().await.ok();
-        Ok(tokio::task::spawn_blocking(move || work(store.as_ref())).await??)
+        match tokio::task::spawn_blocking(move || work(store.as_ref())).await? {
+            Ok(value) => Ok(value),
+            Err(error) if error.is_storage_full() => {
+                self.storage.record_full();
+                Err(ApiError::StorageFull(error))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
