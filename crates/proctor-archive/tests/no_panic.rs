@@ -1,5 +1,7 @@
 //! Nothing panics on any input and nothing escapes: arbitrary bytes, mutated real bundles, and the inputs the fuzzer
 //! found, replayed.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fuzz_input;
 

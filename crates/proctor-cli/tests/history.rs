@@ -1,6 +1,8 @@
 //! The run-repository commands (`load`, `last`, `failing`, `slowest`,
 //! `history`) run as the real `proctor` binary in temporary projects, checked
 //! against real stestr loading the same streams.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Output;

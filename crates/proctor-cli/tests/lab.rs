@@ -1,6 +1,8 @@
 //! End-to-end tests of the lab with real processes: `proctor server` and `proctor agent` (and `proctor up`) as
 //! children on 127.0.0.1 ephemeral ports, driven by the `proctor` client commands. Leases, heartbeats and grace
 //! periods are shortened through the hidden flags so that failures are found in seconds.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@
 //! `scripts/test` builds the release binary before the suite, so the `cargo run --release` here only checks that
 //! it is fresh. The lab listens on the README's address (127.0.0.1:7370); its data goes to a scratch
 //! `XDG_DATA_HOME`, where a fresh machine's user data directory would be.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -2,6 +2,8 @@
 //! executables, a `.testr.conf` project with python-subunit's runner, a
 //! `.stestr.conf` project with stestr's own runner, time and memory limits,
 //! escaped daemons, crashed workers, retries and Ctrl-C.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

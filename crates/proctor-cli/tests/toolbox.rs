@@ -1,5 +1,7 @@
 //! `proctor subunit …` run as a real binary, checked against python-subunit's
 //! own tools on the same streams.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::fs;

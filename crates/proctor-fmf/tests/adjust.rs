@@ -1,4 +1,6 @@
 //! Adjust rules on trees read from disk.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

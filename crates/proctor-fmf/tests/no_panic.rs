@@ -1,5 +1,7 @@
 //! Nothing panics on any input: arbitrary bytes as metadata files (on disk and in memory), as
 //! `when` conditions, durations and context pairs; and the inputs the fuzzer found, replayed.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fuzz_input;
 mod support;

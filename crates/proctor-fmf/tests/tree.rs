@@ -1,4 +1,6 @@
 //! Reading trees from disk: node names, files, inheritance, merging, directives and errors.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

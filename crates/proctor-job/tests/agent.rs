@@ -1,4 +1,6 @@
 //! `agent.toml`: the keys, the errors (key path, line and column) and the limits a job gets on an agent.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

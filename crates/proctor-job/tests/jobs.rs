@@ -1,5 +1,7 @@
 //! Jobs in YAML and JSON: what is accepted and how it reads back, and every kind of error with its exact
 //! field path and, where the parser knows it, line and column.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! Several writers at once, in threads and in processes, and writers that
 //! die mid-run: every run is stored under its own id and the index and the
 //! failing set take every run in.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The repository's operations, on real directories, checked with the
 //! reference tools where they can read what we store.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The same runs loaded into stestr's repository and into ours must give the
 //! same failing set after every run, and the same `last` and `slowest`.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The HTTP API over real HTTP: a server on 127.0.0.1 with a port of its own and a SQLite store in a temporary
 //! directory, driven by reqwest.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

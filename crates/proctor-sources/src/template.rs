@@ -17,6 +17,8 @@ use regex::{Captures, Regex};
 use tempfile::TempPath;
 
 /// testrepository's `variable_regex`.
+// A literal pattern: every test that expands a template compiles it, so it cannot fail in use.
+#[allow(clippy::expect_used)]
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\$(IDOPTION|IDFILE|IDLIST|LISTOPT)").expect("the placeholder pattern is valid")
 });

@@ -1,4 +1,6 @@
 //! Discovery precedence, and the errors bad configuration files get.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

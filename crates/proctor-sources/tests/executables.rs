@@ -1,4 +1,6 @@
 //! Directories of test executables and exit-status suites, run for real.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! The SQLite store against real database files in temporary directories, with the clock in the tests' hands.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

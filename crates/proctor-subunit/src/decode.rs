@@ -493,7 +493,9 @@ impl<'a> Fields<'a> {
         if is_plain_ascii(bytes) {
             self.pos += length;
             // SAFETY: ASCII is valid UTF-8.
-            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+            #[allow(unsafe_code)]
+            let text = unsafe { std::str::from_utf8_unchecked(bytes) };
+            return Ok(text);
         }
         if bytes.contains(&0) {
             return Err(format!("UTF8 string at offset {offset} contains NUL byte"));

@@ -2,6 +2,8 @@
 //! a small minimised selection from the `/fuzz` corpora, plus any crash
 //! inputs) with the fuzz targets' own checks, so `cargo test` guards them
 //! without cargo-fuzz or a nightly toolchain.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -284,6 +284,7 @@ fn build_command(spec: &CommandSpec, token: &str) -> Command {
 
 /// Makes the child move itself into `cgroup` between fork and exec, so that everything it
 /// starts is in the cgroup from the first instruction on.
+#[allow(unsafe_code)]
 fn join_cgroup_before_exec(command: &mut Command, cgroup: &CommandCgroup) {
     let procs = cgroup.procs_fd().as_raw_fd();
     let join = move || {

@@ -1,5 +1,7 @@
 //! Exit statuses, output capture, environment, standard input and spawn errors, against real
 //! processes.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Time and no-output limits, the grace period, and stop handles, against real process trees.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Memory limits, enforced by a cgroup and by watching resident memory, against a real Python
 //! process that allocates in a loop.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Escaped processes (setsid daemons, double forks) are killed when their command ends, and
 //! never another command's.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

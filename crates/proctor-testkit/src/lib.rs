@@ -13,6 +13,8 @@
 //! let output = proctor_testkit::run_script_ok("decode_json.py", &["run.subunit"], b"");
 //! let stats = proctor_testkit::venv_command("subunit-stats").output().unwrap();
 //! ```
+// Test support: a panic is how a test fails, so it unwraps and expects like the tests it serves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
