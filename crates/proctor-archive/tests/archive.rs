@@ -205,16 +205,7 @@ fn bundles_that_expand_past_their_limits_are_refused_naming_the_cap() {
         expanded_bytes: 1 << 20,
         entries: 10,
     };
-    let zeros = vec![0; 8 << 20];
-    let bomb = tar_gz(|builder| {
-        let mut header = Header::new_gnu();
-        header.set_size(zeros.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, "zeros.bin", zeros.as_slice())
-            .unwrap();
-    });
+    let bomb = proctor_testkit::bundle_of_zeros("zeros.bin", 8 << 20);
     assert!(bomb.len() < 64 << 10, "{} bytes packed", bomb.len());
     let error = check(&bomb, Layout::Any, limits).unwrap_err();
     assert_eq!(
@@ -249,18 +240,7 @@ fn bundles_that_expand_past_their_limits_are_refused_naming_the_cap() {
 /// before a byte of its (absent) content is read.
 #[test]
 fn the_default_caps_are_checked_from_the_headers() {
-    let mut raw = Vec::new();
-    {
-        let mut header = Header::new_gnu();
-        header.set_path("huge.bin").unwrap();
-        header.set_size(5 << 30);
-        header.set_mode(0o644);
-        header.set_cksum();
-        raw.extend_from_slice(header.as_bytes());
-    }
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    std::io::Write::write_all(&mut encoder, &raw).unwrap();
-    let bundle = encoder.finish().unwrap();
+    let bundle = proctor_testkit::bundle_claiming("huge.bin", 5 << 30);
     let error = check(&bundle, Layout::Any, Limits::ARTIFACTS).unwrap_err();
     assert_eq!(
         error.to_string(),

@@ -233,6 +233,23 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
     Ok(())
 }
 
+/// A temporary directory for one benchmark's servers and agents, removed when dropped.
+fn scratch_dir() -> Result<tempfile::TempDir, LabBenchError> {
+    tempfile::tempdir().map_err(|source| LabBenchError::Io {
+        action: "creating a scratch directory in",
+        path: std::env::temp_dir(),
+        source,
+    })
+}
+
+/// The runtime a benchmark's in-process server runs on.
+fn multi_thread_runtime() -> Result<tokio::runtime::Runtime, LabBenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(LabBenchError::Runtime)
+}
+
 /// Parses a `$EPOCHREALTIME` value (seconds, a `.` or `,` as the locale has it, microseconds) as a time.
 fn parse_epoch(text: &str) -> Option<SystemTime> {
     let (seconds, fraction) = text.trim().split_once(['.', ','])?;

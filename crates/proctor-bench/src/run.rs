@@ -194,6 +194,21 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RunB
     }
 }
 
+/// Writes a file of a generated project.
+fn write(path: &Path, text: &str) -> Result<(), RunBenchError> {
+    fs::write(path, text).map_err(io_error("writing", path))
+}
+
+/// `python -m compileall` over the project, so that no measured run pays
+/// for compiling the test modules.
+fn compile_to_bytecode(python: &Path, project: &Path) -> Result<(), RunBenchError> {
+    let mut command = std::process::Command::new(python);
+    command
+        .args(["-m", "compileall", "-q", "."])
+        .current_dir(project);
+    Ok(crate::process::run_checked(&mut command)?)
+}
+
 /// Writes a shell script and makes it executable.
 fn write_script(path: &Path, body: &str) -> Result<(), RunBenchError> {
     use std::os::unix::fs::PermissionsExt;

@@ -501,6 +501,34 @@ fn a_server_killed_mid_job_and_restarted_gets_the_whole_log_once() {
     assert_whole(&lab.log(&id), 40);
 }
 
+/// `--wait` holds one request on the server until the job's state changes: a server killed under that request and
+/// started again is ridden out, and the wait still ends with the job's verdict.
+#[test]
+fn a_wait_held_on_a_server_that_is_killed_and_restarted_ends_with_the_verdict() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let job = counting_job(&lab, 30);
+    let waiting = lab
+        .command(&["submit", &job, "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = lab.client(None);
+    eventually(|| {
+        client
+            .jobs(&JobsQuery::default())
+            .is_ok_and(|page| page.jobs.iter().any(|job| job.state == JobState::Running))
+    });
+    lab.kill_server();
+    std::thread::sleep(Duration::from_secs(1));
+    lab.start_server(&[]);
+    let output = waiting.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying") && err.contains("passed"), "{err}");
+}
+
 #[test]
 fn a_server_unreachable_for_a_while_gets_the_whole_log() {
     let mut lab = Lab::start(&[]);

@@ -597,17 +597,10 @@ async fn metrics_are_served_in_prometheus_text() {
 #[tokio::test]
 async fn with_tokens_every_request_needs_a_valid_token_of_the_right_role() {
     let data_dir = tempfile::tempdir().unwrap();
-    let (admin, user, other_user, agent) = {
-        let store = SqliteStore::open(data_dir.path()).unwrap();
-        let now = jiff::Timestamp::now();
-        let secret = |role| store.create_token(role, &[], now).unwrap().secret;
-        (
-            secret(Role::Admin),
-            secret(Role::User),
-            secret(Role::User),
-            secret(Role::Agent),
-        )
-    };
+    let [admin, user, other_user, agent] = tokens(
+        data_dir.path(),
+        [Role::Admin, Role::User, Role::User, Role::Agent],
+    );
     let server = TestServer::start_in(data_dir, |_| {}).await;
     let jobs = server.url("/api/v1/jobs");
 
@@ -764,6 +757,13 @@ async fn jobs_queued_together_each_wake_their_own_held_claim() {
     claimed.dedup();
     assert_eq!(claimed.len(), 3, "each claim got its own job");
     server.stop().await;
+}
+
+/// Creates a token of each role in the store in `data_dir` (before a server opens it); their secrets.
+fn tokens<const N: usize>(data_dir: &std::path::Path, roles: [Role; N]) -> [String; N] {
+    let store = SqliteStore::open(data_dir).unwrap();
+    let now = jiff::Timestamp::now();
+    roles.map(|role| store.create_token(role, &[], now).unwrap().secret)
 }
 
 /// Claims a job on `queue` for `agent` (at once, no hold) and returns the ClaimedJob body.
@@ -1260,12 +1260,7 @@ async fn recipes_are_stored_listed_removed_and_started_with_their_script_snapsho
 #[tokio::test]
 async fn a_job_token_reaches_its_own_job_only_and_only_while_it_runs() {
     let data_dir = tempfile::tempdir().unwrap();
-    let (admin, agent) = {
-        let store = SqliteStore::open(data_dir.path()).unwrap();
-        let now = jiff::Timestamp::now();
-        let secret = |role| store.create_token(role, &[], now).unwrap().secret;
-        (secret(Role::Admin), secret(Role::Agent))
-    };
+    let [admin, agent] = tokens(data_dir.path(), [Role::Admin, Role::Agent]);
     let server = TestServer::start_in(data_dir, |_| {}).await;
     let (status, _) = server
         .send(
@@ -1438,17 +1433,10 @@ async fn an_agent_token_limited_to_one_queue_is_refused_on_another_queues_jobs()
 #[tokio::test]
 async fn only_the_current_holder_or_an_admin_writes_to_a_job() {
     let data_dir = tempfile::tempdir().unwrap();
-    let (admin, user, agent_1, agent_2) = {
-        let store = SqliteStore::open(data_dir.path()).unwrap();
-        let now = jiff::Timestamp::now();
-        let secret = |role| store.create_token(role, &[], now).unwrap().secret;
-        (
-            secret(Role::Admin),
-            secret(Role::User),
-            secret(Role::Agent),
-            secret(Role::Agent),
-        )
-    };
+    let [admin, user, agent_1, agent_2] = tokens(
+        data_dir.path(),
+        [Role::Admin, Role::User, Role::Agent, Role::Agent],
+    );
     let server = TestServer::start_in(data_dir, |config| {
         config.lease = Duration::from_millis(400);
         config.reap_interval = Duration::from_millis(100);
@@ -1840,19 +1828,7 @@ async fn bundles_expanding_past_the_caps_are_refused_with_413_and_not_kept() {
     let claimed = claim_now(&server, "a1", "local", None).await;
     let job_token = claimed["job_token"].as_str().unwrap().to_owned();
     let artifacts = server.url(&format!("/api/v1/jobs/{id}/artifacts"));
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::default(),
-    ));
-    let zeros = vec![0; 8 << 20];
-    let mut header = tar::Header::new_gnu();
-    header.set_size(zeros.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "zeros.bin", zeros.as_slice())
-        .unwrap();
-    let bomb = builder.into_inner().unwrap().finish().unwrap();
+    let bomb = proctor_testkit::bundle_of_zeros("zeros.bin", 8 << 20);
     assert!(bomb.len() < 64 << 10);
     let (status, body) = server
         .send(server.client.put(&artifacts).body(bomb), Some(&job_token))

@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -231,6 +231,25 @@ pub fn fuzz_regressions(crate_dir: &Path, at_least: usize) -> Vec<(String, Vec<u
     inputs
 }
 
+/// A real bundle bomb: a tar.gz of one file at `path` holding `size` zero bytes, which packs to a few KiB per MiB.
+pub fn bundle_of_zeros(path: &str, size: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, path, std::io::repeat(0).take(size as u64))
+        .expect("writing to memory");
+    builder
+        .into_inner()
+        .and_then(|encoder| encoder.finish())
+        .expect("writing to memory")
+}
+
 /// A bundle bomb in miniature: a tar.gz of one file at `path` whose header claims `size` bytes, with none of them
 /// present. A bundle check that counts sizes from the headers refuses it before reading content; one that unpacked
 /// it would try to write `size` bytes.
@@ -241,7 +260,9 @@ pub fn bundle_claiming(path: &str, size: u64) -> Vec<u8> {
     header.set_mode(0o644);
     header.set_cksum();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut encoder, header.as_bytes()).expect("writing to memory");
+    encoder
+        .write_all(header.as_bytes())
+        .expect("writing to memory");
     encoder.finish().expect("writing to memory")
 }
 

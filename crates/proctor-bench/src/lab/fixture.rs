@@ -41,15 +41,8 @@ pub(super) struct Lab {
 impl Lab {
     /// Starts a server and `agents` agents, all registered (so jobs for [`QUEUE`] are accepted) and claiming.
     pub(super) fn start(agents: usize) -> Result<Lab, LabBenchError> {
-        let scratch = tempfile::tempdir().map_err(|source| LabBenchError::Io {
-            action: "creating a scratch directory in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(LabBenchError::Runtime)?;
+        let scratch = super::scratch_dir()?;
+        let runtime = super::multi_thread_runtime()?;
         let data_dir = scratch.path().join("server");
         let mut config = ServerConfig::new(data_dir);
         config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));

@@ -29,15 +29,8 @@ const RARE_EVERY: usize = 1_000;
 /// Measures and prints the table.
 pub(super) fn bench() -> Result<(), LabBenchError> {
     println!("\nlist: GET /api/v1/jobs pages (100 jobs each) with {JOBS} jobs stored, against {BASELINE_JOBS} stored");
-    let scratch = tempfile::tempdir().map_err(|source| LabBenchError::Io {
-        action: "creating a scratch directory in",
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(LabBenchError::Runtime)?;
+    let scratch = super::scratch_dir()?;
+    let runtime = super::multi_thread_runtime()?;
     let filled = Instant::now();
     let big = scratch.path().join("big");
     fill(&big, JOBS)?;

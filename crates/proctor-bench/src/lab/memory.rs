@@ -46,10 +46,7 @@ pub fn serve(args: &[String]) -> Result<(), LabBenchError> {
         return Err(LabBenchError::Usage);
     }
     let listen: SocketAddr = listen.parse().map_err(|_| LabBenchError::Usage)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(LabBenchError::Runtime)?;
+    let runtime = super::multi_thread_runtime()?;
     let mut config = ServerConfig::new(PathBuf::from(data_dir));
     config.listen = listen;
     let server = runtime.block_on(Server::bind(config))?;
@@ -100,11 +97,7 @@ pub(super) fn bench() -> Result<(), LabBenchError> {
         .map_err(LabBenchError::Runtime)?;
     print_header();
     for arrival in [Arrival::AllAtOnce, Arrival::Paced] {
-        let scratch = tempfile::tempdir().map_err(|source| LabBenchError::Io {
-            action: "creating a scratch directory in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        let scratch = super::scratch_dir()?;
         let server = ServerProcess::start(&scratch.path().join("server"))?;
         let readings = runtime.block_on(measure(&server, arrival))?;
         print_rows(arrival, &readings);

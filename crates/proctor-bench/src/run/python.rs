@@ -18,9 +18,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{io_error, proctor_run, remove_dir_if_present, secs, time_run, RunBenchError};
+use super::{
+    compile_to_bytecode, io_error, proctor_run, remove_dir_if_present, secs, time_run, write,
+    RunBenchError,
+};
 use crate::median;
-use crate::process::{ratio, run_checked};
+use crate::process::ratio;
 
 /// Modules in the suite.
 const MODULES: usize = 20;
@@ -175,16 +178,6 @@ fn write_project(root: &Path) -> Result<(), RunBenchError> {
     Ok(())
 }
 
-/// `python -m compileall` over the project, so that no measured run pays
-/// for compiling the test modules.
-fn compile_to_bytecode(python: &Path, project: &Path) -> Result<(), RunBenchError> {
-    let mut command = Command::new(python);
-    command
-        .args(["-m", "compileall", "-q", "."])
-        .current_dir(project);
-    Ok(run_checked(&mut command)?)
-}
-
 /// A module of one test case with [`TESTS_PER_MODULE`] tests that pass.
 fn module_source() -> String {
     let mut source = String::from("import unittest\n\n\nclass TestTrivial(unittest.TestCase):\n");
@@ -196,10 +189,6 @@ fn module_source() -> String {
         );
     }
     source
-}
-
-fn write(path: &Path, text: &str) -> Result<(), RunBenchError> {
-    fs::write(path, text).map_err(io_error("writing", path))
 }
 
 #[cfg(test)]

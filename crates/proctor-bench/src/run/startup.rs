@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use proctor_subunit::{EventReader, Status};
 
 use super::{
-    io_error, passed_tests, proctor_run, remove_dir_if_present, secs, time_run, RunBenchError,
+    compile_to_bytecode, io_error, passed_tests, proctor_run, remove_dir_if_present, secs,
+    time_run, write, RunBenchError,
 };
 use crate::median;
 use crate::process::{check_exit, describe, output_checked, ratio, run_checked, ProcessError};
@@ -321,20 +322,6 @@ fn module_source() -> String {
         );
     }
     source
-}
-
-/// `python -m compileall` over the project, so that no measured run pays
-/// for compiling the test modules.
-fn compile_to_bytecode(python: &Path, project: &Path) -> Result<(), RunBenchError> {
-    let mut command = Command::new(python);
-    command
-        .args(["-m", "compileall", "-q", "."])
-        .current_dir(project);
-    Ok(run_checked(&mut command)?)
-}
-
-fn write(path: &Path, text: &str) -> Result<(), RunBenchError> {
-    fs::write(path, text).map_err(io_error("writing", path))
 }
 
 #[cfg(test)]

@@ -188,6 +188,10 @@ pub(crate) async fn get_job(
     let wait = query
         .wait_seconds
         .map_or(Duration::ZERO, |asked| capped_wait(asked, state.claim_hold));
+    let Some(changed_from) = changed_from.filter(|_| !wait.is_zero()) else {
+        // A plain read (the common one) takes no wake-up.
+        return Ok(Json(job_detail(&state, &id).await?));
+    };
     let deadline = Instant::now() + wait;
     let changes = state.wakers.for_job_state(&id);
     loop {
@@ -195,7 +199,7 @@ pub(crate) async fn get_job(
         let mut changed = pin!(changes.notified());
         changed.as_mut().enable();
         let detail = job_detail(&state, &id).await?;
-        if changed_from.is_none_or(|seen| detail.job.state != seen) || Instant::now() >= deadline {
+        if detail.job.state != changed_from || Instant::now() >= deadline {
             return Ok(Json(detail));
         }
         // At the deadline the loop reads once more and answers with whatever is there.
