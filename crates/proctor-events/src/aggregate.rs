@@ -69,6 +69,23 @@ impl TestRecord {
     }
 }
 
+/// A run a stream has started and not yet ended, as [`Aggregator::open_runs`] saves it and
+/// [`Aggregator::resume`] takes it back: enough to end it in a later part of the stream (its attachments so far are
+/// not kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRun {
+    /// The test id.
+    pub test_id: String,
+    /// Where it runs.
+    pub route_code: Option<String>,
+    /// The first timestamp seen for it.
+    pub start: Option<Timestamp>,
+    /// The latest timestamp seen for it.
+    pub end: Option<Timestamp>,
+    /// Its tags so far.
+    pub tags: BTreeSet<String>,
+}
+
 /// A test run in progress, as [`Aggregator::running`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Running {
@@ -221,6 +238,47 @@ impl Aggregator {
         }
     }
 
+    /// An aggregator that goes on from where one that saved `open` ([`Aggregator::open_runs`]) stopped: the
+    /// events of the stream's next part end those runs as if the aggregator had seen the whole stream.
+    pub fn resume(open: impl IntoIterator<Item = OpenRun>) -> Aggregator {
+        let mut aggregator = Aggregator::new();
+        for run in open {
+            let key = RunKey {
+                test_id: run.test_id,
+                route_code: run.route_code,
+            };
+            let tags = if run.tags.is_empty() {
+                Arc::clone(&aggregator.tag_sets.empty)
+            } else {
+                Arc::new(run.tags)
+            };
+            let partial = Partial {
+                status: Some(Status::InProgress),
+                start: run.start,
+                end: run.end,
+                tags,
+                files: Vec::new(),
+            };
+            aggregator.open.insert(key, partial);
+        }
+        aggregator
+    }
+
+    /// The runs still open, in the order they started, to [`resume`](Aggregator::resume) from.
+    pub fn open_runs(&self) -> Vec<OpenRun> {
+        self.open
+            .iter()
+            .into_iter()
+            .map(|(key, partial)| OpenRun {
+                test_id: key.test_id.clone(),
+                route_code: key.route_code.clone(),
+                start: partial.start,
+                end: partial.end,
+                tags: partial.tags.as_ref().clone(),
+            })
+            .collect()
+    }
+
     /// The runs still open, in the order they started.
     pub fn running(&self, now: Timestamp) -> Vec<Running> {
         self.open
@@ -289,6 +347,38 @@ mod tests {
             records.extend(aggregator.push(&Event::test("t", Status::Success).routed(route)));
         }
         assert_eq!(records.len(), 3);
+    }
+
+    /// Every way of cutting a stream in two, with the aggregator saved at the cut and resumed after it, ends the
+    /// same runs with the same statuses, times and tags as reading it whole.
+    #[test]
+    fn a_resumed_aggregator_ends_runs_as_one_that_saw_the_whole_stream() {
+        let events = vec![
+            Event::test("a", Status::InProgress).at(at(1)).tagged("w0"),
+            Event::test("b", Status::InProgress).at(at(2)).routed("1"),
+            Event::test("a", Status::InProgress).at(at(2)).routed("0"),
+            Event::test("a", Status::Fail).at(at(3)).routed("0"),
+            Event::test("b", Status::Success).at(at(5)).routed("1"),
+            Event::test("a", Status::Success).at(at(6)),
+            Event::test("c", Status::InProgress).at(at(7)),
+        ];
+        let summary = |records: Vec<TestRecord>| -> Vec<_> {
+            records
+                .into_iter()
+                .map(|r| (r.test_id, r.route_code, r.status, r.start, r.end, r.tags))
+                .collect()
+        };
+        let mut whole = Aggregator::new();
+        let mut expected: Vec<_> = events.iter().filter_map(|e| whole.push(e)).collect();
+        expected.extend(whole.finish());
+        for cut in 0..=events.len() {
+            let mut first = Aggregator::new();
+            let mut records: Vec<_> = events[..cut].iter().filter_map(|e| first.push(e)).collect();
+            let mut second = Aggregator::resume(first.open_runs());
+            records.extend(events[cut..].iter().filter_map(|e| second.push(e)));
+            records.extend(second.finish());
+            assert_eq!(summary(records), summary(expected.clone()), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -7,7 +7,11 @@
 //! - [`multiplex`] merges several input streams live, prefixing route codes,
 //!   and [`RouteDemux`] splits one stream by route code;
 //! - [`Aggregator`] turns events into one [`TestRecord`] per finished test run
-//!   and says which tests are running now; [`Summary`] counts outcomes on top;
+//!   and says which tests are running now, resumable from one part of a stream
+//!   to the next ([`Aggregator::open_runs`], [`Aggregator::resume`]);
+//! - [`RunStatus`], [`TestVerdict`] and [`Tally`] are the one results model:
+//!   what a run came to and how a test's runs combine; [`Summary`] counts a
+//!   stream with them;
 //! - [`Timestamper`], [`Filter`] and [`TagEditor`] adapt a stream on its way.
 
 mod aggregate;
@@ -17,10 +21,15 @@ mod runs;
 mod sink;
 mod summary;
 mod transform;
+mod verdict;
 
-pub use aggregate::{Aggregator, Attachment, Running, TestRecord};
+pub use aggregate::{Aggregator, Attachment, OpenRun, Running, TestRecord};
 pub use filter::{Filter, FilterSpec};
 pub use mux::{multiplex, RouteDemux, RoutePrefix};
 pub use sink::{Collect, Sink, SinkError, Tee};
 pub use summary::{Outcome, StatusCounts, Summary};
 pub use transform::{TagEditor, Timestamper};
+pub use verdict::{
+    retry_of, RunCounts, RunStatus, Tally, TestCounts, TestVerdict, Try, UnknownRunStatus,
+    RETRY_TAG_PREFIX,
+};

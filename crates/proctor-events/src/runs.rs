@@ -98,6 +98,15 @@ impl<T> OpenRuns<T> {
         state
     }
 
+    /// Opens the run `key` with `state`, after every run open now (a run resumed from a saved stream).
+    pub(crate) fn insert(&mut self, key: RunKey, state: T) {
+        self.next_sequence += 1;
+        if let Some((previous_key, previous)) = self.latest.take() {
+            self.open.insert(previous_key, previous);
+        }
+        self.latest = Some((key, (self.next_sequence, state)));
+    }
+
     /// Closes the run `key`, returning its key and state.
     pub(crate) fn remove(&mut self, key: RunKeyRef<'_>) -> Option<(RunKey, T)> {
         if self

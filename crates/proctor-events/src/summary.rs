@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proctor_subunit::{Event, EventRef, Status, Timestamp};
 
-use crate::{Aggregator, Sink, SinkError, TestRecord};
+use crate::{Aggregator, RunStatus, Sink, SinkError, Tally, TestRecord, Try};
 
 /// How a finished test run counts in totals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +67,8 @@ pub struct Summary {
     pub skipped: usize,
     /// The same runs by status.
     pub statuses: StatusCounts,
+    /// The same runs by test: one verdict per test id (retries tagged by the runner are reruns).
+    pub tests: Tally,
     /// Every tag the runs ended with.
     pub tags: BTreeSet<String>,
     /// The failed runs, with their attachments, in the order they ended.
@@ -107,6 +109,9 @@ impl Summary {
     /// Counts one finished (or abandoned) run.
     pub fn add(&mut self, record: TestRecord) {
         self.total += 1;
+        // A summary sees a run when it ends, or at the end of the stream when it never did.
+        let status = RunStatus::of(record.status, true);
+        self.tests.add(&record.test_id, Try::of(&record, 0), status);
         let counts = &mut self.statuses;
         match record.status {
             Some(Status::Success) => counts.success += 1,
