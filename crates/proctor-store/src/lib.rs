@@ -41,8 +41,8 @@ use jiff::Timestamp;
 pub use error::StoreError;
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
-    JobCursor, JobFilter, JobPage, JobSummary, JobTokenUse, NewJob, PhaseRecord, QueueInfo,
-    ReapedJob, Recipe, ResultsProgress, StreamChunk, TestResult, TestUpdate, Token,
+    JobAttempt, JobCursor, JobFilter, JobPage, JobSummary, JobTokenUse, NewJob, PhaseRecord,
+    QueueInfo, ReapedJob, Recipe, ResultsProgress, StreamChunk, TestRun, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -124,7 +124,8 @@ pub trait Store: Send + Sync {
 
     /// Appends `bytes` at `offset` to one of the job's streams, idempotently, and returns the acknowledged end
     /// offset: bytes already stored are skipped, and an `offset` past the end is a [`StoreError::StreamGap`].
-    /// `phase` tags log chunks.
+    /// `phase` tags log chunks. Offsets count from the start of the job's current attempt (its uploader's own
+    /// stream), so a requeued job's next attempt appends after the last one's bytes.
     fn append_stream(
         &self,
         job_id: &str,
@@ -133,7 +134,7 @@ pub trait Store: Send + Sync {
         phase: Option<&str>,
         bytes: &[u8],
     ) -> Result<u64>;
-    /// The acknowledged end offset of a stream (0 when empty).
+    /// The end of a stream, counted from its start (0 when empty).
     fn stream_end(&self, job_id: &str, stream: StreamKind) -> Result<u64>;
     /// The stored chunks of a stream that end after `from`, in order, optionally only one phase's. The first chunk
     /// may start before `from`.
@@ -147,21 +148,27 @@ pub trait Store: Send + Sync {
 
     // Results, artifacts.
 
-    /// The job's per-test results, by test id.
-    fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>>;
-    /// How far the job's results stream has been parsed into per-test results.
+    /// Every run of every test in the job, by test id, then attempt, then the order they were recorded.
+    fn test_runs(&self, job_id: &str) -> Result<Vec<TestRun>>;
+    /// The runs of the job's `attempt` that the parse left open ([`RunStatus::Running`]), in the order they
+    /// started: the state to resume the parse from.
+    ///
+    /// [`RunStatus::Running`]: proctor_events::RunStatus::Running
+    fn open_test_runs(&self, job_id: &str, attempt: u32) -> Result<Vec<TestRun>>;
+    /// The job's attempts (one per claim), oldest first.
+    fn job_attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>>;
+    /// How far the job's results stream has been parsed into test runs.
     fn results_progress(&self, job_id: &str) -> Result<ResultsProgress>;
-    /// Applies the test events parsed from the results stream's bytes `from..to`, in order, and moves the parse
-    /// offset to `to`; a `problem` stops further parsing. Does nothing and returns `false` when the parse offset
-    /// is no longer `from` (another upload parsed those bytes first), so concurrent parsers never apply an event
-    /// twice.
+    /// Records the runs a parse of the results stream from `from` found, in stream order, and moves the parse to
+    /// `to`. A run replaces the open run of its attempt, test id and route code when there is one (it went on, or
+    /// ended), else it is a new row. Does nothing and returns `false` when the parse is no longer at `from`
+    /// (another upload parsed those bytes first), so concurrent parsers never record a run twice.
     fn record_parsed_results(
         &self,
         job_id: &str,
-        from: u64,
-        to: u64,
-        updates: &[TestUpdate],
-        problem: Option<&str>,
+        from: &ResultsProgress,
+        to: &ResultsProgress,
+        runs: &[TestRun],
     ) -> Result<bool>;
     /// Stores (or replaces) an artifact of the job.
     fn put_artifact(&self, job_id: &str, artifact: &Artifact) -> Result<()>;

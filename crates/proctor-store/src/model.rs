@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use proctor_api::{AgentState, JobState, Role};
+use proctor_events::RunStatus;
 use serde::{Deserialize, Serialize};
 
 /// A job as submitted, before the store gives it an id.
@@ -273,38 +274,71 @@ pub struct StreamChunk {
     pub bytes: Vec<u8>,
 }
 
-/// One test's outcome in a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestResult {
+/// One run of one test in a job, as stored: a test id may run on several route codes, be retried by the runner and
+/// run again in a later attempt of the job, and every run is its own row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    /// The job's attempt it ran in (from 1).
+    pub attempt: u32,
     /// The test id.
     pub test_id: String,
-    /// Its subunit status (`success`, `fail`, `skip`, …).
-    pub status: String,
-    /// How long it ran, in microseconds, when known.
+    /// The route code it ran on, when the stream gave one.
+    pub route_code: Option<String>,
+    /// The runner's retry it was (0 for a first run).
+    pub retry: u32,
+    /// What it came to; [`RunStatus::Running`] while its stream goes on.
+    pub status: RunStatus,
+    /// Why it did not finish ([`RunStatus::Unfinished`]).
+    pub reason: Option<String>,
+    /// The first timestamp its stream gave.
+    pub started_at: Option<Timestamp>,
+    /// The last timestamp its stream gave.
+    pub ended_at: Option<Timestamp>,
+    /// How long it ran, in microseconds, when the stream gave both ends.
     pub duration_us: Option<u64>,
+    /// The agent that ran it: the attempt's (the store fills it in as it records the run).
+    pub agent_id: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
 }
 
-/// One test event read from a job's subunit results, as [`Store::record_parsed_results`] applies it.
-///
-/// [`Store::record_parsed_results`]: crate::Store::record_parsed_results
+/// One claim of a job: who ran it, and where its streams start in the job's streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobAttempt {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// The agent that claimed the job.
+    pub agent_id: Option<String>,
+    /// When.
+    pub claimed_at: Timestamp,
+    /// Where the attempt's log starts in the job's log.
+    pub log_base: u64,
+    /// Where the attempt's results start in the job's results stream.
+    pub results_base: u64,
+    /// Why it ended, when it did not end the job (its agent was lost and the job requeued).
+    pub end_reason: Option<String>,
+}
+
+/// How far the server has parsed a job's results stream into test runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestUpdate {
-    /// The test id.
-    pub test_id: String,
-    /// Its subunit status: `inprogress` records when the test started; any other status ends it, with its
-    /// duration when both the start and this event have a timestamp.
-    pub status: String,
-    /// When the event happened, by the stream's clock.
-    pub at: Option<Timestamp>,
-}
-
-/// How far the server has parsed a job's results stream into per-test results.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultsProgress {
+    /// The attempt whose part of the stream the parse is in.
+    pub attempt: u32,
     /// Bytes before this offset are parsed; the next parse starts here.
     pub parsed_offset: u64,
-    /// Why parsing stopped for good (the stream is corrupt at `parsed_offset`); `None` while it goes on.
+    /// Why parsing stopped for good in this attempt (its stream is corrupt at `parsed_offset`); `None` while it
+    /// goes on.
     pub problem: Option<String>,
+}
+
+impl Default for ResultsProgress {
+    fn default() -> ResultsProgress {
+        ResultsProgress {
+            attempt: 1,
+            parsed_offset: 0,
+            problem: None,
+        }
+    }
 }
 
 /// A file a job produced.

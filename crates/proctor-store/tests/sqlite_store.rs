@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use proctor_events::RunStatus;
 use proctor_store::{
     AgentRegistration, AgentState, Artifact, CancelOutcome, FinalState, JobFilter, JobState,
-    JobTokenUse, NewJob, Recipe, Role, SqliteStore, Store, StoreError, StreamKind, TestResult,
-    TestUpdate,
+    JobTokenUse, NewJob, Recipe, ResultsProgress, Role, SqliteStore, Store, StoreError, StreamKind,
+    TestRun,
 };
 use tempfile::TempDir;
 
@@ -879,73 +880,297 @@ db.execute("COMMIT")
     assert!(python.wait().expect("python ends").success());
 }
 
-fn update(test_id: &str, status: &str, at_second: Option<i64>) -> TestUpdate {
-    TestUpdate {
+fn run(test_id: &str, route: Option<&str>, status: RunStatus, seconds: (i64, i64)) -> TestRun {
+    TestRun {
+        attempt: 1,
         test_id: test_id.into(),
-        status: status.into(),
-        at: at_second.map(at),
+        route_code: route.map(str::to_owned),
+        retry: 0,
+        status,
+        reason: None,
+        started_at: Some(at(seconds.0)),
+        ended_at: Some(at(seconds.1)),
+        duration_us: (status != RunStatus::Running)
+            .then(|| u64::try_from(seconds.1 - seconds.0).unwrap() * 1_000_000),
+        agent_id: None,
+        tags: vec!["worker-0".into()],
+    }
+}
+
+fn progress(attempt: u32, parsed_offset: u64, problem: Option<&str>) -> ResultsProgress {
+    ResultsProgress {
+        attempt,
+        parsed_offset,
+        problem: problem.map(str::to_owned),
     }
 }
 
 #[test]
-fn parsed_results_give_durations_across_batches_and_a_stale_parse_changes_nothing() {
+fn parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing() {
     let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
         .id;
+    claim(&store, "a1", "lab", t0());
     let first = [
-        update("t.b", "success", None),
-        update("t.a", "inprogress", Some(1)),
+        run("t.b", None, RunStatus::Success, (0, 1)),
+        run("t.a", Some("0"), RunStatus::Running, (1, 1)),
+        run("t.a", Some("1"), RunStatus::Running, (1, 2)),
     ];
     assert!(store
-        .record_parsed_results(&job, 0, 10, &first, None)
+        .record_parsed_results(&job, &progress(1, 0, None), &progress(1, 10, None), &first)
         .expect("record"));
+    let open = store.open_test_runs(&job, 1).expect("open runs");
     assert_eq!(
-        store.test_results(&job).expect("results")[0],
-        TestResult {
-            test_id: "t.a".into(),
-            status: "inprogress".into(),
-            duration_us: None
-        },
-        "results come by test id"
+        open,
+        first[1..]
+            .iter()
+            .map(|r| TestRun {
+                agent_id: Some("a1".into()),
+                ..r.clone()
+            })
+            .collect::<Vec<_>>()
     );
-    // A second parser that read from 0 too lost the race: nothing it saw is applied again.
+    // A second parser that read from 0 too lost the race: nothing it saw is recorded again.
     assert!(!store
-        .record_parsed_results(&job, 0, 10, &first, None)
+        .record_parsed_results(&job, &progress(1, 0, None), &progress(1, 10, None), &first)
         .expect("record"));
-    let second = [update("t.a", "fail", Some(4))];
+    let second = [
+        run("t.a", Some("0"), RunStatus::Fail, (1, 4)),
+        run("t.a", Some("1"), RunStatus::Success, (1, 5)),
+        run("t.a", Some("0"), RunStatus::Success, (6, 7)),
+    ];
     assert!(store
-        .record_parsed_results(&job, 10, 25, &second, None)
+        .record_parsed_results(
+            &job,
+            &progress(1, 10, None),
+            &progress(1, 25, None),
+            &second
+        )
         .expect("record"));
-    let results = store.test_results(&job).expect("results");
+    let runs = store.test_runs(&job).expect("runs");
+    let seen: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.test_id.as_str(),
+                r.route_code.as_deref(),
+                r.status,
+                r.duration_us,
+                r.agent_id.as_deref(),
+            )
+        })
+        .collect();
     assert_eq!(
-        results,
-        vec![
-            TestResult {
-                test_id: "t.a".into(),
-                status: "fail".into(),
-                duration_us: Some(3_000_000)
+        seen,
+        [
+            (
+                "t.a",
+                Some("0"),
+                RunStatus::Fail,
+                Some(3_000_000),
+                Some("a1")
+            ),
+            (
+                "t.a",
+                Some("1"),
+                RunStatus::Success,
+                Some(4_000_000),
+                Some("a1")
+            ),
+            (
+                "t.a",
+                Some("0"),
+                RunStatus::Success,
+                Some(1_000_000),
+                Some("a1")
+            ),
+            ("t.b", None, RunStatus::Success, Some(1_000_000), Some("a1")),
+        ],
+        "runs come by test id, then in the order they were recorded"
+    );
+    assert!(store.open_test_runs(&job, 1).expect("open runs").is_empty());
+    assert!(store
+        .record_parsed_results(
+            &job,
+            &progress(1, 25, None),
+            &progress(1, 25, Some("corrupt at 25")),
+            &[]
+        )
+        .expect("record"));
+    assert_eq!(
+        store.results_progress(&job).expect("progress"),
+        progress(1, 25, Some("corrupt at 25"))
+    );
+}
+
+/// A requeued job's next attempt uploads from its own offset 0: its bytes go after the first attempt's instead of
+/// being taken for a resend of them, and the attempt records where it starts and who ran it.
+#[test]
+fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
+    let (_dir, store) = new_store();
+    register(&store, "a1", &["lab"], t0());
+    register(&store, "a2", &["lab"], t0());
+    let job = store
+        .submit_job(
+            &NewJob {
+                max_attempts: 2,
+                ..job_on("lab", 0)
             },
-            TestResult {
-                test_id: "t.b".into(),
-                status: "success".into(),
-                duration_us: None
-            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    claim(&store, "a1", "lab", t0());
+    for stream in [StreamKind::Log, StreamKind::Results] {
+        assert_eq!(
+            store
+                .append_stream(&job, stream, 0, None, b"first ")
+                .expect("append"),
+            6
+        );
+    }
+    store.reap_expired_leases(at(21)).expect("reap");
+    claim(&store, "a2", "lab", at(30));
+    for stream in [StreamKind::Log, StreamKind::Results] {
+        assert_eq!(
+            store
+                .append_stream(&job, stream, 0, None, b"second")
+                .expect("append"),
+            6
+        );
+        assert_eq!(
+            store
+                .append_stream(&job, stream, 2, None, b"cond")
+                .expect("a resend"),
+            6
+        );
+        let gap = store
+            .append_stream(&job, stream, 7, None, b"x")
+            .expect_err("a gap");
+        assert!(
+            matches!(
+                gap,
+                StoreError::StreamGap {
+                    expected: 6,
+                    got: 7,
+                    ..
+                }
+            ),
+            "{gap}"
+        );
+        let bytes: Vec<u8> = store
+            .read_stream(&job, stream, 0, None)
+            .expect("read")
+            .into_iter()
+            .flat_map(|chunk| chunk.bytes)
+            .collect();
+        assert_eq!(bytes, b"first second");
+    }
+    let attempts = store.job_attempts(&job).expect("attempts");
+    let seen: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a.attempt,
+                a.agent_id.as_deref(),
+                a.results_base,
+                a.end_reason.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(1, Some("a1"), 0, true), (2, Some("a2"), 6, false)]);
+    assert!(attempts[0]
+        .end_reason
+        .as_deref()
+        .unwrap()
+        .contains("a1 lost"));
+}
+
+/// A database of the schema before test runs (version 4) keeps its per-test rows readable, as runs of the job's
+/// last attempt; a test left `inprogress` on a job that ended did not finish.
+#[test]
+fn per_test_rows_from_before_test_runs_are_read_as_runs() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let path = dir.path().join("data").join(proctor_store::DATABASE_FILE);
+    let raw = rusqlite::Connection::open(&path).expect("the file opens");
+    raw.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(migrations)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (version, file) in files.iter().take(4).enumerate() {
+        raw.execute_batch(&std::fs::read_to_string(file).unwrap())
+            .unwrap();
+        raw.execute(
+            "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
+            [version as i64 + 1],
+        )
+        .unwrap();
+    }
+    raw.execute_batch(
+        "INSERT INTO queues (name, created_at) VALUES ('lab', 0);
+         INSERT INTO agents (id, state, registered_at, last_heartbeat) VALUES ('a1', 'idle', 0, 0), ('a2', 'busy', 0, 0);
+         INSERT INTO jobs (id, queue, definition, state, attempts, max_attempts, created_at, agent_id)
+         VALUES ('old', 'lab', '{}', 'failed', 1, 1, 0, 'a1'), ('live', 'lab', '{}', 'running', 2, 2, 0, 'a2');
+         INSERT INTO test_results (job_id, test_id, status, duration_us, started_at)
+         VALUES ('old', 't.ok', 'success', 1500, 10), ('old', 't.hang', 'inprogress', NULL, 20),
+                ('live', 't.now', 'inprogress', NULL, 30);
+         INSERT INTO results_parsing (job_id, parsed_offset) VALUES ('live', 40);",
+    )
+    .unwrap();
+    drop(raw);
+    let store = SqliteStore::open(&dir.path().join("data")).expect("the store migrates");
+    let old: Vec<_> = store
+        .test_runs("old")
+        .expect("runs")
+        .into_iter()
+        .map(|r| {
+            (
+                r.test_id,
+                r.attempt,
+                r.status,
+                r.reason.is_some(),
+                r.duration_us,
+                r.agent_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        old,
+        [
+            (
+                "t.hang".into(),
+                1,
+                RunStatus::Unfinished,
+                true,
+                None,
+                Some("a1".into())
+            ),
+            (
+                "t.ok".into(),
+                1,
+                RunStatus::Success,
+                false,
+                Some(1500),
+                Some("a1".into())
+            ),
         ]
     );
-    assert!(store
-        .record_parsed_results(&job, 25, 25, &[], Some("corrupt at 25"))
-        .expect("record"));
-    let progress = store.results_progress(&job).expect("progress");
+    let live = store.open_test_runs("live", 2).expect("open runs");
+    assert_eq!((live.len(), live[0].status), (1, RunStatus::Running));
     assert_eq!(
-        (progress.parsed_offset, progress.problem.as_deref()),
-        (25, Some("corrupt at 25"))
+        store.results_progress("live").expect("progress"),
+        progress(2, 40, None)
     );
-    // A stream found corrupt is parsed no further.
-    assert!(!store
-        .record_parsed_results(&job, 25, 30, &second, None)
-        .expect("record"));
 }
 
 /// The stream and results-parsing reads answer from the job's row, so an unknown job is `JobNotFound` and a known
@@ -962,8 +1187,8 @@ fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found() {
         .read_stream(&job, StreamKind::Results, 0, None)
         .expect("read")
         .is_empty());
-    let progress = store.results_progress(&job).expect("progress");
-    assert_eq!((progress.parsed_offset, progress.problem), (0, None));
+    let parsed = store.results_progress(&job).expect("progress");
+    assert_eq!((parsed.parsed_offset, parsed.problem), (0, None));
     let unknown = [
         store.stream_end("nope", StreamKind::Results).map(drop),
         store
@@ -971,8 +1196,10 @@ fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found() {
             .map(drop),
         store.results_progress("nope").map(drop),
         store
-            .record_parsed_results("nope", 0, 0, &[], None)
+            .record_parsed_results("nope", &progress(1, 0, None), &progress(1, 0, None), &[])
             .map(drop),
+        store.test_runs("nope").map(drop),
+        store.job_attempts("nope").map(drop),
     ];
     for answer in unknown {
         assert!(

@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "job_list_indexes",
         sql: include_str!("../../migrations/sqlite/0004_job_list_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "test_runs_and_attempts",
+        sql: include_str!("../../migrations/sqlite/0005_test_runs_and_attempts.sql"),
+    },
 ];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same

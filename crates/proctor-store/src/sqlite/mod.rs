@@ -15,13 +15,13 @@ use crate::error::During;
 use crate::{secret, Result, Store, StoreError};
 use crate::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
-    HeartbeatReply, IssuedToken, Job, JobFilter, JobPage, JobState, JobTokenUse, NewJob,
-    PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk, StreamKind,
-    TestResult, TestUpdate, Token,
+    HeartbeatReply, IssuedToken, Job, JobAttempt, JobFilter, JobPage, JobState, JobTokenUse,
+    NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk,
+    StreamKind, TestRun, Token,
 };
 use rows::{
-    agent_row, claimed_row, job_row, micros, queue_row, recipe_row, summary_row, to_json,
-    token_row, JOB_COLUMNS, SUMMARY_COLUMNS,
+    agent_row, attempt_row, claimed_row, job_row, micros, queue_row, recipe_row, summary_row,
+    test_run_row, to_json, token_row, JOB_COLUMNS, SUMMARY_COLUMNS, TEST_RUN_COLUMNS,
 };
 
 /// The database file's name inside the data directory.
@@ -210,6 +210,24 @@ fn hand_over(
         params![job.id, secret::hash(&job_token), micros(now)],
     )
     .during("handing a claimed job over")?;
+    let log_base = stream_end_in(tx, &job.id, StreamKind::Log)?;
+    let results_base = stream_end_in(tx, &job.id, StreamKind::Results)?;
+    tx.execute_cached(
+        "INSERT INTO job_attempts (job_id, attempt, agent_id, claimed_at, log_base, results_base)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (job_id, attempt) DO UPDATE
+         SET agent_id = excluded.agent_id, claimed_at = excluded.claimed_at, log_base = excluded.log_base,
+             results_base = excluded.results_base, end_reason = NULL",
+        params![
+            job.id,
+            job.attempts,
+            job.agent_id,
+            micros(now),
+            to_i64("stream offset", log_base)?,
+            to_i64("stream offset", results_base)?
+        ],
+    )
+    .during("recording the job's attempt")?;
     Ok(Claim {
         job,
         job_token,
@@ -679,6 +697,11 @@ impl Store for SqliteStore {
                     params![job_id, new_state.as_str(), reason, requeued, micros(now)],
                 )
                 .during("reaping a lapsed lease")?;
+                tx.execute_cached(
+                    "UPDATE job_attempts SET end_reason = ?3 WHERE job_id = ?1 AND attempt = ?2",
+                    params![job_id, attempts, reason],
+                )
+                .during("reaping a lapsed lease")?;
                 if let Some(agent) = &agent_id {
                     refresh_agent_state(tx, agent)?;
                 }
@@ -803,21 +826,24 @@ impl Store for SqliteStore {
         bytes: &[u8],
     ) -> Result<u64> {
         self.write("appending to a stream", |tx| {
+            let base = attempt_base_in(tx, job_id, stream)?;
             let end = stream_end_in(tx, job_id, stream)?;
-            if offset > end {
-                return Err(StoreError::StreamGap { job: job_id.to_owned(), stream, expected: end, got: offset });
+            let expected = end.saturating_sub(base);
+            if offset > expected {
+                return Err(StoreError::StreamGap { job: job_id.to_owned(), stream, expected, got: offset });
             }
+            let offset = base + offset;
             // Bytes before `end` are already stored (a resend after a lost acknowledgement): keep only the tail.
             let already_stored = usize::try_from(end - offset).unwrap_or(usize::MAX);
             let Some(new_bytes) = bytes.get(already_stored..).filter(|tail| !tail.is_empty()) else {
-                return Ok(end);
+                return Ok(expected);
             };
             tx.execute_cached(
                 "INSERT INTO stream_chunks (job_id, stream, start_offset, phase, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![job_id, stream.as_str(), to_i64("stream offset", end)?, phase, new_bytes],
             )
             .during("appending to a stream")?;
-            Ok(end + new_bytes.len() as u64)
+            Ok(expected + new_bytes.len() as u64)
         })
     }
 
@@ -862,20 +888,46 @@ impl Store for SqliteStore {
         })
     }
 
-    fn test_results(&self, job_id: &str) -> Result<Vec<TestResult>> {
+    fn test_runs(&self, job_id: &str) -> Result<Vec<TestRun>> {
+        self.read(|connection| {
+            ensure_job_exists(connection, job_id)?;
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {TEST_RUN_COLUMNS} FROM test_runs WHERE job_id = ?1 ORDER BY test_id, attempt, seq"
+                ))
+                .during("reading test runs")?;
+            let rows = statement.query_map([job_id], test_run_row).during("reading test runs")?;
+            rows.collect::<rusqlite::Result<_>>().during("reading test runs")
+        })
+    }
+
+    fn open_test_runs(&self, job_id: &str, attempt: u32) -> Result<Vec<TestRun>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {TEST_RUN_COLUMNS} FROM test_runs
+                     WHERE job_id = ?1 AND attempt = ?2 AND status = 'inprogress' ORDER BY seq"
+                ))
+                .during("reading open test runs")?;
+            let rows = statement
+                .query_map(params![job_id, attempt], test_run_row)
+                .during("reading open test runs")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("reading open test runs")
+        })
+    }
+
+    fn job_attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
         self.read(|connection| {
             ensure_job_exists(connection, job_id)?;
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT test_id, status, duration_us FROM test_results WHERE job_id = ?1 ORDER BY test_id",
+                    "SELECT attempt, agent_id, claimed_at, log_base, results_base, end_reason FROM job_attempts
+                     WHERE job_id = ?1 ORDER BY attempt",
                 )
-                .during("reading test results")?;
-            let rows = statement
-                .query_map([job_id], |row| {
-                    Ok(TestResult { test_id: row.get(0)?, status: row.get(1)?, duration_us: row.get(2)? })
-                })
-                .during("reading test results")?;
-            rows.collect::<rusqlite::Result<_>>().during("reading test results")
+                .during("reading the job's attempts")?;
+            let rows = statement.query_map([job_id], attempt_row).during("reading the job's attempts")?;
+            rows.collect::<rusqlite::Result<_>>().during("reading the job's attempts")
         })
     }
 
@@ -886,23 +938,22 @@ impl Store for SqliteStore {
     fn record_parsed_results(
         &self,
         job_id: &str,
-        from: u64,
-        to: u64,
-        updates: &[TestUpdate],
-        problem: Option<&str>,
+        from: &ResultsProgress,
+        to: &ResultsProgress,
+        runs: &[TestRun],
     ) -> Result<bool> {
-        self.write("recording parsed test results", |tx| {
-            let progress = results_progress_in(tx, job_id)?;
-            if progress.parsed_offset != from || progress.problem.is_some() {
+        self.write("recording parsed test runs", |tx| {
+            if results_progress_in(tx, job_id)? != *from {
                 return Ok(false);
             }
-            for update in updates {
-                apply_test_update(tx, job_id, update)?;
+            for run in runs {
+                record_test_run(tx, job_id, run)?;
             }
             tx.execute_cached(
-                "INSERT INTO results_parsing (job_id, parsed_offset, problem) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (job_id) DO UPDATE SET parsed_offset = excluded.parsed_offset, problem = excluded.problem",
-                params![job_id, to_i64("results parse offset", to)?, problem],
+                "INSERT INTO results_parsing (job_id, attempt, parsed_offset, problem) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id) DO UPDATE
+                 SET attempt = excluded.attempt, parsed_offset = excluded.parsed_offset, problem = excluded.problem",
+                params![job_id, to.attempt, to_i64("results parse offset", to.parsed_offset)?, to.problem],
             )
             .during("recording the results parse offset")?;
             Ok(true)
@@ -1121,18 +1172,19 @@ impl Store for SqliteStore {
     }
 }
 
-/// How far a job's results are parsed (nothing yet when it has no parsing row). Read from the job's row, so one
-/// query also answers [`StoreError::JobNotFound`].
+/// How far a job's results are parsed (nothing yet, in its first attempt, when it has no parsing row). Read from
+/// the job's row, so one query also answers [`StoreError::JobNotFound`].
 fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsProgress> {
     connection
         .query_row_cached(
-            "SELECT r.parsed_offset, r.problem FROM jobs j LEFT JOIN results_parsing r ON r.job_id = j.id
+            "SELECT r.attempt, r.parsed_offset, r.problem FROM jobs j LEFT JOIN results_parsing r ON r.job_id = j.id
              WHERE j.id = ?1",
             [job_id],
             |row| {
                 Ok(ResultsProgress {
-                    parsed_offset: row.get::<_, Option<u64>>(0)?.unwrap_or_default(),
-                    problem: row.get(1)?,
+                    attempt: row.get::<_, Option<u32>>(0)?.unwrap_or(1),
+                    parsed_offset: row.get::<_, Option<u64>>(1)?.unwrap_or_default(),
+                    problem: row.get(2)?,
                 })
             },
         )
@@ -1141,25 +1193,71 @@ fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsP
         .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
 }
 
-/// Applies one parsed test event: `inprogress` (re)starts the test; another status ends it, with the time since
-/// its start as its duration when both timestamps are known (never negative, whatever the stream's clock did).
-fn apply_test_update(tx: &Transaction, job_id: &str, update: &TestUpdate) -> Result<()> {
-    let at = update.at.map(micros);
-    let statement = if update.status == "inprogress" {
-        "INSERT INTO test_results (job_id, test_id, status, duration_us, started_at) VALUES (?1, ?2, ?3, NULL, ?4)
-         ON CONFLICT (job_id, test_id) DO UPDATE
-         SET status = excluded.status, duration_us = NULL, started_at = excluded.started_at"
-    } else {
-        "INSERT INTO test_results (job_id, test_id, status, duration_us, started_at) VALUES (?1, ?2, ?3, NULL, NULL)
-         ON CONFLICT (job_id, test_id) DO UPDATE
-         SET status = excluded.status,
-             duration_us = CASE WHEN ?4 IS NULL OR test_results.started_at IS NULL THEN NULL
-                                ELSE MAX(0, ?4 - test_results.started_at) END"
+/// Where the job's current attempt starts in `stream` (0 before any claim, and for jobs claimed before attempts
+/// were recorded).
+fn attempt_base_in(connection: &Connection, job_id: &str, stream: StreamKind) -> Result<u64> {
+    let column = match stream {
+        StreamKind::Log => "log_base",
+        StreamKind::Results => "results_base",
     };
-    tx.prepare_cached(statement)
-        .during("recording a test result")?
-        .execute(params![job_id, update.test_id, update.status, at])
-        .during("recording a test result")?;
+    let base: Option<u64> = connection
+        .query_row_cached(
+            &format!(
+                "SELECT {column} FROM job_attempts WHERE job_id = ?1 ORDER BY attempt DESC LIMIT 1"
+            ),
+            [job_id],
+            |row| row.get(0),
+        )
+        .optional()
+        .during("reading where the job's attempt starts")?;
+    Ok(base.unwrap_or_default())
+}
+
+/// Records one parsed run: it replaces the open run of its attempt, test id and route code, or is a new row. The
+/// agent is the attempt's.
+fn record_test_run(tx: &Transaction, job_id: &str, run: &TestRun) -> Result<()> {
+    let tags = to_json("test run tags", &run.tags)?;
+    let duration = run
+        .duration_us
+        .map(|us| to_i64("test duration", us))
+        .transpose()?;
+    let values = params![
+        job_id,
+        run.attempt,
+        run.test_id,
+        run.route_code,
+        run.retry,
+        run.status.as_str(),
+        run.reason,
+        run.started_at.map(micros),
+        run.ended_at.map(micros),
+        duration,
+        tags
+    ];
+    let replaced = tx
+        .prepare_cached(
+            "UPDATE test_runs SET retry = ?5, status = ?6, reason = ?7, started_at = ?8, ended_at = ?9,
+                 duration_us = ?10, tags = ?11
+             WHERE seq = (SELECT seq FROM test_runs
+                          WHERE job_id = ?1 AND attempt = ?2 AND test_id = ?3 AND route_code IS ?4
+                            AND status = 'inprogress'
+                          ORDER BY seq LIMIT 1)",
+        )
+        .during("recording a test run")?
+        .execute(values)
+        .during("recording a test run")?;
+    if replaced == 0 {
+        tx.prepare_cached(
+            "INSERT INTO test_runs (job_id, attempt, test_id, route_code, retry, status, reason, started_at,
+                                    ended_at, duration_us, tags, agent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                     (SELECT COALESCE((SELECT agent_id FROM job_attempts WHERE job_id = ?1 AND attempt = ?2),
+                                      (SELECT agent_id FROM jobs WHERE id = ?1))))",
+        )
+        .during("recording a test run")?
+        .execute(values)
+        .during("recording a test run")?;
+    }
     Ok(())
 }
 

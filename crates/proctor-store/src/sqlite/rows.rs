@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::model::{
-    Agent, Artifact, Job, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe, Token,
+    Agent, Artifact, Job, JobAttempt, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe,
+    TestRun, Token,
 };
 use crate::StoreError;
 
@@ -21,6 +22,43 @@ pub(super) const JOB_COLUMNS: &str = "id, queue, name, priority, definition, sta
 pub(super) const SUMMARY_COLUMNS: &str =
     "seq, id, queue, name, priority, state, reason, attempts, max_attempts, \
      submitter, cancel_requested, created_at, started_at, ended_at, agent_id";
+
+/// The columns [`test_run_row`] reads.
+pub(super) const TEST_RUN_COLUMNS: &str =
+    "attempt, test_id, route_code, retry, status, reason, started_at, ended_at, duration_us, agent_id, tags";
+
+/// A test run from a row of [`TEST_RUN_COLUMNS`].
+pub(super) fn test_run_row(row: &Row) -> rusqlite::Result<TestRun> {
+    let status: String = row.get("status")?;
+    let tags: String = row.get("tags")?;
+    Ok(TestRun {
+        attempt: row.get("attempt")?,
+        test_id: row.get("test_id")?,
+        route_code: row.get("route_code")?,
+        retry: row.get("retry")?,
+        status: status
+            .parse()
+            .map_err(|error| conversion_error(row, "status", error))?,
+        reason: row.get("reason")?,
+        started_at: optional_timestamp(row, "started_at")?,
+        ended_at: optional_timestamp(row, "ended_at")?,
+        duration_us: row.get("duration_us")?,
+        agent_id: row.get("agent_id")?,
+        tags: serde_json::from_str(&tags).map_err(|error| conversion_error(row, "tags", error))?,
+    })
+}
+
+/// An attempt from a row of `attempt, agent_id, claimed_at, log_base, results_base, end_reason`.
+pub(super) fn attempt_row(row: &Row) -> rusqlite::Result<JobAttempt> {
+    Ok(JobAttempt {
+        attempt: row.get("attempt")?,
+        agent_id: row.get("agent_id")?,
+        claimed_at: timestamp(row, "claimed_at")?,
+        log_base: row.get("log_base")?,
+        results_base: row.get("results_base")?,
+        end_reason: row.get("end_reason")?,
+    })
+}
 
 /// A timestamp as stored: microseconds since the Unix epoch.
 pub(super) fn micros(timestamp: Timestamp) -> i64 {
