@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use proctor_events::{Sink, Summary};
+use proctor_events::{Sink, Summary, TestVerdict};
 use proctor_job::{AgentConfig, Device, Job, Phase, Timeouts};
 use proctor_subunit::EventReader;
 use proctor_supervisor::{CommandSpec, Exit, Limit, Limits, Outcome, Supervisor};
@@ -459,17 +459,7 @@ impl JobRun<'_, '_> {
 
     /// The final state of a job whose phases all exited 0: `failed` when its results record a failed test.
     fn judge_results(&self) -> (FinalState, String) {
-        let failed = failed_tests(&self.work_dir.join(RESULTS_FILE));
-        match failed.first() {
-            None => (FinalState::Passed, "every phase exited 0".into()),
-            Some(first) => (
-                FinalState::Failed,
-                format!(
-                    "{} test(s) failed in the results, the first {first}",
-                    failed.len()
-                ),
-            ),
-        }
+        judge_results(&self.work_dir.join(RESULTS_FILE))
     }
 
     /// Makes the job's work directory with `job.json` and the artifacts directory.
@@ -874,25 +864,59 @@ fn judge(phase: Phase, end: &PhaseEnd, timeouts: Timeouts) -> Option<(FinalState
     }
 }
 
-/// The ids of the tests a subunit v2 results file records as failed, by the
-/// same rules as every other summary in Proctor (a run left unfinished fails;
-/// corrupt bytes fail the reader's own `subunit.parser` test); none when there
-/// is no file.
-fn failed_tests(path: &Path) -> Vec<String> {
-    let Ok(file) = File::open(path) else {
-        return Vec::new();
-    };
+/// The verdict of a job whose phases all exited 0, from its subunit v2 results file (none is no tests) by the one
+/// results model every reader of results in Proctor uses: it failed when a test failed (a run of its latest try
+/// failed, or started and never finished); a test that passed only on a retry is flaky, which does not fail it.
+/// Corrupt bytes fail the reader's own `subunit.parser` test.
+fn judge_results(path: &Path) -> (FinalState, String) {
     let mut summary = Summary::new();
-    for event in EventReader::new(BufReader::new(file)).map_while(Result::ok) {
-        // A summary only counts; it has no way to fail.
-        let _ = summary.event(&event);
+    if let Ok(file) = File::open(path) {
+        for event in EventReader::new(BufReader::new(file)).map_while(Result::ok) {
+            // A summary only counts; it has no way to fail.
+            let _ = summary.event(&event);
+        }
     }
     let _ = summary.finish();
-    summary
-        .failures
-        .into_iter()
-        .map(|record| record.test_id)
-        .collect()
+    let runs = summary.tests.runs();
+    let tests = summary.tests.tests();
+    let unfinished = summary.statuses.incomplete;
+    let flaky = summary.tests.with_verdict(TestVerdict::Flaky);
+    let flaky_note = match flaky.len() {
+        0 => String::new(),
+        n => format!("; {n} of {} tests flaky: {}", tests.total, listed(&flaky)),
+    };
+    if tests.failed == 0 {
+        return (
+            FinalState::Passed,
+            format!("every phase exited 0{flaky_note}"),
+        );
+    }
+    let unfinished_note = match unfinished {
+        0 => String::new(),
+        n => format!(" ({n} did not finish)"),
+    };
+    let failed = summary.tests.with_verdict(TestVerdict::Failed);
+    (
+        FinalState::Failed,
+        format!(
+            "{} of {} test runs failed{unfinished_note}; {} of {} tests failed: {}{flaky_note}",
+            runs.failed,
+            runs.total,
+            tests.failed,
+            tests.total,
+            listed(&failed)
+        ),
+    )
+}
+
+/// Test ids for a job's reason: the first few, and how many more.
+fn listed(ids: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = ids[..ids.len().min(SHOWN)].join(", ");
+    if ids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    text
 }
 
 /// Whether a script's `#!` line names an interpreter other than bash (directly or through `env`).

@@ -345,15 +345,86 @@ pub struct HeartbeatRequest {
     pub wait_seconds: Option<f64>,
 }
 
-/// One test's outcome in a job, parsed by the server from the job's subunit results as they arrive.
+/// A job's test results, parsed by the server from the job's subunit results as they arrive: every run of every
+/// test, one row per test combining its runs, and the totals counted both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestResultsView {
+    /// The runs, counted as runs (as `subunit-stats` counts them).
+    pub runs: RunCountsView,
+    /// The tests, counted by their verdicts.
+    pub tests: TestCountsView,
+    /// One row per test id, sorted by id.
+    pub results: Vec<TestResultView>,
+}
+
+/// Counts of test runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunCountsView {
+    /// Every run.
+    pub total: usize,
+    /// Runs that passed (`success`, `xfail`).
+    pub passed: usize,
+    /// Runs that failed (`fail`, `uxsuccess`, `unfinished`).
+    pub failed: usize,
+    /// Runs that were skipped.
+    pub skipped: usize,
+    /// Runs still going (`inprogress`).
+    pub running: usize,
+}
+
+/// Counts of tests by verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestCountsView {
+    /// Distinct test ids.
+    pub total: usize,
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed.
+    pub failed: usize,
+    /// Tests that failed, then passed on a rerun.
+    pub flaky: usize,
+    /// Tests only skipped.
+    pub skipped: usize,
+    /// Tests still running.
+    pub running: usize,
+}
+
+/// One test in a job: its verdict over all its runs, and the runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TestResultView {
     /// The test id.
     pub test_id: String,
-    /// Its subunit status: `inprogress` until it ends, then `success`, `fail`, `skip`, `xfail`, `uxsuccess`, …
+    /// How its runs combine: `failed` when a run of its latest try failed (on any route, any worker), `flaky` when
+    /// that try passed after an earlier try (a retry, or an earlier attempt of the job) failed, `skipped` when
+    /// every run was skipped, `running` while a run of its latest try goes on, else `passed`.
+    pub verdict: String,
+    /// Its runs: by attempt, then in the order they were recorded.
+    pub runs: Vec<TestRunView>,
+}
+
+/// One run of a test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TestRunView {
+    /// The job's attempt it ran in, from 1.
+    pub attempt: u32,
+    /// The route code it ran on, when the stream gave one.
+    pub route_code: Option<String>,
+    /// The runner's retry it was (0 for a first run).
+    pub retry: u32,
+    /// `inprogress` while it runs, then `success`, `fail`, `skip`, `xfail`, `uxsuccess`, or `unfinished` when its
+    /// stream ended before it did.
     pub status: String,
-    /// How long it ran, in microseconds, when the stream had both timestamps.
+    /// Why it did not finish.
+    pub reason: Option<String>,
+    /// When it started, by the stream's clock (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// How long it ran, in microseconds, when the stream gave both ends.
     pub duration_us: Option<u64>,
+    /// The agent it ran on.
+    pub agent_id: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
 }
 
 /// A recipe as stored or sent: a named script with a queue and default options.

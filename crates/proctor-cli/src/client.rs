@@ -6,10 +6,12 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use miette::{NamedSource, SourceSpan};
-use proctor_api::{JobDetail, JobView, JobsQuery, ProblemView, StreamKind};
+use proctor_api::{
+    JobDetail, JobView, JobsQuery, ProblemView, StreamKind, TestResultView, TestRunView,
+};
 use proctor_archive::Limits;
 use proctor_client::Client;
-use proctor_events::{Outcome, Sink};
+use proctor_events::{RunStatus, Sink, Tally, Try, UnknownRunStatus};
 use proctor_formats::junit::JunitSink;
 use proctor_job::{Job, JobFormat, Phase};
 
@@ -223,9 +225,10 @@ pub fn logs(
     Ok(exit::OK)
 }
 
-/// `proctor results`: a table of the tests, the raw subunit stream, or a JUnit report. Exit 1 when a test failed
-/// (by Proctor's one rule: `fail`, `uxsuccess`, or a test the stream never finished) or the server could not read
-/// the stream to its end.
+/// `proctor results`: a table of the tests (one row per test with its verdict, and its runs when it ran more than
+/// once or did not finish), the raw subunit stream, or a JUnit report. Exit 1 when a test failed (by Proctor's one
+/// results model: a run of its latest try failed, `fail`, `uxsuccess`, or started and never finished) or the server
+/// could not read the stream to its end.
 pub fn results(
     remote: &Remote,
     job_id: &str,
@@ -246,23 +249,39 @@ pub fn results(
         return Ok(exit::OK);
     }
     let problem = client.job(job_id)?.results_problem;
-    let tests = client.tests(job_id)?;
+    let results = client.tests(job_id)?;
     let mut out = io::stdout().lock();
-    let mut totals = [tests.len(), 0, 0, 0];
-    for test in &tests {
-        let seconds = test
-            .duration_us
-            .map_or_else(String::new, |us| format!("{:.3}s", us as f64 / 1e6));
-        writeln!(out, "{:<10} {:>9}  {}", test.status, seconds, test.test_id)?;
-        // The same rule as every other summary in Proctor: a test the stream never finished failed.
-        let column = match Outcome::of(test.status.parse().ok()) {
-            Outcome::Passed => 1,
-            Outcome::Failed => 2,
-            Outcome::Skipped => 3,
-        };
-        totals[column] += 1;
+    let mut tally = Tally::new();
+    for test in &results.results {
+        let runs = test
+            .runs
+            .iter()
+            .map(|run| Ok((run, run.status.parse::<RunStatus>()?)))
+            .collect::<Result<Vec<_>, UnknownRunStatus>>()
+            .map_err(|error| CliError::Parse {
+                what: format!("the server's results for test {}", test.test_id),
+                source: Box::new(error),
+            })?;
+        for (run, status) in &runs {
+            let at = Try {
+                attempt: run.attempt,
+                retry: run.retry,
+            };
+            tally.add(&test.test_id, at, *status);
+        }
+        writeln!(out, "{}", test_line(test))?;
+        // A test's runs are listed when one is not enough to tell its story.
+        if runs.len() > 1
+            || runs
+                .iter()
+                .any(|(_, status)| *status == RunStatus::Unfinished)
+        {
+            for (run, _) in &runs {
+                writeln!(out, "{}", run_line(run))?;
+            }
+        }
     }
-    writeln!(out, "{}", display::totals_line(totals, None))?;
+    writeln!(out, "{}", display::results_line(&tally, None))?;
     if let Some(problem) = &problem {
         writeln!(
             out,
@@ -270,11 +289,45 @@ pub fn results(
         )?;
     }
     out.flush()?;
-    Ok(if totals[2] > 0 || problem.is_some() {
+    Ok(if tally.tests().failed > 0 || problem.is_some() {
         exit::TESTS_FAILED
     } else {
         exit::OK
     })
+}
+
+/// A test's row: its verdict, the duration of its last run and its id.
+fn test_line(test: &TestResultView) -> String {
+    let seconds = test
+        .runs
+        .last()
+        .and_then(|run| run.duration_us)
+        .map_or_else(String::new, seconds_text);
+    format!("{:<10} {:>9}  {}", test.verdict, seconds, test.test_id)
+}
+
+/// One run of a test, under its row: status, duration, where it ran and why it did not finish.
+fn run_line(run: &TestRunView) -> String {
+    let seconds = run.duration_us.map_or_else(String::new, seconds_text);
+    let mut place = format!("attempt {}", run.attempt);
+    if let Some(route) = &run.route_code {
+        place.push_str(&format!(", route {route}"));
+    }
+    if run.retry > 0 {
+        place.push_str(&format!(", retry {}", run.retry));
+    }
+    if let Some(agent) = &run.agent_id {
+        place.push_str(&format!(", on {agent}"));
+    }
+    let mut line = format!("  {:<10} {:>7}  {place}", run.status, seconds);
+    if let Some(reason) = &run.reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    line
+}
+
+fn seconds_text(micros: u64) -> String {
+    format!("{:.3}s", micros as f64 / 1e6)
 }
 
 fn write_junit(job_id: &str, stream: &[u8], path: &Path) -> Result<(), CliError> {

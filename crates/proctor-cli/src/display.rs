@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use proctor_events::{Aggregator, Outcome, Sink, SinkError, Summary, TestRecord};
+use proctor_events::{Aggregator, Outcome, Sink, SinkError, Summary, Tally, TestRecord};
 use proctor_formats::text::indented_content;
 use proctor_runner::{Progress, RunReport};
 use proctor_subunit::{Event, Status};
@@ -160,25 +160,35 @@ pub fn totals_line([total, passed, failed, skipped]: [usize; 4], time: Option<Du
     format!("{total} tests{time}: {passed} passed, {failed} failed, {skipped} skipped")
 }
 
-/// A summary's totals for [`totals_line`].
-pub fn summary_totals(summary: &Summary) -> [usize; 4] {
-    [
-        summary.total,
-        summary.passed,
-        summary.failed,
-        summary.skipped,
-    ]
+/// The totals line of results counted by the one results model: [`totals_line`] of the tests when each ran once;
+/// else the tests by verdict (`, K flaky` when some are), then their runs as `subunit-stats` counts them:
+/// `N tests: P passed, F failed, S skipped, K flaky; R runs: P passed, F failed, S skipped`.
+pub fn results_line(tally: &Tally, time: Option<Duration>) -> String {
+    let runs = tally.runs();
+    let tests = tally.tests();
+    // A test still running has no verdict yet; it shows among the runs.
+    let mut line = totals_line(
+        [tests.total, tests.passed, tests.failed, tests.skipped],
+        time,
+    );
+    if tests.flaky > 0 {
+        line.push_str(&format!(", {} flaky", tests.flaky));
+    }
+    if runs.total != tests.total || runs.running > 0 {
+        line.push_str(&format!(
+            "; {} runs: {} passed, {} failed, {} skipped",
+            runs.total, runs.passed, runs.failed, runs.skipped
+        ));
+        if runs.running > 0 {
+            line.push_str(&format!(", {} running", runs.running));
+        }
+    }
+    line
 }
 
 /// The closing summary: totals, the slowest tests and the flaky ones.
 pub fn summary_text(summary: &Summary, report: &RunReport, slowest: usize) -> String {
-    let mut text = format!(
-        "\n{}",
-        totals_line(summary_totals(summary), summary.wall_time())
-    );
-    if !report.flaky.is_empty() {
-        text.push_str(&format!(", {} flaky", report.flaky.len()));
-    }
+    let mut text = format!("\n{}", results_line(&summary.tests, summary.wall_time()));
     if report.interrupted {
         text.push_str(" (interrupted)");
     }

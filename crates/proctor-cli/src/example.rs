@@ -14,7 +14,7 @@ use proctor_subunit::EventWriter;
 use proctor_supervisor::{Supervisor, SupervisorConfig};
 
 use crate::cli::ExampleArgs;
-use crate::display::{summary_totals, totals_line, Display};
+use crate::display::{results_line, Display};
 use crate::error::CliError;
 use crate::exit;
 
@@ -74,7 +74,7 @@ pub fn run(args: ExampleArgs) -> Result<u8, CliError> {
     writeln!(
         out,
         "\n{}",
-        totals_line(summary_totals(&summary), summary.wall_time())
+        results_line(&summary.tests, summary.wall_time())
     )?;
     writeln!(out, "subunit stream: {}", path.display())?;
     writeln!(out, "  try: proctor subunit stats {}", path.display())?;

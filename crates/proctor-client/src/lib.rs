@@ -17,7 +17,7 @@ use proctor_api::{
     AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,
     HeartbeatRequest, HeartbeatView, JobDetail, JobListView, JobState, JobView, JobsQuery,
     NewRecipe, PhaseEnd, QueueView, RecipeView, RegisterAgent, StartRecipe, StreamKind,
-    TestResultView, UploadAck, JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
+    TestResultsView, UploadAck, JOB_STATE_HEADER, NEXT_OFFSET_HEADER,
 };
 use proctor_job::Phase;
 use reqwest::blocking::{RequestBuilder, Response};
@@ -341,7 +341,7 @@ impl Client {
     }
 
     /// The job's per-test results as parsed so far.
-    pub fn tests(&self, job_id: &str) -> Result<Vec<TestResultView>, ClientError> {
+    pub fn tests(&self, job_id: &str) -> Result<TestResultsView, ClientError> {
         self.call(
             "reading the job's test results",
             Method::GET,

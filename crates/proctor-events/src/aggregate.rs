@@ -353,7 +353,7 @@ mod tests {
     /// same runs with the same statuses, times and tags as reading it whole.
     #[test]
     fn a_resumed_aggregator_ends_runs_as_one_that_saw_the_whole_stream() {
-        let events = vec![
+        let events = [
             Event::test("a", Status::InProgress).at(at(1)).tagged("w0"),
             Event::test("b", Status::InProgress).at(at(2)).routed("1"),
             Event::test("a", Status::InProgress).at(at(2)).routed("0"),

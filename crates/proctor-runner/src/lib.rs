@@ -27,9 +27,12 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use proctor_events::{Aggregator, Running, Sink, SinkError, TestRecord};
+use proctor_events::{
+    Aggregator, Outcome, RunStatus, Running, Sink, SinkError, TestRecord, TestVerdict, Try,
+    RETRY_TAG_PREFIX,
+};
 use proctor_sources::{Batching, Project, TestCase};
-use proctor_subunit::{Event, Status, Timestamp};
+use proctor_subunit::{Event, Timestamp};
 use proctor_supervisor::{StopHandle, Supervisor};
 
 pub use batch::REASON;
@@ -201,7 +204,7 @@ impl<'a> Runner<'a> {
             if attempt > 0 {
                 tally.progress.total += round.len();
             }
-            self.run_round(round, history, &measured, sink, &mut tally, tick)?;
+            self.run_round(round, attempt, history, &measured, sink, &mut tally, tick)?;
             if self.stopper.is_stopped() {
                 break;
             }
@@ -235,9 +238,12 @@ impl<'a> Runner<'a> {
             .map_or(Batching::OnePerProcess, |s| s.batching())
     }
 
+    /// Runs one round: the tests, or (`retry` > 0) the retry of the ones that failed.
+    #[allow(clippy::too_many_arguments)]
     fn run_round(
         &self,
         tests: Vec<TestCase>,
+        retry: u32,
         history: &HashMap<String, Duration>,
         measured: &Measurements,
         sink: &mut dyn Sink,
@@ -268,22 +274,28 @@ impl<'a> Runner<'a> {
                 });
             }
             drop(sender);
-            self.forward(&events, sink, tally, tick)
+            self.forward(&events, retry, sink, tally, tick)
         })
     }
 
-    /// Passes events to the sink as they come, ticking while none do.
+    /// Passes events to the sink as they come, ticking while none do. A retry's test events are tagged with it
+    /// (`proctor-retry:N`), so the stream itself says which runs are reruns.
     fn forward(
         &self,
         events: &mpsc::Receiver<Event>,
+        retry: u32,
         sink: &mut dyn Sink,
         tally: &mut Tally,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<(), SinkError> {
         let mut failure = None;
+        let retry_tag = (retry > 0).then(|| format!("{RETRY_TAG_PREFIX}{retry}"));
         loop {
             match events.recv_timeout(TICK) {
-                Ok(event) => {
+                Ok(mut event) => {
+                    if let Some(tag) = retry_tag.as_ref().filter(|_| event.test_id.is_some()) {
+                        event.tags.insert(tag.clone());
+                    }
                     tally.see(&event);
                     if failure.is_none() {
                         if let Err(error) = sink.event(&event) {
@@ -438,8 +450,10 @@ struct Tally {
     expected: HashMap<String, Duration>,
     unknown: Duration,
     workers: u32,
-    last: HashMap<String, Status>,
-    failed_once: HashSet<String>,
+    /// The tests that have ended at least once.
+    ended: HashSet<String>,
+    /// Their runs by the one results model: which failed, which are flaky.
+    results: proctor_events::Tally,
 }
 
 impl Tally {
@@ -459,8 +473,8 @@ impl Tally {
             unknown: expected.values().sum::<Duration>() / known,
             expected,
             workers: u32::try_from(workers.max(1)).unwrap_or(u32::MAX),
-            last: HashMap::new(),
-            failed_once: HashSet::new(),
+            ended: HashSet::new(),
+            results: proctor_events::Tally::new(),
         }
     }
 
@@ -471,18 +485,17 @@ impl Tally {
     }
 
     fn record(&mut self, record: &TestRecord) {
-        let Some(status) = record.status else {
-            return;
-        };
-        if !self.cases.contains_key(&record.test_id) {
+        if record.status.is_none() || !self.cases.contains_key(&record.test_id) {
             return;
         }
         self.progress.done += 1;
-        if status.is_failure() {
+        let status = RunStatus::of(record.status, true);
+        if status.outcome() == Some(Outcome::Failed) {
             self.progress.failed += 1;
-            self.failed_once.insert(record.test_id.clone());
         }
-        self.last.insert(record.test_id.clone(), status);
+        self.results
+            .add(&record.test_id, Try::of(record, 0), status);
+        self.ended.insert(record.test_id.clone());
     }
 
     fn progress_now(&mut self) -> Progress {
@@ -491,43 +504,34 @@ impl Tally {
         let left: Duration = self
             .cases
             .keys()
-            .filter(|id| !self.last.contains_key(*id))
+            .filter(|id| !self.ended.contains(*id))
             .map(|id| self.expected.get(id).copied().unwrap_or(self.unknown))
             .sum();
         progress.eta = (!self.expected.is_empty()).then(|| left / self.workers);
         progress
     }
 
-    fn failed_ids(&self) -> impl Iterator<Item = &String> {
-        self.last
-            .iter()
-            .filter(|(_, status)| status.is_failure())
-            .map(|(id, _)| id)
-    }
-
+    /// The tests that failed in their latest try, sorted by id: the ones to retry.
     fn failed_cases(&self) -> Vec<TestCase> {
-        let mut cases: Vec<TestCase> = self
-            .failed_ids()
+        self.results
+            .with_verdict(TestVerdict::Failed)
+            .into_iter()
             .filter_map(|id| self.cases.get(id).cloned())
-            .collect();
-        cases.sort_by(|a, b| a.id.cmp(&b.id));
-        cases
+            .collect()
     }
 
     fn report(&self, interrupted: bool) -> RunReport {
-        let mut failed: Vec<String> = self.failed_ids().cloned().collect();
-        failed.sort();
-        let mut flaky: Vec<String> = self
-            .failed_once
-            .iter()
-            .filter(|id| self.last.get(*id).is_some_and(|s| !s.is_failure()))
-            .cloned()
-            .collect();
-        flaky.sort();
+        let ids = |verdict| -> Vec<String> {
+            self.results
+                .with_verdict(verdict)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
         RunReport {
             interrupted,
-            failed,
-            flaky,
+            failed: ids(TestVerdict::Failed),
+            flaky: ids(TestVerdict::Flaky),
             process_costs: BTreeMap::new(),
         }
     }

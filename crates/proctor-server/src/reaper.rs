@@ -36,9 +36,9 @@ async fn reap_once(
         .store_call(move |store| {
             let now = Timestamp::now();
             let reaped = store.reap_expired_leases(now)?;
-            // An ended job's stream is complete, as when its agent finishes it: a packet cut short by the lost
-            // agent is recorded as the results' problem. A requeued job's stream goes on with its next attempt.
-            for job in reaped.iter().filter(|job| job.new_state.is_final()) {
+            // The lost agent's attempt is over, whether the job ended or was requeued: its part of the stream is
+            // complete (a packet it cut short is the results' problem) and the runs it left open did not finish.
+            for job in &reaped {
                 results::parse_and_report(store, &job.job_id, true);
             }
             let silent_since = now.checked_sub(agent_offline_after).unwrap_or(now);

@@ -3,11 +3,12 @@
 
 use proctor_api::{
     AgentView, CancelView, HeartbeatView, JobSummaryView, JobView, PhaseView, QueueView,
-    RecipeView, TestResultView,
+    RecipeView, RunCountsView, TestCountsView, TestResultView, TestResultsView, TestRunView,
 };
+use proctor_events::{Tally, Try};
 use proctor_store::{
     Agent, CancelOutcome, HeartbeatReply, Job, JobState, JobSummary, PhaseRecord, QueueInfo,
-    Recipe, TestResult,
+    Recipe, TestRun,
 };
 
 /// A stored record's form in the API.
@@ -138,14 +139,75 @@ impl IntoView for QueueInfo {
     }
 }
 
-impl IntoView for TestResult {
-    type View = TestResultView;
+impl IntoView for Vec<TestRun> {
+    type View = TestResultsView;
 
-    fn into_view(self) -> TestResultView {
-        TestResultView {
-            test_id: self.test_id,
-            status: self.status,
+    /// The runs (sorted by test id, as the store reads them) as one row per test, combined and counted by the one
+    /// results model.
+    fn into_view(self) -> TestResultsView {
+        let mut tally = Tally::new();
+        let mut results: Vec<TestResultView> = Vec::new();
+        for run in self {
+            tally.add(&run.test_id, try_of(&run), run.status);
+            match results.last_mut() {
+                Some(last) if last.test_id == run.test_id => last.runs.push(run.into_view()),
+                _ => results.push(TestResultView {
+                    test_id: run.test_id.clone(),
+                    verdict: String::new(),
+                    runs: vec![run.into_view()],
+                }),
+            }
+        }
+        for result in &mut results {
+            if let Some(verdict) = tally.verdict(&result.test_id) {
+                result.verdict = verdict.as_str().to_owned();
+            }
+        }
+        let runs = tally.runs();
+        let tests = tally.tests();
+        TestResultsView {
+            runs: RunCountsView {
+                total: runs.total,
+                passed: runs.passed,
+                failed: runs.failed,
+                skipped: runs.skipped,
+                running: runs.running,
+            },
+            tests: TestCountsView {
+                total: tests.total,
+                passed: tests.passed,
+                failed: tests.failed,
+                flaky: tests.flaky,
+                skipped: tests.skipped,
+                running: tests.running,
+            },
+            results,
+        }
+    }
+}
+
+/// Which try of its test a stored run was.
+fn try_of(run: &TestRun) -> Try {
+    Try {
+        attempt: run.attempt,
+        retry: run.retry,
+    }
+}
+
+impl IntoView for TestRun {
+    type View = TestRunView;
+
+    fn into_view(self) -> TestRunView {
+        TestRunView {
+            attempt: self.attempt,
+            route_code: self.route_code,
+            retry: self.retry,
+            status: self.status.as_str().to_owned(),
+            reason: self.reason,
+            started_at: self.started_at,
             duration_us: self.duration_us,
+            agent_id: self.agent_id,
+            tags: self.tags,
         }
     }
 }

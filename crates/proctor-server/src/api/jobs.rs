@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::results;
 use proctor_api::{
     CancelView, ErrorBody, FinishRequest, JobDetail, JobListView, JobQuery, JobView, JobsQuery,
-    SubmitQuery, TestResultView,
+    SubmitQuery, TestResultsView,
 };
 
 /// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed). A job that
@@ -232,13 +232,14 @@ fn parse_state(name: &str) -> Result<JobState, ApiError> {
         .map_err(|error: proctor_store::UnknownName| ApiError::BadRequest(error.to_string()))
 }
 
-/// The job's per-test results as parsed from its subunit results so far, by test id.
+/// The job's test results as parsed from its subunit results so far: one row per test (by id) with its verdict and
+/// every run (each attempt, route code and retry), and the totals counted as runs and as tests.
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}/tests",
     params(("id" = String, Path, description = "The job id")),
     responses(
-        (status = 200, description = "The tests", body = Vec<TestResultView>),
+        (status = 200, description = "The tests, each with its runs", body = TestResultsView),
         (status = 404, description = "No such job", body = ErrorBody),
     ),
     tag = "jobs"
@@ -247,14 +248,12 @@ pub(crate) async fn list_tests(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Vec<TestResultView>>, ApiError> {
+) -> Result<Json<TestResultsView>, ApiError> {
     caller
         .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
         .await?;
-    let results = state
-        .store_call(move |store| store.test_results(&id))
-        .await?;
-    Ok(Json(results.into_iter().map(IntoView::into_view).collect()))
+    let runs = state.store_call(move |store| store.test_runs(&id)).await?;
+    Ok(Json(runs.into_view()))
 }
 
 /// One page of jobs, newest first, without their definitions, optionally of one queue, state and submitter. The
