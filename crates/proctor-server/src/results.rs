@@ -202,8 +202,10 @@ fn test_run(record: &TestRecord, attempt: u32, status: RunStatus, reason: Option
         reason: reason.map(str::to_owned),
         started_at: record.start.and_then(store_time),
         ended_at: record.end.and_then(store_time),
+        // A run that never ended has no duration, only a start.
         duration_us: record
             .duration()
+            .filter(|_| status != RunStatus::Unfinished)
             .map(|duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)),
         agent_id: None,
         tags: record.tags.iter().cloned().collect(),

@@ -830,6 +830,20 @@ fn tar_gz(entries: &[Entry]) -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
+/// Every run in a `GET /jobs/ID/tests` answer, as (test id, status, duration), test by test.
+fn runs_of(tests: &Value) -> Vec<(String, String, Option<u64>)> {
+    let results = tests["results"].as_array().expect("results");
+    results
+        .iter()
+        .flat_map(|test| {
+            let id = test["test_id"].as_str().unwrap().to_owned();
+            test["runs"].as_array().unwrap().iter().map(move |run| {
+                (id.clone(), run["status"].as_str().unwrap().to_owned(), run["duration_us"].as_u64())
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn results_are_parsed_into_tests_while_they_stream_in() {
     let server = TestServer::start(|_| {}).await;
@@ -853,10 +867,9 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
-        json!([{"test_id": "demo.a", "status": "inprogress", "duration_us": null}])
-    );
+    let parsed = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(runs_of(&parsed), [("demo.a".into(), "inprogress".into(), None)]);
+    assert_eq!(parsed["results"][0]["verdict"], "running", "{parsed}");
     let (status, ack) = server
         .send(
             server
@@ -872,12 +885,15 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
     );
     let (_, parsed) = server.send(server.client.get(&tests), None).await;
     assert_eq!(
-        parsed,
-        json!([
-            {"test_id": "demo.a", "status": "success", "duration_us": 2_000_000},
-            {"test_id": "demo.b", "status": "fail", "duration_us": null},
-        ])
+        runs_of(&parsed),
+        [
+            ("demo.a".into(), "success".into(), Some(2_000_000)),
+            // One event gives the run one timestamp: it took no time.
+            ("demo.b".into(), "fail".into(), Some(0)),
+        ]
     );
+    assert_eq!(parsed["runs"], json!({"total": 2, "passed": 1, "failed": 1, "skipped": 0, "running": 0}));
+    assert_eq!(parsed["results"][1]["runs"][0]["agent_id"], "a1", "{parsed}");
     let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert!(detail.get("results_problem").is_none(), "{detail}");
     server.stop().await;
@@ -913,8 +929,8 @@ async fn text_in_the_results_split_inside_a_character_across_uploads_is_no_probl
     let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert!(detail.get("results_problem").is_none(), "{detail}");
     assert_eq!(
-        server.get_json(&format!("/api/v1/jobs/{id}/tests")).await,
-        json!([{"test_id": "demo.a", "status": "success", "duration_us": 2_000_000}])
+        runs_of(&server.get_json(&format!("/api/v1/jobs/{id}/tests")).await),
+        [("demo.a".into(), "success".into(), Some(2_000_000))]
     );
     server.stop().await;
 }
@@ -957,7 +973,7 @@ async fn a_results_stream_cut_short_is_reported_when_the_job_ends() {
         "{detail}"
     );
     let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
-    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    assert_eq!(tests["results"].as_array().unwrap().len(), 1, "{tests}");
     server.stop().await;
 }
 
@@ -992,7 +1008,66 @@ async fn a_results_stream_cut_short_by_a_lost_agent_is_reported_when_the_job_is_
         "{detail}"
     );
     let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
-    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
+    assert_eq!(tests["results"].as_array().unwrap().len(), 1, "{tests}");
+    server.stop().await;
+}
+
+/// A job requeued after its agent was lost keeps the runs of both attempts: the first attempt's open run did not
+/// finish (with the reason), and the second attempt's stream, uploaded from its own offset 0, is parsed afresh after
+/// the first's (not taken for a resend of it).
+#[tokio::test]
+async fn a_requeued_job_keeps_both_attempts_runs() {
+    let server = TestServer::start(|config| {
+        config.lease = Duration::from_millis(300);
+        config.reap_interval = Duration::from_millis(100);
+    })
+    .await;
+    server.register("a1", &["local"]).await;
+    server.register("a2", &["local"]).await;
+    let (status, job) = server
+        .submit("job_queue: local\nmax_attempts: 2\ntest_data:\n  test_cmds: echo hi\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let results = server.url(&format!("/api/v1/jobs/{id}/results?offset=0"));
+    let upload = |stream: Vec<u8>| server.client.put(&results).body(stream);
+    let first = claim_now(&server, "a1", "local", None).await;
+    let mut stream = subunit("t.ok", proctor_subunit::Status::Success, 100);
+    stream.extend(subunit("t.flaky", proctor_subunit::Status::InProgress, 101));
+    let (status, ack) = server.send(upload(stream), first["job_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    // a1 never heartbeats: the lease lapses and the job is requeued.
+    server
+        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| job["state"] == "queued")
+        .await;
+    let second = claim_now(&server, "a2", "local", None).await;
+    let mut stream = subunit("t.flaky", proctor_subunit::Status::InProgress, 200);
+    stream.extend(subunit("t.flaky", proctor_subunit::Status::Success, 203));
+    let (status, ack) = server.send(upload(stream.clone()), second["job_token"].as_str()).await;
+    assert_eq!((status, ack["end_offset"].as_u64()), (StatusCode::OK, Some(stream.len() as u64)), "{ack}");
+    let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(
+        runs_of(&tests),
+        [
+            ("t.flaky".into(), "unfinished".into(), None),
+            ("t.flaky".into(), "success".into(), Some(3_000_000)),
+            ("t.ok".into(), "success".into(), Some(0)),
+        ],
+        "{tests}"
+    );
+    let flaky = &tests["results"][0];
+    assert_eq!(flaky["verdict"], "flaky", "{tests}");
+    let places: Vec<_> = flaky["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| (run["attempt"].as_u64().unwrap(), run["agent_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(places, [(1, "a1"), (2, "a2")]);
+    let reason = flaky["runs"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("attempt 1") && reason.contains("a1 lost"), "{reason}");
+    assert_eq!(tests["tests"]["flaky"], 1, "{tests}");
+    assert_eq!(tests["runs"]["total"], 3, "{tests}");
     server.stop().await;
 }
 
@@ -1036,8 +1111,8 @@ async fn a_corrupt_results_stream_is_kept_and_its_parsing_stops_with_the_reason(
     stream.extend(later);
 
     let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
-    assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
-    assert_eq!(tests[0]["test_id"], "demo.a");
+    assert_eq!(tests["results"].as_array().unwrap().len(), 1, "{tests}");
+    assert_eq!(tests["results"][0]["test_id"], "demo.a");
     let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
     let problem = detail["results_problem"].as_str().unwrap();
     assert!(
