@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use proctor_api::{JobState, JobView, JobsQuery, RegisterAgent};
 use proctor_client::Client;
+use proctor_subunit::{Event, Status, Timestamp};
 
 /// Generous: a correctness bound, not a speed check.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -456,17 +457,45 @@ fn a_job_whose_agent_is_killed_is_requeued_and_passes_on_another() {
     let job = lab.job_file(
         "retry.yaml",
         &format!(
-            "job_queue: local\nmax_attempts: 2\ntest_data:\n  test_cmds: if [ -e {m} ]; then echo second attempt; else touch {m}; echo first attempt; sleep 60; fi\n",
-            m = marker.display()
+            "job_queue: local\nmax_attempts: 2\ntest_data:\n  test_cmds: if [ -e {m} ]; then {start}; {pass}; echo second attempt; else touch {m}; {start}; echo first attempt; sleep 60; fi\n",
+            m = marker.display(),
+            start = emit("--start demo.retry"),
+            pass = emit("--test demo.retry --status success"),
         ),
     );
     let id = lab.submit(&job);
-    eventually(|| lab.log(&id).contains("first attempt"));
+    let client = lab.client(None);
+    eventually(|| {
+        lab.log(&id).contains("first attempt")
+            && client.tests(&id).is_ok_and(|tests| tests.runs.total == 1)
+    });
     lab.children.kill(agent);
     lab.agent("a2", "local", &[]);
     let ended = lab.ended(&id);
     assert_eq!(ended.state, JobState::Passed, "{:?}", ended.reason);
     assert_eq!(ended.agent_id.as_deref(), Some("a2"));
+    // Both attempts' runs are kept: the lost one did not finish, and the test passed only on the rerun.
+    let (code, table, err) = lab.run(&["results", &id]);
+    assert_eq!(code, 0, "{table}{err}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("flaky") && lines[0].ends_with("demo.retry"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("unfinished")
+            && lines[1].contains("attempt 1, on a1")
+            && lines[1].contains("a1 lost"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("success") && lines[2].contains("attempt 2, on a2"),
+        "{table}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some("1 tests: 0 passed, 0 failed, 0 skipped, 1 flaky; 2 runs: 1 passed, 1 failed, 0 skipped")
+    );
 }
 
 /// A job printing numbered lines slowly, for tests that disturb the server while it runs.
@@ -859,7 +888,7 @@ fn results_come_as_a_table_subunit_and_junit() {
     assert!(
         table
             .lines()
-            .any(|line| line.starts_with("success") && line.ends_with("demo.ok")),
+            .any(|line| line.starts_with("passed") && line.ends_with("demo.ok")),
         "{table}"
     );
     assert!(
@@ -931,6 +960,360 @@ fn results_count_an_unfinished_test_and_an_unreadable_stream_as_failures() {
         status.contains("could not be read to their end"),
         "{status}"
     );
+}
+
+/// One planned run of a test in a results stream: where it runs and what it comes to (`None`: it starts and never
+/// finishes).
+struct PlannedRun {
+    test_id: String,
+    route: Option<&'static str>,
+    status: Option<Status>,
+}
+
+impl PlannedRun {
+    fn new(test_id: &str, route: Option<&'static str>, status: Option<Status>) -> PlannedRun {
+        PlannedRun {
+            test_id: test_id.to_owned(),
+            route,
+            status,
+        }
+    }
+
+    /// Its events, in order: a start, a traceback for a failure, its end.
+    fn events(&self, second: u32) -> Vec<Event> {
+        let routed = |event: Event| match self.route {
+            Some(route) => event.routed(route),
+            None => event,
+        };
+        let mut events = vec![routed(
+            Event::test(&self.test_id, Status::InProgress).at(Timestamp::new(second, 0)),
+        )];
+        if self.status == Some(Status::Fail) {
+            events.push(routed(Event::text(
+                Some(self.test_id.clone()),
+                "traceback",
+                "AssertionError: boom",
+            )));
+        }
+        if let Some(status) = self.status {
+            events.push(routed(
+                Event::test(&self.test_id, status).at(Timestamp::new(second + 1, 0)),
+            ));
+        }
+        events
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.status, None | Some(Status::Fail | Status::UxSuccess))
+    }
+
+    fn passed(&self) -> bool {
+        matches!(self.status, Some(Status::Success | Status::XFail))
+    }
+}
+
+/// The totals every reader of a job's results must give for `runs` (all in one attempt, none a retry), counted
+/// here from the plan itself: runs as runs, and tests as "failed anywhere = failed".
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    runs: usize,
+    runs_passed: usize,
+    runs_failed: usize,
+    runs_skipped: usize,
+    tests: usize,
+    tests_passed: usize,
+    tests_failed: usize,
+    tests_skipped: usize,
+}
+
+impl Totals {
+    fn of(runs: &[PlannedRun]) -> Totals {
+        let mut totals = Totals {
+            runs: runs.len(),
+            runs_passed: runs.iter().filter(|run| run.passed()).count(),
+            runs_failed: runs.iter().filter(|run| run.failed()).count(),
+            ..Totals::default()
+        };
+        totals.runs_skipped = totals.runs - totals.runs_passed - totals.runs_failed;
+        let mut ids: Vec<&str> = runs.iter().map(|run| run.test_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        totals.tests = ids.len();
+        for id in ids {
+            let mine = || runs.iter().filter(move |run| run.test_id == id);
+            if mine().any(PlannedRun::failed) {
+                totals.tests_failed += 1;
+            } else if mine().any(PlannedRun::passed) {
+                totals.tests_passed += 1;
+            } else {
+                totals.tests_skipped += 1;
+            }
+        }
+        totals
+    }
+
+    /// The line `proctor results` ends with.
+    fn line(&self) -> String {
+        let tests = format!(
+            "{} tests: {} passed, {} failed, {} skipped",
+            self.tests, self.tests_passed, self.tests_failed, self.tests_skipped
+        );
+        if self.runs == self.tests {
+            return tests;
+        }
+        format!(
+            "{tests}; {} runs: {} passed, {} failed, {} skipped",
+            self.runs, self.runs_passed, self.runs_failed, self.runs_skipped
+        )
+    }
+}
+
+/// A small deterministic generator for the fuzzed streams (xorshift; the seed is in each failure's message).
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A random plan: a few tests, each run once to three times on distinct routes, with every status and runs that
+/// never finish, and a random interleaving of all their events (each run's own events stay in order) with plain
+/// text between packets.
+fn fuzzed_stream(seed: u64) -> (Vec<PlannedRun>, Vec<u8>) {
+    let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let statuses = [
+        Some(Status::Success),
+        Some(Status::Fail),
+        Some(Status::Skip),
+        Some(Status::XFail),
+        Some(Status::UxSuccess),
+        None,
+    ];
+    let mut runs = Vec::new();
+    for test in 0..3 + dice.below(5) {
+        let mut routes = vec![None, Some("0"), Some("1"), Some("2")];
+        for _ in 0..1 + dice.below(3) {
+            let route = routes.remove(dice.below(routes.len()));
+            let status = statuses[dice.below(statuses.len())];
+            runs.push(PlannedRun::new(&format!("fuzz.t{test}"), route, status));
+        }
+    }
+    let mut pending: Vec<std::collections::VecDeque<Event>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| run.events(1_000 + 10 * i as u32).into())
+        .collect();
+    let mut stream = Vec::new();
+    while !pending.is_empty() {
+        let pick = dice.below(pending.len());
+        let event = pending[pick].pop_front().unwrap();
+        proctor_subunit::encode(&event, &mut stream).unwrap();
+        if dice.below(4) == 0 {
+            stream.extend_from_slice(b"some plain output\n");
+        }
+        if pending[pick].is_empty() {
+            pending.remove(pick);
+        }
+    }
+    (runs, stream)
+}
+
+/// Runs a job that writes `stream` into its results in `pieces` (so the agent uploads it in parts, packets cut
+/// across uploads), and checks that the agent's verdict, the API's rows, `proctor results`, `proctor results
+/// --junit` and `subunit-stats` on `proctor results --subunit` all give `expected`.
+fn assert_every_reader_agrees(
+    lab: &Lab,
+    name: &str,
+    stream: &[u8],
+    pieces: &[usize],
+    expected: &Totals,
+) {
+    let file = lab.dir.path().join(format!("{name}.subunit"));
+    std::fs::write(&file, stream).unwrap();
+    let mut script = String::new();
+    let mut at = 0;
+    for &end in pieces.iter().chain([&stream.len()]) {
+        script.push_str(&format!(
+            "    - dd if={} bs=1 skip={at} count={} status=none >> \"$PROCTOR_RESULTS\"; sleep 0.3\n",
+            file.display(),
+            end - at
+        ));
+        at = end;
+    }
+    let job = lab.job_file(
+        &format!("{name}.yaml"),
+        &format!("job_queue: local\ntest_data:\n  test_cmds:\n{script}"),
+    );
+    let id = lab.submit(&job);
+    let ended = lab.ended(&id);
+    let context = format!("{name}: expected {expected:?}");
+    let reason = ended.reason.clone().unwrap_or_default();
+    if expected.tests_failed > 0 {
+        assert_eq!(ended.state, JobState::Failed, "{context}: {reason}");
+        let runs = format!(
+            "{} of {} test runs failed",
+            expected.runs_failed, expected.runs
+        );
+        let tests = format!(
+            "{} of {} tests failed",
+            expected.tests_failed, expected.tests
+        );
+        assert!(
+            reason.contains(&runs) && reason.contains(&tests),
+            "{context}: {reason}"
+        );
+    } else {
+        assert_eq!(ended.state, JobState::Passed, "{context}: {reason}");
+    }
+
+    let rows = lab.client(None).tests(&id).unwrap();
+    let api = Totals {
+        runs: rows.runs.total,
+        runs_passed: rows.runs.passed,
+        runs_failed: rows.runs.failed,
+        runs_skipped: rows.runs.skipped,
+        tests: rows.tests.total,
+        tests_passed: rows.tests.passed,
+        tests_failed: rows.tests.failed,
+        tests_skipped: rows.tests.skipped,
+    };
+    assert_eq!(&api, expected, "{context}: the API's rows {rows:?}");
+    assert_eq!(rows.runs.running, 0, "{context}: {rows:?}");
+
+    let (code, table, err) = lab.run(&["results", &id]);
+    assert_eq!(
+        code,
+        i32::from(expected.tests_failed > 0),
+        "{context}: {table}{err}"
+    );
+    assert_eq!(
+        table.lines().last(),
+        Some(expected.line().as_str()),
+        "{context}: {table}"
+    );
+
+    let junit = lab.dir.path().join(format!("{name}.xml"));
+    let (code, _, err) = lab.run(&["results", &id, "--junit", &junit.display().to_string()]);
+    assert_eq!(code, 0, "{context}: {err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let document = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("testcase"))
+        .collect();
+    let failed = cases
+        .iter()
+        .filter(|case| {
+            case.children()
+                .any(|c| c.has_tag_name("failure") || c.has_tag_name("error"))
+        })
+        .count();
+    assert_eq!(
+        (cases.len(), failed),
+        (expected.runs, expected.runs_failed),
+        "{context}: {xml}"
+    );
+
+    let raw = lab
+        .command(&["results", &id, "--subunit"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        raw, stream,
+        "{context}: the stored stream is the stream written"
+    );
+    let mut stats = proctor_testkit::venv_command("subunit-stats");
+    stats.arg("--no-passthrough");
+    let stats =
+        String::from_utf8_lossy(&proctor_testkit::run_with_stdin(stats, &raw).stdout).into_owned();
+    let number = |label: &str| -> usize {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in subunit-stats output:\n{stats}"))
+    };
+    // subunit-stats counts an unexpected success as passed; Proctor, like testtools' wasSuccessful, as failed.
+    let unexpected = stream_uxsuccesses(&raw);
+    assert_eq!(
+        (number("Total tests:"), number("Failed tests:") + unexpected),
+        (expected.runs, expected.runs_failed),
+        "{context}: {stats}"
+    );
+}
+
+/// How many runs of a stream end `uxsuccess`.
+fn stream_uxsuccesses(stream: &[u8]) -> usize {
+    let mut count = 0;
+    for event in proctor_subunit::EventReader::new(stream).map_while(Result::ok) {
+        count += usize::from(event.status == Some(Status::UxSuccess));
+    }
+    count
+}
+
+/// Issue 16's stream: `a.ok` passes, `a.hang` starts and never finishes, `a.dup` fails on route 0 and passes on
+/// route 1. Every reader counts 4 runs, 2 failed, and 3 tests, 2 failed (a.dup failed on one of its routes; a.hang
+/// did not finish); then the same holds for fuzzed streams.
+#[test]
+fn every_reader_of_a_jobs_results_gives_the_same_totals() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let runs = [
+        PlannedRun::new("a.ok", None, Some(Status::Success)),
+        PlannedRun::new("a.hang", None, None),
+        PlannedRun::new("a.dup", Some("0"), Some(Status::Fail)),
+        PlannedRun::new("a.dup", Some("1"), Some(Status::Success)),
+    ];
+    let mut stream = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        for event in run.events(100 + 10 * i as u32) {
+            proctor_subunit::encode(&event, &mut stream).unwrap();
+        }
+    }
+    let expected = Totals::of(&runs);
+    assert_eq!(
+        (
+            expected.runs,
+            expected.runs_failed,
+            expected.tests,
+            expected.tests_failed
+        ),
+        (4, 2, 3, 2)
+    );
+    let third = stream.len() / 3;
+    assert_every_reader_agrees(&lab, "issue", &stream, &[third, 2 * third + 1], &expected);
+    let (_, table, _) = lab.run(&[
+        "results",
+        &lab.client(None).jobs(&JobsQuery::default()).unwrap().jobs[0].id,
+    ]);
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains("unfinished")
+                && line.contains("its stream ended before it did")),
+        "the unfinished run says why: {table}"
+    );
+
+    for seed in 1..=4 {
+        let (runs, stream) = fuzzed_stream(seed);
+        let mut dice = Dice(seed);
+        let mut pieces: Vec<usize> = (0..2 + dice.below(4))
+            .map(|_| dice.below(stream.len()))
+            .collect();
+        pieces.sort_unstable();
+        assert_every_reader_agrees(
+            &lab,
+            &format!("fuzz-{seed}"),
+            &stream,
+            &pieces,
+            &Totals::of(&runs),
+        );
+    }
 }
 
 #[test]

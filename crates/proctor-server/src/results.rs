@@ -10,7 +10,9 @@
 
 use crate::api::bytes_from;
 use proctor_events::{Aggregator, OpenRun, RunStatus, TestRecord, Try};
-use proctor_store::{JobAttempt, ResultsProgress, Store, StoreError, StreamKind, TestRun};
+use proctor_store::{
+    JobAttempt, JobState, ResultsProgress, Store, StoreError, StreamKind, TestRun,
+};
 use proctor_subunit::{DecodedRef, Decoder, EventRef, Timestamp, PARSER_TEST_ID};
 
 /// What decoding the unparsed tail of a stream found.
@@ -86,7 +88,7 @@ pub(crate) fn parse_new_results(
 fn attempt_ended(attempt: u32, this: Option<&JobAttempt>) -> String {
     match this.and_then(|a| a.end_reason.as_deref()) {
         Some(reason) => format!("its stream ended with attempt {attempt}: {reason}"),
-        None => format!("its stream ended with attempt {attempt}"),
+        None => format!("its stream ended with attempt {attempt}, before it did"),
     }
 }
 
@@ -101,14 +103,19 @@ fn job_ended(
         return Ok(attempt_ended(attempt, this));
     }
     let job = store.job(job_id)?;
+    // A passed or failed job's reason is the verdict on its tests, which says nothing of why this one stopped.
+    let cut_short = matches!(
+        job.state,
+        JobState::Error | JobState::Killed | JobState::Cancelled
+    );
     Ok(match job.reason {
-        Some(reason) if job.state.is_final() => {
+        Some(reason) if cut_short => {
             format!(
-                "its stream ended first; the job ended {}: {reason}",
+                "its stream ended before it did: the job ended {}: {reason}",
                 job.state.as_str()
             )
         }
-        _ => "its stream ended first".to_owned(),
+        _ => "its stream ended before it did".to_owned(),
     })
 }
 

@@ -838,7 +838,11 @@ fn runs_of(tests: &Value) -> Vec<(String, String, Option<u64>)> {
         .flat_map(|test| {
             let id = test["test_id"].as_str().unwrap().to_owned();
             test["runs"].as_array().unwrap().iter().map(move |run| {
-                (id.clone(), run["status"].as_str().unwrap().to_owned(), run["duration_us"].as_u64())
+                (
+                    id.clone(),
+                    run["status"].as_str().unwrap().to_owned(),
+                    run["duration_us"].as_u64(),
+                )
             })
         })
         .collect()
@@ -868,7 +872,10 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let parsed = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
-    assert_eq!(runs_of(&parsed), [("demo.a".into(), "inprogress".into(), None)]);
+    assert_eq!(
+        runs_of(&parsed),
+        [("demo.a".into(), "inprogress".into(), None)]
+    );
     assert_eq!(parsed["results"][0]["verdict"], "running", "{parsed}");
     let (status, ack) = server
         .send(
@@ -892,8 +899,14 @@ async fn results_are_parsed_into_tests_while_they_stream_in() {
             ("demo.b".into(), "fail".into(), Some(0)),
         ]
     );
-    assert_eq!(parsed["runs"], json!({"total": 2, "passed": 1, "failed": 1, "skipped": 0, "running": 0}));
-    assert_eq!(parsed["results"][1]["runs"][0]["agent_id"], "a1", "{parsed}");
+    assert_eq!(
+        parsed["runs"],
+        json!({"total": 2, "passed": 1, "failed": 1, "skipped": 0, "running": 0})
+    );
+    assert_eq!(
+        parsed["results"][1]["runs"][0]["agent_id"], "a1",
+        "{parsed}"
+    );
     let detail = server.get_json(&format!("/api/v1/jobs/{id}")).await;
     assert!(detail.get("results_problem").is_none(), "{detail}");
     server.stop().await;
@@ -1034,17 +1047,27 @@ async fn a_requeued_job_keeps_both_attempts_runs() {
     let first = claim_now(&server, "a1", "local", None).await;
     let mut stream = subunit("t.ok", proctor_subunit::Status::Success, 100);
     stream.extend(subunit("t.flaky", proctor_subunit::Status::InProgress, 101));
-    let (status, ack) = server.send(upload(stream), first["job_token"].as_str()).await;
+    let (status, ack) = server
+        .send(upload(stream), first["job_token"].as_str())
+        .await;
     assert_eq!(status, StatusCode::OK, "{ack}");
     // a1 never heartbeats: the lease lapses and the job is requeued.
     server
-        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| job["state"] == "queued")
+        .get_json_until(&format!("/api/v1/jobs/{id}"), |job| {
+            job["state"] == "queued"
+        })
         .await;
     let second = claim_now(&server, "a2", "local", None).await;
     let mut stream = subunit("t.flaky", proctor_subunit::Status::InProgress, 200);
     stream.extend(subunit("t.flaky", proctor_subunit::Status::Success, 203));
-    let (status, ack) = server.send(upload(stream.clone()), second["job_token"].as_str()).await;
-    assert_eq!((status, ack["end_offset"].as_u64()), (StatusCode::OK, Some(stream.len() as u64)), "{ack}");
+    let (status, ack) = server
+        .send(upload(stream.clone()), second["job_token"].as_str())
+        .await;
+    assert_eq!(
+        (status, ack["end_offset"].as_u64()),
+        (StatusCode::OK, Some(stream.len() as u64)),
+        "{ack}"
+    );
     let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
     assert_eq!(
         runs_of(&tests),
@@ -1061,11 +1084,19 @@ async fn a_requeued_job_keeps_both_attempts_runs() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|run| (run["attempt"].as_u64().unwrap(), run["agent_id"].as_str().unwrap()))
+        .map(|run| {
+            (
+                run["attempt"].as_u64().unwrap(),
+                run["agent_id"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(places, [(1, "a1"), (2, "a2")]);
     let reason = flaky["runs"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("attempt 1") && reason.contains("a1 lost"), "{reason}");
+    assert!(
+        reason.contains("attempt 1") && reason.contains("a1 lost"),
+        "{reason}"
+    );
     assert_eq!(tests["tests"]["flaky"], 1, "{tests}");
     assert_eq!(tests["runs"]["total"], 3, "{tests}");
     server.stop().await;
