@@ -67,8 +67,11 @@ pub struct Summary {
     pub skipped: usize,
     /// The same runs by status.
     pub statuses: StatusCounts,
-    /// The same runs by test: one verdict per test id (retries tagged by the runner are reruns).
+    /// The same runs by test: one verdict per test id (retries tagged by the runner are reruns). Empty in a
+    /// [`Summary::runs_only`].
     pub tests: Tally,
+    /// Whether runs are tallied by test too.
+    runs_only: bool,
     /// Every tag the runs ended with.
     pub tags: BTreeSet<String>,
     /// The failed runs, with their attachments, in the order they ended.
@@ -86,6 +89,15 @@ impl Summary {
     /// An empty summary.
     pub fn new() -> Summary {
         Summary::default()
+    }
+
+    /// An empty summary that counts runs only, as `subunit-stats` does, and leaves [`Summary::tests`] empty: a
+    /// tally by test keeps every test id, a third of the cost of summing up a large stream.
+    pub fn runs_only() -> Summary {
+        Summary {
+            runs_only: true,
+            ..Summary::default()
+        }
     }
 
     /// Whether no run failed.
@@ -110,8 +122,10 @@ impl Summary {
     pub fn add(&mut self, record: TestRecord) {
         self.total += 1;
         // A summary sees a run when it ends, or at the end of the stream when it never did.
-        let status = RunStatus::of(record.status, true);
-        self.tests.add(&record.test_id, Try::of(&record, 0), status);
+        if !self.runs_only {
+            let status = RunStatus::of(record.status, true);
+            self.tests.add(&record.test_id, Try::of(&record, 0), status);
+        }
         let counts = &mut self.statuses;
         match record.status {
             Some(Status::Success) => counts.success += 1,

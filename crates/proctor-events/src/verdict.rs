@@ -6,10 +6,10 @@
 //! failed (with the reason it did not finish); a test failed anywhere in its latest try failed; a test that failed
 //! and then passed on a rerun is flaky.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use hashbrown::HashMap;
 use proctor_subunit::Status;
 
 use crate::{Outcome, TestRecord};
@@ -293,14 +293,8 @@ impl Tally {
             Some(Outcome::Skipped) => self.runs.skipped += 1,
             None => self.runs.running += 1,
         }
-        match self.tests.get_mut(test_id) {
-            Some(combined) => combined.add(at, status),
-            None => {
-                let mut combined = Combined::default();
-                combined.add(at, status);
-                self.tests.insert(test_id.to_owned(), combined);
-            }
-        }
+        // Looked up by the borrowed id: the id is copied only for a test not seen before.
+        self.tests.entry_ref(test_id).or_default().add(at, status);
     }
 
     /// The runs' counts.

@@ -15,7 +15,7 @@ use crate::input::feed;
 /// `stats`: totals as subunit-stats prints them (after any output that
 /// belongs to no test, unless `passthrough` is off), or as JSON.
 pub fn stats(files: &[PathBuf], as_json: bool, passthrough: bool) -> Result<u8, CliError> {
-    let mut summary = Summary::new();
+    let mut summary = Summary::runs_only();
     if as_json || !passthrough {
         feed(files, &mut summary)?;
     } else {
@@ -83,7 +83,7 @@ pub fn ls(files: &[PathBuf], times: bool, exists: bool, passthrough: bool) -> Re
     let mut lister = Lister {
         out: stdout(),
         aggregator: Aggregator::new(),
-        summary: Summary::new(),
+        summary: Summary::runs_only(),
         times,
         exists,
         passthrough,
