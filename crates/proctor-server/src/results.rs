@@ -62,6 +62,11 @@ pub(crate) fn parse_new_results(
         };
         let until = next.map(|next| next.results_base);
         let (runs, parsed_to) = parse_attempt(store, job_id, &progress, until, ending.as_deref())?;
+        // A problem found in an earlier attempt's part is reported, though the parse goes on with the next attempt.
+        let new_problem = parsed_to
+            .problem
+            .clone()
+            .filter(|_| progress.problem.is_none());
         let to = match next {
             Some(next) => ResultsProgress {
                 attempt: next.attempt,
@@ -70,12 +75,12 @@ pub(crate) fn parse_new_results(
             },
             None => parsed_to,
         };
-        let new_problem = to.problem.clone().filter(|_| progress.problem.is_none());
         if (!runs.is_empty() || to != progress)
             && !store.record_parsed_results(job_id, &progress, &to, &runs)?
         {
-            // Another upload's parse got there first; it records the rest.
-            return Ok(found);
+            // Another parse got there first. Its parse may not have been the end of the attempt this one is, so
+            // this one starts again from where that one left the stream (each retry follows someone's progress).
+            continue;
         }
         found = found.or(new_problem);
         if next.is_none() {
