@@ -419,7 +419,8 @@ pub struct TestRunView {
     /// When it started, by the stream's clock (RFC 3339).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
-    /// How long it ran, in microseconds, when the stream gave both ends.
+    /// How long it ran, in microseconds: from its first timestamp to its last (0 when it had one); none for a run
+    /// that did not end or had no timestamp.
     pub duration_us: Option<u64>,
     /// The agent it ran on.
     pub agent_id: Option<String>,

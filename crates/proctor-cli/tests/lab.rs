@@ -968,6 +968,8 @@ struct PlannedRun {
     test_id: String,
     route: Option<&'static str>,
     status: Option<Status>,
+    /// The runner's retry it is (tagged `proctor-retry:N`), 0 for a first run.
+    retry: u32,
 }
 
 impl PlannedRun {
@@ -976,14 +978,21 @@ impl PlannedRun {
             test_id: test_id.to_owned(),
             route,
             status,
+            retry: 0,
         }
     }
 
     /// Its events, in order: a start, a traceback for a failure, its end.
     fn events(&self, second: u32) -> Vec<Event> {
-        let routed = |event: Event| match self.route {
-            Some(route) => event.routed(route),
-            None => event,
+        let routed = |event: Event| {
+            let event = match self.route {
+                Some(route) => event.routed(route),
+                None => event,
+            };
+            match self.retry {
+                0 => event,
+                n => event.tagged(format!("proctor-retry:{n}")),
+            }
         };
         let mut events = vec![routed(
             Event::test(&self.test_id, Status::InProgress).at(Timestamp::new(second, 0)),
@@ -1012,8 +1021,9 @@ impl PlannedRun {
     }
 }
 
-/// The totals every reader of a job's results must give for `runs` (all in one attempt, none a retry), counted
-/// here from the plan itself: runs as runs, and tests as "failed anywhere = failed".
+/// The totals every reader of a job's results must give for `runs` (all in one attempt), counted here from the plan
+/// itself: runs as runs; a test by its latest retry that ran (skips aside): failed when a run of it failed on any
+/// route, flaky when it passed after an earlier retry failed.
 #[derive(Debug, Default, PartialEq)]
 struct Totals {
     runs: usize,
@@ -1023,6 +1033,7 @@ struct Totals {
     tests: usize,
     tests_passed: usize,
     tests_failed: usize,
+    tests_flaky: usize,
     tests_skipped: usize,
 }
 
@@ -1040,13 +1051,25 @@ impl Totals {
         ids.dedup();
         totals.tests = ids.len();
         for id in ids {
-            let mine = || runs.iter().filter(move |run| run.test_id == id);
-            if mine().any(PlannedRun::failed) {
-                totals.tests_failed += 1;
-            } else if mine().any(PlannedRun::passed) {
-                totals.tests_passed += 1;
-            } else {
+            let deciding: Vec<&PlannedRun> = runs
+                .iter()
+                .filter(|run| run.test_id == id && (run.failed() || run.passed()))
+                .collect();
+            let Some(latest) = deciding.iter().map(|run| run.retry).max() else {
                 totals.tests_skipped += 1;
+                continue;
+            };
+            let failed = |retries: &dyn Fn(u32) -> bool| {
+                deciding
+                    .iter()
+                    .any(|run| retries(run.retry) && run.failed())
+            };
+            if failed(&|retry| retry == latest) {
+                totals.tests_failed += 1;
+            } else if failed(&|retry| retry < latest) {
+                totals.tests_flaky += 1;
+            } else {
+                totals.tests_passed += 1;
             }
         }
         totals
@@ -1054,10 +1077,13 @@ impl Totals {
 
     /// The line `proctor results` ends with.
     fn line(&self) -> String {
-        let tests = format!(
+        let mut tests = format!(
             "{} tests: {} passed, {} failed, {} skipped",
             self.tests, self.tests_passed, self.tests_failed, self.tests_skipped
         );
+        if self.tests_flaky > 0 {
+            tests.push_str(&format!(", {} flaky", self.tests_flaky));
+        }
         if self.runs == self.tests {
             return tests;
         }
@@ -1067,6 +1093,9 @@ impl Totals {
         )
     }
 }
+
+/// A test id and the route code it runs on.
+type RouteOfTest = (String, Option<&'static str>);
 
 /// A small deterministic generator for the fuzzed streams (xorshift; the seed is in each failure's message).
 struct Dice(u64);
@@ -1080,9 +1109,9 @@ impl Dice {
     }
 }
 
-/// A random plan: a few tests, each run once to three times on distinct routes, with every status and runs that
-/// never finish, and a random interleaving of all their events (each run's own events stay in order) with plain
-/// text between packets.
+/// A random plan: a few tests, each run once to three times on distinct routes, some retried (on any route, after
+/// the runs on that route), with every status and runs that never finish, and a random interleaving of all their
+/// events (the runs on one route of one test stay in order) with plain text between packets.
 fn fuzzed_stream(seed: u64) -> (Vec<PlannedRun>, Vec<u8>) {
     let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let statuses = [
@@ -1093,20 +1122,39 @@ fn fuzzed_stream(seed: u64) -> (Vec<PlannedRun>, Vec<u8>) {
         Some(Status::UxSuccess),
         None,
     ];
+    let routes = [None, Some("0"), Some("1"), Some("2")];
     let mut runs = Vec::new();
     for test in 0..3 + dice.below(5) {
-        let mut routes = vec![None, Some("0"), Some("1"), Some("2")];
+        let mut free = routes.to_vec();
         for _ in 0..1 + dice.below(3) {
-            let route = routes.remove(dice.below(routes.len()));
+            let route = free.remove(dice.below(free.len()));
             let status = statuses[dice.below(statuses.len())];
             runs.push(PlannedRun::new(&format!("fuzz.t{test}"), route, status));
         }
+        for retry in 1..=dice.below(3) as u32 {
+            let route = routes[dice.below(routes.len())];
+            // A retry always ends: a second start on a route whose run never ended would be that same run.
+            let status = statuses[dice.below(statuses.len() - 1)];
+            runs.push(PlannedRun {
+                retry,
+                ..PlannedRun::new(&format!("fuzz.t{test}"), route, status)
+            });
+        }
     }
-    let mut pending: Vec<std::collections::VecDeque<Event>> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, run)| run.events(1_000 + 10 * i as u32).into())
-        .collect();
+    // One queue of events per test and route: a run there starts after the one before it ended (a run that
+    // never finishes is last on its route, as a worker that never ends it would be).
+    let mut queues: Vec<(RouteOfTest, std::collections::VecDeque<Event>)> = Vec::new();
+    runs.sort_by_key(|run| run.status.is_none());
+    for (i, run) in runs.iter().enumerate() {
+        let key = (run.test_id.clone(), run.route);
+        let events = run.events(1_000 + 10 * i as u32);
+        match queues.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, queue)) => queue.extend(events),
+            None => queues.push((key, events.into())),
+        }
+    }
+    let mut pending: Vec<std::collections::VecDeque<Event>> =
+        queues.into_iter().map(|(_, queue)| queue).collect();
     let mut stream = Vec::new();
     while !pending.is_empty() {
         let pick = dice.below(pending.len());
@@ -1179,6 +1227,7 @@ fn assert_every_reader_agrees(
         tests: rows.tests.total,
         tests_passed: rows.tests.passed,
         tests_failed: rows.tests.failed,
+        tests_flaky: rows.tests.flaky,
         tests_skipped: rows.tests.skipped,
     };
     assert_eq!(&api, expected, "{context}: the API's rows {rows:?}");
@@ -1299,21 +1348,23 @@ fn every_reader_of_a_jobs_results_gives_the_same_totals() {
         "the unfinished run says why: {table}"
     );
 
-    for seed in 1..=4 {
+    let (mut seen_flaky, mut seen_failed_retry) = (false, false);
+    for seed in 1..=6 {
         let (runs, stream) = fuzzed_stream(seed);
         let mut dice = Dice(seed);
         let mut pieces: Vec<usize> = (0..2 + dice.below(4))
             .map(|_| dice.below(stream.len()))
             .collect();
         pieces.sort_unstable();
-        assert_every_reader_agrees(
-            &lab,
-            &format!("fuzz-{seed}"),
-            &stream,
-            &pieces,
-            &Totals::of(&runs),
-        );
+        let expected = Totals::of(&runs);
+        seen_flaky |= expected.tests_flaky > 0;
+        seen_failed_retry |= runs.iter().any(|run| run.retry > 0 && run.failed());
+        assert_every_reader_agrees(&lab, &format!("fuzz-{seed}"), &stream, &pieces, &expected);
     }
+    assert!(
+        seen_flaky && seen_failed_retry,
+        "the seeds cover flaky tests and failed retries"
+    );
 }
 
 #[test]

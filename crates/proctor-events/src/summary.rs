@@ -123,7 +123,7 @@ impl Summary {
         self.total += 1;
         // A summary sees a run when it ends, or at the end of the stream when it never did.
         if !self.runs_only {
-            let status = RunStatus::of(record.status, true);
+            let status = RunStatus::of(record.status);
             self.tests.add(&record.test_id, Try::of(&record, 0), status);
         }
         let counts = &mut self.statuses;

@@ -51,17 +51,17 @@ impl RunStatus {
         RunStatus::Unfinished,
     ];
 
-    /// The status of a run whose last subunit status was `status`; `ended` says its stream is over, so a run it
-    /// left open did not finish.
-    pub fn of(status: Option<Status>, ended: bool) -> RunStatus {
+    /// The status of a run that ended (or whose stream did) with `status` as its last subunit status: a run left
+    /// `inprogress`, or with no status at all, did not finish. ([`RunStatus::Running`] is for a run whose stream
+    /// goes on, which only the reader of a live stream knows.)
+    pub fn of(status: Option<Status>) -> RunStatus {
         match status {
             Some(Status::Success) => RunStatus::Success,
             Some(Status::Fail) => RunStatus::Fail,
             Some(Status::Skip) => RunStatus::Skip,
             Some(Status::XFail) => RunStatus::XFail,
             Some(Status::UxSuccess) => RunStatus::UxSuccess,
-            Some(Status::InProgress | Status::Exists) | None if ended => RunStatus::Unfinished,
-            Some(Status::InProgress | Status::Exists) | None => RunStatus::Running,
+            Some(Status::InProgress | Status::Exists) | None => RunStatus::Unfinished,
         }
     }
 

@@ -34,10 +34,12 @@
 //! # Retries
 //!
 //! [`JunitSink::add_attempts`] takes the runs of one test in the order they
-//! happened and makes one `<testcase>` of them: its status is the last run's;
-//! when that passed, the earlier failed runs become `<flakyFailure>` /
-//! `<flakyError>` elements (a flaky test), otherwise `<rerunFailure>` /
-//! `<rerunError>`. [`JunitSink::group_retries`] makes the sink do the same for
+//! happened and makes one `<testcase>` of them, with the status of the test's
+//! verdict by Proctor's one results model (`proctor_events::TestVerdict`): a
+//! failed run of its latest try (a run tagged `proctor-retry:N` is the Nth
+//! retry) fails it, else its last run decides; when the case passed, its
+//! other failed runs become `<flakyFailure>` / `<flakyError>` elements (a
+//! flaky test), otherwise `<rerunFailure>` / `<rerunError>`. [`JunitSink::group_retries`] makes the sink do the same for
 //! repeated runs of a test id within its own stream.
 
 use std::borrow::Cow;
@@ -46,7 +48,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
-use proctor_events::{Aggregator, Attachment, Outcome, Sink, SinkError, TestRecord};
+use proctor_events::{
+    Aggregator, Attachment, Outcome, RunStatus, Sink, SinkError, TestRecord, TestVerdict, Try,
+};
 use proctor_subunit::{Event, Status, Timestamp};
 use quick_junit::{
     NonSuccessKind, Report, SerializeError, TestCase, TestCaseStatus, TestRerun, TestSuite,
@@ -63,6 +67,36 @@ pub enum JunitError {
     Serialize(#[from] SerializeError),
 }
 
+/// The runs of one `<testcase>`, oldest first, and whether each is a retry of the one before
+/// ([`JunitSink::add_attempts`]) rather than a run whose tags say which try it was.
+#[derive(Debug)]
+struct Case {
+    runs: Vec<TestRecord>,
+    successive: bool,
+}
+
+impl Case {
+    /// One run found in the stream.
+    fn of(record: TestRecord) -> Case {
+        Case {
+            runs: vec![record],
+            successive: false,
+        }
+    }
+
+    /// Which try of its test the `index`th run was.
+    fn try_of(&self, index: usize, record: &TestRecord) -> Try {
+        if self.successive {
+            Try {
+                attempt: 0,
+                retry: u32::try_from(index).unwrap_or(u32::MAX),
+            }
+        } else {
+            Try::of(record, 0)
+        }
+    }
+}
+
 /// A sink that collects test runs and renders them as a JUnit XML report.
 ///
 /// Feed it events, call [`Sink::finish`] (which records runs the stream left
@@ -74,7 +108,7 @@ pub struct JunitSink {
     group_retries: bool,
     aggregator: Aggregator,
     /// Each test case's runs, oldest first; never empty.
-    cases: Vec<Vec<TestRecord>>,
+    cases: Vec<Case>,
     /// Where each test id's case is in `cases`, when grouping retries.
     case_of_test: HashMap<String, usize>,
     first: Option<Timestamp>,
@@ -112,9 +146,9 @@ impl JunitSink {
     }
 
     /// Whether repeated runs of the same test id in the stream make one test
-    /// case (the last run's status, earlier failures as flaky or rerun
-    /// elements) instead of one test case each. Off by default, as in
-    /// `subunit2junitxml`.
+    /// case (with the status of the test's verdict: failed when a run of its
+    /// latest try failed, other failures as flaky or rerun elements) instead
+    /// of one test case each. Off by default, as in `subunit2junitxml`.
     pub fn group_retries(mut self, group: bool) -> JunitSink {
         self.group_retries = group;
         self
@@ -124,28 +158,31 @@ impl JunitSink {
     /// stream.
     pub fn add_record(&mut self, record: TestRecord) {
         if !self.group_retries {
-            self.cases.push(vec![record]);
+            self.cases.push(Case::of(record));
             return;
         }
         match self.case_of_test.get(&record.test_id) {
-            Some(&index) => self.cases[index].push(record),
+            Some(&index) => self.cases[index].runs.push(record),
             None => {
                 self.case_of_test
                     .insert(record.test_id.clone(), self.cases.len());
-                self.cases.push(vec![record]);
+                self.cases.push(Case::of(record));
             }
         }
     }
 
-    /// Records the runs of one test, oldest first, as one test case: the last
-    /// run decides its status; if it passed, earlier failed runs make the
-    /// test flaky, otherwise they are listed as reruns. Runs that passed or
-    /// were skipped before the last are not listed. Does nothing when
-    /// `attempts` is empty.
+    /// Records the runs of one test, oldest first, each a retry of the one
+    /// before, as one test case: the last run decides its status; if it
+    /// passed, earlier failed runs make the test flaky, otherwise they are
+    /// listed as reruns. Runs that passed or were skipped before the last are
+    /// not listed. Does nothing when `attempts` is empty.
     pub fn add_attempts(&mut self, attempts: impl IntoIterator<Item = TestRecord>) {
-        let attempts: Vec<TestRecord> = attempts.into_iter().collect();
-        if !attempts.is_empty() {
-            self.cases.push(attempts);
+        let runs: Vec<TestRecord> = attempts.into_iter().collect();
+        if !runs.is_empty() {
+            self.cases.push(Case {
+                runs,
+                successive: true,
+            });
         }
     }
 
@@ -153,7 +190,7 @@ impl JunitSink {
     /// add to it.
     pub fn report(&self) -> Report {
         let mut suite = TestSuite::new(self.suite_name.as_str());
-        suite.add_test_cases(self.cases.iter().filter_map(|runs| test_case(runs)));
+        suite.add_test_cases(self.cases.iter().filter_map(test_case));
         suite.set_time(self.wall_time());
         if let Some(first) = self.first.and_then(date_time) {
             suite.set_timestamp(first);
@@ -238,9 +275,28 @@ pub fn split_test_id(test_id: &str) -> (&str, &str) {
     }
 }
 
-/// One `<testcase>` from the runs of a test, oldest first.
-fn test_case(runs: &[TestRecord]) -> Option<TestCase> {
-    let (last, earlier) = runs.split_last()?;
+/// One `<testcase>` from the runs of a test. The case is its deciding run, by the one results model:
+/// the last failed run of its latest try when the test failed, else its last run; its other failed runs are listed
+/// under it, as flaky runs when the case passed, as reruns when it did not.
+fn test_case(case: &Case) -> Option<TestCase> {
+    let runs = &case.runs;
+    let verdict = TestVerdict::combine(
+        runs.iter()
+            .enumerate()
+            .map(|(i, record)| (case.try_of(i, record), RunStatus::of(record.status))),
+    );
+    let failed = |record: &TestRecord| Outcome::of(record.status) == Outcome::Failed;
+    let deciding = match verdict {
+        TestVerdict::Failed => runs.iter().rposition(failed),
+        _ => None,
+    }
+    .unwrap_or(runs.len().checked_sub(1)?);
+    let last = &runs[deciding];
+    let earlier = runs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != deciding)
+        .map(|(_, record)| record);
     let (classname, name) = split_test_id(&last.test_id);
     let mut case = TestCase::new(name, status(last));
     case.set_classname(classname);
@@ -254,7 +310,7 @@ fn test_case(runs: &[TestRecord]) -> Option<TestCase> {
     if let Some(err) = text_attachment(last, "stderr") {
         case.set_system_err(err);
     }
-    let failed_runs = earlier.iter().filter_map(rerun);
+    let failed_runs = earlier.filter_map(rerun);
     match &mut case.status {
         TestCaseStatus::Success { flaky_runs } => flaky_runs.extend(failed_runs),
         TestCaseStatus::NonSuccess { reruns, .. } => reruns.extend(failed_runs),
@@ -708,12 +764,17 @@ mod tests {
         assert_eq!(reruns[0].kind, NonSuccessKind::Error);
     }
 
+    /// Grouped runs of a test take the test's verdict: a pass on a retry (tagged `proctor-retry:1`) is flaky; a
+    /// pass on another route in the same try does not undo the failure.
     #[test]
     fn grouping_retries_from_the_stream() {
+        let retry = format!("{}1", proctor_events::RETRY_TAG_PREFIX);
         let events = [
             Event::test("t", Status::Fail).routed("0"),
             Event::test("u", Status::Success),
-            Event::test("t", Status::Success).routed("1"),
+            Event::test("t", Status::Success).routed("1").tagged(retry),
+            Event::test("v", Status::Fail).routed("0"),
+            Event::test("v", Status::Success).routed("1"),
         ];
         let mut grouped = JunitSink::new().group_retries(true);
         let mut separate = JunitSink::new();
@@ -722,13 +783,17 @@ mod tests {
             separate.event(event).expect("takes");
         }
         let grouped = grouped.report().test_suites.remove(0);
-        assert_eq!((grouped.tests, grouped.failures), (2, 0));
+        assert_eq!((grouped.tests, grouped.failures), (3, 1));
         assert!(matches!(
             &grouped.test_cases[0].status,
             TestCaseStatus::Success { flaky_runs } if flaky_runs.len() == 1
         ));
+        assert!(matches!(
+            &grouped.test_cases[2].status,
+            TestCaseStatus::NonSuccess { reruns, .. } if reruns.is_empty()
+        ));
         let separate = separate.report().test_suites.remove(0);
-        assert_eq!((separate.tests, separate.failures), (3, 1));
+        assert_eq!((separate.tests, separate.failures), (5, 2));
     }
 
     #[test]

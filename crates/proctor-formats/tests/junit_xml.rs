@@ -174,15 +174,22 @@ fn report_has_the_structure_ci_servers_read() {
     assert_eq!(attribute(error, "message"), "test did not finish");
 }
 
+fn retry(n: u32) -> String {
+    format!("{}{n}", proctor_events::RETRY_TAG_PREFIX)
+}
+
 #[test]
 fn flaky_tests_are_reported_as_flaky() {
     let events = [
         Event::test("pkg.t", Status::InProgress).routed("0"),
         text("pkg.t", "traceback", "AssertionError: once\n").routed("0"),
         Event::test("pkg.t", Status::Fail).routed("0"),
-        Event::test("pkg.t", Status::Success).routed("1"),
+        // The runner tags a retry's runs: those are reruns, whatever worker they ran on.
+        Event::test("pkg.t", Status::Success)
+            .routed("1")
+            .tagged(retry(1)),
         Event::test("pkg.u", Status::Fail),
-        Event::test("pkg.u", Status::Fail),
+        Event::test("pkg.u", Status::Fail).tagged(retry(1)),
     ];
     let mut sink = JunitSink::new()
         .with_suite_name("retries")

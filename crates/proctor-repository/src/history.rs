@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
-use proctor_events::{Outcome, TestRecord};
+use proctor_events::{Outcome, RunStatus, TestRecord, TestVerdict, Try};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{read_optional, write_atomically};
@@ -378,15 +378,24 @@ impl History {
     }
 }
 
-/// One test's sample from its attempts in one run, in the order they ended.
+/// One test's sample from its attempts in one run, in the order they ended: its verdict by the one results model
+/// (flaky is a pass that needed a retry), and the duration of its last attempt.
 fn sample_of(run: u64, attempts: &[&TestRecord]) -> Option<Sample> {
     let last = attempts.last()?;
-    let outcomes: Vec<Outcome> = attempts.iter().map(|r| Outcome::of(r.status)).collect();
-    let first_failure = outcomes.iter().position(|o| *o == Outcome::Failed);
-    let retried = first_failure.is_some_and(|failed| outcomes[failed..].contains(&Outcome::Passed));
+    let verdict = TestVerdict::combine(
+        attempts
+            .iter()
+            .map(|record| (Try::of(record, 0), RunStatus::of(record.status))),
+    );
+    let (outcome, retried) = match verdict {
+        TestVerdict::Passed => (Outcome::Passed, false),
+        TestVerdict::Flaky => (Outcome::Passed, true),
+        TestVerdict::Skipped => (Outcome::Skipped, false),
+        TestVerdict::Failed | TestVerdict::Running => (Outcome::Failed, false),
+    };
     Some(Sample {
         run,
-        outcome: Outcome::of(last.status),
+        outcome,
         duration: last.duration(),
         retried,
     })
@@ -460,12 +469,15 @@ mod tests {
                 .collect();
             history.record_run(run as u64, &records, &BTreeMap::new());
         }
+        // The runner tags a retry's run, which is how a rerun is told from a second run of the same test.
+        let mut rerun = record("retried", Status::Success, 1);
+        rerun.tags = std::sync::Arc::new(std::collections::BTreeSet::from([format!(
+            "{}1",
+            proctor_events::RETRY_TAG_PREFIX
+        )]));
         history.record_run(
             9,
-            &[
-                record("retried", Status::Fail, 1),
-                record("retried", Status::Success, 1),
-            ],
+            &[record("retried", Status::Fail, 1), rerun],
             &BTreeMap::new(),
         );
         let flaky: Vec<(String, usize, usize)> = history

@@ -489,7 +489,7 @@ impl Tally {
             return;
         }
         self.progress.done += 1;
-        let status = RunStatus::of(record.status, true);
+        let status = RunStatus::of(record.status);
         if status.outcome() == Some(Outcome::Failed) {
             self.progress.failed += 1;
         }

@@ -147,18 +147,30 @@ fn parse_attempt(
         parsed = decode_tail(&tail, from, ending.is_some(), &mut aggregator);
     }
     let attempt = progress.attempt;
+    let to = ResultsProgress {
+        attempt,
+        parsed_offset: progress.parsed_offset + parsed.consumed as u64,
+        problem: progress.problem.clone().or(parsed.problem),
+    };
     let mut runs: Vec<TestRun> = parsed
         .ended
         .iter()
-        .map(|record| test_run(record, attempt, RunStatus::of(record.status, true), None))
+        .map(|record| test_run(record, attempt, RunStatus::of(record.status), None))
         .collect();
     match ending {
-        Some(reason) => runs.extend(
-            aggregator
-                .finish()
-                .iter()
-                .map(|record| test_run(record, attempt, RunStatus::Unfinished, Some(reason))),
-        ),
+        Some(reason) => {
+            // Past a corrupt packet the stream may well have gone on: what ended these runs is the parse.
+            let reason = match &to.problem {
+                Some(problem) => format!("its stream could not be read to its end: {problem}"),
+                None => reason.to_owned(),
+            };
+            runs.extend(
+                aggregator
+                    .finish()
+                    .iter()
+                    .map(|record| test_run(record, attempt, RunStatus::Unfinished, Some(&reason))),
+            );
+        }
         None => runs.extend(
             aggregator
                 .open_runs()
@@ -166,11 +178,6 @@ fn parse_attempt(
                 .map(|run| running(run, attempt)),
         ),
     }
-    let to = ResultsProgress {
-        attempt,
-        parsed_offset: progress.parsed_offset + parsed.consumed as u64,
-        problem: progress.problem.clone().or(parsed.problem),
-    };
     Ok((runs, to))
 }
 

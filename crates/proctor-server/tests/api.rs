@@ -1025,6 +1025,40 @@ async fn a_results_stream_cut_short_by_a_lost_agent_is_reported_when_the_job_is_
     server.stop().await;
 }
 
+/// Bytes that reach an ended job's results (an admin, or an open lab, may still write) open no run that stays
+/// `inprogress` forever: reading the tests ends the runs left open, as the job's end would have.
+#[tokio::test]
+async fn an_ended_jobs_runs_left_open_are_unfinished_when_read() {
+    let server = TestServer::start(|_| {}).await;
+    let id = server.submit_local_job().await;
+    claim_now(&server, "a1", "local", None).await;
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v1/jobs/{id}/finish"),
+            json!({"state": "passed", "reason": "done", "agent_id": "a1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let late = server
+        .client
+        .put(server.url(&format!("/api/v1/jobs/{id}/results?offset=0")))
+        .body(subunit(
+            "demo.late",
+            proctor_subunit::Status::InProgress,
+            100,
+        ));
+    let (status, ack) = server.send(late, None).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let tests = server.get_json(&format!("/api/v1/jobs/{id}/tests")).await;
+    assert_eq!(
+        runs_of(&tests),
+        [("demo.late".into(), "unfinished".into(), None)],
+        "{tests}"
+    );
+    assert_eq!(tests["results"][0]["verdict"], "failed", "{tests}");
+    server.stop().await;
+}
+
 /// A job requeued after its agent was lost keeps the runs of both attempts: the first attempt's open run did not
 /// finish (with the reason), and the second attempt's stream, uploaded from its own offset 0, is parsed afresh after
 /// the first's (not taken for a resend of it).

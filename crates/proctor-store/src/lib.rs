@@ -162,7 +162,8 @@ pub trait Store: Send + Sync {
     /// Records the runs a parse of the results stream from `from` found, in stream order, and moves the parse to
     /// `to`. A run replaces the open run of its attempt, test id and route code when there is one (it went on, or
     /// ended), else it is a new row. Does nothing and returns `false` when the parse is no longer at `from`
-    /// (another upload parsed those bytes first), so concurrent parsers never record a run twice.
+    /// (another upload parsed those bytes first), or when `to` runs past the start of a later attempt (claimed
+    /// while the parse read the stream), so concurrent parsers never record a run twice nor in the wrong attempt.
     fn record_parsed_results(
         &self,
         job_id: &str,

@@ -294,7 +294,8 @@ pub struct TestRun {
     pub started_at: Option<Timestamp>,
     /// The last timestamp its stream gave.
     pub ended_at: Option<Timestamp>,
-    /// How long it ran, in microseconds, when the stream gave both ends.
+    /// How long it ran, in microseconds: from its first timestamp to its last (0 when it had one); none for a run
+    /// that did not end or had no timestamp.
     pub duration_us: Option<u64>,
     /// The agent that ran it: the attempt's (the store fills it in as it records the run).
     pub agent_id: Option<String>,
@@ -315,7 +316,8 @@ pub struct JobAttempt {
     pub log_base: u64,
     /// Where the attempt's results start in the job's results stream.
     pub results_base: u64,
-    /// Why it ended, when it did not end the job (its agent was lost and the job requeued).
+    /// Why it ended, when its agent was lost (the job requeued, or ended `error`); `None` while it runs or when
+    /// its agent ended it.
     pub end_reason: Option<String>,
 }
 

@@ -1087,6 +1087,16 @@ fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
         .as_deref()
         .unwrap()
         .contains("a1 lost"));
+    // A parse of attempt 1 that read on into attempt 2's bytes (the claim came while it read) is refused: those
+    // bytes are attempt 2's. Stopping at attempt 2's start is recorded.
+    let past = progress(1, 8, None);
+    assert!(!store
+        .record_parsed_results(&job, &progress(1, 0, None), &past, &[])
+        .expect("record"));
+    let at_start = progress(1, 6, None);
+    assert!(store
+        .record_parsed_results(&job, &progress(1, 0, None), &at_start, &[])
+        .expect("record"));
 }
 
 /// A database of the schema before test runs (version 4) keeps its per-test rows readable, as runs of the job's

@@ -69,12 +69,6 @@ impl Status {
     pub fn is_final(self) -> bool {
         self != Status::InProgress
     }
-
-    /// Whether a test that ended with this status counts as failed
-    /// (`fail` and `uxsuccess`, as testtools counts them).
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::UxSuccess)
-    }
 }
 
 impl fmt::Display for Status {

@@ -21,7 +21,7 @@ fn seen(record: &TestRecord) -> Seen {
     (
         record.test_id.clone(),
         record.route_code.clone(),
-        RunStatus::of(record.status, true).as_str(),
+        RunStatus::of(record.status).as_str(),
         record.start,
         record.end,
         record.tags.iter().cloned().collect(),
@@ -84,7 +84,7 @@ pub fn exercise(data: &[u8]) {
         tally.add(
             &record.test_id,
             Try::of(record, 1),
-            RunStatus::of(record.status, true),
+            RunStatus::of(record.status),
         );
     }
     assert_eq!(summary.tests.runs(), tally.runs());

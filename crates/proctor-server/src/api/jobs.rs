@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
+use proctor_events::RunStatus;
 use proctor_job::{Job, JobFormat};
 use proctor_store::{
     CancelOutcome, JobCursor, JobFilter, JobState, NewJob, Role, Store, StoreError,
@@ -252,7 +253,19 @@ pub(crate) async fn list_tests(
     caller
         .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
         .await?;
-    let runs = state.store_call(move |store| store.test_runs(&id)).await?;
+    let runs = state
+        .store_call(move |store| {
+            let runs = store.test_runs(&id)?;
+            // An ended job's runs have all ended. One still open means the parse at its end did not happen (the
+            // server stopped in between, or the store failed then), or bytes came after it: parse now.
+            let open = runs.iter().any(|run| run.status == RunStatus::Running);
+            if open && store.job(&id)?.state.is_final() {
+                results::parse_and_report(store, &id, true);
+                return store.test_runs(&id);
+            }
+            Ok(runs)
+        })
+        .await?;
     Ok(Json(runs.into_view()))
 }
 

@@ -214,10 +214,7 @@ fn hand_over(
     let results_base = stream_end_in(tx, &job.id, StreamKind::Results)?;
     tx.execute_cached(
         "INSERT INTO job_attempts (job_id, attempt, agent_id, claimed_at, log_base, results_base)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (job_id, attempt) DO UPDATE
-         SET agent_id = excluded.agent_id, claimed_at = excluded.claimed_at, log_base = excluded.log_base,
-             results_base = excluded.results_base, end_reason = NULL",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             job.id,
             job.attempts,
@@ -944,6 +941,18 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         self.write("recording parsed test runs", |tx| {
             if results_progress_in(tx, job_id)? != *from {
+                return Ok(false);
+            }
+            // A later attempt claimed while the parse read the stream: the bytes past its start are its own, not
+            // this attempt's, and the parse must go again knowing it.
+            let later_start: Option<u64> = tx
+                .query_row_cached(
+                    "SELECT MIN(results_base) FROM job_attempts WHERE job_id = ?1 AND attempt > ?2",
+                    params![job_id, to.attempt],
+                    |row| row.get(0),
+                )
+                .during("recording parsed test runs")?;
+            if later_start.is_some_and(|start| to.parsed_offset > start) {
                 return Ok(false);
             }
             for run in runs {
