@@ -161,18 +161,20 @@ pub fn totals_line([total, passed, failed, skipped]: [usize; 4], time: Option<Du
 }
 
 /// The totals line of results counted by the one results model: [`totals_line`] of the tests when each ran once;
-/// else the tests by verdict (`, K flaky` when some are), then their runs as `subunit-stats` counts them:
-/// `N tests: P passed, F failed, S skipped, K flaky; R runs: P passed, F failed, S skipped`.
+/// else the tests by verdict (`, K flaky` and `, K running` when some are), then their runs as `subunit-stats`
+/// counts them: `N tests: P passed, F failed, S skipped, K flaky; R runs: P passed, F failed, S skipped`.
 pub fn results_line(tally: &Tally, time: Option<Duration>) -> String {
     let runs = tally.runs();
     let tests = tally.tests();
-    // A test still running has no verdict yet; it shows among the runs.
     let mut line = totals_line(
         [tests.total, tests.passed, tests.failed, tests.skipped],
         time,
     );
     if tests.flaky > 0 {
         line.push_str(&format!(", {} flaky", tests.flaky));
+    }
+    if tests.running > 0 {
+        line.push_str(&format!(", {} running", tests.running));
     }
     if runs.total != tests.total || runs.running > 0 {
         line.push_str(&format!(

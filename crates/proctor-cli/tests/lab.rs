@@ -1172,14 +1172,14 @@ fn fuzzed_stream(seed: u64) -> (Vec<PlannedRun>, Vec<u8>) {
 
 /// Runs a job that writes `stream` into its results in `pieces` (so the agent uploads it in parts, packets cut
 /// across uploads), and checks that the agent's verdict, the API's rows, `proctor results`, `proctor results
-/// --junit` and `subunit-stats` on `proctor results --subunit` all give `expected`.
+/// --junit` and `subunit-stats` on `proctor results --subunit` all give `expected`. Returns the job's id.
 fn assert_every_reader_agrees(
     lab: &Lab,
     name: &str,
     stream: &[u8],
     pieces: &[usize],
     expected: &Totals,
-) {
+) -> String {
     let file = lab.dir.path().join(format!("{name}.subunit"));
     std::fs::write(&file, stream).unwrap();
     let mut script = String::new();
@@ -1294,6 +1294,7 @@ fn assert_every_reader_agrees(
         (expected.runs, expected.runs_failed),
         "{context}: {stats}"
     );
+    id
 }
 
 /// How many runs of a stream end `uxsuccess`.
@@ -1335,11 +1336,8 @@ fn every_reader_of_a_jobs_results_gives_the_same_totals() {
         (4, 2, 3, 2)
     );
     let third = stream.len() / 3;
-    assert_every_reader_agrees(&lab, "issue", &stream, &[third, 2 * third + 1], &expected);
-    let (_, table, _) = lab.run(&[
-        "results",
-        &lab.client(None).jobs(&JobsQuery::default()).unwrap().jobs[0].id,
-    ]);
+    let id = assert_every_reader_agrees(&lab, "issue", &stream, &[third, 2 * third + 1], &expected);
+    let (_, table, _) = lab.run(&["results", &id]);
     assert!(
         table
             .lines()
