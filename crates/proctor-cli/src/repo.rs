@@ -5,11 +5,11 @@
 use std::io::{self, BufWriter, Read, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 
-use proctor_events::{Outcome, TestRecord};
+use proctor_events::{Outcome, Tally, TestRecord};
 use proctor_repository::{RepoError, Repository, RunCounts, RunInfo, RunKind, RunMeta, RunState};
 
 use crate::cli::HistoryAction;
-use crate::display::{record_text, totals_line};
+use crate::display::{record_text, results_line};
 use crate::error::CliError;
 use crate::exit;
 use crate::input;
@@ -166,23 +166,14 @@ fn write_run(
         .filter(|record| shown == Tests::All || failed(record))
         .collect();
     write_records(out, &listed)?;
-    let counts = counts_of(info, records);
-    write_totals(out, info, counts)?;
-    Ok(status_of(counts))
-}
-
-/// A run's counts: as stored once it finished, else as far as its stream
-/// goes (a run still being written has none stored).
-fn counts_of(info: &RunInfo, records: &[TestRecord]) -> RunCounts {
-    info.counts.unwrap_or_else(|| RunCounts::of(records))
-}
-
-fn status_of(counts: RunCounts) -> u8 {
-    if counts.failed > 0 {
+    // The same totals and verdicts `proctor run` closed the run with: a test that passed on a retry is flaky.
+    let tally: Tally = records.iter().collect();
+    write_totals(out, info, &tally)?;
+    Ok(if tally.tests().failed > 0 {
         exit::TESTS_FAILED
     } else {
         exit::OK
-    }
+    })
 }
 
 /// Each test run as `proctor run` prints it, with details for failures.
@@ -203,9 +194,8 @@ fn failing_count_line(count: usize) -> String {
 
 /// A run's closing lines: the totals, then which run it is and how it
 /// ended.
-fn write_totals(out: &mut impl Write, info: &RunInfo, counts: RunCounts) -> io::Result<()> {
-    let totals = [counts.total, counts.passed, counts.failed, counts.skipped];
-    writeln!(out, "\n{}", totals_line(totals, info.duration))?;
+fn write_totals(out: &mut impl Write, info: &RunInfo, tally: &Tally) -> io::Result<()> {
+    writeln!(out, "\n{}", results_line(tally, info.duration))?;
     writeln!(
         out,
         "Run {}: {} ({} run), started {}",

@@ -430,7 +430,18 @@ fn retries_report_flaky_tests_in_the_summary_and_junit() {
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).contains("Flaky"), "{}", text(&output));
+    let summary = text(&output);
+    assert!(summary.contains("Flaky"), "{summary}");
+    // One results model: the run's closing line counts the tests by verdict and the runs as runs, and `proctor
+    // last` reads the stored run the same way.
+    let totals = ": 1 passed, 0 failed, 0 skipped, 1 flaky; 3 runs: 2 passed, 1 failed, 0 skipped";
+    assert!(
+        summary.contains("2 tests in ") && summary.contains(totals),
+        "{summary}"
+    );
+    let last = proctor(project.path()).arg("last").output().expect("runs");
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    assert!(text(&last).contains(totals), "{}", text(&last));
     let xml = fs::read_to_string(&junit).expect("junit written");
     assert!(xml.contains("flakyFailure"), "{xml}");
 }

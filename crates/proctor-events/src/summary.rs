@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proctor_subunit::{Event, EventRef, Status, Timestamp};
 
-use crate::{Aggregator, RunStatus, Sink, SinkError, Tally, TestRecord, Try};
+use crate::{Aggregator, Sink, SinkError, Tally, TestRecord};
 
 /// How a finished test run counts in totals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,8 +123,7 @@ impl Summary {
         self.total += 1;
         // A summary sees a run when it ends, or at the end of the stream when it never did.
         if !self.runs_only {
-            let status = RunStatus::of(record.status);
-            self.tests.add(&record.test_id, Try::of(&record, 0), status);
+            self.tests.add_record(&record, 0);
         }
         let counts = &mut self.statuses;
         match record.status {

@@ -297,6 +297,15 @@ impl Tally {
         self.tests.entry_ref(test_id).or_default().add(at, status);
     }
 
+    /// Counts a run the fold ended (or whose stream ended first), in the job's `attempt` (0 outside a lab job).
+    pub fn add_record(&mut self, record: &TestRecord, attempt: u32) {
+        self.add(
+            &record.test_id,
+            Try::of(record, attempt),
+            RunStatus::of(record.status),
+        );
+    }
+
     /// The runs' counts.
     pub fn runs(&self) -> RunCounts {
         self.runs
@@ -335,6 +344,17 @@ impl Tally {
             .collect();
         ids.sort_unstable();
         ids
+    }
+}
+
+/// A tally of the runs of one stream (no lab attempt).
+impl<'a> FromIterator<&'a TestRecord> for Tally {
+    fn from_iter<I: IntoIterator<Item = &'a TestRecord>>(records: I) -> Tally {
+        let mut tally = Tally::new();
+        for record in records {
+            tally.add_record(record, 0);
+        }
+        tally
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use proctor_events::{
-    Aggregator, Outcome, RunStatus, Running, Sink, SinkError, TestRecord, TestVerdict, Try,
+    Aggregator, Outcome, RunStatus, Running, Sink, SinkError, TestRecord, TestVerdict,
     RETRY_TAG_PREFIX,
 };
 use proctor_sources::{Batching, Project, TestCase};
@@ -493,8 +493,7 @@ impl Tally {
         if status.outcome() == Some(Outcome::Failed) {
             self.progress.failed += 1;
         }
-        self.results
-            .add(&record.test_id, Try::of(record, 0), status);
+        self.results.add_record(record, 0);
         self.ended.insert(record.test_id.clone());
     }
 
