@@ -157,6 +157,9 @@ fn run_once(
     if display.is_some() {
         print!("{}", summary_text(&summary, &report, SLOWEST_SHOWN));
     }
+    for problem in &report.problems {
+        eprintln!("proctor: {problem}");
+    }
     Ok(exit_status(&report))
 }
 
@@ -210,9 +213,13 @@ fn write_junit(junit: &JunitSink, path: &Path) -> Result<(), CliError> {
     })
 }
 
+/// 130 when stopped; 2 when a worker could not be had or released (a hook failed: something may be left running);
+/// else 1 when a test failed.
 fn exit_status(report: &RunReport) -> u8 {
     if report.interrupted {
         exit::INTERRUPTED
+    } else if !report.problems.is_empty() {
+        exit::ERROR
     } else if report.failed.is_empty() {
         exit::OK
     } else {

@@ -304,6 +304,145 @@ fn a_testr_project_runs_with_its_groups_in_one_process() {
     }
 }
 
+/// testrepository's instance hooks as shell scripts that log each call to `hooks.log`: provision prints
+/// `COUNT` new ids, execute runs the command (the instance is this machine; `$FILES` already are where the command
+/// reads them), dispose logs the ids it got.
+fn instance_hooks(project: &Path) -> String {
+    let log = project.join("hooks.log");
+    let log = log.display();
+    script(
+        &project.join("hooks"),
+        "provision.sh",
+        &format!(
+            "echo \"provision $1\" >> {log}\nn=$(cat {counter} 2>/dev/null || echo 0)\nfor i in $(seq 1 $1); do n=$((n+1)); echo vm-$n; done\necho $n > {counter}",
+            counter = project.join("counter").display()
+        ),
+    );
+    script(
+        &project.join("hooks"),
+        "execute.sh",
+        &format!(
+            "id=$1; files=$2; shift 3\necho \"execute $id $files\" >> {log}\nexec sh -c \"$*\""
+        ),
+    );
+    script(
+        &project.join("hooks"),
+        "dispose.sh",
+        &format!("echo \"dispose $*\" >> {log}"),
+    );
+    format!(
+        "{TESTR_CONF}instance_provision=hooks/provision.sh $INSTANCE_COUNT\n\
+         instance_execute=hooks/execute.sh $INSTANCE_ID \"$FILES\" -- $COMMAND\n\
+         instance_dispose=hooks/dispose.sh $INSTANCE_IDS\n"
+    )
+}
+
+/// A `.testr.conf` project with instance hooks runs unchanged: its batches go through `instance_execute` on the
+/// instances `instance_provision` made (their ids are the route codes), which are disposed of at the end, and the
+/// results are those `testr run --parallel` gives on the same tree with the same hooks.
+#[test]
+fn a_testr_project_with_instance_hooks_runs_on_its_instances_as_testr_does() {
+    let ours = TempDir::new().expect("tempdir");
+    let theirs = TempDir::new().expect("tempdir");
+    for project in [ours.path(), theirs.path()] {
+        python_tests(project, &["a", "b"]);
+        fs::write(
+            project.join("tests/test_broken.py"),
+            "import unittest\nclass Broken(unittest.TestCase):\n    def test_it(self):\n        self.fail('boom')\n",
+        )
+        .expect("a failing module");
+        let conf = instance_hooks(project);
+        fs::write(project.join(".testr.conf"), conf).expect("conf");
+    }
+    let output = run(ours.path(), &["-j", "2", "--subunit"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let mut our_results = statuses(&output.stdout);
+    our_results.sort();
+    assert_eq!(our_results.len(), 13, "{our_results:?}");
+    let routes: std::collections::BTreeSet<String> = EventReader::new(&output.stdout[..])
+        .filter_map(|event| event.expect("decodes").route_code)
+        .collect();
+    assert!(
+        !routes.is_empty()
+            && routes
+                .iter()
+                .all(|route| route == "vm-1" || route == "vm-2"),
+        "{routes:?}"
+    );
+    let log = fs::read_to_string(ours.path().join("hooks.log")).expect("the hooks ran");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.first(), Some(&"provision 2"), "{log}");
+    assert_eq!(lines.last(), Some(&"dispose vm-1 vm-2"), "{log}");
+    let executions: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.starts_with("execute "))
+        .collect();
+    assert!(!executions.is_empty(), "{log}");
+    for line in executions {
+        let mut words = line.split(' ').skip(1);
+        let (id, files) = (
+            words.next().unwrap_or_default(),
+            words.next().unwrap_or_default(),
+        );
+        assert!(id == "vm-1" || id == "vm-2", "{log}");
+        assert!(
+            !files.is_empty(),
+            "each batch's id file is in $FILES: {log}"
+        );
+    }
+
+    let testr = |args: &[&str]| {
+        let mut command = proctor_testkit::venv_command("testr");
+        command
+            .args(args)
+            .current_dir(theirs.path())
+            .env("PYTHON", proctor_testkit::python());
+        command.output().expect("testr runs")
+    };
+    assert!(testr(&["init"]).status.success());
+    testr(&["run", "--parallel", "--concurrency", "2"]);
+    let their_stream = testr(&["last", "--subunit"]).stdout;
+    let mut their_results = statuses(&their_stream);
+    their_results.sort();
+    assert_eq!(our_results, their_results);
+    let their_log =
+        fs::read_to_string(theirs.path().join("hooks.log")).expect("testr ran the hooks");
+    assert_eq!(
+        their_log.lines().last(),
+        Some("dispose vm-1 vm-2"),
+        "{their_log}"
+    );
+}
+
+/// A provisioning hook that fails leaves no test hanging: each fails with why, the hook's words are shown, and the
+/// run exits 2.
+#[test]
+fn a_failing_instance_provision_fails_every_test_with_the_hooks_words() {
+    let project = TempDir::new().expect("tempdir");
+    python_tests(project.path(), &["a"]);
+    let conf = format!("{TESTR_CONF}instance_provision=echo no capacity left >&2; exit 3\n");
+    fs::write(project.path().join(".testr.conf"), conf).expect("conf");
+    let output = run(project.path(), &["--subunit"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let results = statuses(&output.stdout);
+    assert_eq!(results.len(), 6, "{results:?}");
+    assert!(
+        results.iter().all(|(_, status)| *status == Status::Fail),
+        "{results:?}"
+    );
+    let id = &results[0].0;
+    let reason = attachment(&output.stdout, id, proctor_runner::REASON);
+    assert!(
+        reason.contains("instance_provision") && reason.contains("no capacity left"),
+        "{reason}"
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("instance_provision") && said.contains("exit status: 3"),
+        "{said}"
+    );
+}
+
 #[test]
 fn a_crashed_worker_fails_its_test_and_requeues_the_rest() {
     let project = TempDir::new().expect("tempdir");

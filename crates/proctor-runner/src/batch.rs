@@ -13,6 +13,7 @@ use proctor_subunit::{Decoded, Decoder, Event, Status, Timestamp};
 use proctor_supervisor::{Chunk, CommandSpec, Exit, Limits, Outcome, Running, Stream, Supervisor};
 
 use crate::schedule::ProcessCost;
+use crate::workers::Worker;
 
 /// The name of the attachment that says why Proctor failed a test itself.
 pub const REASON: &str = "proctor-reason";
@@ -21,6 +22,7 @@ pub const REASON: &str = "proctor-reason";
 pub(crate) struct Launch<'a> {
     pub(crate) supervisor: &'a Supervisor,
     pub(crate) suite: &'a Suite,
+    pub(crate) worker: &'a Worker,
     pub(crate) route: &'a str,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) grace: Duration,
@@ -75,7 +77,7 @@ pub(crate) fn start(
 ) -> Option<(Running, Invocation)> {
     let tests: Vec<&TestCase> = batch.iter().collect();
     let invocation = match launch.suite.invocation(&tests) {
-        Ok(invocation) => invocation,
+        Ok(invocation) => launch.worker.place(launch.suite, invocation),
         Err(error) => {
             let reason = format!("could not build the test command: {error}");
             fail_all(batch, &reason, launch.route, emit);

@@ -19,6 +19,7 @@
 
 mod batch;
 mod schedule;
+mod workers;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,6 +41,7 @@ pub use schedule::{expected_duration, ProcessCost};
 
 use crate::batch::{BatchEnd, Launch, Measured};
 use crate::schedule::{order, plan, Queue};
+use crate::workers::{Worker, Workers};
 
 /// How often the caller's progress callback runs while tests run.
 const TICK: Duration = Duration::from_millis(100);
@@ -141,6 +143,9 @@ pub struct RunReport {
     /// suites that batch and finished a test: the mean start-up and the
     /// time per test over all its processes.
     pub process_costs: BTreeMap<String, ProcessCost>,
+    /// What went wrong around the tests: a provisioning or disposing hook
+    /// that failed, with what it printed.
+    pub problems: Vec<String>,
 }
 
 /// Runs tests of one project.
@@ -197,14 +202,25 @@ impl<'a> Runner<'a> {
         sink: &mut dyn Sink,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<RunReport, SinkError> {
-        let mut tally = Tally::new(&tests, history, self.config.concurrency);
+        let pool = match Workers::provision(self.project, self.config.concurrency) {
+            Ok(pool) => pool,
+            Err(problem) => return self.fail_unprovisioned(tests, problem, sink),
+        };
+        let mut tally = Tally::new(&tests, history, pool.workers.len());
         let measured = Measurements::default();
         let mut round = tests;
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
                 tally.progress.total += round.len();
             }
-            self.run_round(round, attempt, history, &measured, sink, &mut tally, tick)?;
+            let ran = self.run_round(
+                round, attempt, history, &measured, &pool, sink, &mut tally, tick,
+            );
+            if let Err(error) = ran {
+                // The sink failed; the instances go all the same.
+                let _ = pool.release();
+                return Err(error);
+            }
             if self.stopper.is_stopped() {
                 break;
             }
@@ -215,6 +231,26 @@ impl<'a> Runner<'a> {
         }
         let mut report = tally.report(self.stopper.is_stopped());
         report.process_costs = self.costs_by_name(measured);
+        report.problems.extend(pool.release().err());
+        Ok(report)
+    }
+
+    /// Fails every test with why no worker could be had: a run never leaves a test hanging.
+    fn fail_unprovisioned(
+        &self,
+        tests: Vec<TestCase>,
+        problem: String,
+        sink: &mut dyn Sink,
+    ) -> Result<RunReport, SinkError> {
+        let mut tally = Tally::new(&tests, &HashMap::new(), 1);
+        let reason = format!("not run: no worker to run it on: {problem}");
+        for test in &tests {
+            let event = batch::failure(&test.id, &reason);
+            tally.see(&event);
+            sink.event(&event)?;
+        }
+        let mut report = tally.report(false);
+        report.problems.push(problem);
         Ok(report)
     }
 
@@ -246,11 +282,12 @@ impl<'a> Runner<'a> {
         retry: u32,
         history: &HashMap<String, Duration>,
         measured: &Measurements,
+        pool: &Workers,
         sink: &mut dyn Sink,
         tally: &mut Tally,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<(), SinkError> {
-        let workers = self.config.concurrency.max(1);
+        let workers = pool.workers.len();
         let costs = lock(&self.costs).clone();
         let units = plan(
             order(tests, history),
@@ -262,12 +299,12 @@ impl<'a> Runner<'a> {
         let requeued = Mutex::new(HashSet::new());
         let (sender, events) = mpsc::channel::<Event>();
         std::thread::scope(|scope| {
-            for worker in 0..workers {
+            for (index, worker) in pool.workers.iter().enumerate() {
                 let sender = sender.clone();
                 let queue = &queue;
                 let requeued = &requeued;
                 scope.spawn(move || {
-                    self.work(worker, queue, requeued, measured, &mut |event| {
+                    self.work(index, worker, queue, requeued, measured, &mut |event| {
                         // The receiver outlives every worker in this scope.
                         let _ = sender.send(event);
                     });
@@ -323,13 +360,14 @@ impl<'a> Runner<'a> {
     /// One worker: takes batches until the queue is empty or the run stops.
     fn work(
         &self,
-        worker: usize,
+        index: usize,
+        worker: &Worker,
         queue: &Mutex<Queue>,
         requeued: &Mutex<HashSet<String>>,
         measured: &Measurements,
         emit: &mut dyn FnMut(Event),
     ) {
-        let route = worker.to_string();
+        let route = worker.route.clone();
         let suites = self.project.suites();
         loop {
             if self.stopper.is_stopped() {
@@ -346,6 +384,7 @@ impl<'a> Runner<'a> {
             let launch = Launch {
                 supervisor: self.supervisor,
                 suite,
+                worker,
                 route: &route,
                 memory_limit: self.config.memory_limit,
                 grace: self.config.grace,
@@ -353,10 +392,10 @@ impl<'a> Runner<'a> {
             let Some((running, invocation)) = batch::start(&launch, &batch, emit) else {
                 continue;
             };
-            self.stopper.register(worker, running.stop_handle());
+            self.stopper.register(index, running.stop_handle());
             let suite_index = suite.index();
             let end = batch::finish(running, &invocation, batch, &route, emit);
-            self.stopper.unregister(worker);
+            self.stopper.unregister(index);
             // A process per test has no start-up to weigh against its tests.
             if let Some(process) = end
                 .measured
@@ -532,6 +571,7 @@ impl Tally {
             failed: ids(TestVerdict::Failed),
             flaky: ids(TestVerdict::Flaky),
             process_costs: BTreeMap::new(),
+            problems: Vec::new(),
         }
     }
 }

@@ -57,17 +57,6 @@ pub enum SourceError {
         message: String,
     },
 
-    /// A `.testr.conf` configures instance hooks, which Proctor cannot run yet.
-    #[error(
-        "{path}: `{key}` configures testrepository instance hooks, which are not supported yet"
-    )]
-    InstanceHooksUnsupported {
-        /// The file.
-        path: PathBuf,
-        /// The first hook key found.
-        key: String,
-    },
-
     /// An FMF (tmt) tree could not be read.
     #[error("cannot read the FMF tree at {root}: {reason}")]
     Fmf {

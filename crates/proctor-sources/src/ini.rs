@@ -78,11 +78,6 @@ impl IniFile {
         section == DEFAULT || self.sections.contains_key(section)
     }
 
-    /// Whether `key` is set in `section` (or in `[DEFAULT]`).
-    pub fn contains(&self, section: &str, key: &str) -> bool {
-        self.raw(section, &key.to_lowercase()).is_some()
-    }
-
     /// The interpolated value of `key` in `section` (or in `[DEFAULT]`).
     pub fn get(&self, section: &str, key: &str) -> Result<Option<String>, SourceError> {
         match self.raw(section, &key.to_lowercase()) {

@@ -137,6 +137,21 @@ impl Invocation {
         Invocation::new(SHELL, vec!["-c".to_owned(), command], cwd, protocol)
     }
 
+    /// The command line of a shell invocation ([`Invocation::shell`]); `None` for a program run directly.
+    pub fn shell_command(&self) -> Option<&str> {
+        match self.args.as_slice() {
+            [flag, command] if flag == "-c" && self.program == Path::new(SHELL) => Some(command),
+            _ => None,
+        }
+    }
+
+    /// The same invocation with `command` as its shell command line instead.
+    pub(crate) fn with_shell_command(mut self, command: String) -> Invocation {
+        self.program = PathBuf::from(SHELL);
+        self.args = vec!["-c".to_owned(), command];
+        self
+    }
+
     /// The temporary file holding the test ids, if the command uses one.
     pub fn idfile(&self) -> Option<&Path> {
         self.idfile.as_deref()

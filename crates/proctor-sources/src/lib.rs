@@ -115,6 +115,7 @@ mod error;
 mod executables;
 mod fmf;
 mod ini;
+mod instances;
 mod invocation;
 mod proctor_toml;
 mod project;
@@ -125,6 +126,7 @@ mod template;
 mod testr;
 
 pub use error::SourceError;
+pub use instances::InstanceHooks;
 pub use invocation::{ExitMapping, ExitOutcome, Invocation, Protocol};
 pub use project::{discover, Project, Source};
 pub use suite::{Batching, GroupRegex, Suite, TestCase};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::executables;
+use crate::instances::InstanceHooks;
 use crate::invocation::{Invocation, Protocol};
 use crate::shell::ShellCommand;
 use crate::template::{CommandTemplate, ExpandError};
@@ -113,6 +114,7 @@ pub struct Suite {
     pub(crate) no_output_limit: Option<Duration>,
     pub(crate) concurrency: Concurrency,
     pub(crate) filter_tags: Vec<String>,
+    pub(crate) instance_hooks: Option<InstanceHooks>,
 }
 
 impl Suite {
@@ -140,7 +142,13 @@ impl Suite {
             no_output_limit: None,
             concurrency: Concurrency::Unknown,
             filter_tags: Vec::new(),
+            instance_hooks: None,
         }
+    }
+
+    /// testrepository's instance hooks, when the suite's processes run in instances they provision.
+    pub fn instance_hooks(&self) -> Option<&InstanceHooks> {
+        self.instance_hooks.as_ref()
     }
 
     /// The suite's name (unique within its project).

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::ini::{IniFile, DEFAULT};
+use crate::instances::InstanceHooks;
 use crate::invocation::Protocol;
 use crate::suite::{Concurrency, GroupRegex, Runner, Suite};
 use crate::template::CommandTemplate;
@@ -11,22 +12,10 @@ use crate::SourceError;
 /// The file testrepository reads.
 pub(crate) const FILE: &str = ".testr.conf";
 
-/// Options naming testrepository's instance hooks.
-const INSTANCE_HOOKS: [&str; 3] = ["instance_provision", "instance_execute", "instance_dispose"];
-
 /// The suite a `.testr.conf` describes; its commands run in the file's
 /// directory and report subunit v2.
 pub(crate) fn load(path: &Path, directory: &Path) -> Result<Suite, SourceError> {
     let ini = IniFile::load(path)?;
-    if let Some(hook) = INSTANCE_HOOKS
-        .into_iter()
-        .find(|hook| ini.contains(DEFAULT, hook))
-    {
-        return Err(SourceError::InstanceHooksUnsupported {
-            path: path.to_path_buf(),
-            key: hook.to_owned(),
-        });
-    }
     let run = ini
         .get(DEFAULT, "test_command")?
         .ok_or_else(|| SourceError::MissingKey {
@@ -51,6 +40,15 @@ pub(crate) fn load(path: &Path, directory: &Path) -> Result<Suite, SourceError> 
     if let Some(command) = ini.get(DEFAULT, "test_run_concurrency")? {
         suite.concurrency = Concurrency::Command(command);
     }
+    // As under testr, the hooks are used only when instances can be provisioned.
+    suite.instance_hooks = match ini.get(DEFAULT, "instance_provision")? {
+        Some(provision) => Some(InstanceHooks {
+            provision,
+            execute: ini.get(DEFAULT, "instance_execute")?,
+            dispose: ini.get(DEFAULT, "instance_dispose")?,
+        }),
+        None => None,
+    };
     suite.filter_tags = ini
         .get(DEFAULT, "filter_tags")?
         .map(|tags| tags.split_whitespace().map(str::to_owned).collect())

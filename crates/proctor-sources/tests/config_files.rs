@@ -167,15 +167,6 @@ fn bad_testr_conf_files() {
     );
     assert_error(
         ".testr.conf",
-        "[DEFAULT]\ntest_command=run $IDOPTION\ninstance_provision=make-vm $INSTANCE_COUNT\n",
-        &[
-            "`instance_provision`",
-            "instance hooks",
-            "not supported yet",
-        ],
-    );
-    assert_error(
-        ".testr.conf",
         "[DEFAULT]\ntest_command=run\ngroup_regex=(unclosed\n",
         &["bad value for `group_regex`"],
     );
