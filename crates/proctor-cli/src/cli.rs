@@ -52,6 +52,9 @@ pub enum Command {
     /// List the tests the project's sources find, without running them.
     #[command(after_help = EXIT_CODES)]
     List(ListArgs),
+    /// Work with pool files (the provisioners `proctor run --pool` takes workers from).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Pool(PoolCommand),
     /// Show the latest stored run.
     #[command(after_help = EXIT_CODES)]
     Last {
@@ -494,6 +497,17 @@ pub struct ProjectDir {
     pub dir: PathBuf,
 }
 
+/// `proctor pool …`.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Provision each provisioner once, print each worker's platform and the time it took, and release
+    /// everything. Exit 2 when a provisioner failed.
+    Check {
+        /// The pool file.
+        file: PathBuf,
+    },
+}
+
 /// `proctor history …`.
 #[derive(Debug, Subcommand)]
 pub enum HistoryAction {
@@ -561,6 +575,9 @@ pub struct RunArgs {
     /// How many tests run at once (default: the number of CPUs).
     #[arg(long, short = 'j', value_name = "N", conflicts_with = "serial")]
     pub concurrency: Option<usize>,
+    /// Run on the workers of this pool file's provisioners instead of slots here.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["concurrency", "serial"])]
+    pub pool: Option<PathBuf>,
     /// Run one test at a time.
     #[arg(long)]
     pub serial: bool,

@@ -83,6 +83,13 @@ pub enum CliError {
         #[help]
         help: Option<String>,
     },
+    /// A pool file could not be read or is not a valid pool.
+    #[error(transparent)]
+    #[diagnostic(
+        code(proctor::invalid_pool),
+        help("a pool file is a list of [[provisioner]] tables with kind = \"local\" or \"hooks\"")
+    )]
+    Pool(#[from] proctor_pool::PoolError),
     /// A job file is not a valid job (found here or by the server).
     #[error(transparent)]
     #[diagnostic(transparent)]

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Example(args) => example::run(args),
         Command::Run(args) => run::run(args),
         Command::List(args) => run::list(args),
+        Command::Pool(cli::PoolCommand::Check { file }) => run::pool_check(&file),
         Command::Last { subunit, project } => repo::last(&project.dir, subunit),
         Command::Failing {
             list,

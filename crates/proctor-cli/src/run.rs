@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proctor_events::{Sink, Summary, Tee};
 use proctor_formats::junit::JunitSink;
+use proctor_pool::Pool;
 use proctor_repository::{History, ProcessCost, Repository, RunMeta, RunWriter};
 use proctor_runner::{RunConfig, RunReport, Runner, Stopper};
 use proctor_sources::{Project, TestCase};
@@ -157,6 +158,9 @@ fn run_once(
     if display.is_some() {
         print!("{}", summary_text(&summary, &report, SLOWEST_SHOWN));
     }
+    for given_up in &report.given_up {
+        eprintln!("proctor: gave up on {given_up}; the run went on with the other workers");
+    }
     for problem in &report.problems {
         eprintln!("proctor: {problem}");
     }
@@ -259,12 +263,48 @@ fn run_config(args: &RunArgs) -> Result<RunConfig, CliError> {
             args.grace
         )));
     }
+    let pool = args.pool.as_deref().map(Pool::load).transpose()?;
     Ok(RunConfig {
-        concurrency,
+        concurrency: pool.as_ref().map_or(concurrency, Pool::max_workers),
         retries: args.retries,
         memory_limit: args.memory_limit.as_deref().map(parse_size).transpose()?,
         grace: Duration::from_secs_f64(args.grace),
+        pool,
     })
+}
+
+/// `proctor pool check`: each provisioner provisioned once and released, with its workers' platforms and the
+/// time it took. Exit 2 when a provisioner failed.
+pub fn pool_check(file: &Path) -> Result<u8, CliError> {
+    let pool = Pool::load(file)?;
+    let directory = std::env::current_dir().map_err(|source| CliError::Input {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let mut failed = false;
+    let mut out = io::stdout().lock();
+    for check in proctor_runner::check_pool(&pool, &directory) {
+        let kind = match pool.provisioners[check.index].kind {
+            proctor_pool::ProvisionerKind::Local => "local",
+            proctor_pool::ProvisionerKind::Hooks { .. } => "hooks",
+        };
+        writeln!(
+            out,
+            "provisioner {} ({kind}): {} worker(s) in {:.3}s",
+            check.index,
+            check.workers.len(),
+            check.took.as_secs_f64()
+        )?;
+        for (route, platform) in &check.workers {
+            writeln!(out, "  {route}: {platform}")?;
+        }
+        if let Some(problem) = &check.problem {
+            failed = true;
+            writeln!(out, "  failed: {problem}")?;
+        }
+    }
+    out.flush()?;
+    Ok(if failed { exit::ERROR } else { exit::OK })
 }
 
 /// `512M`, `2G`, `100000` (bytes).

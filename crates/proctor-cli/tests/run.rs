@@ -443,6 +443,150 @@ fn a_failing_instance_provision_fails_every_test_with_the_hooks_words() {
     );
 }
 
+/// A pool of a hooks provisioner whose instances run commands here (logging each call to `hooks.log`) and a local
+/// one; `provision` is the hooks' provisioning command.
+fn pool_file(project: &Path, provision: &str) -> PathBuf {
+    let log = project.join("hooks.log");
+    let pool = project.join("pool.toml");
+    fs::write(
+        &pool,
+        format!(
+            "[[provisioner]]\nkind = \"hooks\"\nmax_workers = 2\nprovision = \"{provision}\"\n\
+             execute = \"echo execute $INSTANCE_ID >> {log}; sh -c '$COMMAND'\"\n\
+             dispose = \"echo dispose $INSTANCE_IDS >> {log}\"\n\
+             platform = {{ arch = \"riscv64\", distro = \"sim-1\", tags = [\"vm\"] }}\n\n\
+             [[provisioner]]\nkind = \"local\"\nmax_workers = 1\n",
+            log = log.display()
+        ),
+    )
+    .expect("pool file");
+    pool
+}
+
+/// `proctor pool check` provisions each provisioner once, prints its workers with their platforms, and releases
+/// them; a bad pool file is a pointed error and exit 2.
+#[test]
+fn pool_check_provisions_each_provisioner_once_and_releases_it() {
+    let project = TempDir::new().expect("tempdir");
+    let pool = pool_file(project.path(), "echo vm-a vm-b");
+    let output = proctor(project.path())
+        .args(["pool", "check"])
+        .arg(&pool)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let said = text(&output);
+    assert!(
+        said.contains("provisioner 0 (hooks): 2 worker(s) in "),
+        "{said}"
+    );
+    assert!(
+        said.contains("  vm-a: riscv64 sim-1 +vm") && said.contains("  vm-b: riscv64 sim-1 +vm"),
+        "{said}"
+    );
+    assert!(
+        said.contains("provisioner 1 (local): 1 worker(s) in "),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("  0: {}", std::env::consts::ARCH)),
+        "{said}"
+    );
+    let log = fs::read_to_string(project.path().join("hooks.log")).expect("disposed");
+    assert_eq!(log, "dispose vm-a vm-b\n");
+
+    let bad = project.path().join("bad.toml");
+    fs::write(
+        &bad,
+        "[[provisioner]]\nkind = \"local\"\nmax_workers = -1\n",
+    )
+    .expect("bad pool");
+    let output = proctor(project.path())
+        .args(["pool", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    // The report is wrapped to the terminal's width: compare its words.
+    let report = text(&output);
+    let said = report
+        .split_whitespace()
+        .filter(|word| *word != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        said.contains("`provisioner[0].max_workers` at line 3, column 15"),
+        "{said}"
+    );
+}
+
+/// `proctor run --pool`: batches go to every provisioner's workers (an instance's id is its events' route code)
+/// and the instances are disposed of at the end; a provisioner that fails is given up on and the run completes on
+/// the others.
+#[test]
+fn a_run_over_a_pool_uses_every_provisioners_workers_and_survives_one_that_fails() {
+    let project = TempDir::new().expect("tempdir");
+    for i in 0..6 {
+        script(&project.path().join("t"), &format!("t{i}.sh"), "sleep 0.2");
+    }
+    let pool = pool_file(project.path(), "echo vm-a vm-b");
+    let output = run(
+        project.path(),
+        &[
+            "--executables",
+            "t",
+            "--subunit",
+            "--pool",
+            pool.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(statuses(&output.stdout).len(), 6);
+    let routes: std::collections::BTreeSet<String> = EventReader::new(&output.stdout[..])
+        .filter_map(|event| event.expect("decodes").route_code)
+        .collect();
+    assert!(
+        routes
+            .iter()
+            .all(|r| ["vm-a", "vm-b", "0"].contains(&r.as_str())),
+        "{routes:?}"
+    );
+    assert!(
+        routes.contains("vm-a") || routes.contains("vm-b"),
+        "{routes:?}"
+    );
+    let log = fs::read_to_string(project.path().join("hooks.log")).expect("the hooks ran");
+    assert!(
+        log.lines().any(|line| line.starts_with("execute vm-")),
+        "{log}"
+    );
+    assert_eq!(log.lines().last(), Some("dispose vm-a vm-b"), "{log}");
+
+    let broken = pool_file(project.path(), "echo out of capacity >&2; exit 1");
+    let output = run(
+        project.path(),
+        &[
+            "--executables",
+            "t",
+            "--subunit",
+            "--pool",
+            broken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let results = statuses(&output.stdout);
+    assert_eq!(results.len(), 6);
+    assert!(
+        results.iter().all(|(_, status)| *status == Status::Success),
+        "{results:?}"
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("gave up on provisioner 0") && said.contains("out of capacity"),
+        "{said}"
+    );
+}
+
 #[test]
 fn a_crashed_worker_fails_its_test_and_requeues_the_rest() {
     let project = TempDir::new().expect("tempdir");

@@ -9,7 +9,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::device::Device;
-use crate::error::{path_text, Location, Problem};
+use crate::error::{read_toml, Problem};
 use crate::job::{Job, DEFAULT_GLOBAL_TIMEOUT, DEFAULT_OUTPUT_TIMEOUT};
 use crate::phase::Phase;
 use crate::values::Name;
@@ -125,18 +125,7 @@ pub struct Timeouts {
 impl AgentConfig {
     /// Reads `agent.toml` text and checks it.
     pub fn from_toml(text: &str) -> Result<AgentConfig, AgentConfigError> {
-        let problem = |path: String, error: toml::de::Error| {
-            let location = error
-                .span()
-                .map(|span| Location::of_offset(text, span.start));
-            AgentConfigError {
-                problem: Problem::from_serde(path, location, error.message().to_owned()),
-            }
-        };
-        let deserializer =
-            toml::Deserializer::parse(text).map_err(|error| problem(String::new(), error))?;
-        serde_path_to_error::deserialize(deserializer)
-            .map_err(|error| problem(path_text(error.path()), error.into_inner()))
+        read_toml(text).map_err(|problem| AgentConfigError { problem })
     }
 
     /// An agent on `queues` with every other key at its default.

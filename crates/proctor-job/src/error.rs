@@ -150,6 +150,21 @@ fn backquoted_name(message: &str) -> Option<&str> {
     Some(&message[start..start + length])
 }
 
+/// Reads a TOML document into `T`. A problem names the key path (`provisioner[1].max_workers`) and, when the parser
+/// knows it, the line and column.
+pub fn read_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Problem> {
+    let problem = |path: String, error: toml::de::Error| {
+        let location = error
+            .span()
+            .map(|span| Location::of_offset(text, span.start));
+        Problem::from_serde(path, location, error.message().to_owned())
+    };
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|error| problem(String::new(), error))?;
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|error| problem(path_text(error.path()), error.into_inner()))
+}
+
 /// The path from `serde_path_to_error` as we print it: `test_data.test_cmds[2]`, empty for the document
 /// itself. Segments the deserialiser could not name (an unfinished JSON key) are left out.
 pub(crate) fn path_text(path: &serde_path_to_error::Path) -> String {
@@ -157,6 +172,8 @@ pub(crate) fn path_text(path: &serde_path_to_error::Path) -> String {
     for segment in path.iter() {
         match segment {
             Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            // toml's `Spanned` reads its value through a private key: the value is the field itself.
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if !text.is_empty() {
                     text.push('.');

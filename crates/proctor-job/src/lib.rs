@@ -37,7 +37,7 @@ mod values;
 pub use agent::{AgentConfig, AgentConfigError, LoggingLevel, Timeouts, DEFAULT_SERVER_ADDRESS};
 pub use device::Device;
 pub use duration::parse_timeout;
-pub use error::{Location, Problem, ProblemKind};
+pub use error::{read_toml, Location, Problem, ProblemKind};
 pub use job::{
     Attachment, Job, JobError, JobFormat, PhaseData, ReserveData, TestCommands, TestData,
     DEFAULT_GLOBAL_TIMEOUT, DEFAULT_OUTPUT_TIMEOUT, DEFAULT_RESERVE_TIMEOUT,

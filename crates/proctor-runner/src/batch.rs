@@ -77,7 +77,7 @@ pub(crate) fn start(
 ) -> Option<(Running, Invocation)> {
     let tests: Vec<&TestCase> = batch.iter().collect();
     let invocation = match launch.suite.invocation(&tests) {
-        Ok(invocation) => launch.worker.place(launch.suite, invocation),
+        Ok(invocation) => launch.worker.place(invocation),
         Err(error) => {
             let reason = format!("could not build the test command: {error}");
             fail_all(batch, &reason, launch.route, emit);

@@ -32,6 +32,7 @@ use proctor_events::{
     Aggregator, Outcome, RunStatus, Running, Sink, SinkError, TestRecord, TestVerdict,
     RETRY_TAG_PREFIX,
 };
+use proctor_pool::Pool;
 use proctor_sources::{Batching, Project, TestCase};
 use proctor_subunit::{Event, Timestamp};
 use proctor_supervisor::{StopHandle, Supervisor};
@@ -41,6 +42,7 @@ pub use schedule::{expected_duration, ProcessCost};
 
 use crate::batch::{BatchEnd, Launch, Measured};
 use crate::schedule::{order, plan, Queue};
+pub use crate::workers::{check_pool, ProvisionerCheck};
 use crate::workers::{Worker, Workers};
 
 /// How often the caller's progress callback runs while tests run.
@@ -57,6 +59,9 @@ pub struct RunConfig {
     pub memory_limit: Option<u64>,
     /// How long a stopped test gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Where the workers come from; without a pool, `concurrency` slots here (or the instances of the project's
+    /// testrepository hooks).
+    pub pool: Option<Pool>,
 }
 
 impl Default for RunConfig {
@@ -66,6 +71,7 @@ impl Default for RunConfig {
             retries: 0,
             memory_limit: None,
             grace: Duration::from_secs(10),
+            pool: None,
         }
     }
 }
@@ -143,9 +149,13 @@ pub struct RunReport {
     /// suites that batch and finished a test: the mean start-up and the
     /// time per test over all its processes.
     pub process_costs: BTreeMap<String, ProcessCost>,
-    /// What went wrong around the tests: a provisioning or disposing hook
-    /// that failed, with what it printed.
+    /// What went wrong around the tests: no worker could be had, or
+    /// workers could not be released (a hook failed: something may be left
+    /// running), with what the hook printed.
     pub problems: Vec<String>,
+    /// Provisioners given up on, and why, while others made the workers the
+    /// run went on with.
+    pub given_up: Vec<String>,
 }
 
 /// Runs tests of one project.
@@ -202,7 +212,12 @@ impl<'a> Runner<'a> {
         sink: &mut dyn Sink,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<RunReport, SinkError> {
-        let pool = match Workers::provision(self.project, self.config.concurrency) {
+        let provisioned = Workers::provision(
+            self.project,
+            self.config.pool.as_ref(),
+            self.config.concurrency,
+        );
+        let pool = match provisioned {
             Ok(pool) => pool,
             Err(problem) => return self.fail_unprovisioned(tests, problem, sink),
         };
@@ -231,6 +246,7 @@ impl<'a> Runner<'a> {
         }
         let mut report = tally.report(self.stopper.is_stopped());
         report.process_costs = self.costs_by_name(measured);
+        report.given_up = pool.given_up.clone();
         report.problems.extend(pool.release().err());
         Ok(report)
     }
@@ -572,6 +588,7 @@ impl Tally {
             flaky: ids(TestVerdict::Flaky),
             process_costs: BTreeMap::new(),
             problems: Vec::new(),
+            given_up: Vec::new(),
         }
     }
 }
