@@ -146,11 +146,12 @@ impl Workers {
                     .filter(|id| !ids.iter().any(|known| known == id))
                     .map(str::to_owned)
                     .collect();
-                match new.is_empty() {
-                    true => Err(format!(
+                if new.is_empty() {
+                    Err(format!(
                         "instance_provision (`{command}`) printed no new instance id"
-                    )),
-                    false => Ok(new),
+                    ))
+                } else {
+                    Ok(new)
                 }
             });
             match made {
@@ -181,9 +182,10 @@ impl Workers {
             .iter()
             .filter_map(|(hooks, directory, ids)| dispose(hooks, directory, ids).err())
             .collect();
-        match failures.is_empty() {
-            true => Ok(()),
-            false => Err(failures.join("; ")),
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
         }
     }
 }
