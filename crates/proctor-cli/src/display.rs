@@ -99,7 +99,8 @@ impl Ticker {
     }
 }
 
-/// A finished test's line, followed by its attachments when it failed.
+/// A finished test's line (with the worker it ran on, when that is a named one), followed by its attachments when
+/// it failed.
 pub fn record_text(record: &TestRecord, with_details: bool) -> String {
     let label = match record.status {
         Some(Status::Success) => "PASS",
@@ -110,7 +111,16 @@ pub fn record_text(record: &TestRecord, with_details: bool) -> String {
         Some(Status::InProgress | Status::Exists) | None => "INCOMPLETE",
     };
     let seconds = record.duration().unwrap_or_default().as_secs_f64();
-    let mut text = format!("{label:>6} [{seconds:>7.3}s] {}\n", record.test_id);
+    let mut text = format!("{label:>6} [{seconds:>7.3}s] {}", record.test_id);
+    // Where it ran, when that is a named worker (an instance, a host) rather than a slot here.
+    if let Some(worker) = record
+        .route_code
+        .as_deref()
+        .filter(|route| !route.bytes().all(|b| b.is_ascii_digit()))
+    {
+        text.push_str(&format!(" on {worker}"));
+    }
+    text.push('\n');
     if with_details {
         for attachment in &record.attachments {
             text.push_str(&format!("  --- {} ---\n", attachment.name));

@@ -561,6 +561,17 @@ fn a_run_over_a_pool_uses_every_provisioners_workers_and_survives_one_that_fails
         "{log}"
     );
     assert_eq!(log.lines().last(), Some("dispose vm-a vm-b"), "{log}");
+    // The stored run says where each test ran.
+    let last = proctor(project.path())
+        .args(["history", "show", "0"])
+        .output()
+        .expect("runs");
+    let shown = text(&last);
+    assert!(
+        shown.lines().any(|line| line.starts_with("  PASS")
+            && (line.ends_with(" on vm-a") || line.ends_with(" on vm-b"))),
+        "{shown}"
+    );
 
     let broken = pool_file(project.path(), "echo out of capacity >&2; exit 1");
     let output = run(
