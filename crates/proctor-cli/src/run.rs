@@ -284,10 +284,7 @@ pub fn pool_check(file: &Path) -> Result<u8, CliError> {
     let mut failed = false;
     let mut out = io::stdout().lock();
     for check in proctor_runner::check_pool(&pool, &directory) {
-        let kind = match pool.provisioners[check.index].kind {
-            proctor_pool::ProvisionerKind::Local => "local",
-            proctor_pool::ProvisionerKind::Hooks { .. } => "hooks",
-        };
+        let kind = pool.provisioners[check.index].kind.name();
         writeln!(
             out,
             "provisioner {} ({kind}): {} worker(s) in {:.3}s",

@@ -12,6 +12,14 @@
 //! dispose = "drop-vms $INSTANCE_IDS"
 //! max_workers = 2
 //! platform = { arch = "x86_64", distro = "debian-12", tags = ["kvm"] }
+//!
+//! [[provisioner]]
+//! kind = "ssh"            # hosts reached with the system ssh (and ~/.ssh/config)
+//! hosts = ["root@10.0.0.5:22", "builder-2"]
+//! identity_file = "~/.ssh/id_ed25519"
+//! workers_per_host = 2
+//! options = ["ServerAliveInterval=5"]    # more `ssh -o` options
+//! failure_budget = 3      # failures (of a host, for ssh) before it is given up
 //! ```
 //!
 //! A file that cannot be read is a [`PoolError`] naming the key, and the line and column where the parser knows
@@ -37,8 +45,82 @@ pub struct Provisioner {
     pub kind: ProvisionerKind,
     /// At most this many workers at a time.
     pub max_workers: NonZeroUsize,
-    /// The platform its workers have, as the file gives it (a local worker finds what the file leaves out).
+    /// The platform its workers have, as the file gives it (a local worker, or an ssh host, finds what the file
+    /// leaves out).
     pub platform: Platform,
+    /// How many times one of its sources of workers (the provisioner; for ssh, a host) may fail to provision, or
+    /// lose a worker, before it is given up for the rest of the run.
+    pub failure_budget: u32,
+}
+
+/// How many failures a provisioner's source of workers gets when the file does not say.
+pub const DEFAULT_FAILURE_BUDGET: u32 = 3;
+
+/// A host of an ssh provisioner: `[user@]host[:port]`, or a `~/.ssh/config` alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    /// The user to log in as, when the entry names one.
+    pub user: Option<String>,
+    /// The host name, address or alias.
+    pub host: String,
+    /// The port, when the entry names one.
+    pub port: Option<u16>,
+}
+
+impl SshHost {
+    /// Reads `[user@]host[:port]` (an IPv6 address in brackets: `[::1]:22`).
+    pub fn parse(entry: &str) -> Result<SshHost, String> {
+        let (user, rest) = match entry.rsplit_once('@') {
+            Some((user, rest)) if !user.is_empty() => (Some(user.to_owned()), rest),
+            Some(_) => return Err(format!("host {entry:?} has an empty user before `@`")),
+            None => (None, entry),
+        };
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((host, "")) => (host, None),
+                Some((host, port)) => (host, Some(port.strip_prefix(':').unwrap_or(port))),
+                None => return Err(format!("host {entry:?} has `[` without `]`")),
+            },
+            None => match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            },
+        };
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(format!("host {entry:?} has no host name"));
+        }
+        let port = port
+            .map(|port| {
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|&port| port > 0)
+                    .ok_or_else(|| format!("host {entry:?} has a bad port {port:?}"))
+            })
+            .transpose()?;
+        Ok(SshHost {
+            user,
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// The destination as ssh takes it: `user@host`, or `host`.
+    pub fn destination(&self) -> String {
+        match &self.user {
+            Some(user) => format!("{user}@{}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.destination())?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What a provisioner makes its workers from.
@@ -57,10 +139,32 @@ pub enum ProvisionerKind {
         /// The command that disposes of instances.
         dispose: Option<String>,
     },
+    /// Hosts reached with the system `ssh`, one multiplexed connection per host, each running several workers.
+    Ssh {
+        /// The hosts.
+        hosts: Vec<SshHost>,
+        /// The key to log in with, when not ssh's own choice (a leading `~/` is the home directory).
+        identity_file: Option<PathBuf>,
+        /// How many workers run on each host.
+        workers_per_host: NonZeroUsize,
+        /// More options, each passed as `ssh -o OPTION`.
+        options: Vec<String>,
+    },
+}
+
+impl ProvisionerKind {
+    /// The kind's name, as the pool file spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProvisionerKind::Local => "local",
+            ProvisionerKind::Hooks { .. } => "hooks",
+            ProvisionerKind::Ssh { .. } => "ssh",
+        }
+    }
 }
 
 /// What a worker runs on: its architecture, distribution and free-form tags.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     /// The architecture, like `x86_64`.
@@ -153,8 +257,29 @@ struct RawProvisioner {
     provision: Option<String>,
     execute: Option<String>,
     dispose: Option<String>,
+    hosts: Option<Vec<String>>,
+    identity_file: Option<PathBuf>,
+    workers_per_host: Option<NonZeroUsize>,
+    options: Option<Vec<String>>,
+    failure_budget: Option<u32>,
     #[serde(default)]
     platform: Platform,
+}
+
+impl RawProvisioner {
+    /// The keys that only some kinds take, and whether the file gave each.
+    fn kind_keys(&self) -> [(&'static str, bool); 8] {
+        [
+            ("provision", self.provision.is_some()),
+            ("execute", self.execute.is_some()),
+            ("dispose", self.dispose.is_some()),
+            ("hosts", self.hosts.is_some()),
+            ("identity_file", self.identity_file.is_some()),
+            ("workers_per_host", self.workers_per_host.is_some()),
+            ("options", self.options.is_some()),
+            ("max_workers", self.max_workers.is_some()),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -162,6 +287,21 @@ struct RawProvisioner {
 enum Kind {
     Local,
     Hooks,
+    Ssh,
+}
+
+impl Kind {
+    /// The keys of [`RawProvisioner::kind_keys`] this kind takes.
+    fn takes(self, key: &str) -> bool {
+        match self {
+            Kind::Local => key == "max_workers",
+            Kind::Hooks => matches!(key, "provision" | "execute" | "dispose" | "max_workers"),
+            Kind::Ssh => matches!(
+                key,
+                "hosts" | "identity_file" | "workers_per_host" | "options" | "max_workers"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,52 +354,66 @@ impl Pool {
 fn provisioner(text: &str, index: usize, raw: RawProvisioner) -> Result<Provisioner, Problem> {
     let path = format!("provisioner[{index}]");
     let at = Some(Location::of_offset(text, raw.kind.span().start));
-    let kind = match *raw.kind.get_ref() {
-        Kind::Local => {
-            let hook_keys = [
-                ("provision", &raw.provision),
-                ("execute", &raw.execute),
-                ("dispose", &raw.dispose),
-            ];
-            if let Some((key, _)) = hook_keys.iter().find(|(_, value)| value.is_some()) {
-                return Err(problem(
-                    &path,
-                    at,
-                    &format!("a local provisioner takes no `{key}` (only kind = \"hooks\" does)"),
-                ));
-            }
-            ProvisionerKind::Local
-        }
+    let fail = |message: String| problem(&path, at, &message);
+    let kind = *raw.kind.get_ref();
+    let foreign = raw
+        .kind_keys()
+        .into_iter()
+        .find(|&(key, given)| given && !kind.takes(key));
+    if let Some((key, _)) = foreign {
+        return Err(fail(format!(
+            "the {} provisioner takes no `{key}`",
+            format!("{kind:?}").to_lowercase()
+        )));
+    }
+    let kind = match kind {
+        Kind::Local => ProvisionerKind::Local,
         Kind::Hooks => match (raw.provision, raw.execute) {
             (Some(provision), Some(execute)) => ProvisionerKind::Hooks {
                 provision,
                 execute,
                 dispose: raw.dispose,
             },
-            (provision, _) => {
-                let missing = if provision.is_none() {
-                    "provision"
-                } else {
-                    "execute"
-                };
-                return Err(problem(
-                    &path,
-                    at,
-                    &format!("a hooks provisioner needs `{missing}`"),
+            (None, _) => return Err(fail("a hooks provisioner needs `provision`".to_owned())),
+            (_, None) => return Err(fail("a hooks provisioner needs `execute`".to_owned())),
+        },
+        Kind::Ssh => {
+            let entries = raw.hosts.unwrap_or_default();
+            if entries.is_empty() {
+                return Err(fail(
+                    "an ssh provisioner needs `hosts`, a list of [user@]host[:port]".to_owned(),
                 ));
             }
-        },
+            let hosts = entries
+                .iter()
+                .map(|entry| SshHost::parse(entry))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| fail(format!("in `hosts`: {message}")))?;
+            ProvisionerKind::Ssh {
+                hosts,
+                identity_file: raw.identity_file.map(|file| home_relative(&file)),
+                workers_per_host: raw.workers_per_host.unwrap_or(NonZeroUsize::MIN),
+                options: raw.options.unwrap_or_default(),
+            }
+        }
     };
     let max_workers = match (raw.max_workers, &kind) {
         (Some(n), _) => n,
         (None, ProvisionerKind::Local) => {
             std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
         }
+        (
+            None,
+            ProvisionerKind::Ssh {
+                hosts,
+                workers_per_host,
+                ..
+            },
+        ) => NonZeroUsize::new(hosts.len() * workers_per_host.get()).unwrap_or(NonZeroUsize::MIN),
         (None, ProvisionerKind::Hooks { .. }) => {
-            return Err(problem(
-                &path,
-                at,
-                "a hooks provisioner needs `max_workers` (how many instances to ask for)",
+            return Err(fail(
+                "a hooks provisioner needs `max_workers` (how many instances to ask for)"
+                    .to_owned(),
             ))
         }
     };
@@ -267,7 +421,16 @@ fn provisioner(text: &str, index: usize, raw: RawProvisioner) -> Result<Provisio
         kind,
         max_workers,
         platform: raw.platform,
+        failure_budget: raw.failure_budget.unwrap_or(DEFAULT_FAILURE_BUDGET),
     })
+}
+
+/// `~/rest` as a path under the home directory; any other path as it is.
+fn home_relative(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_owned(),
+    }
 }
 
 fn problem(path: &str, location: Option<Location>, message: &str) -> Problem {
@@ -304,14 +467,51 @@ mod tests {
     }
 
     #[test]
+    fn an_ssh_pool_reads_its_hosts() {
+        let pool = Pool::from_toml(
+            "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"root@10.0.0.5:22\", \"builder-2\", \"[::1]:2222\"]\n\
+             workers_per_host = 2\nfailure_budget = 1\n",
+        )
+        .expect("a pool");
+        let provisioner = &pool.provisioners[0];
+        assert_eq!(provisioner.max_workers.get(), 6);
+        assert_eq!(provisioner.failure_budget, 1);
+        let ProvisionerKind::Ssh { hosts, .. } = &provisioner.kind else {
+            panic!("not ssh: {provisioner:?}");
+        };
+        let shown: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["root@10.0.0.5:22", "builder-2", "::1:2222"]);
+        assert_eq!(hosts[0].destination(), "root@10.0.0.5");
+        assert_eq!(hosts[2].port, Some(2222));
+    }
+
+    #[test]
     fn bad_pools_say_what_and_where() {
         let cases = [
             ("", "provisioner", None, "at least one"),
             (
-                "[[provisioner]]\nkind = \"ssh\"\n",
+                "[[provisioner]]\nkind = \"vm\"\n",
                 "provisioner[0].kind",
                 Some((2, 8)),
-                "unknown variant `ssh`",
+                "unknown variant `vm`",
+            ),
+            (
+                "[[provisioner]]\nkind = \"ssh\"\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "needs `hosts`",
+            ),
+            (
+                "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"a@b:99999\"]\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "bad port \"99999\"",
+            ),
+            (
+                "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"a\"]\nprovision = \"p\"\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "the ssh provisioner takes no `provision`",
             ),
             (
                 "[[provisioner]]\nkind = \"local\"\nmax_workers = 0\n",
@@ -321,9 +521,15 @@ mod tests {
             ),
             (
                 "[[provisioner]]\nkind = \"local\"\nhosts = []\n",
-                "provisioner[0].hosts",
+                "provisioner[0]",
+                Some((2, 8)),
+                "the local provisioner takes no `hosts`",
+            ),
+            (
+                "[[provisioner]]\nkind = \"local\"\nhost = []\n",
+                "provisioner[0].host",
                 Some((3, 1)),
-                "unknown field `hosts`",
+                "unknown field `host`",
             ),
             (
                 "[[provisioner]]\nkind = \"hooks\"\nexecute = \"e\"\nmax_workers = 1\n",

@@ -29,13 +29,19 @@ pub(crate) struct Launch<'a> {
 }
 
 /// What happened to a batch.
+#[derive(Default)]
 pub(crate) struct BatchEnd {
     /// Tests the process never started, to be run again elsewhere.
     pub(crate) unstarted: Vec<TestCase>,
-    /// Whether the process ended abnormally (signal, limit, stop).
-    pub(crate) crashed: bool,
     /// What the process took, when it finished any test.
     pub(crate) measured: Option<Measured>,
+    /// Why the worker is gone, when it was lost under the batch.
+    pub(crate) lost: Option<String>,
+    /// The tests that had started when the worker was lost: their runs stay unfinished in the stream, and they
+    /// run again as a new try.
+    pub(crate) interrupted: Vec<TestCase>,
+    /// The tests with a failing run in this batch.
+    pub(crate) failed: Vec<String>,
 }
 
 /// What one test process took, or several added up: start-up (until the
@@ -77,7 +83,7 @@ pub(crate) fn start(
 ) -> Option<(Running, Invocation)> {
     let tests: Vec<&TestCase> = batch.iter().collect();
     let invocation = match launch.suite.invocation(&tests) {
-        Ok(invocation) => launch.worker.place(invocation),
+        Ok(invocation) => launch.worker.place(invocation, launch.grace),
         Err(error) => {
             let reason = format!("could not build the test command: {error}");
             fail_all(batch, &reason, launch.route, emit);
@@ -94,6 +100,11 @@ pub(crate) fn start(
             memory: launch.memory_limit,
         })
         .grace(launch.grace);
+    let spec = if launch.worker.is_remote() {
+        spec.stdin_held_open()
+    } else {
+        spec
+    };
     let spec = invocation
         .env
         .iter()
@@ -114,9 +125,10 @@ pub(crate) fn finish(
     running: Running,
     invocation: &Invocation,
     batch: Vec<TestCase>,
-    route: &str,
+    worker: &Worker,
     emit: &mut dyn FnMut(Event),
 ) -> BatchEnd {
+    let route = worker.route.as_str();
     let began = Instant::now();
     let mut tracker = Tracker::default();
     let mut output = Output::new(invocation.protocol, &batch);
@@ -136,8 +148,31 @@ pub(crate) fn finish(
         Err(error) => (true, format!("supervision failed: {error}")),
     };
     let measured = tracker.measured(began);
+    let code = match &outcome {
+        Ok(Outcome {
+            exit: Exit::Code(code),
+            limit: None,
+            stopped: false,
+            ..
+        }) => Some(*code),
+        _ => None,
+    };
+    if let Some(lost) = worker.lost(code) {
+        let (interrupted, unstarted) = batch
+            .into_iter()
+            .filter(|test| !tracker.finished.contains(&test.id))
+            .partition(|test| tracker.started.contains(&test.id));
+        return BatchEnd {
+            unstarted,
+            measured,
+            lost: Some(lost),
+            interrupted,
+            failed: tracker.failed.into_iter().collect(),
+        };
+    }
     let mut end = account(batch, &tracker, crashed, &why, emit, route);
     end.measured = measured;
+    end.failed.extend(tracker.failed);
     end
 }
 
@@ -158,15 +193,18 @@ fn account(
             .iter()
             .any(|test| tracker.started.contains(&test.id) && !tracker.finished.contains(&test.id));
     let mut unstarted = Vec::new();
+    let mut failed = Vec::new();
     for test in batch {
         if tracker.finished.contains(&test.id) {
             continue;
         }
-        let mut event = if tracker.started.contains(&test.id) {
-            failure(&test.id, &format!("the test did not finish: {why}"))
-        } else if crashed {
+        if crashed && !tracker.started.contains(&test.id) {
             unstarted.push(test);
             continue;
+        }
+        failed.push(test.id.clone());
+        let mut event = if tracker.started.contains(&test.id) {
+            failure(&test.id, &format!("the test did not finish: {why}"))
         } else {
             failure(
                 &test.id,
@@ -178,8 +216,10 @@ fn account(
     }
     BatchEnd {
         unstarted,
-        crashed,
         measured: None,
+        lost: None,
+        interrupted: Vec::new(),
+        failed,
     }
 }
 
@@ -228,6 +268,7 @@ fn fail_all(batch: &[TestCase], reason: &str, route: &str, emit: &mut dyn FnMut(
 struct Tracker {
     started: HashSet<String>,
     finished: HashSet<String>,
+    failed: HashSet<String>,
     first_test_at: Option<Instant>,
 }
 
@@ -242,7 +283,11 @@ impl Tracker {
             Status::InProgress => {
                 self.started.insert(test_id.clone());
             }
-            _ => {
+            Status::Fail | Status::UxSuccess => {
+                self.finished.insert(test_id.clone());
+                self.failed.insert(test_id.clone());
+            }
+            Status::Success | Status::Skip | Status::XFail => {
                 self.finished.insert(test_id.clone());
             }
         }

@@ -19,21 +19,22 @@
 
 mod batch;
 mod schedule;
+mod ssh;
 mod workers;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use proctor_events::{
     Aggregator, Outcome, RunStatus, Running, Sink, SinkError, TestRecord, TestVerdict,
     RETRY_TAG_PREFIX,
 };
-use proctor_pool::Pool;
-use proctor_sources::{Batching, Project, TestCase};
+use proctor_pool::{Platform, Pool};
+use proctor_sources::{Batching, Project, Suite, TestCase};
 use proctor_subunit::{Event, Timestamp};
 use proctor_supervisor::{StopHandle, Supervisor};
 
@@ -41,9 +42,9 @@ pub use batch::REASON;
 pub use schedule::{expected_duration, ProcessCost};
 
 use crate::batch::{BatchEnd, Launch, Measured};
-use crate::schedule::{order, plan, Queue};
+use crate::schedule::{order, plan, Again, Queue, Unit};
 pub use crate::workers::{check_pool, ProvisionerCheck};
-use crate::workers::{Worker, Workers};
+use crate::workers::{Source, Sources, Worker};
 
 /// How often the caller's progress callback runs while tests run.
 const TICK: Duration = Duration::from_millis(100);
@@ -167,10 +168,76 @@ pub struct Runner<'a> {
     /// What each suite's processes cost, as the history said and as
     /// measured since, by suite index.
     costs: Mutex<HashMap<usize, ProcessCost>>,
+    /// Which tests each platform seen may run.
+    fits: Mutex<HashMap<Platform, Arc<Fits>>>,
 }
 
 /// What one run measured of each suite's processes, by suite index.
 type Measurements = Mutex<HashMap<usize, Measured>>;
+
+/// How many times a test's worker may be lost under it before the test fails.
+const MAX_LOSSES: u32 = 3;
+
+/// Which tests a worker of one platform may run: by suite, the ids its metadata enables there (`None`: all).
+#[derive(Debug)]
+struct Fits {
+    enabled: Vec<Option<HashSet<String>>>,
+}
+
+impl Fits {
+    fn test(&self, test: &TestCase) -> bool {
+        match self.enabled.get(test.suite) {
+            Some(Some(enabled)) => enabled.contains(&test.id),
+            _ => true,
+        }
+    }
+
+    fn unit(&self, unit: &Unit) -> bool {
+        unit.tests.iter().all(|test| self.test(test))
+    }
+}
+
+/// What the slots of a run share.
+struct Shared<'s> {
+    board: Mutex<Board>,
+    changed: Condvar,
+    measured: &'s Measurements,
+    /// How many workers the run has at most (batch sizes are shares of it).
+    workers: usize,
+}
+
+/// The queue and what each slot is doing.
+struct Board {
+    queue: Queue,
+    /// The tests of each slot's running batch.
+    running: HashMap<usize, Vec<TestCase>>,
+    /// The ready workers, by slot: route code and what they may run.
+    ready: HashMap<usize, (String, Arc<Fits>)>,
+    /// Tests put back once after their batch's process ended before starting them.
+    requeued: HashSet<String>,
+}
+
+impl Board {
+    /// Whether there is still something to run, or running that may come back.
+    fn has_work(&self) -> bool {
+        self.queue.any(|_| true) || !self.running.is_empty()
+    }
+}
+
+/// What slots send the thread that forwards to the sink.
+enum Message {
+    Event(Event),
+    /// This many more test runs were scheduled (retries).
+    MoreRuns(usize),
+}
+
+/// Why a slot stopped working on a worker.
+enum Stopped {
+    /// Nothing is left that it may run, or the run was stopped.
+    Done,
+    /// The worker was lost, for this reason.
+    Lost(String),
+}
 
 impl<'a> Runner<'a> {
     /// A runner for `project`'s tests, spawning through `supervisor`.
@@ -181,6 +248,7 @@ impl<'a> Runner<'a> {
             config,
             stopper: Stopper::default(),
             costs: Mutex::default(),
+            fits: Mutex::default(),
         }
     }
 
@@ -212,42 +280,73 @@ impl<'a> Runner<'a> {
         sink: &mut dyn Sink,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<RunReport, SinkError> {
-        let provisioned = Workers::provision(
+        let planned = Sources::plan(
             self.project,
             self.config.pool.as_ref(),
             self.config.concurrency,
         );
-        let pool = match provisioned {
-            Ok(pool) => pool,
+        let sources = match planned {
+            Ok(sources) => sources,
             Err(problem) => return self.fail_unprovisioned(tests, problem, sink),
         };
-        let mut tally = Tally::new(&tests, history, pool.workers.len());
+        let workers = sources.slots().max(1);
+        let mut tally = Tally::new(&tests, history, workers);
         let measured = Measurements::default();
-        let mut round = tests;
-        for attempt in 0..=self.config.retries {
-            if attempt > 0 {
-                tally.progress.total += round.len();
+        let costs = lock(&self.costs).clone();
+        let units = plan(
+            order(tests, history),
+            workers,
+            |suite| self.batching(suite),
+            |suite| costs.get(&suite).copied(),
+        );
+        let (sender, messages) = mpsc::channel::<Message>();
+        let shared = Shared {
+            board: Mutex::new(Board {
+                queue: Queue::new(units, workers),
+                running: HashMap::new(),
+                ready: HashMap::new(),
+                requeued: HashSet::new(),
+            }),
+            changed: Condvar::new(),
+            measured: &measured,
+            workers,
+        };
+        let forwarded = std::thread::scope(|scope| {
+            let mut slot = 0;
+            for source in &sources.sources {
+                for on_source in 0..source.slots {
+                    let shared = &shared;
+                    let sender = sender.clone();
+                    scope.spawn(move || {
+                        self.slot(slot, on_source, source, shared, &mut |message| {
+                            // The receiver outlives every slot in this scope.
+                            let _ = sender.send(message);
+                        });
+                    });
+                    slot += 1;
+                }
             }
-            let ran = self.run_round(
-                round, attempt, history, &measured, &pool, sink, &mut tally, tick,
-            );
-            if let Err(error) = ran {
-                // The sink failed; the instances go all the same.
-                let _ = pool.release();
-                return Err(error);
-            }
-            if self.stopper.is_stopped() {
-                break;
-            }
-            round = tally.failed_cases();
-            if round.is_empty() {
-                break;
-            }
+            drop(sender);
+            self.forward(&messages, sink, &mut tally, tick)
+        });
+        forwarded?;
+        let board = shared
+            .board
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut report = RunReport::default();
+        if !self.stopper.is_stopped() {
+            report.problems = self.fail_left(board, &sources, sink, &mut tally)?;
         }
-        let mut report = tally.report(self.stopper.is_stopped());
+        let mut report = RunReport {
+            problems: report.problems,
+            ..tally.report(self.stopper.is_stopped())
+        };
         report.process_costs = self.costs_by_name(measured);
-        report.given_up = pool.given_up.clone();
-        report.problems.extend(pool.release().err());
+        for source in &sources.sources {
+            report.given_up.extend(source.given_up());
+            report.problems.extend(source.problems());
+        }
         Ok(report)
     }
 
@@ -270,6 +369,51 @@ impl<'a> Runner<'a> {
         Ok(report)
     }
 
+    /// Fails the tests no slot took, each with why: no worker's platform lets it run, or the workers that could
+    /// were lost or given up. The problems, one per reason.
+    fn fail_left(
+        &self,
+        mut board: Board,
+        sources: &Sources,
+        sink: &mut dyn Sink,
+        tally: &mut Tally,
+    ) -> Result<Vec<String>, SinkError> {
+        let left = board.queue.drain();
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seen: Vec<(Platform, Arc<Fits>)> = lock(&self.fits)
+            .iter()
+            .map(|(platform, fits)| (platform.clone(), Arc::clone(fits)))
+            .collect();
+        let given_up: Vec<String> = sources
+            .sources
+            .iter()
+            .filter_map(Source::given_up)
+            .collect();
+        let mut problems: Vec<String> = Vec::new();
+        for test in left.into_iter().flat_map(|unit| unit.tests) {
+            let reason = if !seen.is_empty() && !seen.iter().any(|(_, fits)| fits.test(&test)) {
+                let platforms: Vec<String> = seen.iter().map(|(p, _)| p.to_string()).collect();
+                format!(
+                    "no worker's platform lets it run (its metadata disables it on {})",
+                    platforms.join("; ")
+                )
+            } else if given_up.is_empty() {
+                "every worker that could run it was lost".to_owned()
+            } else {
+                format!("no worker to run it on: {}", given_up.join("; "))
+            };
+            let event = batch::failure(&test.id, &format!("not run: {reason}"));
+            tally.see(&event);
+            sink.event(&event)?;
+            if !problems.contains(&reason) {
+                problems.push(reason);
+            }
+        }
+        Ok(problems)
+    }
+
     /// What a run measured, by suite name.
     fn costs_by_name(&self, measured: Measurements) -> BTreeMap<String, ProcessCost> {
         let suites = self.project.suites();
@@ -290,65 +434,38 @@ impl<'a> Runner<'a> {
             .map_or(Batching::OnePerProcess, |s| s.batching())
     }
 
-    /// Runs one round: the tests, or (`retry` > 0) the retry of the ones that failed.
-    #[allow(clippy::too_many_arguments)]
-    fn run_round(
-        &self,
-        tests: Vec<TestCase>,
-        retry: u32,
-        history: &HashMap<String, Duration>,
-        measured: &Measurements,
-        pool: &Workers,
-        sink: &mut dyn Sink,
-        tally: &mut Tally,
-        tick: &mut dyn FnMut(&Progress),
-    ) -> Result<(), SinkError> {
-        let workers = pool.workers.len();
-        let costs = lock(&self.costs).clone();
-        let units = plan(
-            order(tests, history),
-            workers,
-            |suite| self.batching(suite),
-            |suite| costs.get(&suite).copied(),
-        );
-        let queue = Mutex::new(Queue::new(units, workers));
-        let requeued = Mutex::new(HashSet::new());
-        let (sender, events) = mpsc::channel::<Event>();
-        std::thread::scope(|scope| {
-            for (index, worker) in pool.workers.iter().enumerate() {
-                let sender = sender.clone();
-                let queue = &queue;
-                let requeued = &requeued;
-                scope.spawn(move || {
-                    self.work(index, worker, queue, requeued, measured, &mut |event| {
-                        // The receiver outlives every worker in this scope.
-                        let _ = sender.send(event);
-                    });
-                });
-            }
-            drop(sender);
-            self.forward(&events, retry, sink, tally, tick)
-        })
+    /// Which tests a worker on `platform` may run, worked out once per platform.
+    fn fits_for(&self, platform: &Platform) -> Arc<Fits> {
+        if let Some(fits) = lock(&self.fits).get(platform) {
+            return Arc::clone(fits);
+        }
+        let mut dimensions = Vec::new();
+        dimensions.extend(platform.arch.as_deref().map(|arch| ("arch", arch)));
+        dimensions.extend(platform.distro.as_deref().map(|distro| ("distro", distro)));
+        let enabled = self
+            .project
+            .suites()
+            .iter()
+            // The suite listed under the run's own context; a tree that fails to load now runs as listed.
+            .map(|suite| suite.enabled_on(&dimensions).unwrap_or(None))
+            .collect();
+        let fits = Arc::new(Fits { enabled });
+        lock(&self.fits).insert(platform.clone(), Arc::clone(&fits));
+        fits
     }
 
-    /// Passes events to the sink as they come, ticking while none do. A retry's test events are tagged with it
-    /// (`proctor-retry:N`), so the stream itself says which runs are reruns.
+    /// Passes events to the sink as they come, ticking while none do.
     fn forward(
         &self,
-        events: &mpsc::Receiver<Event>,
-        retry: u32,
+        messages: &mpsc::Receiver<Message>,
         sink: &mut dyn Sink,
         tally: &mut Tally,
         tick: &mut dyn FnMut(&Progress),
     ) -> Result<(), SinkError> {
         let mut failure = None;
-        let retry_tag = (retry > 0).then(|| format!("{RETRY_TAG_PREFIX}{retry}"));
         loop {
-            match events.recv_timeout(TICK) {
-                Ok(mut event) => {
-                    if let Some(tag) = retry_tag.as_ref().filter(|_| event.test_id.is_some()) {
-                        event.tags.insert(tag.clone());
-                    }
+            match messages.recv_timeout(TICK) {
+                Ok(Message::Event(event)) => {
                     tally.see(&event);
                     if failure.is_none() {
                         if let Err(error) = sink.event(&event) {
@@ -357,6 +474,7 @@ impl<'a> Runner<'a> {
                         }
                     }
                 }
+                Ok(Message::MoreRuns(runs)) => tally.progress.total += runs,
                 Err(RecvTimeoutError::Timeout) => {
                     if failure.is_none() {
                         if let Err(error) = sink.flush() {
@@ -373,70 +491,180 @@ impl<'a> Runner<'a> {
         failure.map_or(Ok(()), Err)
     }
 
-    /// One worker: takes batches until the queue is empty or the run stops.
+    /// One slot of a source: gets a worker from it and works on it until nothing is left that it may run,
+    /// replacing it when it is lost, until the source is given up.
+    fn slot(
+        &self,
+        slot: usize,
+        on_source: usize,
+        source: &Source,
+        shared: &Shared<'_>,
+        send: &mut dyn FnMut(Message),
+    ) {
+        while !self.stopper.is_stopped() && lock(&shared.board).has_work() {
+            let worker = match source.worker(on_source) {
+                Ok(worker) => worker,
+                Err(_) if source.given_up().is_some() => break,
+                Err(_) => continue,
+            };
+            let fits = self.fits_for(&worker.platform);
+            lock(&shared.board)
+                .ready
+                .insert(slot, (worker.route.clone(), Arc::clone(&fits)));
+            let stopped = self.work(slot, &worker, &fits, shared, send);
+            lock(&shared.board).ready.remove(&slot);
+            match stopped {
+                Stopped::Done => {
+                    source.give_back(worker);
+                    break;
+                }
+                Stopped::Lost(why) => source.lose(&worker, &why),
+            }
+        }
+        shared.changed.notify_all();
+        source.slot_done();
+    }
+
+    /// Takes batches for `worker` until nothing is left that it may run (or may come back to it), the run
+    /// stops, or the worker is lost.
     fn work(
         &self,
-        index: usize,
+        slot: usize,
         worker: &Worker,
-        queue: &Mutex<Queue>,
-        requeued: &Mutex<HashSet<String>>,
-        measured: &Measurements,
-        emit: &mut dyn FnMut(Event),
-    ) {
-        let route = worker.route.clone();
+        fits: &Fits,
+        shared: &Shared<'_>,
+        send: &mut dyn FnMut(Message),
+    ) -> Stopped {
         let suites = self.project.suites();
         loop {
-            if self.stopper.is_stopped() {
-                return;
-            }
-            let costs = lock(&self.costs).clone();
-            let batch = lock(queue).next_batch(
-                |suite| self.batching(suite),
-                |suite| costs.get(&suite).map_or(1, ProcessCost::min_batch_size),
-            );
+            let Some((batch, again)) = self.take(slot, worker, fits, shared) else {
+                return Stopped::Done;
+            };
             let Some(suite) = batch.first().and_then(|test| suites.get(test.suite)) else {
-                return;
+                return Stopped::Done;
+            };
+            let retry_tag = (again.retry > 0).then(|| format!("{RETRY_TAG_PREFIX}{}", again.retry));
+            let mut emit = |mut event: Event| {
+                if let Some(tag) = retry_tag.as_ref().filter(|_| event.test_id.is_some()) {
+                    event.tags.insert(tag.clone());
+                }
+                send(Message::Event(event));
             };
             let launch = Launch {
                 supervisor: self.supervisor,
                 suite,
                 worker,
-                route: &route,
+                route: &worker.route,
                 memory_limit: self.config.memory_limit,
                 grace: self.config.grace,
             };
-            let Some((running, invocation)) = batch::start(&launch, &batch, emit) else {
-                continue;
-            };
-            self.stopper.register(index, running.stop_handle());
-            let suite_index = suite.index();
-            let end = batch::finish(running, &invocation, batch, &route, emit);
-            self.stopper.unregister(index);
-            // A process per test has no start-up to weigh against its tests.
-            if let Some(process) = end
-                .measured
-                .filter(|_| suite.batching() == Batching::Batches)
-            {
-                if let Some(cost) = process.cost() {
-                    self.learn(suite_index, cost, queue);
+            let ran = batch.clone();
+            let end = match batch::start(&launch, &batch, &mut emit) {
+                Some((running, invocation)) => {
+                    self.stopper.register(slot, running.stop_handle());
+                    let end = batch::finish(running, &invocation, batch, worker, &mut emit);
+                    self.stopper.unregister(slot);
+                    end
                 }
-                lock(measured).entry(suite_index).or_default().add(process);
+                None => BatchEnd {
+                    failed: batch.iter().map(|test| test.id.clone()).collect(),
+                    ..BatchEnd::default()
+                },
+            };
+            self.measure(suite, &end, shared);
+            let lost = end.lost.clone();
+            let more = self.settle(slot, &ran, end, again, &worker.route, shared, &mut emit);
+            if more > 0 {
+                send(Message::MoreRuns(more));
             }
-            self.requeue(end, queue, requeued, &route, emit);
+            if let Some(why) = lost {
+                return Stopped::Lost(why);
+            }
         }
+    }
+
+    /// The next batch `worker` may run, waiting while there is none but running batches may yet give one back;
+    /// `None` when nothing left is for it or the run stopped.
+    fn take(
+        &self,
+        slot: usize,
+        worker: &Worker,
+        fits: &Fits,
+        shared: &Shared<'_>,
+    ) -> Option<(Vec<TestCase>, Again)> {
+        let mut board = lock(&shared.board);
+        loop {
+            if self.stopper.is_stopped() {
+                return None;
+            }
+            let costs = lock(&self.costs).clone();
+            let Board {
+                queue,
+                ready,
+                running,
+                ..
+            } = &mut *board;
+            let takes = |unit: &Unit| {
+                let someone_else = |avoid: &String| {
+                    ready.iter().any(|(other, (route, other_fits))| {
+                        *other != slot && route != avoid && other_fits.unit(unit)
+                    })
+                };
+                fits.unit(unit)
+                    && !unit
+                        .again
+                        .avoid
+                        .as_ref()
+                        .is_some_and(|avoid| *avoid == worker.route && someone_else(avoid))
+            };
+            let (batch, again) = queue.next_batch(
+                takes,
+                |suite| self.batching(suite),
+                |suite| costs.get(&suite).map_or(1, ProcessCost::min_batch_size),
+            );
+            if !batch.is_empty() {
+                running.insert(slot, batch.clone());
+                return Some((batch, again));
+            }
+            let may_come_back = running.values().flatten().any(|test| fits.test(test));
+            if !may_come_back {
+                return None;
+            }
+            board = shared
+                .changed
+                .wait(board)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Keeps what a batch's process cost, for a suite that batches (a process per test has no start-up to weigh
+    /// against its tests).
+    fn measure(&self, suite: &Suite, end: &BatchEnd, shared: &Shared<'_>) {
+        let Some(process) = end
+            .measured
+            .filter(|_| suite.batching() == Batching::Batches)
+        else {
+            return;
+        };
+        if let Some(cost) = process.cost() {
+            self.learn(suite.index(), cost, shared);
+        }
+        lock(shared.measured)
+            .entry(suite.index())
+            .or_default()
+            .add(process);
     }
 
     /// Keeps a process's cost for the suite's next batches. The first cost
     /// known of a suite (one the history did not give) may show that its
     /// start-up outweighs what is left of it: the rest is then planned at
     /// once as one batch per worker, before one worker takes it all.
-    fn learn(&self, suite: usize, cost: ProcessCost, queue: &Mutex<Queue>) {
+    fn learn(&self, suite: usize, cost: ProcessCost, shared: &Shared<'_>) {
         if remember_cost(&mut lock(&self.costs), suite, cost) {
-            let workers = self.config.concurrency.max(1);
-            lock(queue).replan(|units| {
+            lock(&shared.board).queue.replan(|units| {
                 plan(
                     units,
-                    workers,
+                    shared.workers,
                     |other| self.batching(other),
                     |other| (other == suite).then_some(cost),
                 )
@@ -444,34 +672,94 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Puts a crashed batch's unstarted tests back once; a test whose process
-    /// crashes again before starting it fails.
-    fn requeue(
+    /// Puts back what a batch leaves to do: the tests a lost worker had started (as a new try) and never started;
+    /// a crashed batch's unstarted tests once (a test whose process crashes again before starting it fails);
+    /// the failed tests with retries left, as a new try that prefers another worker. How many runs that adds.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
         &self,
+        slot: usize,
+        ran: &[TestCase],
         end: BatchEnd,
-        queue: &Mutex<Queue>,
-        requeued: &Mutex<HashSet<String>>,
+        again: Again,
         route: &str,
+        shared: &Shared<'_>,
         emit: &mut dyn FnMut(Event),
-    ) {
-        let mut again = Vec::new();
-        for test in end.unstarted {
-            if self.stopper.is_stopped() || !lock(requeued).insert(test.id.clone()) {
-                let mut event = batch::failure(
-                    &test.id,
-                    "not run: its batch's process ended before starting it, twice",
+    ) -> usize {
+        let mut more = 0;
+        let mut board = lock(&shared.board);
+        board.running.remove(&slot);
+        let stopped = self.stopper.is_stopped();
+        let avoid = Some(route.to_owned());
+        let fail = |emit: &mut dyn FnMut(Event), test: &TestCase, reason: &str| {
+            let mut event = batch::failure(&test.id, reason);
+            event.prefix_route(route);
+            emit(event);
+        };
+        if let Some(why) = end.lost.as_ref().filter(|_| !stopped) {
+            let losses = again.losses + 1;
+            let (again_later, lost_too_often): (Vec<TestCase>, Vec<TestCase>) = end
+                .interrupted
+                .into_iter()
+                .partition(|_| losses < MAX_LOSSES);
+            for test in &lost_too_often {
+                fail(
+                    emit,
+                    test,
+                    &format!("its worker was lost under it {losses} times; last: {why}"),
                 );
-                if self.stopper.is_stopped() {
-                    continue;
-                }
-                event.prefix_route(route);
-                emit(event);
-            } else {
-                again.push(test);
             }
+            more += again_later.len();
+            board.queue.requeue(
+                again_later,
+                Again {
+                    retry: again.retry + 1,
+                    losses,
+                    avoid: avoid.clone(),
+                },
+            );
+            board.queue.requeue(
+                end.unstarted,
+                Again {
+                    avoid: avoid.clone(),
+                    ..again.clone()
+                },
+            );
+        } else if !stopped {
+            let mut back = Vec::new();
+            for test in end.unstarted {
+                if board.requeued.insert(test.id.clone()) {
+                    back.push(test);
+                } else {
+                    fail(
+                        emit,
+                        &test,
+                        "not run: its batch's process ended before starting it, twice",
+                    );
+                }
+            }
+            board.queue.requeue(back, again.clone());
         }
-        debug_assert!(end.crashed || again.is_empty());
-        lock(queue).requeue(again);
+        let retries_used = again.retry - again.losses;
+        if !stopped && retries_used < self.config.retries {
+            let failed: Vec<TestCase> = ran
+                .iter()
+                .filter(|test| end.failed.contains(&test.id))
+                .cloned()
+                .collect();
+            more += failed.len();
+            board.queue.requeue(
+                failed,
+                Again {
+                    retry: again.retry + 1,
+                    losses: again.losses,
+                    avoid,
+                },
+            );
+        }
+        drop(board);
+        shared.changed.notify_all();
+        more
     }
 }
 
@@ -563,15 +851,6 @@ impl Tally {
             .sum();
         progress.eta = (!self.expected.is_empty()).then(|| left / self.workers);
         progress
-    }
-
-    /// The tests that failed in their latest try, sorted by id: the ones to retry.
-    fn failed_cases(&self) -> Vec<TestCase> {
-        self.results
-            .with_verdict(TestVerdict::Failed)
-            .into_iter()
-            .filter_map(|id| self.cases.get(id).cloned())
-            .collect()
     }
 
     fn report(&self, interrupted: bool) -> RunReport {

@@ -65,6 +65,20 @@ pub(crate) struct Unit {
     pub(crate) expected: Option<Duration>,
     /// Whether this is a planned batch, which runs as it is.
     planned: bool,
+    /// Which try of its tests it is, when it is back in the queue.
+    pub(crate) again: Again,
+}
+
+/// What makes a unit back in the queue differ from a first run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Again {
+    /// The runner's retry (0 on the first try): a test that failed, or was lost with its worker, runs again as a
+    /// new try.
+    pub(crate) retry: u32,
+    /// How many times its tests' workers were lost under them.
+    pub(crate) losses: u32,
+    /// The worker (route code) it last ran on, which a rerun avoids when another can take it.
+    pub(crate) avoid: Option<String>,
 }
 
 impl Unit {
@@ -222,6 +236,7 @@ fn balance(mut units: Vec<Unit>, batches: usize, weigher: &Weigher) -> Vec<Unit>
             tests,
             expected: Some(load),
             planned: true,
+            again: Again::default(),
         })
         .collect()
 }
@@ -254,6 +269,7 @@ fn group(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit>
                     tests: vec![test],
                     expected,
                     planned: false,
+                    again: Again::default(),
                 });
             }
         }
@@ -283,35 +299,54 @@ impl Queue {
         self.units = plan(units.into()).into();
     }
 
-    /// Puts tests back at the front (a crashed batch's unstarted tests),
-    /// keeping each group's tests in one unit.
-    pub(crate) fn requeue(&mut self, tests: Vec<TestCase>) {
-        for unit in group(tests, &HashMap::new()).into_iter().rev() {
+    /// Puts tests back at the front (a crashed batch's unstarted tests, a failed test's retry, a lost worker's
+    /// tests), keeping each group's tests in one unit.
+    pub(crate) fn requeue(&mut self, tests: Vec<TestCase>, again: Again) {
+        for mut unit in group(tests, &HashMap::new()).into_iter().rev() {
+            unit.again = again.clone();
             self.units.push_front(unit);
         }
     }
 
-    /// The next batch: a planned batch as it is; otherwise the head unit,
-    /// plus, for a batching suite, further units of the same suite up to
-    /// the guided self-scheduling size, or up to `min_size(suite)` tests
-    /// when that is larger.
+    /// Whether any unit in the queue satisfies `takes`.
+    pub(crate) fn any(&self, takes: impl Fn(&Unit) -> bool) -> bool {
+        self.units.iter().any(takes)
+    }
+
+    /// The units left, taken out of the queue.
+    pub(crate) fn drain(&mut self) -> Vec<Unit> {
+        self.units.drain(..).collect()
+    }
+
+    /// The next batch among the units `takes` accepts, and which try it is: a planned batch as it is; otherwise
+    /// the first such unit, plus, for a batching suite, further ones of the same suite and try up to the guided
+    /// self-scheduling size, or up to `min_size(suite)` tests when that is larger. Empty when `takes` accepts
+    /// none.
     pub(crate) fn next_batch(
         &mut self,
+        takes: impl Fn(&Unit) -> bool,
         batching: impl Fn(usize) -> Batching,
         min_size: impl Fn(usize) -> usize,
-    ) -> Vec<TestCase> {
-        let Some(first) = self.units.pop_front() else {
-            return Vec::new();
+    ) -> (Vec<TestCase>, Again) {
+        let Some(first) = self
+            .units
+            .iter()
+            .position(&takes)
+            .and_then(|position| self.units.remove(position))
+        else {
+            return (Vec::new(), Again::default());
         };
         let suite = first.suite();
         let mut batch = first.tests;
         if first.planned || batching(suite) == Batching::OnePerProcess {
-            return batch;
+            return (batch, first.again);
         }
         let remaining = self.remaining_in(suite) + batch.len();
         let size = remaining.div_ceil(2 * self.workers).max(min_size(suite));
         while batch.len() < size {
-            let Some(position) = self.units.iter().position(|unit| unit.batches_with(suite)) else {
+            let joins =
+                |unit: &Unit| unit.batches_with(suite) && unit.again == first.again && takes(unit);
+            let Some(position) = self.units.iter().position(joins) else {
                 break;
             };
             match self.units.remove(position) {
@@ -319,7 +354,7 @@ impl Queue {
                 None => break,
             }
         }
-        batch
+        (batch, first.again)
     }
 
     fn remaining_in(&self, suite: usize) -> usize {
@@ -392,7 +427,7 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         let mut sizes = Vec::new();
         loop {
-            let batch = queue.next_batch(|_| Batching::Batches, |_| 1);
+            let batch = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
             if batch.is_empty() {
                 break;
             }
@@ -411,8 +446,20 @@ mod tests {
             &HashMap::new(),
         );
         let mut queue = Queue::new(units, 4);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 60);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 60).len(), 40);
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 60)
+                .0
+                .len(),
+            60
+        );
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 60)
+                .0
+                .len(),
+            40
+        );
     }
 
     #[test]
@@ -422,8 +469,20 @@ mod tests {
             &HashMap::new(),
         );
         let mut queue = Queue::new(units, 2);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 25);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 19);
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            25
+        );
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            19
+        );
         // The first batch ends: its start-up dwarfs the 56 tests left,
         // which become one batch per worker rather than one for whichever
         // worker comes first.
@@ -461,7 +520,7 @@ mod tests {
 
     fn drain(queue: &mut Queue) -> Vec<Vec<TestCase>> {
         std::iter::from_fn(|| {
-            let batch = queue.next_batch(|_| Batching::Batches, |_| 1);
+            let batch = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
             (!batch.is_empty()).then_some(batch)
         })
         .collect()
@@ -604,10 +663,28 @@ mod tests {
         assert_eq!(sizes, [5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
         assert!(units[..2].iter().all(|unit| unit.tests[0].suite == 0));
         let mut queue = Queue::new(units, 2);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 5);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 5);
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            5
+        );
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            5
+        );
         // The cheap suite is batched as the queue drains.
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 3);
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            3
+        );
     }
 
     #[test]
@@ -620,11 +697,17 @@ mod tests {
             |_| Some(cost(300, 1000)),
         );
         let mut queue = Queue::new(units, 2);
-        let first = queue.next_batch(|_| Batching::Batches, |_| 1);
+        let first = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
         assert_eq!(first.len(), 20);
-        queue.requeue(first[5..].to_vec());
+        queue.requeue(first[5..].to_vec(), Again::default());
         // The requeued tests do not swallow the other planned batch.
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1).len(), 4);
+        assert_eq!(
+            queue
+                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .0
+                .len(),
+            4
+        );
         let rest: Vec<usize> = drain(&mut queue).iter().map(Vec::len).collect();
         assert_eq!(rest.iter().sum::<usize>(), 31);
         assert!(rest.contains(&20), "{rest:?}");
@@ -635,22 +718,33 @@ mod tests {
         let units = order(vec![test("a", None), test("b", None)], &HashMap::new());
         let mut queue = Queue::new(units, 1);
         assert_eq!(
-            queue.next_batch(|_| Batching::OnePerProcess, |_| 1).len(),
+            queue
+                .next_batch(|_| true, |_| Batching::OnePerProcess, |_| 1)
+                .0
+                .len(),
             1
         );
-        queue.requeue(vec![test("c", None)]);
-        assert_eq!(queue.next_batch(|_| Batching::Batches, |_| 1)[0].id, "c");
+        queue.requeue(vec![test("c", None)], Again::default());
+        assert_eq!(
+            queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0[0].id,
+            "c"
+        );
     }
 
     #[test]
     fn requeued_groups_stay_together() {
         let mut queue = Queue::new(Vec::new(), 4);
-        queue.requeue(vec![
-            test("g.1", Some("g")),
-            test("h.1", Some("h")),
-            test("g.2", Some("g")),
-        ]);
-        let first = queue.next_batch(|_| Batching::OnePerProcess, |_| 1);
+        queue.requeue(
+            vec![
+                test("g.1", Some("g")),
+                test("h.1", Some("h")),
+                test("g.2", Some("g")),
+            ],
+            Again::default(),
+        );
+        let first = queue
+            .next_batch(|_| true, |_| Batching::OnePerProcess, |_| 1)
+            .0;
         let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["g.1", "g.2"]);
     }

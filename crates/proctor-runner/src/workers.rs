@@ -1,191 +1,461 @@
-//! Where a run's batches run: the workers its provisioners make. Without a pool, a run has one provisioner: the
-//! instances of its suite's testrepository hooks when it has them, else `-j N` slots on this machine. A pool
-//! (`proctor run --pool FILE`) gives several, each making up to its `max_workers`.
+//! Where a run's batches run: the workers its sources make. Without a pool, a run has one source: the instances of
+//! its suite's testrepository hooks when it has them, else `-j N` slots on this machine. A pool (`proctor run
+//! --pool FILE`) gives one source per provisioner, and one per host of an ssh provisioner.
+//!
+//! A source makes its workers when a slot first asks for one (so tests start on the first worker ready while the
+//! others are still being provisioned), replaces a worker that was lost, gives up after its failure budget, and is
+//! released as soon as its last slot is done with it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proctor_pool::{Platform, Pool, Provisioner, ProvisionerKind};
+use proctor_pool::{Platform, Pool, Provisioner, ProvisionerKind, SshHost};
 use proctor_sources::{InstanceHooks, Invocation, Project};
+
+use crate::lock;
+use crate::ssh::Connection;
 
 /// One worker: where a batch's process runs, named by its route code.
 #[derive(Clone, Debug)]
 pub(crate) struct Worker {
-    /// The route code its events carry: the slot's number, or the instance's id.
+    /// The route code its events carry: the slot's number, the instance's id, or `host/slot`.
     pub(crate) route: String,
-    /// The instance it is and the hooks that run commands in it, when hooks provisioned it.
-    instance: Option<(String, Arc<InstanceHooks>)>,
+    /// What it runs on.
+    pub(crate) platform: Platform,
+    place: Place,
+}
+
+#[derive(Clone, Debug)]
+enum Place {
+    Here,
+    Instance(String, Arc<InstanceHooks>),
+    Host(Arc<Connection>),
 }
 
 impl Worker {
-    /// `invocation` as this worker runs it: through its hooks' `instance_execute` on an instance, as it is in a
-    /// slot.
-    pub(crate) fn place(&self, invocation: Invocation) -> Invocation {
-        match &self.instance {
-            Some((id, hooks)) => hooks.execute_in(invocation, id),
-            None => invocation,
+    /// `invocation` as this worker runs it: as it is in a slot, through its hooks' `instance_execute` on an
+    /// instance, through ssh on a host.
+    pub(crate) fn place(&self, invocation: Invocation, grace: Duration) -> Invocation {
+        match &self.place {
+            Place::Here => invocation,
+            Place::Instance(id, hooks) => hooks.execute_in(invocation, id),
+            Place::Host(connection) => connection.place(invocation, grace),
+        }
+    }
+
+    /// Whether its command is a client of something elsewhere, whose input must stay open while it runs.
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self.place, Place::Host(_))
+    }
+
+    /// Why this worker is gone, judged from how a command on it exited (`code`), when it is.
+    pub(crate) fn lost(&self, code: Option<i32>) -> Option<String> {
+        match &self.place {
+            Place::Host(connection) => connection.lost(code),
+            // A slot here cannot be lost, and `instance_execute`'s status is the test command's (as in testr).
+            Place::Here | Place::Instance(..) => None,
         }
     }
 }
 
-/// A run's workers, and what releasing them takes.
-#[derive(Debug, Default)]
-pub(crate) struct Workers {
-    pub(crate) workers: Vec<Worker>,
-    /// The instances made, with the hooks that dispose of them and where those run.
-    instances: Vec<(Arc<InstanceHooks>, PathBuf, Vec<String>)>,
-    /// Provisioners given up on while others made workers, and why.
-    pub(crate) given_up: Vec<String>,
-    next_slot: usize,
+/// What a source makes its workers from.
+#[derive(Debug)]
+enum Kind {
+    Slots {
+        first_route: usize,
+    },
+    Instances {
+        hooks: Arc<InstanceHooks>,
+        directory: PathBuf,
+    },
+    Host(HostPlan),
 }
 
-impl Workers {
-    /// The workers of a run of `project`: from `pool`'s provisioners when there is one, else from the project's
-    /// instance hooks or `concurrency` slots. A provisioner that fails is given up and the others go on; the error
-    /// (why no provisioner made a worker) comes only when none did.
-    pub(crate) fn provision(
+#[derive(Debug)]
+struct HostPlan {
+    host: SshHost,
+    identity_file: Option<PathBuf>,
+    options: Vec<String>,
+    control: PathBuf,
+    tree: PathBuf,
+}
+
+/// One source of workers: a provisioner of the pool, or one host of an ssh provisioner.
+#[derive(Debug)]
+pub(crate) struct Source {
+    /// How messages name it: `provisioner 1`, `host root@10.0.0.5`.
+    pub(crate) name: String,
+    kind: Kind,
+    /// How many workers it makes at once: the run's slots on it.
+    pub(crate) slots: usize,
+    platform: Platform,
+    budget: u32,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: u32,
+    given_up: Option<String>,
+    connection: Option<Arc<Connection>>,
+    /// Instances made and not yet disposed of, and those of them no slot holds.
+    instances: Vec<String>,
+    free: Vec<String>,
+    /// Slots still working from it; the last one releases it.
+    live: usize,
+    problems: Vec<String>,
+}
+
+impl Source {
+    fn new(name: String, kind: Kind, slots: usize, platform: Platform, budget: u32) -> Source {
+        Source {
+            name,
+            kind,
+            slots,
+            platform,
+            budget: budget.max(1),
+            state: Mutex::new(State {
+                live: slots,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// A worker for slot `slot` (from 0), provisioned now when the source has none ready. The error says why
+    /// there is none; [`Source::given_up`] then says whether asking again is of use.
+    pub(crate) fn worker(&self, slot: usize) -> Result<Worker, String> {
+        let mut state = lock(&self.state);
+        if let Some(why) = &state.given_up {
+            return Err(why.clone());
+        }
+        let made = match &self.kind {
+            Kind::Slots { first_route } => Ok(Worker {
+                route: (first_route + slot).to_string(),
+                platform: self.platform.clone(),
+                place: Place::Here,
+            }),
+            Kind::Instances { hooks, directory } => {
+                instance(&mut state, hooks, directory, self.slots).map(|id| Worker {
+                    route: id.clone(),
+                    platform: self.platform.clone(),
+                    place: Place::Instance(id, Arc::clone(hooks)),
+                })
+            }
+            Kind::Host(plan) => {
+                connect(&mut state, plan, &self.platform).map(|connection| Worker {
+                    route: format!("{}/{slot}", plan.host),
+                    platform: connection.platform.clone(),
+                    place: Place::Host(connection),
+                })
+            }
+        };
+        made.map_err(|problem| self.fail(&mut state, problem))
+    }
+
+    /// Counts a failure, giving the source up once its budget is spent; the problem, said of this source.
+    fn fail(&self, state: &mut State, problem: String) -> String {
+        state.failures += 1;
+        if state.failures >= self.budget {
+            state.given_up = Some(format!(
+                "{} given up after {} failure{}: {problem}",
+                self.name,
+                state.failures,
+                if state.failures == 1 { "" } else { "s" }
+            ));
+        }
+        problem
+    }
+
+    /// Whether the source has spent its failure budget.
+    pub(crate) fn given_up(&self) -> Option<String> {
+        lock(&self.state).given_up.clone()
+    }
+
+    /// Takes back `worker` after it was lost (`why`): counted against the budget, and its connection dropped so
+    /// that the next worker connects afresh.
+    pub(crate) fn lose(&self, worker: &Worker, why: &str) {
+        let mut state = lock(&self.state);
+        if let Place::Host(connection) = &worker.place {
+            let same = state
+                .connection
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, connection));
+            if same {
+                state.connection = None;
+                // The host may be gone: what is left there cannot be removed now.
+                let _ = connection.close();
+            }
+        }
+        self.fail(&mut state, why.to_owned());
+    }
+
+    /// Gives back the instance a slot held, for the next worker.
+    pub(crate) fn give_back(&self, worker: Worker) {
+        if let Place::Instance(id, _) = worker.place {
+            lock(&self.state).free.push(id);
+        }
+    }
+
+    /// Says that one slot is done with this source; the last one releases what it made.
+    pub(crate) fn slot_done(&self) {
+        let mut state = lock(&self.state);
+        state.live = state.live.saturating_sub(1);
+        if state.live == 0 {
+            self.release(&mut state);
+        }
+    }
+
+    fn release(&self, state: &mut State) {
+        if let Some(connection) = state.connection.take() {
+            state.problems.extend(connection.close().err());
+        }
+        if let Kind::Instances { hooks, directory } = &self.kind {
+            let ids = std::mem::take(&mut state.instances);
+            state.free.clear();
+            state.problems.extend(dispose(hooks, directory, &ids).err());
+        }
+    }
+
+    /// What failed while releasing it.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        lock(&self.state).problems.clone()
+    }
+}
+
+/// A free instance, provisioning `count` of them when none is left (as `testr` does, asking again until the hook
+/// has printed that many ids). On failure, the ones it did make are disposed of.
+fn instance(
+    state: &mut State,
+    hooks: &InstanceHooks,
+    directory: &Path,
+    count: usize,
+) -> Result<String, String> {
+    if let Some(id) = state.free.pop() {
+        return Ok(id);
+    }
+    let mut ids: Vec<String> = Vec::new();
+    while ids.len() < count {
+        let command = hooks.provision_command(count - ids.len());
+        let made = shell(&command, directory, "instance_provision").and_then(|printed| {
+            let new: Vec<String> = printed
+                .split_whitespace()
+                .filter(|id| !ids.iter().chain(&state.instances).any(|known| known == id))
+                .map(str::to_owned)
+                .collect();
+            if new.is_empty() {
+                Err(format!(
+                    "instance_provision (`{command}`) printed no new instance id"
+                ))
+            } else {
+                Ok(new)
+            }
+        });
+        match made {
+            Ok(new) => ids.extend(new),
+            Err(problem) => {
+                return Err(match dispose(hooks, directory, &ids).err() {
+                    Some(also) => format!("{problem}; {also}"),
+                    None => problem,
+                });
+            }
+        }
+    }
+    state.instances.extend(ids.iter().cloned());
+    let first = ids.remove(0);
+    state.free.extend(ids);
+    Ok(first)
+}
+
+/// The host's connection, opened (and the tree copied) by the first slot that asks.
+fn connect(
+    state: &mut State,
+    plan: &HostPlan,
+    platform: &Platform,
+) -> Result<Arc<Connection>, String> {
+    if let Some(connection) = &state.connection {
+        return Ok(Arc::clone(connection));
+    }
+    let connection = Arc::new(Connection::open(
+        &plan.host,
+        plan.identity_file.as_deref(),
+        &plan.options,
+        &plan.control,
+        &plan.tree,
+        platform,
+    )?);
+    state.connection = Some(Arc::clone(&connection));
+    Ok(connection)
+}
+
+/// A run's sources of workers, and the directory their ssh control sockets live in.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    pub(crate) sources: Vec<Source>,
+    _sockets: Option<tempfile::TempDir>,
+}
+
+impl Sources {
+    /// The sources of a run of `project`: `pool`'s provisioners when there is one (an ssh provisioner giving one
+    /// source per host), else the project's instance hooks or `concurrency` slots. Nothing is provisioned yet.
+    pub(crate) fn plan(
         project: &Project,
         pool: Option<&Pool>,
         concurrency: usize,
-    ) -> Result<Workers, String> {
-        let directory = project
+    ) -> Result<Sources, String> {
+        let tree = project
             .suites()
             .first()
             .map(|suite| suite.directory().to_path_buf())
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut workers = Workers::default();
+        let needs_sockets = pool.is_some_and(|pool| {
+            pool.provisioners
+                .iter()
+                .any(|p| matches!(p.kind, ProvisionerKind::Ssh { .. }))
+        });
+        let sockets = needs_sockets
+            .then(|| {
+                tempfile::Builder::new()
+                    .prefix("proctor-ssh.")
+                    .tempdir()
+                    .map_err(|error| {
+                        format!("cannot make a directory for ssh's control sockets: {error}")
+                    })
+            })
+            .transpose()?;
+        let mut sources = Vec::new();
         match pool {
             Some(pool) => {
+                let mut next_route = 0;
                 for (index, provisioner) in pool.provisioners.iter().enumerate() {
-                    if let Err(problem) = workers.add(provisioner, &directory) {
-                        workers
-                            .given_up
-                            .push(format!("provisioner {index}: {problem}"));
-                    }
+                    let socket_dir = sockets
+                        .as_ref()
+                        .map(|dir| dir.path().join(index.to_string()));
+                    sources.extend(of_provisioner(
+                        index,
+                        provisioner,
+                        &tree,
+                        socket_dir.as_deref(),
+                        &mut next_route,
+                    ));
                 }
             }
             None => {
+                let slots = concurrency.max(1);
                 let hooks = project.suites().iter().find_map(|suite| {
                     Some((
                         suite.instance_hooks()?.clone(),
                         suite.directory().to_path_buf(),
                     ))
                 });
-                let added = match hooks {
-                    Some((hooks, directory)) => {
-                        workers.add_instances(Arc::new(hooks), &directory, concurrency.max(1))
-                    }
-                    None => {
-                        workers.add_slots(concurrency.max(1));
-                        Ok(())
-                    }
+                let kind = match hooks {
+                    Some((hooks, directory)) => Kind::Instances {
+                        hooks: Arc::new(hooks),
+                        directory,
+                    },
+                    None => Kind::Slots { first_route: 0 },
                 };
-                if let Err(problem) = added {
-                    workers.given_up.push(problem);
-                }
+                sources.push(Source::new(
+                    "the instance hooks".to_owned(),
+                    kind,
+                    slots,
+                    Platform::of_this_machine(),
+                    1,
+                ));
             }
         }
-        if workers.workers.is_empty() {
-            let why = std::mem::take(&mut workers.given_up).join("; ");
-            return Err(match why.as_str() {
-                "" => "the pool has no provisioner".to_owned(),
-                _ => why,
-            });
-        }
-        Ok(workers)
-    }
-
-    fn add(&mut self, provisioner: &Provisioner, directory: &Path) -> Result<(), String> {
-        let count = provisioner.max_workers.get();
-        match &provisioner.kind {
-            ProvisionerKind::Local => {
-                self.add_slots(count);
-                Ok(())
-            }
-            ProvisionerKind::Hooks {
-                provision,
-                execute,
-                dispose,
-            } => {
-                let hooks = InstanceHooks {
-                    provision: provision.clone(),
-                    execute: Some(execute.clone()),
-                    dispose: dispose.clone(),
-                };
-                self.add_instances(Arc::new(hooks), directory, count)
+        if let Some(dir) = &sockets {
+            for index in 0..pool.map_or(0, |pool| pool.provisioners.len()) {
+                std::fs::create_dir_all(dir.path().join(index.to_string()))
+                    .map_err(|error| format!("cannot make {}: {error}", dir.path().display()))?;
             }
         }
+        Ok(Sources {
+            sources,
+            _sockets: sockets,
+        })
     }
 
-    fn add_slots(&mut self, count: usize) {
-        for _ in 0..count {
-            self.workers.push(Worker {
-                route: self.next_slot.to_string(),
-                instance: None,
-            });
-            self.next_slot += 1;
-        }
+    /// How many workers the sources make at most.
+    pub(crate) fn slots(&self) -> usize {
+        self.sources.iter().map(|source| source.slots).sum()
     }
+}
 
-    /// Provisions `count` instances with `instance_provision`, asking again for the rest until it has printed
-    /// `count` ids, as `testr` does. On failure, the instances it did make are disposed of.
-    fn add_instances(
-        &mut self,
-        hooks: Arc<InstanceHooks>,
-        directory: &Path,
-        count: usize,
-    ) -> Result<(), String> {
-        let mut ids: Vec<String> = Vec::new();
-        while ids.len() < count {
-            let command = hooks.provision_command(count - ids.len());
-            let made = shell(&command, directory, "instance_provision").and_then(|printed| {
-                let new: Vec<String> = printed
-                    .split_whitespace()
-                    .filter(|id| !ids.iter().any(|known| known == id))
-                    .map(str::to_owned)
-                    .collect();
-                if new.is_empty() {
-                    Err(format!(
-                        "instance_provision (`{command}`) printed no new instance id"
-                    ))
-                } else {
-                    Ok(new)
-                }
-            });
-            match made {
-                Ok(new) => ids.extend(new),
-                Err(problem) => {
-                    let disposed = dispose(&hooks, directory, &ids).err();
-                    return Err(match disposed {
-                        Some(also) => format!("{problem}; {also}"),
-                        None => problem,
-                    });
-                }
-            }
+/// The sources of one provisioner of a pool.
+fn of_provisioner(
+    index: usize,
+    provisioner: &Provisioner,
+    tree: &Path,
+    sockets: Option<&Path>,
+    next_route: &mut usize,
+) -> Vec<Source> {
+    let name = format!("provisioner {index}");
+    let count = provisioner.max_workers.get();
+    let budget = provisioner.failure_budget;
+    match &provisioner.kind {
+        ProvisionerKind::Local => {
+            let kind = Kind::Slots {
+                first_route: *next_route,
+            };
+            *next_route += count;
+            let platform = provisioner.platform.clone().or(Platform::of_this_machine());
+            vec![Source::new(name, kind, count, platform, budget)]
         }
-        for id in &ids {
-            self.workers.push(Worker {
-                route: id.clone(),
-                instance: Some((id.clone(), Arc::clone(&hooks))),
-            });
+        ProvisionerKind::Hooks {
+            provision,
+            execute,
+            dispose,
+        } => {
+            let hooks = InstanceHooks {
+                provision: provision.clone(),
+                execute: Some(execute.clone()),
+                dispose: dispose.clone(),
+            };
+            let kind = Kind::Instances {
+                hooks: Arc::new(hooks),
+                directory: tree.to_path_buf(),
+            };
+            vec![Source::new(
+                name,
+                kind,
+                count,
+                provisioner.platform.clone(),
+                budget,
+            )]
         }
-        self.instances.push((hooks, directory.to_path_buf(), ids));
-        Ok(())
-    }
-
-    /// Releases the workers: instances are disposed of with their `instance_dispose`. The error says what failed.
-    pub(crate) fn release(self) -> Result<(), String> {
-        let failures: Vec<String> = self
-            .instances
-            .iter()
-            .filter_map(|(hooks, directory, ids)| dispose(hooks, directory, ids).err())
-            .collect();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures.join("; "))
+        ProvisionerKind::Ssh {
+            hosts,
+            identity_file,
+            workers_per_host,
+            options,
+        } => {
+            let sockets = sockets.unwrap_or(Path::new("/tmp"));
+            let mut left = count;
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(number, host)| {
+                    let slots = workers_per_host.get().min(left);
+                    left -= slots;
+                    let plan = HostPlan {
+                        host: host.clone(),
+                        identity_file: identity_file.clone(),
+                        options: options.clone(),
+                        control: sockets.join(number.to_string()),
+                        tree: tree.to_path_buf(),
+                    };
+                    Source::new(
+                        format!("host {host} ({name})"),
+                        Kind::Host(plan),
+                        slots,
+                        provisioner.platform.clone(),
+                        budget,
+                    )
+                })
+                .filter(|source| source.slots > 0)
+                .collect()
         }
     }
 }
@@ -199,38 +469,55 @@ pub struct ProvisionerCheck {
     pub workers: Vec<(String, Platform)>,
     /// How long provisioning took.
     pub took: Duration,
-    /// Why provisioning or releasing failed, with what the hook printed.
+    /// Why provisioning or releasing failed, with what the hook or ssh said.
     pub problem: Option<String>,
 }
 
-/// Provisions each provisioner of `pool` once, with hooks run in `directory`, and releases what each made: the
-/// workers it gave and their platforms (a local worker's is this machine's where the file says nothing), how
-/// long it took, and what failed.
+/// Provisions each provisioner of `pool` once, with hooks run (and the tree copied from) `directory`, and releases
+/// what each made: the workers it gave and their platforms (a local worker's and an ssh host's found where the file
+/// says nothing), how long it took, and what failed.
 pub fn check_pool(pool: &Pool, directory: &Path) -> Vec<ProvisionerCheck> {
-    let here = Platform::of_this_machine();
+    let sockets = tempfile::Builder::new()
+        .prefix("proctor-ssh.")
+        .tempdir()
+        .ok();
     pool.provisioners
         .iter()
         .enumerate()
         .map(|(index, provisioner)| {
             let started = Instant::now();
-            let mut workers = Workers::default();
-            let added = workers.add(provisioner, directory);
+            let socket_dir = sockets.as_ref().map(|dir| dir.path().to_path_buf());
+            let sources =
+                of_provisioner(index, provisioner, directory, socket_dir.as_deref(), &mut 0);
+            let mut workers = Vec::new();
+            let mut problems = Vec::new();
+            for source in &sources {
+                for slot in 0..source.slots {
+                    match source.worker(slot) {
+                        Ok(worker) => workers.push(worker),
+                        Err(problem) => {
+                            problems.push(problem);
+                            break;
+                        }
+                    }
+                }
+            }
             let took = started.elapsed();
-            let platform = match provisioner.kind {
-                ProvisionerKind::Local => provisioner.platform.clone().or(here.clone()),
-                ProvisionerKind::Hooks { .. } => provisioner.platform.clone(),
-            };
             let made = workers
-                .workers
                 .iter()
-                .map(|worker| (worker.route.clone(), platform.clone()))
+                .map(|worker| (worker.route.clone(), worker.platform.clone()))
                 .collect();
-            let released = workers.release();
+            for source in &sources {
+                for _ in 0..source.slots {
+                    source.slot_done();
+                }
+                problems.extend(source.problems());
+            }
             ProvisionerCheck {
                 index,
                 workers: made,
                 took,
-                problem: added.and(released).err(),
+                problem: (!problems.is_empty()).then(|| problems.join("; ")),
             }
         })
         .collect()

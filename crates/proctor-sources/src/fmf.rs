@@ -3,7 +3,7 @@
 //! as time limit, and its exit status decides as tmt decides (0 pass, 1
 //! fail, anything else an error), adjusted by its `result` key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -83,6 +83,33 @@ pub(crate) fn list(
             let declared = test.data.contains_key("duration").then_some(test.duration);
             (test.name.clone(), test.duration, declared)
         })
+        .collect())
+}
+
+/// The names of the tests enabled when the context also has these dimensions: the tests a worker with that
+/// platform (`arch`, `distro`) may run, as the tree's `adjust` rules decide there. A dimension the run's own
+/// context sets (`--context`) keeps its value: the user said what to test as.
+pub(crate) fn enabled_with(
+    tests: &FmfTests,
+    root: &Path,
+    dimensions: &[(&str, &str)],
+) -> Result<HashSet<String>, SourceError> {
+    let mut context = tests.context.clone();
+    for (dimension, value) in dimensions {
+        if context.values(dimension).is_none() {
+            context.set(dimension, [*value]);
+        }
+    }
+    let adjusted = Tree::load(root)
+        .and_then(|tree| tree.tests(&context))
+        .map_err(|error| SourceError::Fmf {
+            root: root.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+    Ok(adjusted
+        .into_iter()
+        .filter(|test| test.enabled)
+        .map(|test| test.name)
         .collect())
 }
 

@@ -1,5 +1,6 @@
 //! A suite: a set of tests that are listed and run the same way.
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -230,6 +231,20 @@ impl Suite {
         match &self.runner {
             Runner::Commands(template) => template.can_select(),
             Runner::Executables | Runner::Fmf(_) => true,
+        }
+    }
+
+    /// The ids of the tests a worker whose platform has these context dimensions (`arch`, `distro`) may run, when
+    /// the suite's metadata says (an FMF tree's `adjust` rules); `None` when every test may run anywhere.
+    pub fn enabled_on(
+        &self,
+        dimensions: &[(&str, &str)],
+    ) -> Result<Option<HashSet<String>>, SourceError> {
+        match &self.runner {
+            Runner::Fmf(tests) => {
+                crate::fmf::enabled_with(tests, &self.directory, dimensions).map(Some)
+            }
+            Runner::Commands(_) | Runner::Executables => Ok(None),
         }
     }
 

@@ -37,9 +37,20 @@ pub struct CommandSpec {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) env_clear: bool,
     pub(crate) env: Vec<(OsString, Option<OsString>)>,
-    pub(crate) stdin: Option<Bytes>,
+    pub(crate) stdin: Stdin,
     pub(crate) limits: Limits,
     pub(crate) grace: Option<Duration>,
+}
+
+/// What a command reads on its standard input.
+#[derive(Debug, Clone)]
+pub(crate) enum Stdin {
+    /// `/dev/null`.
+    Null,
+    /// These bytes, then end-of-file.
+    Bytes(Bytes),
+    /// A pipe kept open until the command's tree is gone.
+    HeldOpen,
 }
 
 impl CommandSpec {
@@ -53,7 +64,7 @@ impl CommandSpec {
             cwd: None,
             env_clear: false,
             env: Vec::new(),
-            stdin: None,
+            stdin: Stdin::Null,
             limits: Limits::default(),
             grace: None,
         }
@@ -103,7 +114,15 @@ impl CommandSpec {
 
     /// Feeds these bytes to the command's standard input, then closes it.
     pub fn stdin_bytes(mut self, bytes: impl Into<Bytes>) -> Self {
-        self.stdin = Some(bytes.into());
+        self.stdin = Stdin::Bytes(bytes.into());
+        self
+    }
+
+    /// Gives the command a standard input that stays open, with nothing written to it, until its whole tree is
+    /// gone. A command that runs something elsewhere (`ssh host cmd`) can so tell the far side that the local end
+    /// is gone: the far side reads end-of-file only once the local process has been killed.
+    pub fn stdin_held_open(mut self) -> Self {
+        self.stdin = Stdin::HeldOpen;
         self
     }
 

@@ -19,7 +19,7 @@ use crate::error::{SpawnError, SupervisorError, WaitError};
 use crate::monitor::{MemoryWatch, Monitor, MonitorSetup};
 use crate::outcome::{Chunk, Outcome};
 use crate::signals::{watch_for_exit, Signals};
-use crate::spec::CommandSpec;
+use crate::spec::{CommandSpec, Stdin};
 use crate::tree::{Roots, Tree};
 
 /// The environment variable that marks every process of a supervised command (its value is
@@ -134,10 +134,17 @@ impl Supervisor {
             ));
         };
         let memory_watch = self.memory_watch(&spec);
-        if let Err(source) = start_stdin_writer(pipes.stdin, spec.stdin) {
-            self.abandon(child);
-            return Err(setup_error("stdin writer thread", source));
-        }
+        let held_stdin = match spec.stdin {
+            Stdin::HeldOpen => pipes.stdin,
+            Stdin::Bytes(bytes) => {
+                if let Err(source) = start_stdin_writer(pipes.stdin, bytes) {
+                    self.abandon(child);
+                    return Err(setup_error("stdin writer thread", source));
+                }
+                None
+            }
+            Stdin::Null => None,
+        };
         if let Err(source) = start_exit_watcher(pid, &signals) {
             self.abandon(child);
             return Err(setup_error("exit watcher thread", source));
@@ -164,7 +171,11 @@ impl Supervisor {
         let monitor = Monitor::new(setup, pipes.stdout, pipes.stderr);
         let monitor = thread::Builder::new()
             .name(format!("proctor-supervise-{pid}"))
-            .spawn(move || monitor.run())
+            .spawn(move || {
+                let outcome = monitor.run();
+                drop(held_stdin);
+                outcome
+            })
             // The monitor (with the child) is gone with the failed closure; the exit watcher
             // still tells the stop handle, and the tree is killed by its process group.
             .map_err(|source| {
@@ -270,10 +281,9 @@ fn build_command(spec: &CommandSpec, token: &str) -> Command {
     }
     command
         .env(TOKEN_VARIABLE, token)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match spec.stdin {
+            Stdin::Null => Stdio::null(),
+            Stdin::Bytes(_) | Stdin::HeldOpen => Stdio::piped(),
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -319,8 +329,8 @@ fn take_pipes(child: &mut Child) -> Option<Pipes> {
 
 /// Writes `bytes` to the command's standard input from a thread of its own (the command may
 /// read slowly, or not at all), then closes it.
-fn start_stdin_writer(stdin: Option<ChildStdin>, bytes: Option<Bytes>) -> io::Result<()> {
-    let (Some(mut stdin), Some(bytes)) = (stdin, bytes) else {
+fn start_stdin_writer(stdin: Option<ChildStdin>, bytes: Bytes) -> io::Result<()> {
+    let Some(mut stdin) = stdin else {
         return Ok(());
     };
     thread::Builder::new()
