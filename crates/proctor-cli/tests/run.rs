@@ -1021,3 +1021,387 @@ fn bad_input_gives_clear_errors() {
         text(&output)
     );
 }
+
+// Pools of ssh hosts: real sshd servers on loopback addresses (started with their own keys by the testkit).
+
+/// An FMF tree whose tests each write where they ran (`$SSH_CONNECTION`, the directory) to `$MARKS/<name>` at
+/// their start, then run `body`; `extra` is more of main.fmf.
+fn marking_tree(root: &Path, marks: &Path, tests: &[(&str, &str)], extra: &str) {
+    fs::create_dir_all(root.join(".fmf")).expect("mkdir");
+    fs::write(root.join(".fmf/version"), "1\n").expect("version");
+    fs::create_dir_all(marks).expect("mkdir");
+    let mut main = format!("environment:\n    MARKS: {}\n", marks.display());
+    for (name, body) in tests {
+        main.push_str(&format!(
+            "/{name}:\n    test: echo \"$SSH_CONNECTION|$PWD|$TMT_TREE\" > \"$MARKS/{name}\"; {body}\n"
+        ));
+    }
+    main.push_str(extra);
+    fs::write(root.join("main.fmf"), main).expect("main.fmf");
+}
+
+/// Where a test ran, by the mark it wrote: the server address ssh gave it, and its working directory.
+fn mark(marks: &Path, name: &str) -> (String, String) {
+    let text = fs::read_to_string(marks.join(name)).unwrap_or_default();
+    let mut fields = text.trim().split('|');
+    let connection = fields.next().unwrap_or_default();
+    let server = connection.split_whitespace().nth(2).unwrap_or_default();
+    (
+        server.to_owned(),
+        fields.next().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A pool file of ssh provisioners, one per `(sshd, workers, extra lines)`.
+fn ssh_pool(dir: &Path, name: &str, hosts: &[(&proctor_testkit::Sshd, usize, &str)]) -> PathBuf {
+    let mut text = String::new();
+    for (sshd, workers, extra) in hosts {
+        text.push_str(&format!(
+            "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"{}\"]\nworkers_per_host = {workers}\n{}{extra}\n",
+            sshd.host_entry(),
+            sshd.pool_options()
+        ));
+    }
+    let path = dir.join(name);
+    fs::write(&path, text).expect("pool file");
+    path
+}
+
+/// The route codes of the runs each test had, in order.
+fn routes_by_test(stream: &[u8]) -> std::collections::BTreeMap<String, Vec<(String, Status)>> {
+    let mut runs: std::collections::BTreeMap<String, Vec<(String, Status)>> = Default::default();
+    for event in EventReader::new(stream).map(|event| event.expect("decodes")) {
+        if let (Some(id), Some(status)) = (event.test_id, event.status) {
+            if status != Status::Exists {
+                runs.entry(id)
+                    .or_default()
+                    .push((event.route_code.unwrap_or_default(), status));
+            }
+        }
+    }
+    runs
+}
+
+/// Whether a process whose command line contains each of `texts` is running.
+fn process_running(texts: &[&str]) -> bool {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .any(|cmdline| texts.iter().all(|text| cmdline.contains(text)))
+}
+
+#[test]
+fn an_fmf_suite_runs_over_an_ssh_pool_and_leaves_nothing_on_the_hosts() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let a = proctor_testkit::Sshd::start(&servers.path().join("a"), 2);
+    let b = proctor_testkit::Sshd::start(&servers.path().join("b"), 3);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    let tests: Vec<(String, &str)> = (0..8).map(|i| (format!("t{i}"), "sleep 1")).collect();
+    let tests: Vec<(&str, &str)> = tests.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    marking_tree(
+        &tree,
+        &marks,
+        &tests,
+        "/fails:\n    test: echo broken on purpose; exit 1\n",
+    );
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&a, 2, ""), (&b, 2, "")]);
+
+    let output = run(&tree, &["--subunit", "--pool", pool.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let runs = routes_by_test(&output.stdout);
+    assert_eq!(runs.len(), 9, "{runs:?}");
+    assert_eq!(status_of(&output.stdout, "/fails"), Some(Status::Fail));
+    let hosts = [a.host_entry(), b.host_entry()];
+    let mut servers_used = std::collections::BTreeSet::new();
+    for (name, _) in &tests {
+        assert_eq!(
+            status_of(&output.stdout, &format!("/{name}")),
+            Some(Status::Success)
+        );
+        let (server, directory) = mark(&marks, name);
+        servers_used.insert(server.clone());
+        // It ran in the run's copy of the tree on the host, which is gone now.
+        assert!(directory.contains("/proctor-run."), "{directory}");
+        assert!(
+            !Path::new(&directory).exists(),
+            "{directory} was left behind"
+        );
+        let (route, _) = &runs[&format!("/{name}")][0];
+        let host = route
+            .rsplit_once('/')
+            .map(|(host, _)| host)
+            .unwrap_or_default();
+        assert!(
+            hosts.iter().any(|entry| entry.ends_with(host)),
+            "{route} is not a host of {hosts:?}"
+        );
+        assert!(
+            host.starts_with(&server) || host.contains(&format!("@{server}:")),
+            "{route} vs {server}"
+        );
+    }
+    assert_eq!(
+        servers_used.len(),
+        2,
+        "both hosts ran tests: {servers_used:?}"
+    );
+    assert!(attachment(&output.stdout, "/fails", "stdout").contains("broken on purpose"));
+
+    // pool check connects to each host, reports its platform (found there) and releases it.
+    let check = proctor(&tree)
+        .args(["pool", "check", pool.to_str().unwrap()])
+        .output()
+        .expect("runs");
+    let said = text(&check);
+    assert_eq!(check.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("{}/0: {}", hosts[0], std::env::consts::ARCH)),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{}/1: ", hosts[1])), "{said}");
+    for sshd in [&a, &b] {
+        let port = format!("-p {} ", sshd.address.port());
+        assert!(
+            !process_running(&["ControlMaster=yes", &port]),
+            "a master connection was left: {said}"
+        );
+    }
+}
+
+#[test]
+fn a_host_that_dies_mid_run_loses_no_test() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let mut a = proctor_testkit::Sshd::start(&servers.path().join("a"), 2);
+    let b = proctor_testkit::Sshd::start(&servers.path().join("b"), 3);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    let tests: Vec<(String, &str)> = (0..8).map(|i| (format!("t{i}"), "sleep 2")).collect();
+    let tests: Vec<(&str, &str)> = tests.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    marking_tree(&tree, &marks, &tests, "");
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&a, 2, ""), (&b, 2, "")]);
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("proctor"))
+        .current_dir(&tree)
+        .args(["run", "--subunit", "--pool", pool.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("proctor starts");
+    // Once host a runs tests, it dies with them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server_a = a.address.ip().to_string();
+    while !tests
+        .iter()
+        .any(|(name, _)| mark(&marks, name).0 == server_a)
+    {
+        assert!(Instant::now() < deadline, "host a never ran a test");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill();
+    let output = child.wait_with_output().expect("proctor ends");
+    let said = String::from_utf8_lossy(&output.stderr);
+    let runs = routes_by_test(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{said}\n{runs:#?}");
+    let route_a = a.host_entry();
+    let mut lost = 0;
+    for (name, _) in &tests {
+        let id = format!("/{name}");
+        assert_eq!(
+            status_of(&output.stdout, &id),
+            Some(Status::Success),
+            "{id}: {:?}",
+            runs[&id]
+        );
+        let on_a = runs[&id]
+            .iter()
+            .filter(|(route, _)| route_a.ends_with(route.split('/').next().unwrap_or("-")))
+            .count();
+        let cut = runs[&id].iter().any(|(route, status)| {
+            *status == Status::InProgress
+                && route_a.ends_with(route.split('/').next().unwrap_or("-"))
+        }) && !runs[&id].iter().any(|(route, status)| {
+            status.is_final() && route_a.ends_with(route.split('/').next().unwrap_or("-"))
+        });
+        if cut {
+            lost += 1;
+            // Run again, elsewhere: the lost run is an earlier attempt of it.
+            assert!(runs[&id].len() > on_a, "{id}: {:?}", runs[&id]);
+        }
+    }
+    assert!(lost >= 1, "no test was cut by the host's death: {runs:?}");
+    assert!(said.contains("host"), "{said}");
+}
+
+#[test]
+fn tests_restricted_to_a_platform_run_only_where_it_fits_and_the_rest_say_why_not() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let a = proctor_testkit::Sshd::start(&servers.path().join("a"), 4);
+    let b = proctor_testkit::Sshd::start(&servers.path().join("b"), 5);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    let only = |distro: &str| {
+        format!("    adjust:\n      - when: distro != {distro}\n        enabled: false\n")
+    };
+    let extra = format!(
+        "/fedora-only:\n    test: echo \"$SSH_CONNECTION|$PWD\" > \"$MARKS/fedora-only\"\n{}\
+         /centos-only:\n    test: exit 0\n{}",
+        only("fedora"),
+        only("centos")
+    );
+    marking_tree(&tree, &marks, &[("anywhere", "true")], &extra);
+    // Host a says it is Fedora; host b's platform is found on it (this machine's).
+    let pool = ssh_pool(
+        project.path(),
+        "pool.toml",
+        &[
+            (&a, 1, "platform = { distro = \"fedora-40\" }\n"),
+            (&b, 1, ""),
+        ],
+    );
+    let output = run(&tree, &["--subunit", "--pool", pool.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert_eq!(
+        status_of(&output.stdout, "/anywhere"),
+        Some(Status::Success)
+    );
+    assert_eq!(
+        status_of(&output.stdout, "/fedora-only"),
+        Some(Status::Success)
+    );
+    assert_eq!(mark(&marks, "fedora-only").0, a.address.ip().to_string());
+    assert_eq!(
+        status_of(&output.stdout, "/centos-only"),
+        Some(Status::Fail)
+    );
+    let reason = attachment(&output.stdout, "/centos-only", "proctor-reason");
+    assert!(
+        reason.contains("no worker's platform lets it run") && reason.contains("fedora-40"),
+        "{reason}"
+    );
+    assert!(said.contains("no worker's platform lets it run"), "{said}");
+}
+
+#[test]
+fn an_unreachable_host_is_named_with_what_ssh_said() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let good = proctor_testkit::Sshd::start(&servers.path().join("good"), 6);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    marking_tree(&tree, &marks, &[("one", "true"), ("two", "true")], "");
+    // Nothing listens on this port: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.7:0").expect("binds");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let unreachable = format!(
+        "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"root@127.0.0.7:{port}\"]\n{}",
+        good.pool_options()
+    );
+    let alone = project.path().join("alone.toml");
+    fs::write(&alone, &unreachable).expect("pool");
+    let check = proctor(&tree)
+        .args(["pool", "check", alone.to_str().unwrap()])
+        .output()
+        .expect("runs");
+    let said = text(&check);
+    assert_eq!(check.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("host root@127.0.0.7:{port}"))
+            && said.contains("Connection refused"),
+        "{said}"
+    );
+    let output = run(&tree, &["--subunit", "--pool", alone.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert_eq!(status_of(&output.stdout, "/one"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "/one", "proctor-reason");
+    assert!(reason.contains("Connection refused"), "{reason}");
+
+    let both = project.path().join("both.toml");
+    fs::write(
+        &both,
+        format!(
+            "{unreachable}\n{}",
+            fs::read_to_string(ssh_pool(project.path(), "good.toml", &[(&good, 1, "")]))
+                .expect("pool")
+        ),
+    )
+    .expect("pool");
+    let output = run(&tree, &["--subunit", "--pool", both.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert_eq!(status_of(&output.stdout, "/two"), Some(Status::Success));
+    assert!(
+        said.contains(&format!("gave up on host root@127.0.0.7:{port}")),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_test_killed_on_its_time_limit_is_killed_on_the_host_as_a_whole_tree() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let host = proctor_testkit::Sshd::start(&servers.path().join("host"), 8);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    marking_tree(
+        &tree,
+        &marks,
+        &[],
+        "/hangs:\n    test: sleep 3171 & sleep 3172; true\n    duration: 2s\n",
+    );
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&host, 1, "")]);
+    let output = run(&tree, &["--subunit", "--pool", pool.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let reason = attachment(&output.stdout, "/hangs", "proctor-reason");
+    assert!(reason.contains("time limit of 2s exceeded"), "{reason}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_running(&["sleep 317"]) {
+        assert!(
+            Instant::now() < deadline,
+            "the test's processes outlived it on the host"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_failed_test_is_rerun_on_another_worker() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let a = proctor_testkit::Sshd::start(&servers.path().join("a"), 9);
+    let b = proctor_testkit::Sshd::start(&servers.path().join("b"), 10);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    // It fails the first time (after both hosts are up), and passes after.
+    let flaky = "if [ -e \"$MARKS/failed-once\" ]; then exit 0; fi; touch \"$MARKS/failed-once\"; sleep 2; exit 1";
+    marking_tree(&tree, &marks, &[("flaky", flaky)], "");
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&a, 1, ""), (&b, 1, "")]);
+    let output = run(
+        &tree,
+        &[
+            "--subunit",
+            "--retries",
+            "1",
+            "--pool",
+            pool.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let runs = routes_by_test(&output.stdout);
+    let ended: Vec<&(String, Status)> = runs["/flaky"]
+        .iter()
+        .filter(|(_, s)| s.is_final())
+        .collect();
+    assert_eq!(ended.len(), 2, "{runs:?}");
+    assert_eq!((ended[0].1, ended[1].1), (Status::Fail, Status::Success));
+    assert_ne!(
+        ended[0].0, ended[1].0,
+        "the rerun ran on the same worker: {runs:?}"
+    );
+}

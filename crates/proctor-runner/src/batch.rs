@@ -142,12 +142,6 @@ pub(crate) fn finish(
         output.chunk(chunk, &mut send);
     }
     let outcome = running.wait();
-    output.end(outcome.as_ref().ok(), &mut send);
-    let (crashed, why) = match &outcome {
-        Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
-        Err(error) => (true, format!("supervision failed: {error}")),
-    };
-    let measured = tracker.measured(began);
     let code = match &outcome {
         Ok(Outcome {
             exit: Exit::Code(code),
@@ -157,7 +151,9 @@ pub(crate) fn finish(
         }) => Some(*code),
         _ => None,
     };
+    // A lost worker's exit status is ssh's, not the test's: the tests it had started end with nothing.
     if let Some(lost) = worker.lost(code) {
+        let measured = tracker.measured(began);
         let (interrupted, unstarted) = batch
             .into_iter()
             .filter(|test| !tracker.finished.contains(&test.id))
@@ -170,6 +166,12 @@ pub(crate) fn finish(
             failed: tracker.failed.into_iter().collect(),
         };
     }
+    output.end(outcome.as_ref().ok(), &mut send);
+    let (crashed, why) = match &outcome {
+        Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
+        Err(error) => (true, format!("supervision failed: {error}")),
+    };
+    let measured = tracker.measured(began);
     let mut end = account(batch, &tracker, crashed, &why, emit, route);
     end.measured = measured;
     end.failed.extend(tracker.failed);

@@ -16,6 +16,10 @@
 // Test support: a panic is how a test fails, so it unwraps and expects like the tests it serves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sshd;
+
+pub use sshd::Sshd;
+
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
