@@ -10,6 +10,9 @@
 //! - `startup`: a `.testr.conf` suite of 2 500 quick tests whose package takes
 //!   0.3 s to import, `proctor run` against `testr run --parallel` and the
 //!   floor (listing, then one process per worker).
+//! - `ssh`: the makespan suite over an ssh pool of two loopback `sshd` × two
+//!   workers against the lower bound and a static N/M split, and the per-test
+//!   overhead of an ssh worker over a local slot (see `run/ssh.rs`).
 //!
 //! Every part runs when none is named. Sleeps stand in for work because the
 //! machine has two cores: scheduling figures must not depend on CPU share.
@@ -17,6 +20,7 @@
 mod makespan;
 mod overhead;
 mod python;
+mod ssh;
 mod startup;
 
 use std::collections::HashMap;
@@ -33,7 +37,8 @@ use thiserror::Error;
 use crate::process::{check_exit, describe, run_checked, ProcessError};
 use crate::sibling_binary;
 
-const USAGE: &str = "usage: proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...";
+const USAGE: &str =
+    "usage: proctor-bench run [--venv DIR] [makespan|overhead|python|startup|ssh]...";
 
 /// Why the `run` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -42,7 +47,7 @@ pub enum RunBenchError {
     #[error("{USAGE}")]
     Usage,
     /// A part name that is not one of the benchmarks.
-    #[error("unknown part {0:?}: expected makespan, overhead, python or startup\n{USAGE}")]
+    #[error("unknown part {0:?}: expected makespan, overhead, python, startup or ssh\n{USAGE}")]
     UnknownPart(String),
     /// The Python parts need the test virtualenv.
     #[error(
@@ -91,10 +96,17 @@ enum Part {
     Overhead,
     Python,
     Startup,
+    Ssh,
 }
 
 impl Part {
-    const ALL: [Part; 4] = [Part::Makespan, Part::Overhead, Part::Python, Part::Startup];
+    const ALL: [Part; 5] = [
+        Part::Makespan,
+        Part::Overhead,
+        Part::Python,
+        Part::Startup,
+        Part::Ssh,
+    ];
 
     /// Whether it runs the Python tools of the test virtualenv.
     fn needs_venv(self) -> bool {
@@ -107,6 +119,7 @@ impl Part {
             "overhead" => Ok(Part::Overhead),
             "python" => Ok(Part::Python),
             "startup" => Ok(Part::Startup),
+            "ssh" => Ok(Part::Ssh),
             _ => Err(RunBenchError::UnknownPart(name.to_owned())),
         }
     }
@@ -160,6 +173,7 @@ pub fn run_bench(args: &[String]) -> Result<(), RunBenchError> {
         match (part, &venv) {
             (Part::Makespan, _) => makespan::bench(&proctor, &dir)?,
             (Part::Overhead, _) => overhead::bench(&proctor, &dir)?,
+            (Part::Ssh, _) => ssh::bench(&proctor, &dir)?,
             (Part::Python, Some(venv)) => python::bench(&proctor, venv, &dir)?,
             (Part::Startup, Some(venv)) => startup::bench(&proctor, venv, &dir)?,
             (Part::Python | Part::Startup, None) => return Err(RunBenchError::NoVenv),

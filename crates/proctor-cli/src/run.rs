@@ -270,6 +270,7 @@ fn run_config(args: &RunArgs) -> Result<RunConfig, CliError> {
         memory_limit: args.memory_limit.as_deref().map(parse_size).transpose()?,
         grace: Duration::from_secs_f64(args.grace),
         pool,
+        ..RunConfig::default()
     })
 }
 

@@ -40,8 +40,6 @@ pub(crate) struct BatchEnd {
     /// The tests that had started when the worker was lost: their runs stay unfinished in the stream, and they
     /// run again as a new try.
     pub(crate) interrupted: Vec<TestCase>,
-    /// The tests with a failing run in this batch.
-    pub(crate) failed: Vec<String>,
 }
 
 /// What one test process took, or several added up: start-up (until the
@@ -163,7 +161,6 @@ pub(crate) fn finish(
             measured,
             lost: Some(lost),
             interrupted,
-            failed: tracker.failed.into_iter().collect(),
         };
     }
     output.end(outcome.as_ref().ok(), &mut send);
@@ -174,7 +171,6 @@ pub(crate) fn finish(
     let measured = tracker.measured(began);
     let mut end = account(batch, &tracker, crashed, &why, emit, route);
     end.measured = measured;
-    end.failed.extend(tracker.failed);
     end
 }
 
@@ -195,7 +191,6 @@ fn account(
             .iter()
             .any(|test| tracker.started.contains(&test.id) && !tracker.finished.contains(&test.id));
     let mut unstarted = Vec::new();
-    let mut failed = Vec::new();
     for test in batch {
         if tracker.finished.contains(&test.id) {
             continue;
@@ -204,7 +199,6 @@ fn account(
             unstarted.push(test);
             continue;
         }
-        failed.push(test.id.clone());
         let mut event = if tracker.started.contains(&test.id) {
             failure(&test.id, &format!("the test did not finish: {why}"))
         } else {
@@ -221,7 +215,6 @@ fn account(
         measured: None,
         lost: None,
         interrupted: Vec::new(),
-        failed,
     }
 }
 
@@ -270,7 +263,6 @@ fn fail_all(batch: &[TestCase], reason: &str, route: &str, emit: &mut dyn FnMut(
 struct Tracker {
     started: HashSet<String>,
     finished: HashSet<String>,
-    failed: HashSet<String>,
     first_test_at: Option<Instant>,
 }
 
@@ -285,11 +277,7 @@ impl Tracker {
             Status::InProgress => {
                 self.started.insert(test_id.clone());
             }
-            Status::Fail | Status::UxSuccess => {
-                self.finished.insert(test_id.clone());
-                self.failed.insert(test_id.clone());
-            }
-            Status::Success | Status::Skip | Status::XFail => {
+            _ => {
                 self.finished.insert(test_id.clone());
             }
         }

@@ -63,6 +63,43 @@ pub struct RunConfig {
     /// Where the workers come from; without a pool, `concurrency` slots here (or the instances of the project's
     /// testrepository hooks).
     pub pool: Option<Pool>,
+    /// Which workers may run a test, beyond what its metadata says of their platform.
+    pub applicable: Option<Hook<Applicable>>,
+    /// Which of the tests a free worker may run it takes first: the highest (ties keep the run's order).
+    pub fitness: Option<Hook<Fitness>>,
+    /// Which failed runs are retried (with retries left); without it, every failed run is.
+    pub retry_if: Option<Hook<RetryIf>>,
+}
+
+/// A worker, as the run's hooks see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Its route code: a slot's number, an instance's id, `host/slot` on an ssh host.
+    pub route: String,
+    /// What it runs on.
+    pub platform: Platform,
+}
+
+/// `applicable(test, worker)`: whether the worker may run the test.
+pub type Applicable = dyn Fn(&TestCase, &WorkerInfo) -> bool + Send + Sync;
+/// `fitness(test, worker)`: how well the test suits the worker; higher goes first.
+pub type Fitness = dyn Fn(&TestCase, &WorkerInfo) -> i64 + Send + Sync;
+/// `retry_if(run)`: whether a failed run is worth running again.
+pub type RetryIf = dyn Fn(&TestRecord) -> bool + Send + Sync;
+
+/// A function a run calls from its worker threads.
+pub struct Hook<F: ?Sized>(pub Arc<F>);
+
+impl<F: ?Sized> Clone for Hook<F> {
+    fn clone(&self) -> Self {
+        Hook(Arc::clone(&self.0))
+    }
+}
+
+impl<F: ?Sized> std::fmt::Debug for Hook<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook(..)")
+    }
 }
 
 impl Default for RunConfig {
@@ -73,6 +110,9 @@ impl Default for RunConfig {
             memory_limit: None,
             grace: Duration::from_secs(10),
             pool: None,
+            applicable: None,
+            fitness: None,
+            retry_if: None,
         }
     }
 }
@@ -137,6 +177,24 @@ pub struct Progress {
     pub eta: Option<Duration>,
 }
 
+impl Progress {
+    /// Test runs neither finished nor running: waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.total.saturating_sub(self.done + self.running.len())
+    }
+}
+
+/// Reads a run's progress from another thread while it runs (updated about every 100 ms).
+#[derive(Clone, Default)]
+pub struct Watch(Arc<Mutex<Progress>>);
+
+impl Watch {
+    /// Where the run stands now.
+    pub fn progress(&self) -> Progress {
+        lock(&self.0).clone()
+    }
+}
+
 /// What a run did, beyond its event stream.
 #[derive(Clone, Debug, Default)]
 pub struct RunReport {
@@ -168,9 +226,15 @@ pub struct Runner<'a> {
     /// What each suite's processes cost, as the history said and as
     /// measured since, by suite index.
     costs: Mutex<HashMap<usize, ProcessCost>>,
-    /// Which tests each platform seen may run.
-    fits: Mutex<HashMap<Platform, Arc<Fits>>>,
+    /// Which tests each platform seen may run, by suite, as their metadata says.
+    enabled: Mutex<HashMap<Platform, Enabled>>,
+    /// What each worker the run had may run.
+    seen: Mutex<Vec<Arc<Fits>>>,
+    watch: Watch,
 }
+
+/// By suite, the ids of the tests a platform's metadata enables (`None`: all).
+type Enabled = Arc<Vec<Option<HashSet<String>>>>;
 
 /// What one run measured of each suite's processes, by suite index.
 type Measurements = Mutex<HashMap<usize, Measured>>;
@@ -178,18 +242,28 @@ type Measurements = Mutex<HashMap<usize, Measured>>;
 /// How many times a test's worker may be lost under it before the test fails.
 const MAX_LOSSES: u32 = 3;
 
-/// Which tests a worker of one platform may run: by suite, the ids its metadata enables there (`None`: all).
+/// Which tests one worker may run: those its platform's metadata enables, that the run's `applicable` accepts.
 #[derive(Debug)]
 struct Fits {
-    enabled: Vec<Option<HashSet<String>>>,
+    enabled: Enabled,
+    worker: WorkerInfo,
+    applicable: Option<Hook<Applicable>>,
 }
 
 impl Fits {
-    fn test(&self, test: &TestCase) -> bool {
+    fn allows_platform(&self, test: &TestCase) -> bool {
         match self.enabled.get(test.suite) {
             Some(Some(enabled)) => enabled.contains(&test.id),
             _ => true,
         }
+    }
+
+    fn test(&self, test: &TestCase) -> bool {
+        self.allows_platform(test)
+            && self
+                .applicable
+                .as_ref()
+                .is_none_or(|hook| (hook.0)(test, &self.worker))
     }
 
     fn unit(&self, unit: &Unit) -> bool {
@@ -248,7 +322,9 @@ impl<'a> Runner<'a> {
             config,
             stopper: Stopper::default(),
             costs: Mutex::default(),
-            fits: Mutex::default(),
+            enabled: Mutex::default(),
+            seen: Mutex::default(),
+            watch: Watch::default(),
         }
     }
 
@@ -268,6 +344,11 @@ impl<'a> Runner<'a> {
     /// A handle that stops this runner's run.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
+    }
+
+    /// A handle that reads this runner's progress from another thread.
+    pub fn watch(&self) -> Watch {
+        self.watch.clone()
     }
 
     /// Runs `tests`, ordered by `history` (expected durations by test id),
@@ -382,10 +463,7 @@ impl<'a> Runner<'a> {
         if left.is_empty() {
             return Ok(Vec::new());
         }
-        let seen: Vec<(Platform, Arc<Fits>)> = lock(&self.fits)
-            .iter()
-            .map(|(platform, fits)| (platform.clone(), Arc::clone(fits)))
-            .collect();
+        let seen = lock(&self.seen).clone();
         let given_up: Vec<String> = sources
             .sources
             .iter()
@@ -393,12 +471,19 @@ impl<'a> Runner<'a> {
             .collect();
         let mut problems: Vec<String> = Vec::new();
         for test in left.into_iter().flat_map(|unit| unit.tests) {
-            let reason = if !seen.is_empty() && !seen.iter().any(|(_, fits)| fits.test(&test)) {
-                let platforms: Vec<String> = seen.iter().map(|(p, _)| p.to_string()).collect();
+            let reason = if !seen.is_empty() && !seen.iter().any(|fits| fits.allows_platform(&test))
+            {
+                let mut platforms: Vec<String> = seen
+                    .iter()
+                    .map(|fits| fits.worker.platform.to_string())
+                    .collect();
+                platforms.dedup();
                 format!(
                     "no worker's platform lets it run (its metadata disables it on {})",
                     platforms.join("; ")
                 )
+            } else if !seen.is_empty() && !seen.iter().any(|fits| fits.test(&test)) {
+                "no worker is applicable to it (the run's applicable rule refused each)".to_owned()
             } else if given_up.is_empty() {
                 "every worker that could run it was lost".to_owned()
             } else {
@@ -434,23 +519,34 @@ impl<'a> Runner<'a> {
             .map_or(Batching::OnePerProcess, |s| s.batching())
     }
 
-    /// Which tests a worker on `platform` may run, worked out once per platform.
-    fn fits_for(&self, platform: &Platform) -> Arc<Fits> {
-        if let Some(fits) = lock(&self.fits).get(platform) {
-            return Arc::clone(fits);
-        }
-        let mut dimensions = Vec::new();
-        dimensions.extend(platform.arch.as_deref().map(|arch| ("arch", arch)));
-        dimensions.extend(platform.distro.as_deref().map(|distro| ("distro", distro)));
-        let enabled = self
-            .project
-            .suites()
-            .iter()
-            // The suite listed under the run's own context; a tree that fails to load now runs as listed.
-            .map(|suite| suite.enabled_on(&dimensions).unwrap_or(None))
-            .collect();
-        let fits = Arc::new(Fits { enabled });
-        lock(&self.fits).insert(platform.clone(), Arc::clone(&fits));
+    /// What `worker` may run: its platform's enabled tests are worked out once per platform.
+    fn fits_for(&self, worker: &Worker) -> Arc<Fits> {
+        let known = lock(&self.enabled).get(&worker.platform).cloned();
+        let enabled = known.unwrap_or_else(|| {
+            let platform = &worker.platform;
+            let mut dimensions = Vec::new();
+            dimensions.extend(platform.arch.as_deref().map(|arch| ("arch", arch)));
+            dimensions.extend(platform.distro.as_deref().map(|distro| ("distro", distro)));
+            let enabled: Enabled = Arc::new(
+                self.project
+                    .suites()
+                    .iter()
+                    // The suite listed under the run's own context; a tree that fails to load now runs as listed.
+                    .map(|suite| suite.enabled_on(&dimensions).unwrap_or(None))
+                    .collect(),
+            );
+            lock(&self.enabled).insert(platform.clone(), Arc::clone(&enabled));
+            enabled
+        });
+        let fits = Arc::new(Fits {
+            enabled,
+            worker: WorkerInfo {
+                route: worker.route.clone(),
+                platform: worker.platform.clone(),
+            },
+            applicable: self.config.applicable.clone(),
+        });
+        lock(&self.seen).push(Arc::clone(&fits));
         fits
     }
 
@@ -482,13 +578,20 @@ impl<'a> Runner<'a> {
                             failure = Some(error);
                         }
                     }
-                    tick(&tally.progress_now());
+                    self.show(tally, tick);
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        tick(&tally.progress_now());
+        self.show(tally, tick);
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Gives the progress to the caller's callback and to [`Watch`]ers.
+    fn show(&self, tally: &mut Tally, tick: &mut dyn FnMut(&Progress)) {
+        let progress = tally.progress_now();
+        tick(&progress);
+        *lock(&self.watch.0) = progress;
     }
 
     /// One slot of a source: gets a worker from it and works on it until nothing is left that it may run,
@@ -507,7 +610,7 @@ impl<'a> Runner<'a> {
                 Err(_) if source.given_up().is_some() => break,
                 Err(_) => continue,
             };
-            let fits = self.fits_for(&worker.platform);
+            let fits = self.fits_for(&worker);
             lock(&shared.board)
                 .ready
                 .insert(slot, (worker.route.clone(), Arc::clone(&fits)));
@@ -544,10 +647,16 @@ impl<'a> Runner<'a> {
                 return Stopped::Done;
             };
             let retry_tag = (again.retry > 0).then(|| format!("{RETRY_TAG_PREFIX}{}", again.retry));
+            let mut runs = Aggregator::new();
+            let mut failed = Vec::new();
             let mut emit = |mut event: Event| {
                 if let Some(tag) = retry_tag.as_ref().filter(|_| event.test_id.is_some()) {
                     event.tags.insert(tag.clone());
                 }
+                let ended = runs.push(&event);
+                failed.extend(ended.filter(|record| {
+                    RunStatus::of(record.status).outcome() == Some(Outcome::Failed)
+                }));
                 send(Message::Event(event));
             };
             let launch = Launch {
@@ -566,14 +675,12 @@ impl<'a> Runner<'a> {
                     self.stopper.unregister(slot);
                     end
                 }
-                None => BatchEnd {
-                    failed: batch.iter().map(|test| test.id.clone()).collect(),
-                    ..BatchEnd::default()
-                },
+                None => BatchEnd::default(),
             };
             self.measure(suite, &end, shared);
             let lost = end.lost.clone();
-            let more = self.settle(slot, &ran, end, again, &worker.route, shared, &mut emit);
+            let mut more = self.settle(slot, end, &again, &worker.route, shared, &mut emit);
+            more += self.retry(&ran, &failed, again, &worker.route, shared);
             if more > 0 {
                 send(Message::MoreRuns(more));
             }
@@ -617,8 +724,17 @@ impl<'a> Runner<'a> {
                         .as_ref()
                         .is_some_and(|avoid| *avoid == worker.route && someone_else(avoid))
             };
+            let rank = |unit: &Unit| {
+                self.config.fitness.as_ref().map_or(0, |hook| {
+                    unit.tests
+                        .iter()
+                        .map(|test| (hook.0)(test, &fits.worker))
+                        .sum()
+                })
+            };
             let (batch, again) = queue.next_batch(
                 takes,
+                rank,
                 |suite| self.batching(suite),
                 |suite| costs.get(&suite).map_or(1, ProcessCost::min_batch_size),
             );
@@ -673,15 +789,13 @@ impl<'a> Runner<'a> {
     }
 
     /// Puts back what a batch leaves to do: the tests a lost worker had started (as a new try) and never started;
-    /// a crashed batch's unstarted tests once (a test whose process crashes again before starting it fails);
-    /// the failed tests with retries left, as a new try that prefers another worker. How many runs that adds.
-    #[allow(clippy::too_many_arguments)]
+    /// a crashed batch's unstarted tests once (a test whose process crashes again before starting it fails).
+    /// How many runs that adds.
     fn settle(
         &self,
         slot: usize,
-        ran: &[TestCase],
         end: BatchEnd,
-        again: Again,
+        again: &Again,
         route: &str,
         shared: &Shared<'_>,
         emit: &mut dyn FnMut(Event),
@@ -740,24 +854,50 @@ impl<'a> Runner<'a> {
             }
             board.queue.requeue(back, again.clone());
         }
-        let retries_used = again.retry - again.losses;
-        if !stopped && retries_used < self.config.retries {
-            let failed: Vec<TestCase> = ran
-                .iter()
-                .filter(|test| end.failed.contains(&test.id))
-                .cloned()
-                .collect();
-            more += failed.len();
-            board.queue.requeue(
-                failed,
-                Again {
-                    retry: again.retry + 1,
-                    losses: again.losses,
-                    avoid,
-                },
-            );
-        }
         drop(board);
+        shared.changed.notify_all();
+        more
+    }
+
+    /// Puts back the tests of `ran` whose runs in `failed` the run's `retry_if` accepts, while they have retries
+    /// left, as a new try that prefers another worker. How many runs that adds.
+    fn retry(
+        &self,
+        ran: &[TestCase],
+        failed: &[TestRecord],
+        again: Again,
+        route: &str,
+        shared: &Shared<'_>,
+    ) -> usize {
+        let retries_used = again.retry - again.losses;
+        if self.stopper.is_stopped() || retries_used >= self.config.retries {
+            return 0;
+        }
+        let worth = |record: &&TestRecord| {
+            self.config
+                .retry_if
+                .as_ref()
+                .is_none_or(|hook| (hook.0)(record))
+        };
+        let again_ids: HashSet<&str> = failed
+            .iter()
+            .filter(worth)
+            .map(|r| r.test_id.as_str())
+            .collect();
+        let tests: Vec<TestCase> = ran
+            .iter()
+            .filter(|test| again_ids.contains(test.id.as_str()))
+            .cloned()
+            .collect();
+        let more = tests.len();
+        lock(&shared.board).queue.requeue(
+            tests,
+            Again {
+                retry: again.retry + 1,
+                losses: again.losses,
+                avoid: Some(route.to_owned()),
+            },
+        );
         shared.changed.notify_all();
         more
     }

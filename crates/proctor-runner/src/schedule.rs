@@ -319,21 +319,25 @@ impl Queue {
     }
 
     /// The next batch among the units `takes` accepts, and which try it is: a planned batch as it is; otherwise
-    /// the first such unit, plus, for a batching suite, further ones of the same suite and try up to the guided
+    /// the first such unit of the highest `rank`, plus, for a batching suite, further ones of the same suite and try up to the guided
     /// self-scheduling size, or up to `min_size(suite)` tests when that is larger. Empty when `takes` accepts
     /// none.
     pub(crate) fn next_batch(
         &mut self,
         takes: impl Fn(&Unit) -> bool,
+        rank: impl Fn(&Unit) -> i64,
         batching: impl Fn(usize) -> Batching,
         min_size: impl Fn(usize) -> usize,
     ) -> (Vec<TestCase>, Again) {
-        let Some(first) = self
+        let best = self
             .units
             .iter()
-            .position(&takes)
-            .and_then(|position| self.units.remove(position))
-        else {
+            .enumerate()
+            .filter(|(_, unit)| takes(unit))
+            // The first of the highest rank: max_by_key keeps the last of equals, so compare reversed positions.
+            .max_by_key(|(position, unit)| (rank(unit), std::cmp::Reverse(*position)))
+            .map(|(position, _)| position);
+        let Some(first) = best.and_then(|position| self.units.remove(position)) else {
             return (Vec::new(), Again::default());
         };
         let suite = first.suite();
@@ -427,7 +431,9 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         let mut sizes = Vec::new();
         loop {
-            let batch = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
+            let batch = queue
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .0;
             if batch.is_empty() {
                 break;
             }
@@ -448,14 +454,14 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 60)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 60)
                 .0
                 .len(),
             60
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 60)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 60)
                 .0
                 .len(),
             40
@@ -471,14 +477,14 @@ mod tests {
         let mut queue = Queue::new(units, 2);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             25
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             19
@@ -520,7 +526,9 @@ mod tests {
 
     fn drain(queue: &mut Queue) -> Vec<Vec<TestCase>> {
         std::iter::from_fn(|| {
-            let batch = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
+            let batch = queue
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .0;
             (!batch.is_empty()).then_some(batch)
         })
         .collect()
@@ -665,14 +673,14 @@ mod tests {
         let mut queue = Queue::new(units, 2);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             5
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             5
@@ -680,7 +688,7 @@ mod tests {
         // The cheap suite is batched as the queue drains.
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             3
@@ -697,13 +705,15 @@ mod tests {
             |_| Some(cost(300, 1000)),
         );
         let mut queue = Queue::new(units, 2);
-        let first = queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0;
+        let first = queue
+            .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+            .0;
         assert_eq!(first.len(), 20);
         queue.requeue(first[5..].to_vec(), Again::default());
         // The requeued tests do not swallow the other planned batch.
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
                 .0
                 .len(),
             4
@@ -719,14 +729,17 @@ mod tests {
         let mut queue = Queue::new(units, 1);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| Batching::OnePerProcess, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| 1)
                 .0
                 .len(),
             1
         );
         queue.requeue(vec![test("c", None)], Again::default());
         assert_eq!(
-            queue.next_batch(|_| true, |_| Batching::Batches, |_| 1).0[0].id,
+            queue
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .0[0]
+                .id,
             "c"
         );
     }
@@ -743,7 +756,7 @@ mod tests {
             Again::default(),
         );
         let first = queue
-            .next_batch(|_| true, |_| Batching::OnePerProcess, |_| 1)
+            .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| 1)
             .0;
         let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["g.1", "g.2"]);

@@ -45,6 +45,10 @@ impl Sshd {
         }
         let authorized = directory.join("authorized_keys");
         std::fs::copy(identity.with_extension("pub"), &authorized).unwrap();
+        // sshd reads the keys as the user logging in, who may not be the one running this.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
         let ip = Ipv4Addr::new(127, 0, 0, last_octet);
         let port = TcpListener::bind(SocketAddrV4::new(ip, 0))
             .unwrap()
@@ -101,9 +105,13 @@ impl Sshd {
         }
     }
 
-    /// The pool file's entry for this host: `user@ip:port`.
+    /// The pool file's entry for this host, logging in as the current user: `user@ip:port`.
     pub fn host_entry(&self) -> String {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+        self.host_entry_as(&std::env::var("USER").unwrap_or_else(|_| "root".to_owned()))
+    }
+
+    /// The pool file's entry for this host, logging in as `user` (any user may log in with [`Sshd::identity`]).
+    pub fn host_entry_as(&self, user: &str) -> String {
         format!("{user}@{}:{}", self.address.ip(), self.address.port())
     }
 
@@ -133,7 +141,10 @@ impl Sshd {
     /// Kills the server and every session and command it started, at once (SIGKILL): the host is gone.
     pub fn kill(&mut self) {
         for pid in self.processes() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();

@@ -26,7 +26,7 @@ use crate::process::ratio;
 use crate::XorShift;
 
 /// Tests in the suite.
-const TESTS: usize = 200;
+pub(super) const TESTS: usize = 200;
 /// The suite's total sleep; the samples are scaled to it.
 const TOTAL: Duration = Duration::from_secs(64);
 /// The log-normal shape σ: 1.4 puts the longest test near 18 × the mean.
@@ -34,7 +34,7 @@ const SIGMA: f64 = 1.4;
 /// How many of the longest tests are moved to the end of the listing.
 const LONG_LAST: usize = 4;
 /// The generator's seed, so every run benchmarks the same suite.
-const SEED: u64 = 0x243F_6A88_85A3_08D3;
+pub(super) const SEED: u64 = 0x243F_6A88_85A3_08D3;
 /// The worker counts measured.
 const WORKERS: [usize; 2] = [4, 8];
 
@@ -109,7 +109,7 @@ fn measure(
     })
 }
 
-fn describe_suite(durations: &[Duration]) {
+pub(super) fn describe_suite(durations: &[Duration]) {
     let mut sorted = durations.to_vec();
     sorted.sort();
     let total: Duration = durations.iter().sum();
@@ -176,7 +176,7 @@ fn print_tables(results: &[Makespans]) {
 
 /// Log-normal samples scaled to [`TOTAL`] and rounded to milliseconds, the
 /// [`LONG_LAST`] longest moved to the end of the listing.
-fn heavy_tailed_durations(rng: &mut XorShift) -> Vec<Duration> {
+pub(super) fn heavy_tailed_durations(rng: &mut XorShift) -> Vec<Duration> {
     let samples: Vec<f64> = (0..TESTS)
         .map(|_| (SIGMA * standard_normal(rng)).exp())
         .collect();
@@ -230,7 +230,10 @@ fn shuffled(durations: &[Duration], rng: &mut XorShift) -> Vec<Duration> {
 
 /// One sleep script per duration, named so that sorting by name (proctor's
 /// listing order) is the order given.
-fn write_suite(dir: &Path, durations: &[Duration]) -> Result<Vec<PathBuf>, RunBenchError> {
+pub(super) fn write_suite(
+    dir: &Path,
+    durations: &[Duration],
+) -> Result<Vec<PathBuf>, RunBenchError> {
     durations
         .iter()
         .enumerate()
@@ -244,7 +247,7 @@ fn write_suite(dir: &Path, durations: &[Duration]) -> Result<Vec<PathBuf>, RunBe
 
 /// No schedule can finish before all the work is spread evenly, nor before
 /// the longest test ends.
-fn lower_bound(durations: &[Duration], workers: usize) -> Duration {
+pub(super) fn lower_bound(durations: &[Duration], workers: usize) -> Duration {
     let total: Duration = durations.iter().sum();
     let longest = durations.iter().max().copied().unwrap_or_default();
     let per_worker = total.div_f64(workers.max(1) as f64);
