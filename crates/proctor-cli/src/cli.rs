@@ -1,10 +1,12 @@
 //! The command line, as clap parses it.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use proctor::config::{parse, Bytes};
 use proctor_api::{JobState, Role};
 use proctor_archive::Limits;
 use proctor_job::Phase;
@@ -47,6 +49,12 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Example(ExampleArgs),
     /// Run the project's tests in parallel and store the run in .proctor/.
+    ///
+    /// Every option but the selection is also a key of the same name in the `[run]` table of the project's
+    /// `.config/proctor.toml` or the user's `~/.config/proctor/config.toml` (under `$XDG_CONFIG_HOME` when that is
+    /// set), and a `PROCTOR_<KEY>` environment variable (`PROCTOR_MEMORY_LIMIT` for `--memory-limit`). A flag
+    /// overrides the environment, which overrides the project's file, which overrides the user's; `proctor config
+    /// list` shows the settings in force and where each came from.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// List the tests the project's sources find, without running them.
@@ -55,6 +63,9 @@ pub enum Command {
     /// Work with pool files (the provisioners `proctor run --pool` takes workers from).
     #[command(subcommand, after_help = EXIT_CODES)]
     Pool(PoolCommand),
+    /// Show the settings `proctor run` reads from its config files and the environment.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Config(ConfigCommand),
     /// Show the latest stored run.
     #[command(after_help = EXIT_CODES)]
     Last {
@@ -279,7 +290,7 @@ pub struct ServerArgs {
 #[derive(Debug, Default, Args)]
 pub struct ServerTuning {
     /// Seconds a claim or heartbeat leases a job for; an agent silent this long is also marked offline.
-    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub lease: Option<Duration>,
     /// The largest request body accepted, in bytes.
     #[arg(long, hide = true, value_name = "BYTES")]
@@ -333,13 +344,13 @@ pub struct AgentArgs {
 #[derive(Debug, Args)]
 pub struct AgentTuning {
     /// Seconds between heartbeats while a job runs.
-    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub heartbeat: Option<Duration>,
     /// Seconds one claim waits for a job.
-    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub claim_wait: Option<Duration>,
     /// Seconds a stopped phase gets between SIGTERM and SIGKILL.
-    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, hide = true, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub grace: Option<Duration>,
 }
 
@@ -475,13 +486,6 @@ fn absolute_path(text: &str) -> Result<PathBuf, String> {
     std::path::absolute(text).map_err(|error| format!("{text:?}: {error}"))
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
-}
-
 fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -505,6 +509,20 @@ pub enum PoolCommand {
     Check {
         /// The pool file.
         file: PathBuf,
+    },
+}
+
+/// `proctor config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every `proctor run` setting: its key, its value and where the value came from (default, a config
+    /// file, or a PROCTOR_* variable).
+    List {
+        /// Print a JSON array of {key, value, source, layer} objects (value null when unset).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectDir,
     },
 }
 
@@ -564,7 +582,8 @@ pub struct ListArgs {
     pub selection: Selection,
 }
 
-/// Options of `proctor run`.
+/// Options of `proctor run`. The defaults of the options that have settings are the built-in layer of
+/// `proctor::config`, not clap's: a flag that is not given leaves what a file or the environment says.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -573,10 +592,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub failing: bool,
     /// How many tests run at once (default: the number of CPUs).
-    #[arg(long, short = 'j', value_name = "N", conflicts_with = "serial")]
-    pub concurrency: Option<usize>,
+    #[arg(long, short = 'j', value_name = "N", conflicts_with = "serial", value_parser = parse::<NonZeroUsize>)]
+    pub concurrency: Option<NonZeroUsize>,
     /// Run on the workers of this pool file's provisioners instead of slots here.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["concurrency", "serial"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["concurrency", "serial"], value_parser = parse::<PathBuf>)]
     pub pool: Option<PathBuf>,
     /// Run one test at a time.
     #[arg(long)]
@@ -584,25 +603,25 @@ pub struct RunArgs {
     /// Run again and again until a test fails.
     #[arg(long)]
     pub until_failure: bool,
-    /// Run a failed test again up to N times; passing on a retry is flaky.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub retries: u32,
+    /// Run a failed test again up to N times; passing on a retry is flaky (default: 0).
+    #[arg(long, value_name = "N", value_parser = parse::<u32>)]
+    pub retries: Option<u32>,
     /// Write only the subunit v2 stream to standard output.
     #[arg(long)]
     pub subunit: bool,
     /// Also write a JUnit XML report here.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse::<PathBuf>)]
     pub junit: Option<PathBuf>,
     /// Do not store the run in .proctor/.
     #[arg(long)]
     pub no_store: bool,
     /// Kill a test whose process tree uses more memory than this
     /// (bytes, or with a K, M or G suffix).
-    #[arg(long, value_name = "SIZE")]
-    pub memory_limit: Option<String>,
-    /// Seconds a stopped test gets between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub grace: f64,
+    #[arg(long, value_name = "SIZE", value_parser = parse::<Bytes>)]
+    pub memory_limit: Option<Bytes>,
+    /// Seconds a stopped test gets between SIGTERM and SIGKILL (default: 10).
+    #[arg(long, value_name = "SECONDS", value_parser = parse::<Duration>)]
+    pub grace: Option<Duration>,
 }
 
 /// Input files; standard input when none are given.

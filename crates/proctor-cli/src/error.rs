@@ -90,6 +90,14 @@ pub enum CliError {
         help("a pool file is a list of [[provisioner]] tables with kind = \"local\" or \"hooks\"")
     )]
     Pool(#[from] proctor_pool::PoolError),
+    /// The run's settings could not be read: a config file or a `PROCTOR_*` variable holds what its key does not
+    /// take, or two settings of one layer contradict each other.
+    #[error(transparent)]
+    #[diagnostic(
+        code(proctor::settings),
+        help("`proctor config list` shows every key; `proctor run --help` says what each does")
+    )]
+    Settings(#[from] proctor::config::ConfigError),
     /// A job file is not a valid job (found here or by the server).
     #[error(transparent)]
     #[diagnostic(transparent)]

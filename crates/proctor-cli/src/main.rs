@@ -17,6 +17,7 @@ mod lab;
 mod recipe;
 mod repo;
 mod run;
+mod settings;
 mod token;
 mod toolbox;
 
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::List(args) => run::list(args),
         Command::Pool(cli::PoolCommand::Check { file }) => run::pool_check(&file),
+        Command::Config(cli::ConfigCommand::List { json, project }) => {
+            settings::list(&project.dir, json)
+        }
         Command::Last { subunit, project } => repo::last(&project.dir, subunit),
         Command::Failing {
             list,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use proctor::config::{RunSettings, Setting, Workers};
 use proctor_events::{Sink, Summary, Tee};
 use proctor_formats::junit::JunitSink;
 use proctor_pool::Pool;
@@ -40,16 +41,22 @@ pub fn list(args: ListArgs) -> Result<u8, CliError> {
 /// `proctor run`.
 pub fn run(args: RunArgs) -> Result<u8, CliError> {
     let project_dir = &args.selection.project.dir;
+    let settings = settings(&args)?;
     let project = discover(&args.selection)?;
-    let repository = open_repository(project_dir, args.no_store)?;
-    let failing = match (&repository, args.failing) {
+    let repository = open_repository(project_dir, *settings.no_store.get())?;
+    let failing = match (&repository, *settings.failing.get()) {
         (Some(repository), true) => Some(repository.failing()?.into_iter().collect()),
-        (None, true) => return Err(CliError::Usage("--failing needs a stored run".into())),
+        (None, true) => {
+            return Err(CliError::Usage(format!(
+                "`failing` ({}) needs a stored run",
+                settings.failing.source()
+            )))
+        }
         (_, false) => None,
     };
     let tests = select(&project, &args.selection, failing.as_ref())?;
     if tests.is_empty() {
-        if !args.subunit {
+        if !*settings.subunit.get() {
             println!("No tests to run.");
         }
         return Ok(exit::OK);
@@ -60,7 +67,7 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         .as_ref()
         .map(|repository| repository.history().unwrap_or_default())
         .unwrap_or_default();
-    let config = run_config(&args)?;
+    let config = run_config(&settings)?;
     let supervisor = Supervisor::new(SupervisorConfig {
         grace: config.grace,
         ..SupervisorConfig::default()
@@ -69,25 +76,53 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
         .with_process_costs(&process_costs_from(&history));
     let history = history.expected_durations();
     stop_on_ctrl_c(runner.stopper());
-    let partial = args.failing || selects_subset(&args.selection);
+    let partial = *settings.failing.get() || selects_subset(&args.selection);
     loop {
         let outcome = run_once(
-            &args,
+            &settings,
+            &args.selection.filters,
             &runner,
             tests.clone(),
             &history,
             repository.as_ref(),
             partial,
         )?;
-        if outcome != exit::OK || !args.until_failure {
+        if outcome != exit::OK || !*settings.until_failure.get() {
             return Ok(outcome);
         }
     }
 }
 
+/// The run's settings: the project's layers (defaults, config files, environment) with the flags given on top. A
+/// flag that is not given changes nothing, so it cannot hide what a file or the environment says.
+fn settings(args: &RunArgs) -> Result<RunSettings, CliError> {
+    let mut settings = RunSettings::load(&args.selection.project.dir)?;
+    let s = &mut settings;
+    given(&mut s.failing, args.failing.then_some(true));
+    given(&mut s.concurrency, args.concurrency);
+    given(&mut s.pool, args.pool.clone().map(Some));
+    given(&mut s.serial, args.serial.then_some(true));
+    given(&mut s.until_failure, args.until_failure.then_some(true));
+    given(&mut s.retries, args.retries);
+    given(&mut s.subunit, args.subunit.then_some(true));
+    given(&mut s.junit, args.junit.clone().map(Some));
+    given(&mut s.no_store, args.no_store.then_some(true));
+    given(&mut s.memory_limit, args.memory_limit.map(Some));
+    given(&mut s.grace, args.grace);
+    Ok(settings)
+}
+
+/// A flag's value, when it was given, as the explicit layer of its setting.
+fn given<T>(setting: &mut Setting<T>, flag: Option<T>) {
+    if let Some(value) = flag {
+        setting.set(value);
+    }
+}
+
 /// One run of the selected tests, stored and reported; returns the exit status.
 fn run_once(
-    args: &RunArgs,
+    settings: &RunSettings,
+    filters: &[String],
     runner: &Runner<'_>,
     tests: Vec<TestCase>,
     history: &HashMap<String, Duration>,
@@ -101,17 +136,19 @@ fn run_once(
             proctor_repository::RunKind::Full
         },
         command: std::env::args().collect(),
-        filters: args.selection.filters.clone(),
+        filters: filters.to_vec(),
     };
     let mut writer = repository.map(|r| r.begin_run(meta)).transpose()?;
     let mut summary = Summary::new();
-    let mut junit = args
+    let subunit = *settings.subunit.get();
+    let mut junit = settings
         .junit
+        .get()
         .as_ref()
         .map(|_| JunitSink::new().group_retries(true));
-    let mut display = (!args.subunit).then(|| Display::new(tests.len()));
+    let mut display = (!subunit).then(|| Display::new(tests.len()));
     let ticker = display.as_ref().map(Display::ticker);
-    let mut stdout_stream = args.subunit.then(|| EventWriter::new(io::stdout()));
+    let mut stdout_stream = subunit.then(|| EventWriter::new(io::stdout()));
     let report = {
         let mut tee = Tee::new().with(&mut summary);
         if let Some(writer) = writer.as_mut() {
@@ -152,7 +189,7 @@ fn run_once(
         writer.set_process_costs(process_costs_to_store(&report));
         store(writer, &report)?;
     }
-    if let (Some(junit), Some(path)) = (&junit, &args.junit) {
+    if let (Some(junit), Some(path)) = (&junit, settings.junit.get()) {
         write_junit(junit, path)?;
     }
     if display.is_some() {
@@ -245,30 +282,19 @@ fn stop_on_ctrl_c(stopper: Stopper) {
     });
 }
 
-fn run_config(args: &RunArgs) -> Result<RunConfig, CliError> {
-    let defaults = RunConfig::default();
-    let concurrency = match (args.serial, args.concurrency) {
-        (true, _) => 1,
-        (false, Some(0)) => {
-            return Err(CliError::Usage(
-                "-j/--concurrency must be at least 1".into(),
-            ))
+fn run_config(settings: &RunSettings) -> Result<RunConfig, CliError> {
+    let (concurrency, pool) = match settings.workers()? {
+        Workers::Slots(slots) => (slots.get(), None),
+        Workers::Pool(path) => {
+            let pool = Pool::load(&path)?;
+            (pool.max_workers(), Some(pool))
         }
-        (false, Some(n)) => n,
-        (false, None) => defaults.concurrency,
     };
-    if !args.grace.is_finite() || args.grace < 0.0 {
-        return Err(CliError::Usage(format!(
-            "--grace must be a number of seconds, not {}",
-            args.grace
-        )));
-    }
-    let pool = args.pool.as_deref().map(Pool::load).transpose()?;
     Ok(RunConfig {
-        concurrency: pool.as_ref().map_or(concurrency, Pool::max_workers),
-        retries: args.retries,
-        memory_limit: args.memory_limit.as_deref().map(parse_size).transpose()?,
-        grace: Duration::from_secs_f64(args.grace),
+        concurrency,
+        retries: *settings.retries.get(),
+        memory_limit: settings.memory_limit.get().map(|limit| limit.0),
+        grace: *settings.grace.get(),
         pool,
         ..RunConfig::default()
     })
@@ -303,32 +329,6 @@ pub fn pool_check(file: &Path) -> Result<u8, CliError> {
     }
     out.flush()?;
     Ok(if failed { exit::ERROR } else { exit::OK })
-}
-
-/// `512M`, `2G`, `100000` (bytes).
-fn parse_size(text: &str) -> Result<u64, CliError> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let factor: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        _ => 0,
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|_| factor > 0)
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "--memory-limit {text:?}: expected a number of bytes with an optional K, M or G"
-            ))
-        })
 }
 
 fn open_repository(project: &Path, no_store: bool) -> Result<Option<Repository>, CliError> {
@@ -415,18 +415,4 @@ fn read_ids(path: &Path) -> Result<HashSet<String>, CliError> {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("100").ok(), Some(100));
-        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
-        assert_eq!(parse_size("2g").ok(), Some(2 << 30));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("M").is_err());
-    }
 }

@@ -15,11 +15,17 @@ use assert_cmd::Command;
 use proctor_subunit::{EventReader, Status};
 use tempfile::TempDir;
 
+/// `proctor` in `project`, with none of the developer's run settings: no user config file (its directory does not
+/// exist) and no `PROCTOR_*` setting variables.
 fn proctor(project: &Path) -> Command {
     let mut command = Command::cargo_bin("proctor").expect("the proctor binary is built");
     command
         .current_dir(project)
-        .env("PYTHON", proctor_testkit::python());
+        .env("PYTHON", proctor_testkit::python())
+        .env("XDG_CONFIG_HOME", project.join(".no-user-config"));
+    for key in proctor::config::RunSettings::KEYS {
+        command.env_remove(proctor::config::env_var(key));
+    }
     command
 }
 
