@@ -93,6 +93,9 @@ pub enum Command {
         /// How many tests to show.
         #[arg(short = 'n', long, default_value_t = 10)]
         count: usize,
+        /// Split the run's time by worker (route code) instead: runs, total time and slowest test of each.
+        #[arg(long)]
+        by_worker: bool,
         #[command(flatten)]
         project: ProjectDir,
     },

@@ -63,7 +63,12 @@ fn main() -> ExitCode {
             subunit,
             project,
         } => repo::failing(&project.dir, list, subunit),
-        Command::Slowest { count, project } => repo::slowest(&project.dir, count),
+        Command::Slowest {
+            by_worker: true,
+            project,
+            ..
+        } => repo::time_by_worker(&project.dir),
+        Command::Slowest { count, project, .. } => repo::slowest(&project.dir, count),
         Command::History { action, project } => {
             repo::history(&project.dir, action.unwrap_or(cli::HistoryAction::List))
         }

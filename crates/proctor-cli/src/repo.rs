@@ -89,6 +89,46 @@ pub fn slowest(project: &Path, count: usize) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
+/// `proctor slowest --by-worker`: the latest run's time by worker, the busiest first.
+pub fn time_by_worker(project: &Path) -> Result<u8, CliError> {
+    let repository = Repository::open(project)?;
+    let info = latest_run(&repository)?;
+    let workers = repository.time_by_worker()?;
+    let mut out = stdout();
+    if workers.is_empty() {
+        writeln!(out, "Run {} has no timed tests.", info.id)?;
+    } else {
+        let rows: Vec<Vec<String>> = workers
+            .into_iter()
+            .map(|worker| {
+                vec![
+                    match worker.worker.as_str() {
+                        "" => "-".to_owned(),
+                        route => route.to_owned(),
+                    },
+                    worker.runs.to_string(),
+                    format!("{:.3}", worker.total.as_secs_f64()),
+                    worker.slowest.0,
+                    format!("{:.3}", worker.slowest.1.as_secs_f64()),
+                ]
+            })
+            .collect();
+        write_table(
+            &mut out,
+            &[
+                "Worker",
+                "Runs",
+                "Total (s)",
+                "Slowest test",
+                "Its time (s)",
+            ],
+            &rows,
+        )?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
 /// `proctor history`: list, show, remove or prune stored runs.
 pub fn history(project: &Path, action: HistoryAction) -> Result<u8, CliError> {
     let repository = Repository::open(project)?;

@@ -1154,6 +1154,28 @@ fn an_fmf_suite_runs_over_an_ssh_pool_and_leaves_nothing_on_the_hosts() {
         2,
         "both hosts ran tests: {servers_used:?}"
     );
+    // The stored run's time, split by worker: each row a host's slot, all the runs counted once.
+    let split = proctor(&tree)
+        .args(["slowest", "--by-worker"])
+        .output()
+        .expect("runs");
+    let table = text(&split);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(2)
+        .map(|row| row.split_whitespace().collect())
+        .collect();
+    assert!(rows.len() >= 2, "{table}");
+    let mut runs_counted = 0;
+    for row in &rows {
+        let worker = row[0]
+            .rsplit_once('/')
+            .map(|(host, _)| host)
+            .unwrap_or_default();
+        assert!(hosts.iter().any(|entry| entry == worker), "{table}");
+        runs_counted += row[1].parse::<usize>().expect("a count");
+    }
+    assert_eq!(runs_counted, 9, "{table}");
     assert!(attachment(&output.stdout, "/fails", "stdout").contains("broken on purpose"));
 
     // pool check connects to each host, reports its platform (found there) and releases it.

@@ -70,6 +70,6 @@ pub use history::{
     HISTORY_WINDOW,
 };
 pub use layout::{DIRECTORY, FORMAT};
-pub use repository::Repository;
+pub use repository::{Repository, WorkerTime};
 pub use run::{RunCounts, RunInfo, RunKind, RunMeta, RunState};
 pub use writer::RunWriter;

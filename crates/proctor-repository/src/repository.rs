@@ -28,6 +28,19 @@ pub struct Repository {
     layout: Layout,
 }
 
+/// One worker's share of a run ([`Repository::time_by_worker`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerTime {
+    /// Its route code.
+    pub worker: String,
+    /// How many test runs it had.
+    pub runs: usize,
+    /// Their total time.
+    pub total: Duration,
+    /// Its slowest test and that test's time.
+    pub slowest: (String, Duration),
+}
+
 impl Repository {
     /// Creates the repository in `project` (the directory that holds, or
     /// will hold, `.proctor/`). Fails with [`RepoError::AlreadyExists`] if
@@ -413,6 +426,35 @@ impl Repository {
         times.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         times.truncate(n);
         Ok(times)
+    }
+
+    /// The newest run's time split by worker (route code), the busiest first: how many test runs each had, their
+    /// total time, and its slowest test. Runs without a route code count under `""`.
+    pub fn time_by_worker(&self) -> Result<Vec<WorkerTime>, RepoError> {
+        let Some(latest) = self.latest()? else {
+            return Ok(Vec::new());
+        };
+        let mut workers: HashMap<String, WorkerTime> = HashMap::new();
+        for record in self.records(latest.id)? {
+            let Some(duration) = record.duration() else {
+                continue;
+            };
+            let route = record.route_code.clone().unwrap_or_default();
+            let worker = workers.entry(route.clone()).or_insert_with(|| WorkerTime {
+                worker: route,
+                runs: 0,
+                total: Duration::ZERO,
+                slowest: (record.test_id.clone(), duration),
+            });
+            worker.runs += 1;
+            worker.total += duration;
+            if duration > worker.slowest.1 {
+                worker.slowest = (record.test_id, duration);
+            }
+        }
+        let mut workers: Vec<WorkerTime> = workers.into_values().collect();
+        workers.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.worker.cmp(&b.worker)));
+        Ok(workers)
     }
 
     /// The flaky tests by history (see [`History::flaky`]).
