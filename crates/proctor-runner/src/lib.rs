@@ -531,8 +531,15 @@ impl<'a> Runner<'a> {
                 self.project
                     .suites()
                     .iter()
-                    // The suite listed under the run's own context; a tree that fails to load now runs as listed.
-                    .map(|suite| suite.enabled_on(&dimensions).unwrap_or(None))
+                    // Without dimensions the tests were listed under the same context: all are enabled. A tree
+                    // that fails to load now runs as listed.
+                    .map(|suite| {
+                        if dimensions.is_empty() {
+                            None
+                        } else {
+                            suite.enabled_on(&dimensions).unwrap_or(None)
+                        }
+                    })
                     .collect(),
             );
             lock(&self.enabled).insert(platform.clone(), Arc::clone(&enabled));

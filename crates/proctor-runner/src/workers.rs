@@ -309,37 +309,22 @@ impl Sources {
             .first()
             .map(|suite| suite.directory().to_path_buf())
             .unwrap_or_else(|| PathBuf::from("."));
-        let needs_sockets = pool.is_some_and(|pool| {
-            pool.provisioners
-                .iter()
-                .any(|p| matches!(p.kind, ProvisionerKind::Ssh { .. }))
-        });
-        let sockets = needs_sockets
-            .then(|| {
-                tempfile::Builder::new()
-                    .prefix("proctor-ssh.")
-                    .tempdir()
-                    .map_err(|error| {
-                        format!("cannot make a directory for ssh's control sockets: {error}")
-                    })
-            })
-            .transpose()?;
+        let mut sockets = None;
         let mut sources = Vec::new();
         match pool {
             Some(pool) => {
                 let mut next_route = 0;
+                let dir = control_sockets()?;
                 for (index, provisioner) in pool.provisioners.iter().enumerate() {
-                    let socket_dir = sockets
-                        .as_ref()
-                        .map(|dir| dir.path().join(index.to_string()));
                     sources.extend(of_provisioner(
                         index,
                         provisioner,
                         &tree,
-                        socket_dir.as_deref(),
+                        dir.path(),
                         &mut next_route,
                     ));
                 }
+                sockets = Some(dir);
             }
             None => {
                 let slots = concurrency.max(1);
@@ -356,19 +341,18 @@ impl Sources {
                     },
                     None => Kind::Slots { first_route: 0 },
                 };
+                let name = match kind {
+                    Kind::Instances { .. } => "the instance hooks",
+                    _ => "this machine",
+                };
+                // No platform: the run's FMF context alone decides, as it did when the tests were listed.
                 sources.push(Source::new(
-                    "the instance hooks".to_owned(),
+                    name.to_owned(),
                     kind,
                     slots,
-                    Platform::of_this_machine(),
+                    Platform::default(),
                     1,
                 ));
-            }
-        }
-        if let Some(dir) = &sockets {
-            for index in 0..pool.map_or(0, |pool| pool.provisioners.len()) {
-                std::fs::create_dir_all(dir.path().join(index.to_string()))
-                    .map_err(|error| format!("cannot make {}: {error}", dir.path().display()))?;
             }
         }
         Ok(Sources {
@@ -383,12 +367,20 @@ impl Sources {
     }
 }
 
-/// The sources of one provisioner of a pool.
+/// A directory for ssh's control sockets, removed with the value (short: a socket's path has ~100 bytes at most).
+fn control_sockets() -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix("proctor-ssh.")
+        .tempdir()
+        .map_err(|error| format!("cannot make a directory for ssh's control sockets: {error}"))
+}
+
+/// The sources of one provisioner of a pool, its ssh hosts' control sockets in `sockets`.
 fn of_provisioner(
     index: usize,
     provisioner: &Provisioner,
     tree: &Path,
-    sockets: Option<&Path>,
+    sockets: &Path,
     next_route: &mut usize,
 ) -> Vec<Source> {
     let name = format!("provisioner {index}");
@@ -431,7 +423,6 @@ fn of_provisioner(
             workers_per_host,
             options,
         } => {
-            let sockets = sockets.unwrap_or(Path::new("/tmp"));
             let mut left = count;
             hosts
                 .iter()
@@ -443,7 +434,7 @@ fn of_provisioner(
                         host: host.clone(),
                         identity_file: identity_file.clone(),
                         options: options.clone(),
-                        control: sockets.join(number.to_string()),
+                        control: sockets.join(format!("{index}.{number}")),
                         tree: tree.to_path_buf(),
                     };
                     Source::new(
@@ -477,18 +468,25 @@ pub struct ProvisionerCheck {
 /// what each made: the workers it gave and their platforms (a local worker's and an ssh host's found where the file
 /// says nothing), how long it took, and what failed.
 pub fn check_pool(pool: &Pool, directory: &Path) -> Vec<ProvisionerCheck> {
-    let sockets = tempfile::Builder::new()
-        .prefix("proctor-ssh.")
-        .tempdir()
-        .ok();
+    let sockets = match control_sockets() {
+        Ok(sockets) => sockets,
+        Err(problem) => {
+            return (0..pool.provisioners.len())
+                .map(|index| ProvisionerCheck {
+                    index,
+                    workers: Vec::new(),
+                    took: Duration::ZERO,
+                    problem: Some(problem.clone()),
+                })
+                .collect()
+        }
+    };
     pool.provisioners
         .iter()
         .enumerate()
         .map(|(index, provisioner)| {
             let started = Instant::now();
-            let socket_dir = sockets.as_ref().map(|dir| dir.path().to_path_buf());
-            let sources =
-                of_provisioner(index, provisioner, directory, socket_dir.as_deref(), &mut 0);
+            let sources = of_provisioner(index, provisioner, directory, sockets.path(), &mut 0);
             let mut workers = Vec::new();
             let mut problems = Vec::new();
             for source in &sources {
