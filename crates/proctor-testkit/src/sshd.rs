@@ -56,16 +56,22 @@ impl Sshd {
             .unwrap()
             .port();
         let address = SocketAddrV4::new(ip, port);
+        // The login shell runs its user's rc files for every command; a test host must not depend on what the
+        // user running the tests keeps there (root's `.bashrc` here runs `pyenv init`, which waits up to a minute
+        // on a stale rehash lock).
+        let home = directory.join("home");
+        std::fs::create_dir_all(&home).unwrap();
         let config = directory.join("sshd_config");
         std::fs::write(
             &config,
             format!(
                 "ListenAddress {address}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nPermitRootLogin yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 MaxSessions 64\nMaxStartups 64\n",
+                 MaxSessions 64\nMaxStartups 64\nSetEnv HOME={}\n",
                 host_key.display(),
                 authorized.display(),
-                directory.join("sshd.pid").display()
+                directory.join("sshd.pid").display(),
+                home.display()
             ),
         )
         .unwrap();
