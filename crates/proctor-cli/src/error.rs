@@ -172,6 +172,34 @@ pub enum CliError {
     BrokenPipe,
 }
 
+impl From<proctor::Error> for CliError {
+    fn from(error: proctor::Error) -> Self {
+        use proctor::Error;
+        match error {
+            Error::Config(error) => error.into(),
+            Error::Sources(error) => error.into(),
+            Error::Repository(error) => error.into(),
+            Error::Pool(error) => error.into(),
+            Error::Supervisor(error) => error.into(),
+            Error::Output(error) => error.into(),
+            Error::Read { path, source } | Error::Write { path, source } => {
+                CliError::Input { path, source }
+            }
+            Error::Filter { pattern, source } => CliError::Parse {
+                what: format!("the test filter {pattern:?}"),
+                source: Box::new(source),
+            },
+            Error::Junit { path, source } => CliError::Parse {
+                what: format!("the JUnit report for {}", path.display()),
+                source: Box::new(source),
+            },
+            error @ (Error::FailingNeedsStore(_) | Error::NoSuchTest(_) | Error::NotRun { .. }) => {
+                CliError::Usage(error.to_string())
+            }
+        }
+    }
+}
+
 impl From<SinkError> for CliError {
     fn from(error: SinkError) -> Self {
         match error {

@@ -348,6 +348,39 @@ impl Pool {
     pub fn max_workers(&self) -> usize {
         self.provisioners.iter().map(|p| p.max_workers.get()).sum()
     }
+
+    /// The pool split into one pool per machine, to use them one at a time: each host of an ssh provisioner
+    /// alone (named as its route codes begin, `user@host:port`), every other provisioner as it is
+    /// (`provisioner N`, from 0).
+    pub fn each_host(&self) -> Vec<(String, Pool)> {
+        let alone = |name: String, provisioner: Provisioner| {
+            let pool = Pool {
+                provisioners: vec![provisioner],
+            };
+            (name, pool)
+        };
+        let mut machines = Vec::new();
+        for (index, provisioner) in self.provisioners.iter().enumerate() {
+            let ProvisionerKind::Ssh {
+                hosts,
+                workers_per_host,
+                ..
+            } = &provisioner.kind
+            else {
+                machines.push(alone(format!("provisioner {index}"), provisioner.clone()));
+                continue;
+            };
+            for host in hosts {
+                let mut one = provisioner.clone();
+                if let ProvisionerKind::Ssh { hosts, .. } = &mut one.kind {
+                    *hosts = vec![host.clone()];
+                }
+                one.max_workers = *workers_per_host;
+                machines.push(alone(host.to_string(), one));
+            }
+        }
+        machines
+    }
 }
 
 /// Checks one provisioner of the file against its kind.
@@ -483,6 +516,32 @@ mod tests {
         assert_eq!(shown, ["root@10.0.0.5:22", "builder-2", "::1:2222"]);
         assert_eq!(hosts[0].destination(), "root@10.0.0.5");
         assert_eq!(hosts[2].port, Some(2222));
+    }
+
+    #[test]
+    fn a_pool_splits_into_one_pool_per_host() {
+        let pool = Pool::from_toml(
+            "[[provisioner]]\nkind = \"local\"\nmax_workers = 2\n\n[[provisioner]]\nkind = \"ssh\"\n\
+             hosts = [\"a@10.0.0.5:22\", \"b\"]\nworkers_per_host = 3\n",
+        )
+        .expect("a pool");
+        let machines = pool.each_host();
+        let names: Vec<&str> = machines.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["provisioner 0", "a@10.0.0.5:22", "b"]);
+        assert_eq!(
+            machines[0].1,
+            Pool {
+                provisioners: vec![pool.provisioners[0].clone()]
+            }
+        );
+        for (name, one) in &machines[1..] {
+            assert_eq!(one.max_workers(), 3, "{name}");
+            let ProvisionerKind::Ssh { hosts, .. } = &one.provisioners[0].kind else {
+                panic!("not ssh: {one:?}");
+            };
+            let shown: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+            assert_eq!(&shown, std::slice::from_ref(name));
+        }
     }
 
     #[test]

@@ -287,6 +287,9 @@ struct Board {
     running: HashMap<usize, Vec<TestCase>>,
     /// The ready workers, by slot: route code and what they may run.
     ready: HashMap<usize, (String, Arc<Fits>)>,
+    /// The slots waiting for their source to give them a worker, which a rerun waits for rather than run again
+    /// on the worker it failed on.
+    provisioning: HashSet<usize>,
     /// Tests put back once after their batch's process ended before starting them.
     requeued: HashSet<String>,
 }
@@ -341,6 +344,14 @@ impl<'a> Runner<'a> {
         self
     }
 
+    /// Stops through `stopper` and reports progress to `watch`: handles its caller made before the runner, so
+    /// that they stay valid for every runner it makes (one per pass of a run).
+    pub fn with_handles(mut self, stopper: Stopper, watch: Watch) -> Self {
+        self.stopper = stopper;
+        self.watch = watch;
+        self
+    }
+
     /// A handle that stops this runner's run.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -386,6 +397,7 @@ impl<'a> Runner<'a> {
                 queue: Queue::new(units, workers),
                 running: HashMap::new(),
                 ready: HashMap::new(),
+                provisioning: HashSet::new(),
                 requeued: HashSet::new(),
             }),
             changed: Condvar::new(),
@@ -612,15 +624,25 @@ impl<'a> Runner<'a> {
         send: &mut dyn FnMut(Message),
     ) {
         while !self.stopper.is_stopped() && lock(&shared.board).has_work() {
+            lock(&shared.board).provisioning.insert(slot);
             let worker = match source.worker(on_source) {
                 Ok(worker) => worker,
-                Err(_) if source.given_up().is_some() => break,
-                Err(_) => continue,
+                Err(_) => {
+                    lock(&shared.board).provisioning.remove(&slot);
+                    shared.changed.notify_all();
+                    match source.given_up() {
+                        Some(_) => break,
+                        None => continue,
+                    }
+                }
             };
             let fits = self.fits_for(&worker);
-            lock(&shared.board)
+            let mut board = lock(&shared.board);
+            board.provisioning.remove(&slot);
+            board
                 .ready
                 .insert(slot, (worker.route.clone(), Arc::clone(&fits)));
+            drop(board);
             let stopped = self.work(slot, &worker, &fits, shared, send);
             lock(&shared.board).ready.remove(&slot);
             match stopped {
@@ -716,21 +738,23 @@ impl<'a> Runner<'a> {
                 queue,
                 ready,
                 running,
+                provisioning,
                 ..
             } = &mut *board;
-            let takes = |unit: &Unit| {
-                let someone_else = |avoid: &String| {
-                    ready.iter().any(|(other, (route, other_fits))| {
+            // Another worker that may take it, or one still coming that may.
+            let someone_else = |unit: &Unit, avoid: &String| {
+                !provisioning.is_empty()
+                    || ready.iter().any(|(other, (route, other_fits))| {
                         *other != slot && route != avoid && other_fits.unit(unit)
                     })
-                };
-                fits.unit(unit)
-                    && !unit
-                        .again
-                        .avoid
-                        .as_ref()
-                        .is_some_and(|avoid| *avoid == worker.route && someone_else(avoid))
             };
+            let takes =
+                |unit: &Unit| {
+                    fits.unit(unit)
+                        && !unit.again.avoid.as_ref().is_some_and(|avoid| {
+                            *avoid == worker.route && someone_else(unit, avoid)
+                        })
+                };
             let rank = |unit: &Unit| {
                 self.config.fitness.as_ref().map_or(0, |hook| {
                     unit.tests
@@ -750,7 +774,9 @@ impl<'a> Runner<'a> {
                 return Some((batch, again));
             }
             let may_come_back = running.values().flatten().any(|test| fits.test(test));
-            if !may_come_back {
+            // A rerun it left for another worker comes back to it if that one goes.
+            let left_for_another = queue.any(|unit| fits.unit(unit));
+            if !may_come_back && !left_for_another {
                 return None;
             }
             board = shared

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proctor_job::{read_toml, Location, Problem, ProblemKind};
+use proctor_runner::RunConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -415,7 +416,7 @@ run_settings! {
     "failing" => failing: bool = false;
     /// How many tests run at once (default: the number of CPUs).
     "concurrency" => concurrency: NonZeroUsize =
-        std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        NonZeroUsize::new(RunConfig::default().concurrency).unwrap_or(NonZeroUsize::MIN);
     /// Run on the workers of this pool file's provisioners instead of slots here.
     "pool" => pool: Option<PathBuf> = None;
     /// Run one test at a time.
@@ -423,7 +424,7 @@ run_settings! {
     /// Run again and again until a test fails.
     "until-failure" => until_failure: bool = false;
     /// Run a failed test again up to this many times; passing on a retry is flaky.
-    "retries" => retries: u32 = 0;
+    "retries" => retries: u32 = RunConfig::default().retries;
     /// Write only the subunit v2 stream to standard output.
     "subunit" => subunit: bool = false;
     /// Also write a JUnit XML report here.
@@ -433,7 +434,7 @@ run_settings! {
     /// Kill a test whose process tree uses more memory than this.
     "memory-limit" => memory_limit: Option<Bytes> = None;
     /// How long a stopped test gets between SIGTERM and SIGKILL.
-    "grace" => grace: Duration = Duration::from_secs(10);
+    "grace" => grace: Duration = RunConfig::default().grace;
 }
 
 /// Where a run's workers come from, as `serial`, `concurrency` and `pool` decide together.
