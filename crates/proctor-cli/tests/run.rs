@@ -1437,3 +1437,47 @@ fn a_failed_test_is_rerun_on_another_worker() {
         "the rerun ran on the same worker: {runs:?}"
     );
 }
+
+#[test]
+fn tests_that_declare_needs_run_only_on_workers_that_meet_them() {
+    let project = TempDir::new().expect("tempdir");
+    fs::write(
+        project.path().join("proctor.toml"),
+        "[[suite]]\nname = \"checks\"\nlist = \"printf 'plain\\\\nkvm-a\\\\nkvm-b\\\\narm\\\\n'\"\n\
+         run = \"echo $IDLIST\"\nprotocol = \"exit-status\"\n\n\
+         [[suite.needs]]\ntests = \"^kvm-\"\ntags = [\"kvm\"]\n\n\
+         [[suite.needs]]\ntests = \"^arm$\"\narch = \"aarch64-none\"\n",
+    )
+    .expect("proctor.toml");
+    let pool = project.path().join("pool.toml");
+    fs::write(
+        &pool,
+        "[[provisioner]]\nkind = \"local\"\nmax_workers = 1\nplatform = { tags = [\"kvm\"] }\n\n\
+         [[provisioner]]\nkind = \"local\"\nmax_workers = 1\n",
+    )
+    .expect("pool");
+    let output = run(
+        project.path(),
+        &["--subunit", "--pool", pool.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let runs = routes_by_test(&output.stdout);
+    for kvm in ["kvm-a", "kvm-b"] {
+        let ended: Vec<_> = runs[kvm].iter().filter(|(_, s)| s.is_final()).collect();
+        assert_eq!(ended, [&("0".to_owned(), Status::Success)], "{runs:?}");
+    }
+    assert_eq!(status_of(&output.stdout, "plain"), Some(Status::Success));
+    assert_eq!(status_of(&output.stdout, "arm"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "arm", "proctor-reason");
+    assert!(
+        reason.contains("no worker's platform lets it run (it needs arch aarch64-none"),
+        "{reason}"
+    );
+
+    // Without a pool the run's slots have this machine's platform, which has no tags.
+    let output = run(project.path(), &["--subunit", "--no-store"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(status_of(&output.stdout, "plain"), Some(Status::Success));
+    let reason = attachment(&output.stdout, "kvm-a", "proctor-reason");
+    assert!(reason.contains("it needs tag kvm"), "{reason}");
+}

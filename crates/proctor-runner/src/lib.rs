@@ -34,7 +34,7 @@ use proctor_events::{
     RETRY_TAG_PREFIX,
 };
 use proctor_pool::{Platform, Pool};
-use proctor_sources::{Batching, Project, Suite, TestCase};
+use proctor_sources::{Batching, Needs, Project, Suite, TestCase};
 use proctor_subunit::{Event, Timestamp};
 use proctor_supervisor::{StopHandle, Supervisor};
 
@@ -242,20 +242,32 @@ type Measurements = Mutex<HashMap<usize, Measured>>;
 /// How many times a test's worker may be lost under it before the test fails.
 const MAX_LOSSES: u32 = 3;
 
-/// Which tests one worker may run: those its platform's metadata enables, that the run's `applicable` accepts.
+/// Which tests one worker may run: those its platform's metadata enables and whose declared needs it meets, that
+/// the run's `applicable` accepts.
 #[derive(Debug)]
 struct Fits {
     enabled: Enabled,
+    /// By suite, the needs its tests declare that the worker does not meet.
+    unmet: Vec<Vec<Needs>>,
     worker: WorkerInfo,
     applicable: Option<Hook<Applicable>>,
 }
 
 impl Fits {
     fn allows_platform(&self, test: &TestCase) -> bool {
-        match self.enabled.get(test.suite) {
+        let enabled = match self.enabled.get(test.suite) {
             Some(Some(enabled)) => enabled.contains(&test.id),
             _ => true,
-        }
+        };
+        enabled && self.unmet_by(test).is_none()
+    }
+
+    /// A need of `test` the worker does not meet.
+    fn unmet_by(&self, test: &TestCase) -> Option<&Needs> {
+        self.unmet
+            .get(test.suite)?
+            .iter()
+            .find(|needs| needs.applies_to(&test.id))
     }
 
     fn test(&self, test: &TestCase) -> bool {
@@ -489,9 +501,14 @@ impl<'a> Runner<'a> {
                     .iter()
                     .map(|fits| fits.worker.platform.to_string())
                     .collect();
+                platforms.sort();
                 platforms.dedup();
+                let why = match seen.iter().find_map(|fits| fits.unmet_by(&test)) {
+                    Some(needs) => format!("it needs {needs}"),
+                    None => "its metadata disables it".to_owned(),
+                };
                 format!(
-                    "no worker's platform lets it run (its metadata disables it on {})",
+                    "no worker's platform lets it run ({why}; workers: {})",
                     platforms.join("; ")
                 )
             } else if !seen.is_empty() && !seen.iter().any(|fits| fits.test(&test)) {
@@ -546,7 +563,7 @@ impl<'a> Runner<'a> {
                     // Without dimensions the tests were listed under the same context: all are enabled. A tree
                     // that fails to load now runs as listed.
                     .map(|suite| {
-                        if dimensions.is_empty() {
+                        if dimensions.is_empty() || worker.listed_here {
                             None
                         } else {
                             suite.enabled_on(&dimensions).unwrap_or(None)
@@ -557,8 +574,30 @@ impl<'a> Runner<'a> {
             lock(&self.enabled).insert(platform.clone(), Arc::clone(&enabled));
             enabled
         });
+        let platform = &worker.platform;
+        let unmet = self
+            .project
+            .suites()
+            .iter()
+            .map(|suite| {
+                let met = |needs: &&Needs| {
+                    needs.met_by(
+                        platform.arch.as_deref(),
+                        platform.distro.as_deref(),
+                        &platform.tags,
+                    )
+                };
+                suite
+                    .needs()
+                    .iter()
+                    .filter(|needs| !met(needs))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         let fits = Arc::new(Fits {
             enabled,
+            unmet,
             worker: WorkerInfo {
                 route: worker.route.clone(),
                 platform: worker.platform.clone(),

@@ -24,6 +24,8 @@ pub(crate) struct Worker {
     pub(crate) route: String,
     /// What it runs on.
     pub(crate) platform: Platform,
+    /// Whether the tests were listed on it, so that their metadata (FMF `adjust`) already decided for it.
+    pub(crate) listed_here: bool,
     place: Place,
 }
 
@@ -65,6 +67,8 @@ impl Worker {
 enum Kind {
     Slots {
         first_route: usize,
+        /// The run's own slots (no pool): the tests were listed here, under the run's context.
+        listed_here: bool,
     },
     Instances {
         hooks: Arc<InstanceHooks>,
@@ -131,15 +135,20 @@ impl Source {
             return Err(why.clone());
         }
         let made = match &self.kind {
-            Kind::Slots { first_route } => Ok(Worker {
+            Kind::Slots {
+                first_route,
+                listed_here,
+            } => Ok(Worker {
                 route: (first_route + slot).to_string(),
                 platform: self.platform.clone(),
+                listed_here: *listed_here,
                 place: Place::Here,
             }),
             Kind::Instances { hooks, directory } => {
                 instance(&mut state, hooks, directory, self.slots).map(|id| Worker {
                     route: id.clone(),
                     platform: self.platform.clone(),
+                    listed_here: false,
                     place: Place::Instance(id, Arc::clone(hooks)),
                 })
             }
@@ -147,6 +156,7 @@ impl Source {
                 connect(&mut state, plan, &self.platform).map(|connection| Worker {
                     route: format!("{}/{slot}", plan.host),
                     platform: connection.platform.clone(),
+                    listed_here: false,
                     place: Place::Host(connection),
                 })
             }
@@ -339,20 +349,17 @@ impl Sources {
                         hooks: Arc::new(hooks),
                         directory,
                     },
-                    None => Kind::Slots { first_route: 0 },
+                    None => Kind::Slots {
+                        first_route: 0,
+                        listed_here: true,
+                    },
                 };
-                let name = match kind {
-                    Kind::Instances { .. } => "the instance hooks",
-                    _ => "this machine",
+                // The instances' platform is unknown; slots here have this machine's, for needs and hooks.
+                let (name, platform) = match kind {
+                    Kind::Instances { .. } => ("the instance hooks", Platform::default()),
+                    _ => ("this machine", Platform::of_this_machine()),
                 };
-                // No platform: the run's FMF context alone decides, as it did when the tests were listed.
-                sources.push(Source::new(
-                    name.to_owned(),
-                    kind,
-                    slots,
-                    Platform::default(),
-                    1,
-                ));
+                sources.push(Source::new(name.to_owned(), kind, slots, platform, 1));
             }
         }
         Ok(Sources {
@@ -390,6 +397,7 @@ fn of_provisioner(
         ProvisionerKind::Local => {
             let kind = Kind::Slots {
                 first_route: *next_route,
+                listed_here: false,
             };
             *next_route += count;
             let platform = provisioner.platform.clone().or(Platform::of_this_machine());

@@ -82,6 +82,13 @@
 //! concurrency = 4                 # how many processes the suite prefers at once
 //! env = { PYTHONHASHSEED = "0" }  # added to the inherited environment
 //!
+//! # What tests need of the worker that runs them, in a pool of several platforms: each field given must
+//! # match the worker's platform (tags: all among its tags). `tests` (a regex over ids) limits it to some.
+//! [[suite.needs]]
+//! tests = "^tests\\.kvm\\."
+//! arch = "x86_64"
+//! tags = ["kvm"]
+//!
 //! [[suite]]
 //! name = "scripts"
 //! directory = "scripts"
@@ -129,7 +136,7 @@ pub use error::SourceError;
 pub use instances::InstanceHooks;
 pub use invocation::{ExitMapping, ExitOutcome, Invocation, Protocol};
 pub use project::{discover, Project, Source};
-pub use suite::{Batching, GroupRegex, Suite, TestCase};
+pub use suite::{Batching, GroupRegex, Needs, Suite, TestCase};
 
 #[cfg(test)]
 mod tests {

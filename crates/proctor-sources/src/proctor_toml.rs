@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::invocation::{ExitMapping, Protocol};
-use crate::suite::{Batching, Concurrency, GroupRegex, Runner, Suite};
+use crate::suite::{Batching, Concurrency, GroupRegex, Needs, Runner, Suite};
 use crate::template::CommandTemplate;
 use crate::SourceError;
 
@@ -43,6 +43,18 @@ struct SuiteTable {
     concurrency: Option<usize>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    needs: Vec<NeedsTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeedsTable {
+    tests: Option<String>,
+    arch: Option<String>,
+    distro: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +174,34 @@ impl Checker<'_> {
             Some(count) => Concurrency::Fixed(count),
         };
         suite.env = table.env.into_iter().collect();
+        suite.needs = table
+            .needs
+            .into_iter()
+            .map(|needs| self.needs(needs))
+            .collect::<Result<_, _>>()?;
         Ok(suite)
+    }
+
+    fn needs(&self, table: NeedsTable) -> Result<Needs, SourceError> {
+        if table.arch.is_none() && table.distro.is_none() && table.tags.is_empty() {
+            return Err(self.invalid(
+                "needs",
+                "needs nothing: give `arch`, `distro` or `tags`".to_owned(),
+            ));
+        }
+        let tests = table
+            .tests
+            .map(|pattern| {
+                regex::Regex::new(&pattern)
+                    .map_err(|error| self.invalid("needs.tests", error.to_string()))
+            })
+            .transpose()?;
+        Ok(Needs {
+            tests,
+            arch: table.arch,
+            distro: table.distro,
+            tags: table.tags,
+        })
     }
 
     fn directory(&self, directory: Option<&Path>, base: &Path) -> Result<PathBuf, SourceError> {

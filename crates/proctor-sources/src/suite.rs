@@ -116,6 +116,52 @@ pub struct Suite {
     pub(crate) concurrency: Concurrency,
     pub(crate) filter_tags: Vec<String>,
     pub(crate) instance_hooks: Option<InstanceHooks>,
+    pub(crate) needs: Vec<Needs>,
+}
+
+/// What some of a suite's tests need of the worker that runs them (`proctor.toml`'s `[[suite.needs]]`): each field
+/// given must match the worker's platform, and its tags must all be among the worker's.
+#[derive(Clone, Debug)]
+pub struct Needs {
+    /// The tests it is for, by a regular expression over their ids (found anywhere in the id); all when `None`.
+    pub tests: Option<Regex>,
+    /// The architecture, like `x86_64`.
+    pub arch: Option<String>,
+    /// The distribution and release, like `debian-12`.
+    pub distro: Option<String>,
+    /// Tags the worker must have, like `kvm`.
+    pub tags: Vec<String>,
+}
+
+impl Needs {
+    /// Whether the test with this id has these needs.
+    pub fn applies_to(&self, id: &str) -> bool {
+        self.tests.as_ref().is_none_or(|tests| tests.is_match(id))
+    }
+
+    /// Whether a worker with this architecture, distribution and tags meets them; one it does not know does not.
+    pub fn met_by(&self, arch: Option<&str>, distro: Option<&str>, tags: &[String]) -> bool {
+        let matches = |need: &Option<String>, has: Option<&str>| {
+            need.as_deref().is_none_or(|need| has == Some(need))
+        };
+        matches(&self.arch, arch)
+            && matches(&self.distro, distro)
+            && self.tags.iter().all(|tag| tags.contains(tag))
+    }
+}
+
+impl std::fmt::Display for Needs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut fields = Vec::new();
+        fields.extend(self.arch.as_ref().map(|arch| format!("arch {arch}")));
+        fields.extend(
+            self.distro
+                .as_ref()
+                .map(|distro| format!("distro {distro}")),
+        );
+        fields.extend(self.tags.iter().map(|tag| format!("tag {tag}")));
+        f.write_str(&fields.join(", "))
+    }
 }
 
 impl Suite {
@@ -144,7 +190,13 @@ impl Suite {
             concurrency: Concurrency::Unknown,
             filter_tags: Vec::new(),
             instance_hooks: None,
+            needs: Vec::new(),
         }
+    }
+
+    /// What its tests need of a worker, as its configuration declares.
+    pub fn needs(&self) -> &[Needs] {
+        &self.needs
     }
 
     /// testrepository's instance hooks, when the suite's processes run in instances they provision.

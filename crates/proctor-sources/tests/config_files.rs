@@ -283,6 +283,18 @@ fn bad_proctor_toml_files() {
             "[[suite]]\nname = \"a\"\nlist = \"l\"\nrun = \"r $IDLIST\"\nbatching = \"one-per-test\"\ngroup_regex = \"x\"\n",
             &["cannot share a process"],
         ),
+        (
+            "[[suite]]\nname = \"a\"\nlist = \"l\"\nrun = \"r $IDLIST\"\n[[suite.needs]]\ntests = \"x\"\n",
+            &["suite \"a\": needs", "needs nothing"],
+        ),
+        (
+            "[[suite]]\nname = \"a\"\nlist = \"l\"\nrun = \"r $IDLIST\"\n[[suite.needs]]\ntests = \"(\"\ntags = [\"kvm\"]\n",
+            &["suite \"a\": needs.tests"],
+        ),
+        (
+            "[[suite]]\nname = \"a\"\nlist = \"l\"\nrun = \"r $IDLIST\"\n[[suite.needs]]\nram = \"4G\"\n",
+            &["unknown field `ram`"],
+        ),
     ];
     for (contents, expected) in cases {
         assert_error("proctor.toml", contents, expected);
