@@ -544,6 +544,11 @@ pub enum HistoryAction {
         /// The run's id.
         id: u64,
     },
+    /// Every stored run's test runs split by worker (route code): runs, failures, time and slowest test of each.
+    Workers {
+        /// Only this test's runs: which workers it fails on, and where it is slow.
+        test: Option<String>,
+    },
     /// Delete all but the newest runs.
     Prune {
         /// How many runs to keep.

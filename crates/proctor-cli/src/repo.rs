@@ -6,7 +6,9 @@ use std::io::{self, BufWriter, Read, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 
 use proctor_events::{Outcome, Tally, TestRecord};
-use proctor_repository::{RepoError, Repository, RunCounts, RunInfo, RunKind, RunMeta, RunState};
+use proctor_repository::{
+    RepoError, Repository, RunCounts, RunInfo, RunKind, RunMeta, RunState, WorkerTime,
+};
 
 use crate::cli::HistoryAction;
 use crate::display::{record_text, results_line};
@@ -98,35 +100,58 @@ pub fn time_by_worker(project: &Path) -> Result<u8, CliError> {
     if workers.is_empty() {
         writeln!(out, "Run {} has no timed tests.", info.id)?;
     } else {
-        let rows: Vec<Vec<String>> = workers
-            .into_iter()
-            .map(|worker| {
-                vec![
-                    match worker.worker.as_str() {
-                        "" => "-".to_owned(),
-                        route => route.to_owned(),
-                    },
-                    worker.runs.to_string(),
-                    format!("{:.3}", worker.total.as_secs_f64()),
-                    worker.slowest.0,
-                    format!("{:.3}", worker.slowest.1.as_secs_f64()),
-                ]
-            })
-            .collect();
-        write_table(
-            &mut out,
-            &[
-                "Worker",
-                "Runs",
-                "Total (s)",
-                "Slowest test",
-                "Its time (s)",
-            ],
-            &rows,
-        )?;
+        write_workers(&mut out, workers)?;
     }
     out.flush()?;
     Ok(exit::OK)
+}
+
+/// `proctor history workers [TEST]`: every stored run's test runs (or one test's) by worker.
+fn history_by_worker(
+    repository: &Repository,
+    test: Option<&str>,
+    out: &mut impl Write,
+) -> Result<u8, CliError> {
+    let workers = repository.history_by_worker(test)?;
+    match (workers.is_empty(), test) {
+        (true, Some(test)) => writeln!(out, "No stored run has a timed run of {test}.")?,
+        (true, None) => writeln!(out, "No stored run has timed tests.")?,
+        (false, _) => write_workers(out, workers)?,
+    }
+    Ok(exit::OK)
+}
+
+/// A table of test runs by worker.
+fn write_workers(out: &mut impl Write, workers: Vec<WorkerTime>) -> Result<(), CliError> {
+    let rows: Vec<Vec<String>> = workers
+        .into_iter()
+        .map(|worker| {
+            vec![
+                match worker.worker.as_str() {
+                    "" => "-".to_owned(),
+                    route => route.to_owned(),
+                },
+                worker.runs.to_string(),
+                worker.failed.to_string(),
+                format!("{:.3}", worker.total.as_secs_f64()),
+                worker.slowest.0,
+                format!("{:.3}", worker.slowest.1.as_secs_f64()),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &[
+            "Worker",
+            "Runs",
+            "Failed",
+            "Total (s)",
+            "Slowest test",
+            "Its time (s)",
+        ],
+        &rows,
+    )?;
+    Ok(())
 }
 
 /// `proctor history`: list, show, remove or prune stored runs.
@@ -142,6 +167,9 @@ pub fn history(project: &Path, action: HistoryAction) -> Result<u8, CliError> {
             exit::OK
         }
         HistoryAction::Prune { keep } => prune_runs(&repository, keep, &mut out)?,
+        HistoryAction::Workers { test } => {
+            history_by_worker(&repository, test.as_deref(), &mut out)?
+        }
     };
     out.flush()?;
     Ok(status)

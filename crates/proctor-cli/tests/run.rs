@@ -1177,6 +1177,20 @@ fn an_fmf_suite_runs_over_an_ssh_pool_and_leaves_nothing_on_the_hosts() {
     }
     assert_eq!(runs_counted, 9, "{table}");
     assert!(attachment(&output.stdout, "/fails", "stdout").contains("broken on purpose"));
+    // The history split by worker, for one test: the worker it failed on, once.
+    let failed_on = &runs["/fails"][0].0;
+    let history = proctor(&tree)
+        .args(["history", "workers", "/fails"])
+        .output()
+        .expect("runs");
+    let table = text(&history);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(2)
+        .map(|row| row.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    assert_eq!(rows[0][..3], [failed_on.as_str(), "1", "1"], "{table}");
 
     // pool check connects to each host, reports its platform (found there) and releases it.
     let check = proctor(&tree)

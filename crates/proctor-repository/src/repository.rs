@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use proctor_events::TestRecord;
+use proctor_events::{Outcome, RunStatus, TestRecord};
 use proctor_subunit::EventReader;
 
 use crate::failing::FailingSet;
@@ -35,6 +35,8 @@ pub struct WorkerTime {
     pub worker: String,
     /// How many test runs it had.
     pub runs: usize,
+    /// How many of them failed.
+    pub failed: usize,
     /// Their total time.
     pub total: Duration,
     /// Its slowest test and that test's time.
@@ -434,33 +436,56 @@ impl Repository {
         let Some(latest) = self.latest()? else {
             return Ok(Vec::new());
         };
-        let mut workers: HashMap<String, WorkerTime> = HashMap::new();
-        for record in self.records(latest.id)? {
-            let Some(duration) = record.duration() else {
-                continue;
-            };
-            let route = record.route_code.clone().unwrap_or_default();
-            let worker = workers.entry(route.clone()).or_insert_with(|| WorkerTime {
-                worker: route,
-                runs: 0,
-                total: Duration::ZERO,
-                slowest: (record.test_id.clone(), duration),
-            });
-            worker.runs += 1;
-            worker.total += duration;
-            if duration > worker.slowest.1 {
-                worker.slowest = (record.test_id, duration);
-            }
+        Ok(by_worker(self.records(latest.id)?))
+    }
+
+    /// Every stored run's test runs split by worker (route code), the busiest first; with `test`, only that
+    /// test's: where a test fails, and where it is slow. Reads every stored stream.
+    pub fn history_by_worker(&self, test: Option<&str>) -> Result<Vec<WorkerTime>, RepoError> {
+        let mut records = Vec::new();
+        for run in self.runs()? {
+            records.extend(
+                self.records(run.id)?
+                    .into_iter()
+                    .filter(|record| test.is_none_or(|test| record.test_id == test)),
+            );
         }
-        let mut workers: Vec<WorkerTime> = workers.into_values().collect();
-        workers.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.worker.cmp(&b.worker)));
-        Ok(workers)
+        Ok(by_worker(records))
     }
 
     /// The flaky tests by history (see [`History::flaky`]).
     pub fn flaky(&self) -> Result<Vec<FlakyTest>, RepoError> {
         Ok(self.history()?.flaky())
     }
+}
+
+/// Timed test runs split by their worker, the busiest first.
+fn by_worker(records: impl IntoIterator<Item = TestRecord>) -> Vec<WorkerTime> {
+    let mut workers: HashMap<String, WorkerTime> = HashMap::new();
+    for record in records {
+        let Some(duration) = record.duration() else {
+            continue;
+        };
+        let route = record.route_code.clone().unwrap_or_default();
+        let worker = workers.entry(route.clone()).or_insert_with(|| WorkerTime {
+            worker: route,
+            runs: 0,
+            failed: 0,
+            total: Duration::ZERO,
+            slowest: (record.test_id.clone(), duration),
+        });
+        worker.runs += 1;
+        if RunStatus::of(record.status).outcome() == Some(Outcome::Failed) {
+            worker.failed += 1;
+        }
+        worker.total += duration;
+        if duration > worker.slowest.1 {
+            worker.slowest = (record.test_id, duration);
+        }
+    }
+    let mut workers: Vec<WorkerTime> = workers.into_values().collect();
+    workers.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.worker.cmp(&b.worker)));
+    workers
 }
 
 /// How a run changes the failing set: an interrupted run did not reach every
