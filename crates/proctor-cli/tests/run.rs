@@ -1495,3 +1495,89 @@ fn tests_that_declare_needs_run_only_on_workers_that_meet_them() {
     let reason = attachment(&output.stdout, "kvm-a", "proctor-reason");
     assert!(reason.contains("it needs tag kvm"), "{reason}");
 }
+
+#[test]
+fn a_test_that_kills_its_worker_every_time_fails_after_three_losses_and_the_run_goes_on() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let a = proctor_testkit::Sshd::start(&servers.path().join("a"), 31);
+    let b = proctor_testkit::Sshd::start(&servers.path().join("b"), 32);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    // It kills the sshd process of its own connection: the worker is lost, never the test's own failure.
+    let killer = "p=$$; while [ \"$p\" -gt 1 ]; do p=$(ps -o ppid= -p \"$p\" | tr -d ' '); \
+                  if [ \"$(ps -o comm= -p \"$p\")\" = sshd ]; then kill -9 \"$p\"; sleep 5; fi; done";
+    marking_tree(
+        &tree,
+        &marks,
+        &[("killer", killer), ("fine", "true"), ("also-fine", "true")],
+        "",
+    );
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&a, 1, ""), (&b, 1, "")]);
+    let output = run(&tree, &["--subunit", "--pool", pool.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(status_of(&output.stdout, "/fine"), Some(Status::Success));
+    assert_eq!(
+        status_of(&output.stdout, "/also-fine"),
+        Some(Status::Success)
+    );
+    let runs = routes_by_test(&output.stdout);
+    let started = runs["/killer"]
+        .iter()
+        .filter(|(_, status)| *status == Status::InProgress)
+        .count();
+    assert_eq!(started, 3, "it ran once per loss: {runs:?}");
+    assert_eq!(status_of(&output.stdout, "/killer"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "/killer", "proctor-reason");
+    assert!(
+        reason.contains("its worker was lost under it 3 times"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_an_ssh_run_stops_the_tests_on_the_host_and_removes_the_run_directory() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let host = proctor_testkit::Sshd::start(&servers.path().join("host"), 33);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    marking_tree(&tree, &marks, &[("sleeper", "sleep 3173")], "");
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&host, 1, "")]);
+    let binary = assert_cmd::cargo::cargo_bin("proctor");
+    let mut child = StdCommand::new(binary)
+        .current_dir(&tree)
+        .args(["run", "--grace", "1", "--pool", pool.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts proctor");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The mark is written just before the sleep starts.
+    while mark(&marks, "sleeper").1.is_empty() || !process_running(&["sleep 3173"]) {
+        assert!(Instant::now() < deadline, "the test never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, directory) = mark(&marks, "sleeper");
+    assert!(directory.contains("/proctor-run."), "{directory}");
+    let proctor_pid = child.id().to_string();
+    assert!(StdCommand::new("kill")
+        .args(["-INT", &proctor_pid])
+        .status()
+        .expect("kill runs")
+        .success());
+    let status = child.wait().expect("proctor exits");
+    assert_eq!(status.code(), Some(130));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_running(&["sleep 3173"]) {
+        assert!(
+            Instant::now() < deadline,
+            "the test outlived the run on the host"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&directory).exists(),
+        "{directory} was left behind"
+    );
+}

@@ -749,6 +749,10 @@ impl<'a> Runner<'a> {
             let lost = end.lost.clone();
             let mut more = self.settle(slot, end, &again, &worker.route, shared, &mut emit);
             more += self.retry(&ran, &failed, again, &worker.route, shared);
+            // Only now, with its retries queued, is the batch no longer running: a slot waiting for what may come
+            // back of it must not end in between.
+            lock(&shared.board).running.remove(&slot);
+            shared.changed.notify_all();
             if more > 0 {
                 send(Message::MoreRuns(more));
             }
@@ -874,7 +878,6 @@ impl<'a> Runner<'a> {
     ) -> usize {
         let mut more = 0;
         let mut board = lock(&shared.board);
-        board.running.remove(&slot);
         let stopped = self.stopper.is_stopped();
         let avoid = Some(route.to_owned());
         let fail = |emit: &mut dyn FnMut(Event), test: &TestCase, reason: &str| {
