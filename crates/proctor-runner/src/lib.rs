@@ -747,7 +747,7 @@ impl<'a> Runner<'a> {
             };
             self.measure(suite, &end, shared);
             let lost = end.lost.clone();
-            let mut more = self.settle(slot, end, &again, &worker.route, shared, &mut emit);
+            let mut more = self.settle(end, &again, &worker.route, shared, &mut emit);
             more += self.retry(&ran, &failed, again, &worker.route, shared);
             // Only now, with its retries queued, is the batch no longer running: a slot waiting for what may come
             // back of it must not end in between.
@@ -869,7 +869,6 @@ impl<'a> Runner<'a> {
     /// How many runs that adds.
     fn settle(
         &self,
-        slot: usize,
         end: BatchEnd,
         again: &Again,
         route: &str,
