@@ -1581,3 +1581,35 @@ fn ctrl_c_during_an_ssh_run_stops_the_tests_on_the_host_and_removes_the_run_dire
         "{directory} was left behind"
     );
 }
+
+#[test]
+fn a_suite_that_reads_its_ids_from_idfile_runs_over_ssh() {
+    // The host is this machine, so the file must be found in the run directory to show that it was sent.
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let host = proctor_testkit::Sshd::start(&servers.path().join("host"), 34);
+    fs::write(
+        project.path().join("proctor.toml"),
+        r#"
+[[suite]]
+name = "from-file"
+list = "printf 'one\ntwo\nthree\n'"
+run = '''[ -n "$SSH_CONNECTION" ] || exit 3; case "$IDFILE" in */proctor-run.*) ;; *) exit 4;; esac; n=0; while read id; do n=$((n+1)); echo "ok $n - $id"; done < $IDFILE; echo "1..$n"'''
+protocol = "tap"
+"#,
+    )
+    .expect("writes proctor.toml");
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&host, 1, "")]);
+    let output = run(
+        project.path(),
+        &["--subunit", "--pool", pool.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let results = statuses(&output.stdout);
+    for id in ["one", "two", "three"] {
+        assert!(
+            results.contains(&(id.to_owned(), Status::Success)),
+            "{results:?}"
+        );
+    }
+}

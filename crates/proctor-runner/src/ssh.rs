@@ -196,6 +196,17 @@ impl Connection {
     /// set there, and the local process is the `ssh` client (whose input the supervisor must hold open, see the
     /// module's documentation).
     pub(crate) fn place(&self, mut invocation: Invocation, grace: Duration) -> Invocation {
+        // The `$IDFILE` is written on the host first, in the run directory, and named there instead.
+        let idfile = invocation.idfile().map(|local| {
+            let name = local.file_name().unwrap_or_default().to_string_lossy();
+            let remote = format!("{}/.proctor-ids-{name}", self.remote_root);
+            let ids = std::fs::read_to_string(local).unwrap_or_default();
+            (local.to_string_lossy().into_owned(), remote, ids)
+        });
+        let on_host = |text: &str| match &idfile {
+            Some((local, remote, _)) => self.remote_path(&text.replace(local.as_str(), remote)),
+            None => self.remote_path(text),
+        };
         let mut words = vec![
             "exec".to_owned(),
             "sh".to_owned(),
@@ -203,18 +214,22 @@ impl Connection {
             WRAPPER.to_owned(),
             "proctor-worker".to_owned(),
             grace.as_secs().max(1).to_string(),
-            self.remote_path(&invocation.cwd.to_string_lossy()),
+            on_host(&invocation.cwd.to_string_lossy()),
             "env".to_owned(),
         ];
         words.extend(
             invocation
                 .env
                 .drain(..)
-                .map(|(key, value)| format!("{key}={}", self.remote_path(&value))),
+                .map(|(key, value)| format!("{key}={}", on_host(&value))),
         );
         words.push(invocation.program.to_string_lossy().into_owned());
-        words.extend(invocation.args.iter().map(|arg| self.remote_path(arg)));
-        let remote: Vec<String> = words.iter().map(|word| quote(word)).collect();
+        words.extend(invocation.args.iter().map(|arg| on_host(arg)));
+        let mut remote: Vec<String> = words.iter().map(|word| quote(word)).collect();
+        if let Some((_, path, ids)) = &idfile {
+            let write = format!("printf %s {} > {} &&", quote(ids), quote(path));
+            remote.insert(0, write);
+        }
         invocation.args = self
             .options
             .iter()
