@@ -1613,3 +1613,43 @@ protocol = "tap"
         );
     }
 }
+
+#[test]
+fn a_memory_limit_is_enforced_on_the_host() {
+    let project = TempDir::new().expect("tempdir");
+    let servers = TempDir::new().expect("tempdir");
+    let host = proctor_testkit::Sshd::start(&servers.path().join("host"), 35);
+    let tree = project.path().join("tree");
+    let marks = project.path().join("marks");
+    let python = proctor_testkit::python();
+    // A safety time limit, should the memory limit not hold.
+    let hog = format!(
+        "/hog:\n    test: \"{} -c 'b = []\\nwhile True: b.append(bytearray(8 << 20))' memory-hog-3174\"\n    \
+         duration: 30s\n",
+        python.display()
+    );
+    marking_tree(&tree, &marks, &[("small", "true")], &hog);
+    let pool = ssh_pool(project.path(), "pool.toml", &[(&host, 2, "")]);
+    let output = run(
+        &tree,
+        &[
+            "--subunit",
+            "--memory-limit",
+            "64M",
+            "--pool",
+            pool.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(status_of(&output.stdout, "/small"), Some(Status::Success));
+    assert_eq!(status_of(&output.stdout, "/hog"), Some(Status::Fail));
+    let reason = attachment(&output.stdout, "/hog", "proctor-reason");
+    assert!(
+        reason.contains("memory limit exceeded on the host"),
+        "{reason}"
+    );
+    assert!(
+        !process_running(&["memory-hog-3174"]),
+        "the hog outlived its test"
+    );
+}

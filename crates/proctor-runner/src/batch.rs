@@ -81,7 +81,9 @@ pub(crate) fn start(
 ) -> Option<(Running, Invocation)> {
     let tests: Vec<&TestCase> = batch.iter().collect();
     let invocation = match launch.suite.invocation(&tests) {
-        Ok(invocation) => launch.worker.place(invocation, launch.grace),
+        Ok(invocation) => launch
+            .worker
+            .place(invocation, launch.grace, launch.memory_limit),
         Err(error) => {
             let reason = format!("could not build the test command: {error}");
             fail_all(batch, &reason, launch.route, emit);
@@ -95,7 +97,8 @@ pub(crate) fn start(
         .limits(Limits {
             time: invocation.time_limit,
             no_output: invocation.no_output_limit,
-            memory: launch.memory_limit,
+            // A host's wrapper measures the tree there; the ssh client here is not it.
+            memory: launch.memory_limit.filter(|_| !launch.worker.is_remote()),
         })
         .grace(launch.grace);
     let spec = if launch.worker.is_remote() {
@@ -139,7 +142,13 @@ pub(crate) fn finish(
     for chunk in running.output() {
         output.chunk(chunk, &mut send);
     }
-    let outcome = running.wait();
+    let mut outcome = running.wait();
+    if let Ok(ended) = outcome.as_mut() {
+        // The host's wrapper killed the tree on its memory limit: the limit fired, as it would here.
+        if worker.is_remote() && ended.exit == Exit::Code(crate::ssh::MEMORY_EXCEEDED) {
+            ended.limit = Some(proctor_supervisor::Limit::Memory);
+        }
+    }
     let code = match &outcome {
         Ok(Outcome {
             exit: Exit::Code(code),
@@ -165,7 +174,7 @@ pub(crate) fn finish(
     }
     output.end(outcome.as_ref().ok(), &mut send);
     let (crashed, why) = match &outcome {
-        Ok(outcome) => (abnormal(outcome), describe(outcome, invocation)),
+        Ok(outcome) => (abnormal(outcome), describe(outcome, invocation, worker)),
         Err(error) => (true, format!("supervision failed: {error}")),
     };
     let measured = tracker.measured(began);
@@ -223,7 +232,7 @@ fn abnormal(outcome: &Outcome) -> bool {
 }
 
 /// Says how a process ended, naming the limit that fired.
-fn describe(outcome: &Outcome, invocation: &Invocation) -> String {
+fn describe(outcome: &Outcome, invocation: &Invocation, worker: &Worker) -> String {
     let mut text = String::new();
     match outcome.limit {
         Some(proctor_supervisor::Limit::Time) => {
@@ -233,6 +242,9 @@ fn describe(outcome: &Outcome, invocation: &Invocation) -> String {
         Some(proctor_supervisor::Limit::NoOutput) => {
             let limit = invocation.no_output_limit.unwrap_or_default();
             let _ = write!(text, "no output for {limit:?}; ");
+        }
+        Some(proctor_supervisor::Limit::Memory) if worker.is_remote() => {
+            text.push_str("memory limit exceeded on the host; ")
         }
         Some(proctor_supervisor::Limit::Memory) => text.push_str("memory limit exceeded; "),
         None if outcome.stopped => text.push_str("the run was interrupted; "),

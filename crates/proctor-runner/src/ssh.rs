@@ -24,15 +24,27 @@ const SSH_FAILED: i32 = 255;
 /// Runs `$@` in `$2` in a session of its own and kills that session, after a grace of `$1` seconds, once standard
 /// input ends. File descriptor 3 keeps the input, since `&` gives a background job `/dev/null`.
 const WRAPPER: &str = r#"exec 3<&0
-g=$1; cd "$2" || exit 127; shift 2
+g=$1; m=$2; cd "$3" || exit 127; shift 3
 setsid "$@" </dev/null 3<&- &
 c=$!
 (cat <&3 >/dev/null; kill -TERM -$c $c 2>/dev/null; sleep $g; kill -KILL -$c $c 2>/dev/null) >/dev/null 2>&1 &
 w=$!
 exec 3<&-
+f="${TMPDIR:-/tmp}/proctor-memory.$$"
+if [ "$m" -gt 0 ]; then
+  (while kill -0 $c 2>/dev/null; do
+    r=$(ps -o rss= -s $c 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    if [ "$r" -gt "$m" ]; then : > "$f"; kill -KILL -$c $c; exit; fi
+    sleep 0.1
+  done) >/dev/null 2>&1 &
+fi
 wait $c; s=$?
 kill $w 2>/dev/null
+if [ -e "$f" ]; then rm -f "$f"; exit 247; fi
 exit $s"#;
+
+/// How the wrapper exits when it killed the test's tree on its memory limit.
+pub(crate) const MEMORY_EXCEEDED: i32 = 247;
 
 /// An open connection to one host, with the run's copy of the test tree on it.
 #[derive(Debug)]
@@ -195,7 +207,14 @@ impl Connection {
     /// `invocation` as it runs on the host: paths under the tree point into the run directory, its environment is
     /// set there, and the local process is the `ssh` client (whose input the supervisor must hold open, see the
     /// module's documentation).
-    pub(crate) fn place(&self, mut invocation: Invocation, grace: Duration) -> Invocation {
+    /// `memory_limit` (bytes) is enforced on the host: the wrapper sums its tree's resident memory (`ps -s`) every
+    /// 100 ms and kills the tree over it.
+    pub(crate) fn place(
+        &self,
+        mut invocation: Invocation,
+        grace: Duration,
+        memory_limit: Option<u64>,
+    ) -> Invocation {
         // The `$IDFILE` is written on the host first, in the run directory, and named there instead.
         let idfile = invocation.idfile().map(|local| {
             let name = local.file_name().unwrap_or_default().to_string_lossy();
@@ -214,6 +233,9 @@ impl Connection {
             WRAPPER.to_owned(),
             "proctor-worker".to_owned(),
             grace.as_secs().max(1).to_string(),
+            memory_limit
+                .map_or(0, |bytes| bytes.div_ceil(1024))
+                .to_string(),
             on_host(&invocation.cwd.to_string_lossy()),
             "env".to_owned(),
         ];

@@ -39,11 +39,17 @@ enum Place {
 impl Worker {
     /// `invocation` as this worker runs it: as it is in a slot, through its hooks' `instance_execute` on an
     /// instance, through ssh on a host.
-    pub(crate) fn place(&self, invocation: Invocation, grace: Duration) -> Invocation {
+    /// A host enforces `memory_limit` itself; here the supervisor does.
+    pub(crate) fn place(
+        &self,
+        invocation: Invocation,
+        grace: Duration,
+        memory_limit: Option<u64>,
+    ) -> Invocation {
         match &self.place {
             Place::Here => invocation,
             Place::Instance(id, hooks) => hooks.execute_in(invocation, id),
-            Place::Host(connection) => connection.place(invocation, grace),
+            Place::Host(connection) => connection.place(invocation, grace, memory_limit),
         }
     }
 
