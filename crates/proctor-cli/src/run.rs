@@ -111,6 +111,9 @@ impl Observer for Shown {
         for given_up in &outcome.report.given_up {
             eprintln!("proctor: gave up on {given_up}; the run went on with the other workers");
         }
+        for faltered in &outcome.report.faltered {
+            eprintln!("proctor: {faltered}; the run went on with the other workers");
+        }
         for problem in &outcome.report.problems {
             eprintln!("proctor: {problem}");
         }

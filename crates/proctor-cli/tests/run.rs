@@ -1382,8 +1382,10 @@ fn an_unreachable_host_is_named_with_what_ssh_said() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert_eq!(status_of(&output.stdout, "/two"), Some(Status::Success));
+    // The good host may finish the tests before the other is given up: either way it is named, with the reason.
     assert!(
-        said.contains(&format!("gave up on host root@127.0.0.7:{port}")),
+        said.contains(&format!("host root@127.0.0.7:{port}"))
+            && said.contains("Connection refused"),
         "{said}"
     );
 }

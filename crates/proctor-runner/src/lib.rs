@@ -215,6 +215,9 @@ pub struct RunReport {
     /// Provisioners given up on, and why, while others made the workers the
     /// run went on with.
     pub given_up: Vec<String>,
+    /// Provisioners (or hosts) that failed to provision a worker or lost one, and were not given up, with what
+    /// went wrong last.
+    pub faltered: Vec<String>,
 }
 
 /// Runs tests of one project.
@@ -238,6 +241,10 @@ type Enabled = Arc<Vec<Option<HashSet<String>>>>;
 
 /// What one run measured of each suite's processes, by suite index.
 type Measurements = Mutex<HashMap<usize, Measured>>;
+
+/// How long a slot waits before asking its source again after it failed to give a worker; doubled after each
+/// failure in a row, up to eight times as long.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// How many times a test's worker may be lost under it before the test fails.
 const MAX_LOSSES: u32 = 3;
@@ -450,6 +457,7 @@ impl<'a> Runner<'a> {
         report.process_costs = self.costs_by_name(measured);
         for source in &sources.sources {
             report.given_up.extend(source.given_up());
+            report.faltered.extend(source.failed());
             report.problems.extend(source.problems());
         }
         Ok(report)
@@ -662,6 +670,7 @@ impl<'a> Runner<'a> {
         shared: &Shared<'_>,
         send: &mut dyn FnMut(Message),
     ) {
+        let mut failures = 0;
         while !self.stopper.is_stopped() && lock(&shared.board).has_work() {
             lock(&shared.board).provisioning.insert(slot);
             let worker = match source.worker(on_source) {
@@ -669,12 +678,16 @@ impl<'a> Runner<'a> {
                 Err(_) => {
                     lock(&shared.board).provisioning.remove(&slot);
                     shared.changed.notify_all();
-                    match source.given_up() {
-                        Some(_) => break,
-                        None => continue,
+                    if source.given_up().is_some() {
+                        break;
                     }
+                    // A host restarting gets a moment before the next try spends the budget.
+                    failures += 1;
+                    self.pause(RECONNECT_PAUSE * 2u32.pow(failures.min(4) - 1));
+                    continue;
                 }
             };
+            failures = 0;
             let fits = self.fits_for(&worker);
             let mut board = lock(&shared.board);
             board.provisioning.remove(&slot);
@@ -694,6 +707,16 @@ impl<'a> Runner<'a> {
         }
         shared.changed.notify_all();
         source.slot_done();
+    }
+
+    /// Waits `pause`, or less when the run is stopped.
+    fn pause(&self, pause: Duration) {
+        let until = std::time::Instant::now() + pause;
+        while !self.stopper.is_stopped() && std::time::Instant::now() < until {
+            std::thread::sleep(
+                TICK.min(until.saturating_duration_since(std::time::Instant::now())),
+            );
+        }
     }
 
     /// Takes batches for `worker` until nothing is left that it may run (or may come back to it), the run
@@ -1082,6 +1105,7 @@ impl Tally {
             process_costs: BTreeMap::new(),
             problems: Vec::new(),
             given_up: Vec::new(),
+            faltered: Vec::new(),
         }
     }
 }

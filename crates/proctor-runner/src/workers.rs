@@ -108,6 +108,8 @@ pub(crate) struct Source {
 #[derive(Debug, Default)]
 struct State {
     failures: u32,
+    /// What went wrong last, when something did.
+    last_failure: Option<String>,
     given_up: Option<String>,
     connection: Option<Arc<Connection>>,
     /// Instances made and not yet disposed of, and those of them no slot holds.
@@ -173,6 +175,7 @@ impl Source {
     /// Counts a failure, giving the source up once its budget is spent; the problem, said of this source.
     fn fail(&self, state: &mut State, problem: String) -> String {
         state.failures += 1;
+        state.last_failure = Some(problem.clone());
         if state.failures >= self.budget {
             state.given_up = Some(format!(
                 "{} given up after {} failure{}: {problem}",
@@ -182,6 +185,21 @@ impl Source {
             ));
         }
         problem
+    }
+
+    /// What went wrong with a source that failed and was not given up (the run ended first, or it came back).
+    pub(crate) fn failed(&self) -> Option<String> {
+        let state = lock(&self.state);
+        if state.given_up.is_some() {
+            return None;
+        }
+        let last = state.last_failure.as_ref()?;
+        Some(format!(
+            "{} failed {} time{}: {last}",
+            self.name,
+            state.failures,
+            if state.failures == 1 { "" } else { "s" }
+        ))
     }
 
     /// Whether the source has spent its failure budget.
