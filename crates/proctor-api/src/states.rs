@@ -25,6 +25,9 @@ macro_rules! named_enum {
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             /// The name stored in the database and used in the API.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }

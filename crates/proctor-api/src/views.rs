@@ -73,6 +73,9 @@ pub struct JobView {
     pub max_attempts: u32,
     /// Whether a user asked to cancel it while it runs.
     pub cancel_requested: bool,
+    /// The id of the token that submitted it, when one did.
+    #[serde(default)]
+    pub submitter: Option<String>,
     /// When it was submitted (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -459,4 +462,37 @@ pub struct StartRecipe {
     /// Options overriding (or adding to) the recipe's defaults.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// Options of `GET /test-history`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TestHistoryQuery {
+    /// The test id.
+    pub test_id: String,
+    /// How many of the newest jobs that ran it to look at: 50 unless asked, 500 at most.
+    pub jobs: Option<u32>,
+}
+
+/// One test's runs across jobs, newest job first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TestHistoryView {
+    /// The test id.
+    pub test_id: String,
+    /// Its runs, newest job first, then by attempt and the order recorded.
+    pub runs: Vec<TestHistoryRunView>,
+}
+
+/// One run of a test in its history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TestHistoryRunView {
+    /// The job it ran in.
+    pub job_id: String,
+    /// That job's name.
+    pub job_name: Option<String>,
+    /// When that job was submitted (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub job_created_at: Timestamp,
+    /// The run.
+    pub run: TestRunView,
 }

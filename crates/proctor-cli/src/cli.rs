@@ -285,6 +285,9 @@ pub struct ServerArgs {
     /// The address to listen on; beyond loopback only once a token exists.
     #[arg(long, default_value = "127.0.0.1:7370", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Let visitors who have not signed in read the web UI's pages beyond loopback too (on loopback they may).
+    #[arg(long)]
+    pub public_pages: bool,
     #[command(flatten)]
     pub tuning: ServerTuning,
 }

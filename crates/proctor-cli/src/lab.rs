@@ -27,7 +27,8 @@ const UP_CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// `proctor server`: serves the API until a signal.
 pub fn server(args: ServerArgs) -> Result<u8, CliError> {
     let data_dir = data_dir(&args.data)?;
-    let config = server_config(data_dir.clone(), args.listen, &args.tuning);
+    let mut config = server_config(data_dir.clone(), args.listen, &args.tuning);
+    config.public_pages = args.public_pages;
     let runtime = runtime()?;
     let stop = Stop::on_signals()?;
     let server = runtime
@@ -91,7 +92,7 @@ pub fn up(args: UpArgs) -> Result<u8, CliError> {
 }
 
 fn print_welcome(url: &str, data_dir: &Path, work_dir: &Path) {
-    println!("proctor lab listening on {url}");
+    println!("proctor lab listening on {url} (open it in a browser for the web UI)");
     println!("  data in {}", data_dir.display());
     println!(
         "  agent `{LOCAL}` serves queue `{LOCAL}`, running jobs in {}",

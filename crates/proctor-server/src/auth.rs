@@ -168,7 +168,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer_secret(parts);
+        Caller::with_secret(state, bearer_secret(parts)).await
+    }
+}
+
+impl Caller {
+    /// The caller that presents `secret` (a bearer token, or the web UI's session cookie), or none.
+    pub(crate) async fn with_secret(
+        state: &AppState,
+        secret: Option<String>,
+    ) -> Result<Caller, ApiError> {
         let lookup = state
             .store_call(move |store| look_up(store, secret))
             .await?;

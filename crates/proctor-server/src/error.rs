@@ -147,7 +147,7 @@ pub(crate) enum ApiError {
 
 impl ApiError {
     /// The status the error is answered with.
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::DefinitionTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -199,7 +199,7 @@ impl ApiError {
     }
 
     /// The message with its causes, so a store failure says what the database said.
-    fn full_message(&self) -> String {
+    pub(crate) fn full_message(&self) -> String {
         let mut message = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {

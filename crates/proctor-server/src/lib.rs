@@ -31,6 +31,7 @@ mod metrics;
 mod reaper;
 mod results;
 mod server;
+mod ui;
 
 pub use api::openapi;
 pub use error::ServerError;

@@ -307,6 +307,25 @@ fn corruption(decoder: &mut Decoder, at: u64) -> String {
     )
 }
 
+/// A job's whole results stream as a JUnit XML report (retries grouped as JUnit's flaky and rerun elements), or
+/// why it cannot be read to its end.
+pub(crate) fn junit_xml(stream: &[u8]) -> Result<String, String> {
+    use proctor_events::Sink;
+    let mut junit = proctor_formats::junit::JunitSink::new().group_retries(true);
+    for event in proctor_subunit::EventReader::new(stream) {
+        let event = event.map_err(|error| format!("the results stream cannot be read: {error}"))?;
+        junit
+            .event(&event)
+            .map_err(|error| format!("the results cannot be reported: {error}"))?;
+    }
+    junit
+        .finish()
+        .map_err(|error| format!("the results cannot be reported: {error}"))?;
+    junit
+        .to_xml_string()
+        .map_err(|error| format!("the JUnit report cannot be written: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

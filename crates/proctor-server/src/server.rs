@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub max_definition_bytes: usize,
     /// What uploaded bundles may expand to, checked on accept (413 naming the cap).
     pub bundle_limits: BundleLimits,
+    /// Whether the web UI's read-only pages are open to visitors who have not signed in, beyond loopback too (on
+    /// loopback they always are). Writes always need a signed-in user with the role the API asks for.
+    pub public_pages: bool,
 }
 
 /// What each kind of bundle may expand to.
@@ -79,6 +82,7 @@ impl ServerConfig {
             max_body_bytes: proctor_api::DEFAULT_MAX_UPLOAD_BYTES as usize,
             max_definition_bytes: proctor_api::DEFAULT_MAX_DEFINITION_BYTES as usize,
             bundle_limits: BundleLimits::default(),
+            public_pages: false,
         }
     }
 }
@@ -133,6 +137,7 @@ impl Server {
             claim_hold: config.claim_hold,
             lease: config.lease,
             allow_open,
+            pages_open: allow_open || config.public_pages,
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
             // A definition is a body too: the smaller of the two caps holds.
             max_definition_bytes: config.max_definition_bytes.min(config.max_body_bytes),

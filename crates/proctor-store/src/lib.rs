@@ -42,7 +42,7 @@ pub use error::StoreError;
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
     JobAttempt, JobCursor, JobFilter, JobPage, JobSummary, JobTokenUse, NewJob, PhaseRecord,
-    QueueInfo, ReapedJob, Recipe, ResultsProgress, StreamChunk, TestRun, Token,
+    QueueInfo, ReapedJob, Recipe, ResultsProgress, StreamChunk, TestHistoryRun, TestRun, Token,
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
@@ -150,6 +150,9 @@ pub trait Store: Send + Sync {
 
     /// Every run of every test in the job, by test id, then attempt, then the order they were recorded.
     fn test_runs(&self, job_id: &str) -> Result<Vec<TestRun>>;
+
+    /// The runs of test `test_id` in the newest `jobs` jobs that ran it, newest job first, each with its job.
+    fn test_history(&self, test_id: &str, jobs: u32) -> Result<Vec<TestHistoryRun>>;
     /// The runs of the job's `attempt` that the parse left open ([`RunStatus::Running`]), in the order they
     /// started: the state to resume the parse from.
     ///

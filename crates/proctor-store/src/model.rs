@@ -263,6 +263,19 @@ pub struct PhaseRecord {
     pub exit_status: Option<i32>,
 }
 
+/// One run of a test in its history across jobs ([`Store::test_history`](crate::Store::test_history)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestHistoryRun {
+    /// The job it ran in.
+    pub job_id: String,
+    /// That job's name.
+    pub job_name: Option<String>,
+    /// When that job was submitted.
+    pub job_created_at: Timestamp,
+    /// The run.
+    pub run: TestRun,
+}
+
 /// A chunk of a job's byte stream as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamChunk {

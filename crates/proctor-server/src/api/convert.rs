@@ -3,12 +3,13 @@
 
 use proctor_api::{
     AgentView, CancelView, HeartbeatView, JobSummaryView, JobView, PhaseView, QueueView,
-    RecipeView, RunCountsView, TestCountsView, TestResultView, TestResultsView, TestRunView,
+    RecipeView, RunCountsView, TestCountsView, TestHistoryRunView, TestResultView, TestResultsView,
+    TestRunView,
 };
 use proctor_events::{Tally, Try};
 use proctor_store::{
     Agent, CancelOutcome, HeartbeatReply, Job, JobState, JobSummary, PhaseRecord, QueueInfo,
-    Recipe, TestRun,
+    Recipe, TestHistoryRun, TestRun,
 };
 
 /// A stored record's form in the API.
@@ -34,6 +35,7 @@ impl IntoView for Job {
             attempts: self.attempts,
             max_attempts: self.max_attempts,
             cancel_requested: self.cancel_requested,
+            submitter: self.submitter,
             created_at: self.created_at,
             started_at: self.started_at,
             ended_at: self.ended_at,
@@ -208,6 +210,19 @@ impl IntoView for TestRun {
             duration_us: self.duration_us,
             agent_id: self.agent_id,
             tags: self.tags,
+        }
+    }
+}
+
+impl IntoView for TestHistoryRun {
+    type View = TestHistoryRunView;
+
+    fn into_view(self) -> TestHistoryRunView {
+        TestHistoryRunView {
+            job_id: self.job_id,
+            job_name: self.job_name,
+            job_created_at: self.job_created_at,
+            run: self.run.into_view(),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::results;
 use proctor_api::{
     CancelView, ErrorBody, FinishRequest, JobDetail, JobListView, JobQuery, JobView, JobsQuery,
-    SubmitQuery, TestResultsView,
+    SubmitQuery, TestHistoryQuery, TestHistoryView, TestResultsView,
 };
 
 /// Submits a job, written in YAML or JSON (the content type decides; `text/plain` or none is sniffed). A job that
@@ -99,6 +99,29 @@ pub(crate) async fn queue_job(
     recipe_script: Option<String>,
     queues: Queues,
 ) -> Result<Response, ApiError> {
+    let stored = store_job(state, caller, job, recipe_script, queues).await?;
+    Ok(created(stored))
+}
+
+/// 201 with a new job and its location.
+pub(crate) fn created(job: proctor_store::Job) -> Response {
+    let location = format!("/api/v1/jobs/{}", job.id);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(job.into_view()),
+    )
+        .into_response()
+}
+
+/// What [`queue_job`] does before answering: the stored job.
+pub(crate) async fn store_job(
+    state: &AppState,
+    caller: &Caller,
+    job: &Job,
+    recipe_script: Option<String>,
+    queues: Queues,
+) -> Result<proctor_store::Job, ApiError> {
     let queue = job.job_queue.as_str().to_owned();
     let new_job = NewJob {
         queue: queue.clone(),
@@ -125,13 +148,7 @@ pub(crate) async fn queue_job(
         .await?
         .ok_or_else(|| ApiError::UnknownQueue(queue.clone()))?;
     state.wakers.wake(&queue);
-    let location = format!("/api/v1/jobs/{}", stored.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(stored.into_view()),
-    )
-        .into_response())
+    Ok(stored)
 }
 
 /// The format of a submitted job from its content type, or from its text when the type does not say.
@@ -409,4 +426,42 @@ pub(crate) async fn finish_job(
     state.metrics.count_job_ended(final_state.as_str());
     state.wakers.job_changed(&job.id);
     Ok(Json(job.into_view()))
+}
+
+/// Jobs a test history looks at unless asked.
+const HISTORY_JOBS: u32 = 50;
+/// The most jobs a test history looks at.
+const MAX_HISTORY_JOBS: u32 = 500;
+
+/// One test's runs across the newest jobs that ran it: where and when it passed or failed, and how long it took.
+#[utoipa::path(
+    get,
+    path = "/api/v1/test-history",
+    params(TestHistoryQuery),
+    responses(
+        (status = 200, description = "The test's runs, newest job first", body = TestHistoryView),
+        (status = 400, description = "No test id, or more than 500 jobs asked for", body = ErrorBody),
+    ),
+    tag = "jobs"
+)]
+pub(crate) async fn test_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<TestHistoryQuery>,
+) -> Result<Json<TestHistoryView>, ApiError> {
+    caller.require(&[Role::User, Role::Agent])?;
+    let jobs = query.jobs.unwrap_or(HISTORY_JOBS);
+    if query.test_id.is_empty() || !(1..=MAX_HISTORY_JOBS).contains(&jobs) {
+        return Err(ApiError::BadRequest(format!(
+            "a test history needs a test_id and looks at 1 to {MAX_HISTORY_JOBS} jobs, not {jobs}"
+        )));
+    }
+    let test_id = query.test_id.clone();
+    let runs = state
+        .store_call(move |store| store.test_history(&test_id, jobs))
+        .await?;
+    Ok(Json(TestHistoryView {
+        test_id: query.test_id,
+        runs: runs.into_iter().map(IntoView::into_view).collect(),
+    }))
 }

@@ -3,11 +3,11 @@
 
 mod agents;
 mod convert;
-mod files;
-mod jobs;
-mod ops;
-mod recipes;
-mod streams;
+pub(crate) mod files;
+pub(crate) mod jobs;
+pub(crate) mod ops;
+pub(crate) mod recipes;
+pub(crate) mod streams;
 
 pub(crate) use streams::bytes_from;
 
@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) lease: Duration,
     /// Whether the API may run open when no token exists (the server listens on loopback).
     pub(crate) allow_open: bool,
+    /// Whether the web UI's read-only pages are open to visitors who have not signed in.
+    pub(crate) pages_open: bool,
     /// Store calls allowed on the blocking pool at once (see [`STORE_SLOTS`]).
     pub(crate) store_slots: Arc<Semaphore>,
     /// The largest job definition accepted.
@@ -153,6 +155,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::finish_job))
         .routes(routes!(jobs::list_tests))
+        .routes(routes!(jobs::test_history))
         .routes(routes!(
             files::upload_attachments,
             files::download_attachments
@@ -192,6 +195,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Result<Router, S
         async move { ([(header::CONTENT_TYPE, "application/json")], document) }
     };
     Ok(api
+        .merge(crate::ui::routes())
         .route("/api/v1/openapi.json", get(serve_document))
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -9,7 +9,7 @@ use proctor_job::{Job, JobFormat, Name};
 use proctor_store::{Recipe, Role};
 
 use super::convert::IntoView;
-use super::jobs::{queue_job, Queues};
+use super::jobs::{created, store_job, Queues};
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -128,6 +128,16 @@ pub(crate) async fn start_recipe(
     Path(name): Path<String>,
     Json(start): Json<StartRecipe>,
 ) -> Result<Response, ApiError> {
+    Ok(created(recipe_job(&state, &caller, name, start).await?))
+}
+
+/// What [`start_recipe`] does before answering: the queued job.
+pub(crate) async fn recipe_job(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    start: StartRecipe,
+) -> Result<proctor_store::Job, ApiError> {
     caller.require(&[Role::User])?;
     let recipe = state.store_call(move |store| store.recipe(&name)).await?;
     let mut options = recipe.default_options.clone();
@@ -140,7 +150,7 @@ pub(crate) async fn start_recipe(
         "options": options,
     });
     let job = Job::parse(&document.to_string(), JobFormat::Json)?;
-    queue_job(&state, &caller, &job, Some(recipe.script), Queues::Any).await
+    store_job(state, caller, &job, Some(recipe.script), Queues::Any).await
 }
 
 /// Refuses a name the job definition would not accept (empty, or with whitespace).

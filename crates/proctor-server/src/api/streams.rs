@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use proctor_job::Phase;
 use proctor_store::{JobState, Role, StreamChunk, StreamKind};
 use tokio::time::Instant;
 
@@ -152,7 +153,7 @@ pub(crate) async fn read_results(
 /// Reads one stream from `query.from`. With `wait_seconds` (at most the server's claim hold), when nothing is
 /// stored past `from` and the job has not ended, the answer waits until bytes arrive, the job ends or the wait
 /// does.
-async fn read(
+pub(crate) async fn read(
     state: AppState,
     caller: Caller,
     job_id: String,
@@ -172,26 +173,38 @@ async fn read(
         .wait_seconds
         .map_or(Duration::ZERO, |asked| capped_wait(asked, state.claim_hold));
     let deadline = Instant::now() + wait;
-    let arrivals = state.wakers.for_job(&job_id);
+    let (bytes, next_offset, job_state) =
+        next_bytes(&state, &job_id, stream, query.from, phase, deadline).await?;
+    Ok(read_answer(bytes, next_offset, job_state))
+}
+
+/// What one stream of a job holds from `from` (one phase's, with `phase`), waiting until `deadline` while it holds
+/// nothing new and the job runs: the bytes, where to read next, and the job's state. The caller has checked that
+/// its caller may read the job.
+pub(crate) async fn next_bytes(
+    state: &AppState,
+    job_id: &str,
+    stream: StreamKind,
+    from: u64,
+    phase: Option<Phase>,
+    deadline: Instant,
+) -> Result<(Vec<u8>, u64, JobState), ApiError> {
+    let arrivals = state.wakers.for_job(job_id);
     loop {
         // Listening before reading means bytes stored between the read and the wait still wake it.
         let mut arrived = pin!(arrivals.notified());
         arrived.as_mut().enable();
-        let id = job_id.clone();
+        let id = job_id.to_owned();
         let (chunks, job_state) = state
             .store_call(move |store| {
-                let chunks = store.read_stream(
-                    &id,
-                    stream,
-                    query.from,
-                    phase.map(|phase| phase.as_str()),
-                )?;
+                let chunks =
+                    store.read_stream(&id, stream, from, phase.map(|phase| phase.as_str()))?;
                 Ok((chunks, store.job(&id)?.state))
             })
             .await?;
-        let (bytes, next_offset) = bytes_from(chunks, query.from);
+        let (bytes, next_offset) = bytes_from(chunks, from);
         if !bytes.is_empty() || job_state.is_final() || Instant::now() >= deadline {
-            return Ok(read_answer(bytes, next_offset, job_state));
+            return Ok((bytes, next_offset, job_state));
         }
         // At the deadline the loop reads once more and answers with whatever is there.
         let _ = tokio::time::timeout_at(deadline, arrived).await;

@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "test_runs_and_attempts",
         sql: include_str!("../../migrations/sqlite/0005_test_runs_and_attempts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "test_history_index",
+        sql: include_str!("../../migrations/sqlite/0006_test_history_index.sql"),
+    },
 ];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same

@@ -17,11 +17,12 @@ use crate::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
     HeartbeatReply, IssuedToken, Job, JobAttempt, JobFilter, JobPage, JobState, JobTokenUse,
     NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk,
-    StreamKind, TestRun, Token,
+    StreamKind, TestHistoryRun, TestRun, Token,
 };
 use rows::{
     agent_row, attempt_row, claimed_row, job_row, micros, queue_row, recipe_row, summary_row,
-    test_run_row, to_json, token_row, JOB_COLUMNS, SUMMARY_COLUMNS, TEST_RUN_COLUMNS,
+    test_history_row, test_run_row, to_json, token_row, JOB_COLUMNS, SUMMARY_COLUMNS,
+    TEST_RUN_COLUMNS,
 };
 
 /// The database file's name inside the data directory.
@@ -895,6 +896,32 @@ impl Store for SqliteStore {
                 .during("reading test runs")?;
             let rows = statement.query_map([job_id], test_run_row).during("reading test runs")?;
             rows.collect::<rusqlite::Result<_>>().during("reading test runs")
+        })
+    }
+
+    fn test_history(&self, test_id: &str, jobs: u32) -> Result<Vec<TestHistoryRun>> {
+        self.read(|connection| {
+            let columns: Vec<String> = TEST_RUN_COLUMNS
+                .split(", ")
+                .map(|column| format!("r.{column}"))
+                .collect();
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "WITH recent AS (
+                         SELECT j.id, j.name, j.created_at, j.seq FROM jobs j
+                         WHERE j.id IN (SELECT DISTINCT job_id FROM test_runs WHERE test_id = ?1)
+                         ORDER BY j.created_at DESC, j.seq DESC LIMIT ?2)
+                     SELECT recent.id AS job_id, recent.name AS job_name, recent.created_at AS job_created_at, {}
+                     FROM recent JOIN test_runs r ON r.job_id = recent.id AND r.test_id = ?1
+                     ORDER BY recent.created_at DESC, recent.seq DESC, r.attempt, r.seq",
+                    columns.join(", ")
+                ))
+                .during("reading a test's history")?;
+            let rows = statement
+                .query_map(params![test_id, jobs], test_history_row)
+                .during("reading a test's history")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("reading a test's history")
         })
     }
 

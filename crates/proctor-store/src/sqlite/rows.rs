@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::model::{
     Agent, Artifact, Job, JobAttempt, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe,
-    TestRun, Token,
+    TestHistoryRun, TestRun, Token,
 };
 use crate::StoreError;
 
@@ -45,6 +45,16 @@ pub(super) fn test_run_row(row: &Row) -> rusqlite::Result<TestRun> {
         duration_us: row.get("duration_us")?,
         agent_id: row.get("agent_id")?,
         tags: serde_json::from_str(&tags).map_err(|error| conversion_error(row, "tags", error))?,
+    })
+}
+
+/// A run of a test's history: [`TEST_RUN_COLUMNS`] with `job_id`, `job_name` and `job_created_at`.
+pub(super) fn test_history_row(row: &Row) -> rusqlite::Result<TestHistoryRun> {
+    Ok(TestHistoryRun {
+        job_id: row.get("job_id")?,
+        job_name: row.get("job_name")?,
+        job_created_at: timestamp(row, "job_created_at")?,
+        run: test_run_row(row)?,
     })
 }
 

@@ -1,0 +1,25 @@
+// Live pages: a job's log and state from the server's event stream (Server-Sent Events), with follow / stop.
+(function () {
+  const log = document.getElementById("log");
+  if (!log || !log.dataset.live) return;
+  const state = document.getElementById("job-state");
+  const follow = document.getElementById("follow");
+  let following = true;
+  if (follow) {
+    follow.addEventListener("click", function () {
+      following = !following;
+      follow.textContent = following ? "Stop following" : "Follow";
+      follow.setAttribute("aria-pressed", String(following));
+    });
+  }
+  const source = new EventSource(log.dataset.live);
+  source.addEventListener("log", function (event) {
+    // The server sends the lines as HTML it escaped and coloured.
+    log.insertAdjacentHTML("beforeend", event.data);
+    if (following) log.scrollTop = log.scrollHeight;
+  });
+  source.addEventListener("state", function (event) {
+    if (state) { state.textContent = event.data; state.className = "state state-" + event.data; }
+  });
+  source.addEventListener("end", function () { source.close(); window.location.reload(); });
+})();

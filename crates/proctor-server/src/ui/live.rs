@@ -1,0 +1,144 @@
+//! A running job's page, live: its log as the agent uploads it and its state, as Server-Sent Events, woken by the
+//! same per-job wake-ups as the API's waiting reads.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use proctor_job::Phase;
+use proctor_store::{JobState, Role, StreamKind};
+use serde::Deserialize;
+
+use super::format::log_html;
+use super::{error_page, Visitor};
+use crate::api::{streams, AppState};
+use crate::auth::JobToken;
+use crate::error::ApiError;
+
+/// How long one wait for new bytes lasts before the stream looks again (a keep-alive goes out meanwhile).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Where the page's log ended, and which phase it shows.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Live {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    phase: String,
+}
+
+/// `GET /jobs/{id}/live`: events `log` (complete lines as escaped, coloured HTML), `state` (when it changes) and
+/// `end` (the job ended; the page reloads).
+pub(crate) async fn job_events(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(live): Query<Live>,
+) -> Response {
+    let allowed = async {
+        let caller = visitor.reader()?;
+        caller
+            .require_on_job(&state, &id, &[Role::User, Role::Agent], JobToken::Allowed)
+            .await?;
+        let phase = match live.phase.as_str() {
+            "" => None,
+            name => Some(
+                name.parse::<Phase>()
+                    .map_err(|error| ApiError::BadRequest(error.to_string()))?,
+            ),
+        };
+        Ok::<_, ApiError>(phase)
+    }
+    .await;
+    match allowed {
+        Ok(phase) => Sse::new(events(state, id, live.from, phase))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+        Err(error) => error_page(&visitor, &error, "/"),
+    }
+}
+
+/// Where the event stream is.
+struct Tail {
+    state: AppState,
+    job_id: String,
+    phase: Option<Phase>,
+    offset: u64,
+    /// Bytes after the last complete line, sent with the next one.
+    partial: Vec<u8>,
+    shown_state: Option<JobState>,
+    ended: bool,
+}
+
+fn events(
+    state: AppState,
+    job_id: String,
+    from: u64,
+    phase: Option<Phase>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let tail = Tail {
+        state,
+        job_id,
+        phase,
+        offset: from,
+        partial: Vec::new(),
+        shown_state: None,
+        ended: false,
+    };
+    stream::unfold(tail, |mut tail| async move {
+        if tail.ended {
+            return None;
+        }
+        let batch = tail.next_events().await;
+        Some((stream::iter(batch.into_iter().map(Ok)), tail))
+    })
+    .flatten()
+}
+
+impl Tail {
+    /// The events of what arrived next (waiting for it), ending with `end` once the job has ended.
+    async fn next_events(&mut self) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let read = streams::next_bytes(
+            &self.state,
+            &self.job_id,
+            StreamKind::Log,
+            self.offset,
+            self.phase,
+            deadline,
+        )
+        .await;
+        let Ok((bytes, next, job_state)) = read else {
+            // The store failed: the page keeps what it has and reloads.
+            self.ended = true;
+            return vec![Event::default().event("end").data("")];
+        };
+        self.offset = next;
+        self.partial.extend_from_slice(&bytes);
+        let mut events = Vec::new();
+        let complete = match job_state.is_final() {
+            true => self.partial.len(),
+            false => self
+                .partial
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |at| at + 1),
+        };
+        if complete > 0 {
+            let lines: Vec<u8> = self.partial.drain(..complete).collect();
+            events.push(Event::default().event("log").data(log_html(&lines)));
+        }
+        if self.shown_state != Some(job_state) {
+            self.shown_state = Some(job_state);
+            events.push(Event::default().event("state").data(job_state.as_str()));
+        }
+        if job_state.is_final() {
+            self.ended = true;
+            events.push(Event::default().event("end").data(""));
+        }
+        events
+    }
+}
