@@ -16,8 +16,10 @@
 // Test support: a panic is how a test fails, so it unwraps and expects like the tests it serves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod sshd;
 
+pub use browser::{screenshot, screenshot_dir, Client, Driver, Locator};
 pub use sshd::Sshd;
 
 use std::ffi::{OsStr, OsString};

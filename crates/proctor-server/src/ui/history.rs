@@ -203,13 +203,15 @@ pub(crate) fn duration_chart(durations: &[Option<Duration>]) -> String {
         height - pad,
         duration(Duration::from_secs_f64(most))
     );
-    if most > 0.0 && !durations.is_empty() {
+    // All-zero durations still draw, along the axis.
+    let scale = if most > 0.0 { most } else { 1.0 };
+    if durations.iter().any(Option::is_some) {
         let step = (width - pad - 4.0) / (durations.len().max(2) - 1) as f64;
         let mut points = String::new();
         for (index, took) in durations.iter().enumerate() {
             let Some(took) = took else { continue };
             let x = pad + step * index as f64;
-            let y = height - pad - (height - 2.0 * pad) * took.as_secs_f64() / most;
+            let y = height - pad - (height - 2.0 * pad) * took.as_secs_f64() / scale;
             let _ = write!(points, "{x:.1},{y:.1} ");
             let _ = write!(
                 svg,

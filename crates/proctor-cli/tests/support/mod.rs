@@ -1,0 +1,243 @@
+//! What the lab's end-to-end tests share: a lab of real `proctor server` and `proctor agent` processes on
+//! 127.0.0.1 ephemeral ports, and waiting for what they do.
+// Each test binary that includes this uses only some of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use proctor_api::JobView;
+use proctor_client::Client;
+
+/// Generous: a correctness bound, not a speed check.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn proctor() -> Command {
+    Command::cargo_bin("proctor").unwrap()
+}
+
+/// Children killed (SIGKILL) and reaped when dropped, even when a test panics.
+#[derive(Default)]
+pub struct Children(Vec<Child>);
+
+impl Children {
+    pub fn add(&mut self, child: Child) -> u32 {
+        let pid = child.id();
+        self.0.push(child);
+        pid
+    }
+
+    pub fn kill(&mut self, pid: u32) {
+        if let Some(index) = self.0.iter().position(|child| child.id() == pid) {
+            let mut child = self.0.remove(index);
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Children {
+    /// Sends SIGTERM (a clean stop) and waits for the child to exit; its exit status.
+    pub fn terminate(&mut self, pid: u32) -> std::process::ExitStatus {
+        let index = self.0.iter().position(|child| child.id() == pid).unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let mut child = self.0.remove(index);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < PATIENCE, "{pid} did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A server, its agents and a scratch directory.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub children: Children,
+    pub server_pid: u32,
+    pub addr: String,
+    pub url: String,
+    /// Kept so the server never writes to a closed pipe.
+    _server_out: Vec<BufReader<ChildStdout>>,
+}
+
+impl Lab {
+    /// A server on an ephemeral port with a 3 s lease and these extra flags.
+    pub fn start(server_flags: &[&str]) -> Lab {
+        Lab::start_in(tempfile::tempdir().unwrap(), server_flags)
+    }
+
+    /// The same, in `dir` (whose `data` directory may be made beforehand, on a filesystem of the test's choosing).
+    pub fn start_in(dir: tempfile::TempDir, server_flags: &[&str]) -> Lab {
+        let mut lab = Lab {
+            dir,
+            children: Children::default(),
+            server_pid: 0,
+            addr: "127.0.0.1:0".into(),
+            url: String::new(),
+            _server_out: Vec::new(),
+        };
+        lab.start_server(server_flags);
+        lab
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server on `self.addr` (the first time an ephemeral port, then the same one).
+    pub fn start_server(&mut self, flags: &[&str]) {
+        let mut child = proctor()
+            .args([
+                "server",
+                "--listen",
+                &self.addr,
+                "--lease",
+                "3",
+                "--data-dir",
+            ])
+            .arg(self.data_dir())
+            .args(flags)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        self.server_pid = self.children.add(child);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in the server's first line {line:?}"));
+        self.url = url.to_owned();
+        self.addr = url.trim_start_matches("http://").to_owned();
+        self._server_out.push(out);
+    }
+
+    pub fn kill_server(&mut self) {
+        self.children.kill(self.server_pid);
+    }
+
+    /// Starts an agent serving `queue` and waits until the server knows it.
+    pub fn agent(&mut self, id: &str, queue: &str, extra: &[&str]) -> u32 {
+        let child = proctor()
+            .args(["agent", "--server", &self.url, "--id", id, "--queue", queue])
+            .args([
+                "--heartbeat",
+                "1",
+                "--grace",
+                "1",
+                "--claim-wait",
+                "2",
+                "--work-dir",
+            ])
+            .arg(self.dir.path().join("work").join(id))
+            .args(extra)
+            .env_remove("PROCTOR_TOKEN")
+            .spawn()
+            .unwrap();
+        let pid = self.children.add(child);
+        let client = self.client(None);
+        eventually(|| {
+            client
+                .agents()
+                .map(|agents| agents.iter().any(|agent| agent.id == id))
+                .unwrap_or(false)
+        });
+        pid
+    }
+
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&self.url, token).unwrap()
+    }
+
+    /// A `proctor` client command aimed at this lab.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = proctor();
+        command
+            .args(args)
+            .env("PROCTOR_SERVER", &self.url)
+            .env_remove("PROCTOR_TOKEN")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs a client command; its exit code, standard output and standard error.
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.command(args).output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Writes a job file in the scratch directory.
+    pub fn job_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Submits a job file without waiting; its id.
+    pub fn submit(&self, file: &str) -> String {
+        let (code, out, err) = self.run(&["submit", file]);
+        assert_eq!(code, 0, "submit failed: {err}");
+        out.trim().to_owned()
+    }
+
+    pub fn job(&self, id: &str) -> JobView {
+        self.client(None).job(id).unwrap().job
+    }
+
+    /// Waits for the job to end (riding out a server that is down for a moment).
+    pub fn ended(&self, id: &str) -> JobView {
+        let client = self.client(None);
+        let mut ended = None;
+        eventually(|| {
+            ended = client
+                .job(id)
+                .ok()
+                .map(|detail| detail.job)
+                .filter(|job| job.state.is_final());
+            ended.is_some()
+        });
+        ended.unwrap()
+    }
+
+    pub fn log(&self, id: &str) -> String {
+        let (code, out, err) = self.run(&["logs", id]);
+        assert_eq!(code, 0, "logs failed: {err}");
+        out
+    }
+}
+
+pub fn eventually(mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
