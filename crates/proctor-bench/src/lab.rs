@@ -12,6 +12,8 @@
 //! - `list`: `GET /api/v1/jobs` pages with 100 000 jobs stored. Baseline: the same pages with 100 jobs stored.
 //! - `wait`: `proctor submit --wait` (and `--follow`) of a trivial job, as a process, against one idle agent; from
 //!   the process's start to its exit. Baseline: the server's own queued → ended time of the same jobs.
+//! - `ui`: the web UI's jobs list and job page with 10 000 jobs and 100 000 test results stored. Baseline: the same
+//!   pages with 100 jobs and 1 000 results.
 //! - `tail`: a job printing `$EPOCHREALTIME` every 50 ms, followed through the log endpoint; latency from the print
 //!   to the follower's read.
 //!
@@ -23,6 +25,7 @@ mod list;
 mod memory;
 mod tail;
 mod throughput;
+mod ui;
 mod wait;
 
 use std::io;
@@ -180,16 +183,18 @@ enum Part {
     Tail,
     Wait,
     List,
+    Ui,
 }
 
 impl Part {
-    const ALL: [Part; 6] = [
+    const ALL: [Part; 7] = [
         Part::Dispatch,
         Part::Throughput,
         Part::Memory,
         Part::Tail,
         Part::Wait,
         Part::List,
+        Part::Ui,
     ];
 
     fn parse(name: &str) -> Result<Part, LabBenchError> {
@@ -200,6 +205,7 @@ impl Part {
             "tail" => Ok(Part::Tail),
             "wait" => Ok(Part::Wait),
             "list" => Ok(Part::List),
+            "ui" => Ok(Part::Ui),
             _ if name.starts_with('-') => Err(LabBenchError::Usage),
             _ => Err(LabBenchError::UnknownPart(name.to_owned())),
         }
@@ -228,6 +234,7 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
             Part::Tail => tail::bench()?,
             Part::Wait => wait::bench()?,
             Part::List => list::bench()?,
+            Part::Ui => ui::bench()?,
         }
     }
     Ok(())
@@ -287,6 +294,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Latencies {
     p50: Duration,
+    p95: Duration,
     p99: Duration,
     max: Duration,
 }
@@ -296,6 +304,7 @@ impl Latencies {
         times.sort();
         Latencies {
             p50: quantile(&times, 0.50),
+            p95: quantile(&times, 0.95),
             p99: quantile(&times, 0.99),
             max: times.last().copied().unwrap_or_default(),
         }

@@ -92,7 +92,8 @@ pub fn up(args: UpArgs) -> Result<u8, CliError> {
 }
 
 fn print_welcome(url: &str, data_dir: &Path, work_dir: &Path) {
-    println!("proctor lab listening on {url} (open it in a browser for the web UI)");
+    println!("proctor lab listening on {url}");
+    println!("  the web UI is at {url}/");
     println!("  data in {}", data_dir.display());
     println!(
         "  agent `{LOCAL}` serves queue `{LOCAL}`, running jobs in {}",
