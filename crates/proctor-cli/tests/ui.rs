@@ -199,6 +199,9 @@ fn a_plan_started_from_a_recipe_form_shows_its_log_live() {
         assert!(text_of(&client, "#log").await.contains("line 12 of 12"));
         screenshot(&client, "job-passed").await;
         client.goto(&format!("{url}/")).await.unwrap();
+        // The queue's row, and the chart of how long its jobs waited (this one, at least).
+        assert!(text_of(&client, "table").await.contains("local"));
+        assert!(client.find(Locator::Css("svg.chart circle")).await.is_ok());
         screenshot(&client, "overview").await;
         client.goto(&format!("{url}/agents")).await.unwrap();
         assert!(text_of(&client, "#agents").await.contains("a1"));
@@ -246,6 +249,19 @@ fn cancel_is_refused_to_another_user_and_works_for_the_submitter() {
 
         sign_in(&client, &url, &tokens.alice).await;
         client.goto(&page).await.unwrap();
+        // A cancel posted without the page's CSRF token (as another site's form would) is refused.
+        let forged = client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 fetch(arguments[0], {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'},\
+                   body: 'csrf=forged'}).then(r => done(r.status));",
+                vec![serde_json::json!(format!("{page}/cancel"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(forged.as_u64(), Some(400));
+        client.refresh().await.unwrap();
+        assert_eq!(text_of(&client, "#job-state").await, "running");
         client
             .find(Locator::Css("#cancel"))
             .await

@@ -153,7 +153,7 @@ pub(crate) async fn test_history(
                     ),
                 })
                 .collect(),
-            chart: duration_chart(&durations),
+            chart: duration_chart(&durations, "Duration of each run"),
             fails_on,
             table: history
                 .iter()
@@ -181,8 +181,9 @@ pub(crate) async fn test_history(
     result.unwrap_or_else(|error| super::error_page(&visitor, &error, "/tests"))
 }
 
-/// An SVG line chart of durations, oldest first (gaps for runs without one). Only numbers go into it.
-pub(crate) fn duration_chart(durations: &[Option<Duration>]) -> String {
+/// An SVG line chart of durations, oldest first (gaps where there is none), described to screen readers as
+/// `what`. Only numbers and `what` (a fixed text) go into it.
+pub(crate) fn duration_chart(durations: &[Option<Duration>], what: &str) -> String {
     let (width, height, pad) = (600.0, 160.0, 30.0);
     let most = durations
         .iter()
@@ -190,8 +191,8 @@ pub(crate) fn duration_chart(durations: &[Option<Duration>]) -> String {
         .map(Duration::as_secs_f64)
         .fold(0.0_f64, f64::max);
     let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Duration of each run, oldest \
-         first; longest {}\">",
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{what}, oldest first; \
+         longest {}\">",
         duration(Duration::from_secs_f64(most))
     );
     let _ = write!(

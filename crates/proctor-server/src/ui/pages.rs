@@ -50,6 +50,8 @@ struct QueueRow {
     waiting: u64,
     oldest_waiting: String,
     next_start: String,
+    /// The waits of its last jobs to start, as an SVG chart.
+    waits: String,
 }
 
 struct SilentAgent {
@@ -80,7 +82,7 @@ pub(crate) async fn overview(State(state): State<AppState>, visitor: Visitor) ->
             let count = |wanted: AgentState| serving.iter().filter(|a| a.state == wanted).count();
             let waiting = jobs_of(&state, &caller, &queue.name, JobState::Queued, 1000).await?;
             let running = jobs_of(&state, &caller, &queue.name, JobState::Running, 1000).await?;
-            let past = past_durations(&state, &caller, &queue.name).await?;
+            let (past, waits) = past_jobs(&state, &caller, &queue.name).await?;
             rows.push(QueueRow {
                 available: count(AgentState::Idle),
                 busy: count(AgentState::Busy),
@@ -92,6 +94,11 @@ pub(crate) async fn overview(State(state): State<AppState>, visitor: Visitor) ->
                     .map(|job| age(job.created_at))
                     .unwrap_or_default(),
                 next_start: next_start(&waiting, &running, count(AgentState::Idle), &past),
+                waits: if waits.is_empty() {
+                    String::new()
+                } else {
+                    super::history::duration_chart(&waits, "Wait of each job before it started")
+                },
                 name: queue.name,
             });
         }
@@ -133,21 +140,28 @@ async fn jobs_of(
     Ok(page.jobs)
 }
 
-/// How long the queue's last jobs that passed or failed ran, newest first.
-async fn past_durations(
+/// How long the queue's last jobs that passed or failed ran, and how long they waited before they started (oldest
+/// first, for a chart).
+async fn past_jobs(
     state: &AppState,
     caller: &Caller,
     queue: &str,
-) -> Result<Vec<Duration>, ApiError> {
+) -> Result<(Vec<Duration>, Vec<Option<Duration>>), ApiError> {
     let mut durations = Vec::new();
+    let mut started = Vec::new();
     for ended in [JobState::Passed, JobState::Failed] {
         for job in jobs_of(state, caller, queue, ended, PAST_JOBS).await? {
-            if let (Some(started), Some(ended)) = (job.started_at, job.ended_at) {
-                durations.push(between(started, ended));
+            if let (Some(began), Some(ended)) = (job.started_at, job.ended_at) {
+                durations.push(between(began, ended));
+                started.push((job.created_at, between(job.created_at, began)));
             }
         }
     }
-    Ok(durations)
+    started.sort_by_key(|(created, _)| *created);
+    Ok((
+        durations,
+        started.into_iter().map(|(_, wait)| Some(wait)).collect(),
+    ))
 }
 
 /// When the next waiting job should start: now with an agent available, else when the first running job should
