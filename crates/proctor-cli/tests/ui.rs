@@ -219,17 +219,15 @@ fn cancel_is_refused_to_another_user_and_works_for_the_submitter() {
     let (code, out, err) = lab.run(&["submit", &job, "--token", &tokens.alice]);
     assert_eq!(code, 0, "{err}");
     let id = out.trim().to_owned();
+    // Running, as the API says, before the browser looks (refreshing a page in a loop opens a live stream each time).
+    let api = lab.client(Some(&tokens.admin));
+    support::eventually(|| api.job(&id).unwrap().job.state == proctor_api::JobState::Running);
     let url = lab.url.clone();
     in_browser(false, |client| async move {
         let page = format!("{url}/jobs/{id}");
         // Bob may read the job and sees the button; the API refuses him when he presses it.
         sign_in(&client, &url, &tokens.bob).await;
         client.goto(&page).await.unwrap();
-        until(&client, "the job running", || async {
-            client.refresh().await.unwrap();
-            text_of(&client, "#job-state").await == "running"
-        })
-        .await;
         client
             .find(Locator::Css("#cancel"))
             .await
@@ -303,8 +301,34 @@ fn the_jobs_list_is_filtered_through_its_url() {
     job("here-one", "local");
     job("here-two", "local");
     job("elsewhere", "nowhere");
+    let late = lab.job_file(
+        "late.yaml",
+        "job_queue: nowhere\nname: late\ntest_data:\n  test_cmds: echo late\n",
+    );
+    let alice = tokens.alice.clone();
     let url = lab.url.clone();
     in_browser(false, |client| async move {
+        // The overview's counts follow the lab live: a job queued after the page loaded is counted without a reload.
+        client.goto(&format!("{url}/")).await.unwrap();
+        let waiting = "#queues a[href='/jobs?queue=nowhere&state=queued']";
+        assert_eq!(text_of(&client, waiting).await, "1");
+        let submitted = proctor()
+            .args([
+                "submit",
+                &late,
+                "--allow-unknown-queue",
+                "--server",
+                &url,
+                "--token",
+                &alice,
+            ])
+            .output()
+            .unwrap();
+        assert!(submitted.status.success());
+        until(&client, "the live count", || async {
+            text_of(&client, waiting).await == "2"
+        })
+        .await;
         // Read-only pages are open on loopback: no sign-in.
         client
             .goto(&format!("{url}/jobs?queue=nowhere&state=queued"))

@@ -13,6 +13,8 @@
     });
   }
   const source = new EventSource(log.dataset.live);
+  // A browser holds few connections to one server: let this one go with the page.
+  window.addEventListener("pagehide", function () { source.close(); });
   source.addEventListener("log", function (event) {
     // The server sends the lines as HTML it escaped and coloured.
     log.insertAdjacentHTML("beforeend", event.data);
@@ -22,4 +24,13 @@
     if (state) { state.textContent = event.data; state.className = "state state-" + event.data; }
   });
   source.addEventListener("end", function () { source.close(); window.location.reload(); });
+})();
+
+// The overview's queue table, re-rendered by the server whenever a job is queued, claimed or ends.
+(function () {
+  const queues = document.getElementById("queues");
+  if (!queues || !queues.dataset.live) return;
+  const source = new EventSource(queues.dataset.live);
+  window.addEventListener("pagehide", function () { source.close(); });
+  source.addEventListener("queues", function (event) { queues.innerHTML = event.data; });
 })();

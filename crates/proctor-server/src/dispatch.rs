@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// The wake-ups of this server process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Wakers {
     queues: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Counts changes anywhere (a job queued, claimed or ended), for live pages of the whole lab.
+    lab: watch::Sender<u64>,
     /// Heartbeats waiting for a cancel of one of their agent's jobs, by agent id.
     agents: KeyedWakers,
     /// Stream reads waiting for more bytes or the end of their job, by job id.
@@ -23,7 +25,29 @@ pub(crate) struct Wakers {
     job_states: KeyedWakers,
 }
 
+impl Default for Wakers {
+    fn default() -> Wakers {
+        Wakers {
+            queues: Mutex::default(),
+            lab: watch::Sender::new(0),
+            agents: KeyedWakers::default(),
+            jobs: KeyedWakers::default(),
+            job_states: KeyedWakers::default(),
+        }
+    }
+}
+
 impl Wakers {
+    /// A receiver that sees every later change to the lab's jobs (queued, claimed, released, ended).
+    pub(crate) fn lab_changes(&self) -> watch::Receiver<u64> {
+        self.lab.subscribe()
+    }
+
+    fn lab_changed(&self) {
+        self.lab
+            .send_modify(|changes| *changes = changes.wrapping_add(1));
+    }
+
     /// The wake-ups of `queues`, made on first use.
     pub(crate) fn for_queues(&self, queues: &[String]) -> Vec<Arc<Notify>> {
         let mut map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
@@ -38,6 +62,7 @@ impl Wakers {
     /// dispatch with 10 idle agents. A woken claim that stops waiting passes the wake-up on to the next waiter
     /// (tokio's `Notify` does), and with nobody waiting the next claim to wait looks at once.
     pub(crate) fn wake(&self, queue: &str) {
+        self.lab_changed();
         let map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(notify) = map.get(queue) {
             notify.notify_one();
@@ -72,6 +97,7 @@ impl Wakers {
     /// Wakes everyone waiting on job `job_id`: its state changed (claimed, released, ended), which stream reads
     /// waiting for its end need to know too.
     pub(crate) fn job_changed(&self, job_id: &str) {
+        self.lab_changed();
         self.job_states.wake(job_id);
         self.jobs.wake(job_id);
     }

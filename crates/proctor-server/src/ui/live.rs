@@ -142,3 +142,36 @@ impl Tail {
         events
     }
 }
+
+/// How often the live overview re-renders without a change (agents' states change without a job changing).
+const QUEUES_REFRESH: Duration = Duration::from_secs(10);
+/// How long after a change the overview waits for the next, so a burst of changes is one render.
+const QUEUES_SETTLE: Duration = Duration::from_millis(250);
+
+/// `GET /live/queues`: event `queues` with the overview's queue table as HTML, whenever a job is queued, claimed or
+/// ends (and every 10 s), woken by the same change notification as the API's waiting reads.
+pub(crate) async fn queue_events(State(state): State<AppState>, visitor: Visitor) -> Response {
+    let caller = match visitor.reader() {
+        Ok(caller) => caller,
+        Err(error) => return error_page(&visitor, &error, "/"),
+    };
+    let changes = state.wakers.lab_changes();
+    let events = stream::unfold(
+        (state, caller, changes),
+        |(state, caller, mut changes)| async move {
+            let changed = tokio::time::timeout(QUEUES_REFRESH, changes.changed()).await;
+            if matches!(changed, Ok(Err(_))) {
+                // The server is going away.
+                return None;
+            }
+            tokio::time::sleep(QUEUES_SETTLE).await;
+            changes.mark_unchanged();
+            let table = super::pages::queues_table(&state, &caller).await.ok()?;
+            let event: Result<Event, Infallible> = Ok(Event::default().event("queues").data(table));
+            Some((event, (state, caller, changes)))
+        },
+    );
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}

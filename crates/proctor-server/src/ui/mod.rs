@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/jobs/{id}/cancel", post(pages::cancel))
         .route("/jobs/{id}/again", post(pages::submit_again))
         .route("/jobs/{id}/live", get(live::job_events))
+        .route("/live/queues", get(live::queue_events))
         .route("/agents", get(pages::agents))
         .route("/agents/{id}", get(pages::agent))
         .route("/recipes", get(pages::recipes))

@@ -67,58 +67,81 @@ struct Overview {
     silent: Vec<SilentAgent>,
 }
 
+#[derive(Template)]
+#[template(path = "queues.html")]
+pub(crate) struct QueuesTable {
+    queues: Vec<QueueRow>,
+}
+
+/// The overview's queue table as HTML, as the live overview sends it.
+pub(crate) async fn queues_table(state: &AppState, caller: &Caller) -> Result<String, ApiError> {
+    let (queues, _) = queue_rows(state, caller).await?;
+    QueuesTable { queues }
+        .render()
+        .map_err(|error| ApiError::BadRequest(format!("the table could not be rendered: {error}")))
+}
+
 /// `GET /`: every queue with its agents by state, what waits, and when the next job should start.
 pub(crate) async fn overview(State(state): State<AppState>, visitor: Visitor) -> Response {
     let result = async {
         let caller = visitor.reader()?;
-        let Json(queues) = api::ops::list_queues(State(state.clone()), caller.clone()).await?;
-        let Json(agents) = api::ops::list_agents(State(state.clone()), caller.clone()).await?;
-        let mut rows = Vec::new();
-        for queue in queues {
-            let serving: Vec<&AgentView> = agents
-                .iter()
-                .filter(|agent| agent.queues.contains(&queue.name))
-                .collect();
-            let count = |wanted: AgentState| serving.iter().filter(|a| a.state == wanted).count();
-            let waiting = jobs_of(&state, &caller, &queue.name, JobState::Queued, 1000).await?;
-            let running = jobs_of(&state, &caller, &queue.name, JobState::Running, 1000).await?;
-            let (past, waits) = past_jobs(&state, &caller, &queue.name).await?;
-            rows.push(QueueRow {
-                available: count(AgentState::Idle),
-                busy: count(AgentState::Busy),
-                offline: count(AgentState::Offline),
-                maintenance: count(AgentState::Maintenance),
-                waiting: queue.queued,
-                oldest_waiting: waiting
-                    .last()
-                    .map(|job| age(job.created_at))
-                    .unwrap_or_default(),
-                next_start: next_start(&waiting, &running, count(AgentState::Idle), &past),
-                waits: if waits.is_empty() {
-                    String::new()
-                } else {
-                    super::history::duration_chart(&waits, "Wait of each job before it started")
-                },
-                name: queue.name,
-            });
-        }
-        let silent = agents
-            .iter()
-            .filter(|agent| agent.state == AgentState::Offline)
-            .map(|agent| SilentAgent {
-                id: agent.id.clone(),
-                heard: age(agent.last_heartbeat),
-            })
-            .collect();
+        let (queues, silent) = queue_rows(&state, &caller).await?;
         let template = Overview {
             frame: visitor.frame("overview"),
-            queues: rows,
+            queues,
             silent,
         };
         Ok(page(&visitor, &template))
     }
     .await;
     shown(&visitor, result, "/")
+}
+
+/// Every queue's row, and the agents not heard from.
+async fn queue_rows(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(Vec<QueueRow>, Vec<SilentAgent>), ApiError> {
+    let Json(queues) = api::ops::list_queues(State(state.clone()), caller.clone()).await?;
+    let Json(agents) = api::ops::list_agents(State(state.clone()), caller.clone()).await?;
+    let mut rows = Vec::new();
+    for queue in queues {
+        let serving: Vec<&AgentView> = agents
+            .iter()
+            .filter(|agent| agent.queues.contains(&queue.name))
+            .collect();
+        let count = |wanted: AgentState| serving.iter().filter(|a| a.state == wanted).count();
+        let waiting = jobs_of(state, caller, &queue.name, JobState::Queued, 1000).await?;
+        let running = jobs_of(state, caller, &queue.name, JobState::Running, 1000).await?;
+        let (past, waits) = past_jobs(state, caller, &queue.name).await?;
+        rows.push(QueueRow {
+            available: count(AgentState::Idle),
+            busy: count(AgentState::Busy),
+            offline: count(AgentState::Offline),
+            maintenance: count(AgentState::Maintenance),
+            waiting: queue.queued,
+            oldest_waiting: waiting
+                .last()
+                .map(|job| age(job.created_at))
+                .unwrap_or_default(),
+            next_start: next_start(&waiting, &running, count(AgentState::Idle), &past),
+            waits: if waits.is_empty() {
+                String::new()
+            } else {
+                super::history::duration_chart(&waits, "Wait of each job before it started")
+            },
+            name: queue.name,
+        });
+    }
+    let silent = agents
+        .iter()
+        .filter(|agent| agent.state == AgentState::Offline)
+        .map(|agent| SilentAgent {
+            id: agent.id.clone(),
+            heard: age(agent.last_heartbeat),
+        })
+        .collect();
+    Ok((rows, silent))
 }
 
 /// Up to `limit` of a queue's jobs in `state`, newest first.
