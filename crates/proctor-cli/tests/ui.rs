@@ -391,7 +391,13 @@ fn a_tests_history_shows_where_it_failed_across_three_jobs() {
                 "job_queue: local\nname: run{n}\ntest_data:\n  test_cmds:\n    - {}\n    - {}\n    - {}\n",
                 emit("--start demo.steady"),
                 emit("--test demo.steady --status success"),
-                emit(&format!("--test demo.sometimes --status {status}")),
+                // The failing run attaches a traceback, which its job page shows.
+                format!(
+                    "echo 'assert 41 == 42 failed' | {}",
+                    emit(&format!(
+                        "--test demo.sometimes --status {status} --attach - --file-name traceback"
+                    ))
+                ),
             ),
         );
         let (code, out, err) = lab.run(&["submit", &file, "--wait", "--token", &tokens.alice]);
@@ -405,6 +411,19 @@ fn a_tests_history_shows_where_it_failed_across_three_jobs() {
             .await
             .unwrap();
         assert!(text_of(&client, "#tests").await.contains("demo.sometimes"));
+        // The failure's traceback is one click away.
+        client
+            .find(Locator::Css("#tests summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let details = text_of(&client, "#tests details pre").await;
+        assert!(
+            details.contains("--- traceback ---") && details.contains("assert 41 == 42 failed"),
+            "{details}"
+        );
         client
             .find(Locator::LinkText("demo.sometimes"))
             .await

@@ -326,6 +326,38 @@ pub(crate) fn junit_xml(stream: &[u8]) -> Result<String, String> {
         .map_err(|error| format!("the JUnit report cannot be written: {error}"))
 }
 
+/// The most of one attachment a page shows.
+const ATTACHMENT_SHOWN: usize = 64 * 1024;
+
+/// The attachments of every failed test run in a results stream (tracebacks, output), by test id, as text: each
+/// `--- name ---` and its content (the first 64 KiB). A stream cut short gives what it held.
+pub(crate) fn failure_attachments(stream: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut aggregator = Aggregator::new();
+    let mut records = Vec::new();
+    for event in proctor_subunit::EventReader::new(stream) {
+        let Ok(event) = event else { break };
+        records.extend(aggregator.push(&event));
+    }
+    records.extend(aggregator.finish());
+    let mut shown: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for record in records {
+        if RunStatus::of(record.status).outcome() != Some(proctor_events::Outcome::Failed) {
+            continue;
+        }
+        let text = shown.entry(record.test_id.clone()).or_default();
+        for attachment in &record.attachments {
+            let content = &attachment.content[..attachment.content.len().min(ATTACHMENT_SHOWN)];
+            text.push_str(&format!("--- {} ---\n", attachment.name));
+            text.push_str(&String::from_utf8_lossy(content));
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+    }
+    shown.retain(|_, text| !text.is_empty());
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

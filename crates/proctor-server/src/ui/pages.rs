@@ -464,6 +464,7 @@ pub(crate) async fn job(
         .await?;
         let Json(tests) =
             api::jobs::list_tests(State(state.clone()), caller.clone(), Path(id.clone())).await?;
+        let failures = failure_details(&state, &id, &tests).await?;
         let phase = options.phase.parse::<proctor_job::Phase>().ok();
         let (log, next_offset) = log_tail(&state, &id, phase).await?;
         let job_state = detail.job.state;
@@ -494,7 +495,7 @@ pub(crate) async fn job(
             log,
             counts: counts(&tests),
             verdicts: vec!["passed", "failed", "flaky", "skipped", "running"],
-            tests: test_rows(&tests, &options.verdict),
+            tests: test_rows(&tests, &options.verdict, &failures),
             verdict_filter: options.verdict.clone(),
             definition: serde_json::to_string_pretty(&detail.job.definition)
                 .unwrap_or_else(|_| detail.job.definition.to_string()),
@@ -616,16 +617,50 @@ fn counts(tests: &TestResultsView) -> String {
     )
 }
 
-fn test_rows(tests: &TestResultsView, verdict: &str) -> Vec<TestRow> {
+/// The largest results stream whose failures' attachments a job page shows (beyond it, the stream is a download).
+const RESULTS_READ: u64 = 8 * 1024 * 1024;
+
+/// What the failed runs of the job's tests attached (tracebacks, output), by test id, read from its results stream
+/// when some test failed and the stream is not too large to read for a page.
+async fn failure_details(
+    state: &AppState,
+    id: &str,
+    tests: &TestResultsView,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let failed = tests
+        .results
+        .iter()
+        .any(|test| test.verdict == "failed" || test.verdict == "flaky");
+    if !failed {
+        return Ok(Default::default());
+    }
+    let job_id = id.to_owned();
+    state
+        .store_call(move |store| {
+            if store.stream_end(&job_id, StreamKind::Results)? > RESULTS_READ {
+                return Ok(Default::default());
+            }
+            let chunks = store.read_stream(&job_id, StreamKind::Results, 0, None)?;
+            let (bytes, _) = api::bytes_from(chunks, 0);
+            Ok(crate::results::failure_attachments(&bytes))
+        })
+        .await
+}
+
+fn test_rows(
+    tests: &TestResultsView,
+    verdict: &str,
+    failures: &std::collections::HashMap<String, String>,
+) -> Vec<TestRow> {
     tests
         .results
         .iter()
         .filter(|test| verdict.is_empty() || test.verdict == verdict)
-        .map(test_row)
+        .map(|test| test_row(test, failures.get(&test.test_id)))
         .collect()
 }
 
-fn test_row(test: &TestResultView) -> TestRow {
+fn test_row(test: &TestResultView, attached: Option<&String>) -> TestRow {
     let took = test
         .runs
         .last()
@@ -661,10 +696,20 @@ fn test_row(test: &TestResultView) -> TestRow {
             test.runs.len(),
             if test.runs.len() == 1 { "" } else { "s" }
         ),
-        details: if test.runs.len() > 1 || test.runs.iter().any(|run| run.reason.is_some()) {
-            details.join("\n")
-        } else {
-            String::new()
+        details: {
+            let mut shown =
+                if test.runs.len() > 1 || test.runs.iter().any(|run| run.reason.is_some()) {
+                    details.join("\n")
+                } else {
+                    String::new()
+                };
+            if let Some(attached) = attached {
+                if !shown.is_empty() {
+                    shown.push_str("\n\n");
+                }
+                shown.push_str(attached);
+            }
+            shown
         },
     }
 }
