@@ -385,19 +385,17 @@ fn a_tests_history_shows_where_it_failed_across_three_jobs() {
     let (lab, tokens) = lab_with_tokens();
     let mut ids = Vec::new();
     for (n, status) in ["success", "fail", "success"].iter().enumerate() {
+        // Each run attaches a traceback, which the failing run's job page shows.
+        let sometimes = emit(&format!(
+            "--test demo.sometimes --status {status} --attach - --file-name traceback"
+        ));
         let file = lab.job_file(
             &format!("run{n}.yaml"),
             &format!(
-                "job_queue: local\nname: run{n}\ntest_data:\n  test_cmds:\n    - {}\n    - {}\n    - {}\n",
+                "job_queue: local\nname: run{n}\ntest_data:\n  test_cmds:\n    - {}\n    - {}\n    - \
+                 echo 'assert 41 == 42 failed' | {sometimes}\n",
                 emit("--start demo.steady"),
                 emit("--test demo.steady --status success"),
-                // The failing run attaches a traceback, which its job page shows.
-                format!(
-                    "echo 'assert 41 == 42 failed' | {}",
-                    emit(&format!(
-                        "--test demo.sometimes --status {status} --attach - --file-name traceback"
-                    ))
-                ),
             ),
         );
         let (code, out, err) = lab.run(&["submit", &file, "--wait", "--token", &tokens.alice]);
