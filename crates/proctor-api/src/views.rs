@@ -142,7 +142,7 @@ pub struct JobQuery {
 }
 
 /// Filters and paging of `GET /jobs`.
-#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// Only jobs on this queue.

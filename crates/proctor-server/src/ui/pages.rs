@@ -302,12 +302,9 @@ pub(crate) async fn jobs(
         let mut rows = Vec::new();
         let mut looked = 0;
         let next = loop {
-            let Json(page) = api::jobs::list_jobs(
-                State(state.clone()),
-                caller.clone(),
-                Query(query.clone_query()),
-            )
-            .await?;
+            let Json(page) =
+                api::jobs::list_jobs(State(state.clone()), caller.clone(), Query(query.clone()))
+                    .await?;
             looked += page.jobs.len();
             rows.extend(
                 page.jobs
@@ -361,22 +358,6 @@ fn matches_text(job: &JobSummaryView, needle: &str) -> bool {
     .into_iter()
     .flatten()
     .any(|text| text.to_lowercase().contains(needle))
-}
-
-trait CloneQuery {
-    fn clone_query(&self) -> Self;
-}
-
-impl CloneQuery for JobsQuery {
-    fn clone_query(&self) -> JobsQuery {
-        JobsQuery {
-            queue: self.queue.clone(),
-            state: self.state.clone(),
-            submitter: self.submitter.clone(),
-            limit: self.limit,
-            cursor: self.cursor.clone(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -102,12 +102,18 @@ impl Visitor {
     /// The caller a form's write acts as, after its CSRF token matched: only a signed-in visitor (or anyone in an
     /// open lab); the API's own checks decide the rest.
     pub(crate) fn writer(&self, form_csrf: &str) -> Result<Caller, ApiError> {
+        self.check_csrf(form_csrf)?;
+        self.caller.clone().ok_or(ApiError::Unauthorized)
+    }
+
+    /// Refuses a form whose CSRF token is not this browser's (or a browser that had none yet).
+    fn check_csrf(&self, form_csrf: &str) -> Result<(), ApiError> {
         if self.fresh || form_csrf != self.csrf {
             return Err(ApiError::BadRequest(
                 "the form's CSRF token does not match this browser's: reload the page and try again".to_owned(),
             ));
         }
-        self.caller.clone().ok_or(ApiError::Unauthorized)
+        Ok(())
     }
 
     /// Whether the visitor may try writes at all (the buttons a page shows; the API still decides).
@@ -193,9 +199,7 @@ pub(crate) async fn sign_in(
     visitor: Visitor,
     Form(form): Form<SignIn>,
 ) -> Response {
-    if visitor.fresh || form.csrf != visitor.csrf {
-        let error =
-            ApiError::BadRequest("the sign-in form is stale: reload it and try again".to_owned());
+    if let Err(error) = visitor.check_csrf(&form.csrf) {
         return error_page(&visitor, &error, "/sign-in");
     }
     let secret = form.token.trim().to_owned();
@@ -250,8 +254,7 @@ pub(crate) struct Plain {
 
 /// `POST /sign-out`: the session cookie is dropped.
 pub(crate) async fn sign_out(visitor: Visitor, Form(form): Form<Plain>) -> Response {
-    if form.csrf != visitor.csrf {
-        let error = ApiError::BadRequest("the form is stale: reload the page".to_owned());
+    if let Err(error) = visitor.check_csrf(&form.csrf) {
         return error_page(&visitor, &error, "/");
     }
     let mut response = Redirect::to("/").into_response();
