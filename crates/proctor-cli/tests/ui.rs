@@ -22,25 +22,31 @@ struct Tokens {
 
 fn lab_with_tokens() -> (Lab, Tokens) {
     let mut lab = Lab::start(&[]);
-    let token = |role: &str| {
-        let output = proctor()
-            .args(["token", "create", "--role", role, "--data-dir"])
-            .arg(lab.data_dir())
-            .output()
-            .unwrap();
-        assert!(output.status.success());
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
     let tokens = Tokens {
-        admin: token("admin"),
-        alice: token("user"),
-        bob: token("user"),
+        admin: token(&lab.data_dir(), "admin"),
+        alice: token(&lab.data_dir(), "user"),
+        bob: token(&lab.data_dir(), "user"),
     };
-    let agent = token("agent");
+    agent_with_token(&mut lab, "a1", "local");
+    (lab, tokens)
+}
+
+/// A new token of `role` in the store in `data_dir`.
+fn token(data_dir: &std::path::Path, role: &str) -> String {
+    let output = proctor()
+        .args(["token", "create", "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Starts agent `id` on `queue` with an agent token of its own, and waits until the server lists it.
+fn agent_with_token(lab: &mut Lab, id: &str, queue: &str) {
+    let agent = token(&lab.data_dir(), "agent");
     let child = proctor()
-        .args([
-            "agent", "--server", &lab.url, "--id", "a1", "--queue", "local",
-        ])
+        .args(["agent", "--server", &lab.url, "--id", id, "--queue", queue])
         .args([
             "--heartbeat",
             "1",
@@ -50,20 +56,19 @@ fn lab_with_tokens() -> (Lab, Tokens) {
             "2",
             "--work-dir",
         ])
-        .arg(lab.dir.path().join("work"))
+        .arg(lab.dir.path().join("work").join(id))
         .env("PROCTOR_TOKEN", &agent)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     lab.children.add(child);
-    let client = lab.client(Some(&tokens.admin));
+    let client = lab.client(Some(&agent));
     support::eventually(|| {
         client
             .agents()
-            .map(|agents| agents.iter().any(|agent| agent.id == "a1"))
+            .map(|agents| agents.iter().any(|listed| listed.id == id))
             .unwrap_or(false)
     });
-    (lab, tokens)
 }
 
 /// Runs a browser session against the lab.
@@ -498,5 +503,183 @@ fn html_in_a_jobs_name_and_output_shows_as_text() {
             .await
             .contains("<b>bold</b><img src=x onerror=window.pwned=2>"));
         screenshot(&client, "job-phone-width").await;
+    });
+}
+
+/// WebDriver's key codes.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// Presses Tab until the focused element matches `css` (failing after 40 presses); answers that element.
+async fn tab_to(client: &Client, css: &str) -> proctor_testkit::Element {
+    for _ in 0..40 {
+        let focused = client.active_element().await.unwrap();
+        let matches = client
+            .execute(
+                "return document.activeElement.matches(arguments[0]);",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap();
+        if matches.as_bool() == Some(true) {
+            return focused;
+        }
+        focused.send_keys(TAB).await.unwrap();
+    }
+    panic!("Tab never reached {css}");
+}
+
+#[test]
+fn a_job_page_follows_its_agent_and_phases_and_works_from_the_keyboard() {
+    let (mut lab, tokens) = lab_with_tokens();
+    // Queue `later` has no agent yet: the page is opened while the job waits.
+    let file = lab.job_file(
+        "later.yaml",
+        "job_queue: later\nname: later\ntest_data:\n  test_cmds: echo begun; sleep 4; echo done\n",
+    );
+    let (code, out, err) = lab.run(&[
+        "submit",
+        &file,
+        "--allow-unknown-queue",
+        "--token",
+        &tokens.alice,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    let url = lab.url.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let driver = Driver::start();
+    let client = runtime.block_on(driver.session(false));
+    runtime.block_on(async {
+        // Signing in with the keyboard alone: Tab to the field, type, Enter.
+        client.goto(&format!("{url}/sign-in")).await.unwrap();
+        let field = tab_to(&client, "input[name=token]").await;
+        let outline = client
+            .execute(
+                "return getComputedStyle(document.activeElement).outlineStyle;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_ne!(outline.as_str(), Some("none"), "the focus is not visible");
+        field.send_keys(&tokens.alice).await.unwrap();
+        field.send_keys(ENTER).await.unwrap();
+        until(&client, "the signed-in name", || async {
+            !text_of(&client, "#signed-in").await.is_empty()
+        })
+        .await;
+        client.goto(&format!("{url}/jobs/{id}")).await.unwrap();
+        assert_eq!(text_of(&client, "#job-state").await, "queued");
+        assert!(text_of(&client, "#job-summary")
+            .await
+            .contains("No phase has started"));
+        client
+            .execute("window.sameLoad = true;", vec![])
+            .await
+            .unwrap();
+    });
+    // An agent for the queue comes; the page follows without a reload.
+    agent_with_token(&mut lab, "a2", "later");
+    runtime.block_on(async {
+        until(
+            &client,
+            "the agent and the test phase on the page",
+            || async {
+                let summary = text_of(&client, "#job-summary").await;
+                let phases = text_of(&client, "#phases").await;
+                summary.contains("a2") && phases.contains("test") && phases.contains("running")
+            },
+        )
+        .await;
+        let same = client.execute("return window.sameLoad;", vec![]).await;
+        assert_eq!(same.unwrap().as_bool(), Some(true), "the page was reloaded");
+        assert_eq!(text_of(&client, "#job-state").await, "running");
+        screenshot(&client, "job-phases-live").await;
+        // The Cancel button is reached and pressed with the keyboard too.
+        let cancel = tab_to(&client, "#cancel").await;
+        cancel.send_keys(ENTER).await.unwrap();
+        until(&client, "the cancel notice", || async {
+            text_of(&client, "[role=status]")
+                .await
+                .contains("Cancel requested")
+        })
+        .await;
+        until(&client, "the job cancelled", || async {
+            text_of(&client, "#job-state").await == "cancelled"
+        })
+        .await;
+        let _ = client.close().await;
+    });
+}
+
+/// This machine's first IPv4 address that is not loopback, if it has one.
+fn outside_address() -> Option<String> {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_owned)
+}
+
+/// A lab whose server listens on `listen` (beyond loopback, where the server wants a token in its store before it
+/// starts), and that token (an admin's).
+fn lab_beyond_loopback(listen: &str, flags: &[&str]) -> (Lab, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = token(&dir.path().join("data"), "admin");
+    (Lab::start_on(dir, listen, flags), admin)
+}
+
+#[test]
+fn pages_beyond_loopback_need_a_sign_in_unless_made_public() {
+    let Some(address) = outside_address() else {
+        eprintln!("skipped: this machine has no address beyond loopback");
+        return;
+    };
+    let listen = format!("{address}:0");
+    let (closed, _) = lab_beyond_loopback(&listen, &[]);
+    let (public, admin) = lab_beyond_loopback(&listen, &["--public-pages"]);
+    let job = public.job_file(
+        "public.yaml",
+        "job_queue: local\nname: public\ntest_data:\n  test_cmds: echo hi\n",
+    );
+    let (code, out, err) =
+        public.run(&["submit", &job, "--allow-unknown-queue", "--token", &admin]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    let (closed_url, public_url) = (closed.url.clone(), public.url.clone());
+    assert!(!public_url.contains("127.0.0.1"), "{public_url}");
+    in_browser(false, |client| async move {
+        client.goto(&format!("{closed_url}/jobs")).await.unwrap();
+        assert!(text_of(&client, "h1").await.starts_with("401"));
+        assert!(client.find(Locator::LinkText("Sign in")).await.is_ok());
+        client.goto(&format!("{public_url}/jobs")).await.unwrap();
+        assert!(text_of(&client, "#jobs").await.contains("public"));
+        // Open to read, not to write: a visitor who has not signed in may not cancel.
+        client
+            .goto(&format!("{public_url}/jobs/{id}"))
+            .await
+            .unwrap();
+        assert!(client.find(Locator::Css("#cancel")).await.is_err());
+        // Even with the CSRF token of a page's form (the sign-in form's), the cancel asks for a sign-in.
+        client.goto(&format!("{public_url}/sign-in")).await.unwrap();
+        let status = client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 const csrf = document.querySelector('input[name=csrf]').value;\
+                 fetch(arguments[0], {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'},\
+                   body: 'csrf=' + csrf}).then(r => done(r.status));",
+                vec![serde_json::json!(format!("{public_url}/jobs/{id}/cancel"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u64(), Some(401));
     });
 }

@@ -1,8 +1,8 @@
-// Live pages: a job's log and state from the server's event stream (Server-Sent Events), with follow / stop.
+// Live pages: a job's log, facts and phases from the server's event stream (Server-Sent Events), with follow / stop.
 (function () {
   const log = document.getElementById("log");
   if (!log || !log.dataset.live) return;
-  const state = document.getElementById("job-state");
+  const summary = document.getElementById("job-summary");
   const follow = document.getElementById("follow");
   let following = true;
   if (follow) {
@@ -20,8 +20,9 @@
     log.insertAdjacentHTML("beforeend", event.data);
     if (following) log.scrollTop = log.scrollHeight;
   });
-  source.addEventListener("state", function (event) {
-    if (state) { state.textContent = event.data; state.className = "state state-" + event.data; }
+  // The job's facts and phases, rendered again by the server when they changed.
+  source.addEventListener("summary", function (event) {
+    if (summary) summary.innerHTML = event.data;
   });
   source.addEventListener("end", function () { source.close(); window.location.reload(); });
 })();

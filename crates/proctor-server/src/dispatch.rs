@@ -94,6 +94,11 @@ impl Wakers {
         self.job_states.get(job_id)
     }
 
+    /// Wakes the reads waiting on job `job_id`'s details: a phase started or ended (its state is the same).
+    pub(crate) fn phase_changed(&self, job_id: &str) {
+        self.job_states.wake(job_id);
+    }
+
     /// Wakes everyone waiting on job `job_id`: its state changed (claimed, released, ended), which stream reads
     /// waiting for its end need to know too.
     pub(crate) fn job_changed(&self, job_id: &str) {

@@ -696,6 +696,59 @@ async fn a_non_loopback_address_needs_authentication() {
     assert!(server.local_addr().ip().is_unspecified());
 }
 
+/// The cookies a response sets, as sent.
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_ui_cookies_are_secure_only_behind_a_proxy_that_says_https() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let [user] = tokens(data_dir.path(), [Role::User]);
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let sign_in = server.url("/sign-in");
+    // The sign-in's answer is a redirect, whose cookies are the point.
+    let no_redirects = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (proxied, secure) in [(false, false), (true, true)] {
+        let mut form = server.client.get(&sign_in);
+        if proxied {
+            form = form.header("x-forwarded-proto", "https");
+        }
+        let form = form.send().await.unwrap();
+        let csrf_cookie = set_cookies(&form).pop().expect("a CSRF cookie");
+        assert_eq!(csrf_cookie.contains("; Secure"), secure, "{csrf_cookie}");
+        let csrf = csrf_cookie
+            .strip_prefix("proctor_csrf=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+            .to_owned();
+        let mut post = no_redirects
+            .post(&sign_in)
+            .header("cookie", format!("proctor_csrf={csrf}"))
+            .form(&[("csrf", csrf.as_str()), ("token", user.as_str())]);
+        if proxied {
+            post = post.header("x-forwarded-proto", "https");
+        }
+        let signed_in = post.send().await.unwrap();
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        let session = set_cookies(&signed_in)
+            .into_iter()
+            .find(|cookie| cookie.starts_with("proctor_session="))
+            .expect("a session cookie");
+        assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+        assert_eq!(session.contains("; Secure"), secure, "{session}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_oversized_body_is_refused_with_413() {
     let server = TestServer::start(|config| config.max_body_bytes = 1024).await;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use fantoccini::elements::Element;
 pub use fantoccini::{Client, Locator};
 
 /// Where `scripts/test` has Debian put the driver and the browser.

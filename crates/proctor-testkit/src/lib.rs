@@ -19,7 +19,7 @@
 mod browser;
 mod sshd;
 
-pub use browser::{screenshot, screenshot_dir, Client, Driver, Locator};
+pub use browser::{screenshot, screenshot_dir, Client, Driver, Element, Locator};
 pub use sshd::Sshd;
 
 use std::ffi::{OsStr, OsString};

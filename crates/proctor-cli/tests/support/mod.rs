@@ -91,11 +91,16 @@ impl Lab {
 
     /// The same, in `dir` (whose `data` directory may be made beforehand, on a filesystem of the test's choosing).
     pub fn start_in(dir: tempfile::TempDir, server_flags: &[&str]) -> Lab {
+        Lab::start_on(dir, "127.0.0.1:0", server_flags)
+    }
+
+    /// The same, listening on `listen`.
+    pub fn start_on(dir: tempfile::TempDir, listen: &str, server_flags: &[&str]) -> Lab {
         let mut lab = Lab {
             dir,
             children: Children::default(),
             server_pid: 0,
-            addr: "127.0.0.1:0".into(),
+            addr: listen.into(),
             url: String::new(),
             _server_out: Vec::new(),
         };

@@ -211,9 +211,11 @@ pub(crate) async fn start_phase(
 ) -> Result<StatusCode, ApiError> {
     caller.require_job_writer(&id)?;
     let phase = known_phase(&phase)?;
+    let job_id = id.clone();
     state
-        .store_call(move |store| store.start_phase(&id, phase.as_str(), Timestamp::now()))
+        .store_call(move |store| store.start_phase(&job_id, phase.as_str(), Timestamp::now()))
         .await?;
+    state.wakers.phase_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,11 +244,13 @@ pub(crate) async fn end_phase(
 ) -> Result<StatusCode, ApiError> {
     caller.require_job_writer(&id)?;
     let phase = known_phase(&phase)?;
+    let job_id = id.clone();
     state
         .store_call(move |store| {
-            store.end_phase(&id, phase.as_str(), end.exit_status, Timestamp::now())
+            store.end_phase(&job_id, phase.as_str(), end.exit_status, Timestamp::now())
         })
         .await?;
+    state.wakers.phase_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,7 +1,8 @@
-//! A running job's page, live: its log as the agent uploads it and its state, as Server-Sent Events, woken by the
-//! same per-job wake-ups as the API's waiting reads.
+//! A running job's page, live: its log as the agent uploads it, and its facts and phases as they change, as
+//! Server-Sent Events woken by the same per-job wake-ups as the API's waiting reads.
 
 use std::convert::Infallible;
+use std::pin::pin;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -13,9 +14,9 @@ use proctor_store::{JobState, Role, StreamKind};
 use serde::Deserialize;
 
 use super::format::log_html;
-use super::{error_page, Visitor};
+use super::{error_page, pages, Visitor};
 use crate::api::{streams, AppState};
-use crate::auth::JobToken;
+use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 
 /// How long one wait for new bytes lasts before the stream looks again (a keep-alive goes out meanwhile).
@@ -30,8 +31,8 @@ pub(crate) struct Live {
     phase: String,
 }
 
-/// `GET /jobs/{id}/live`: events `log` (complete lines as escaped, coloured HTML), `state` (when it changes) and
-/// `end` (the job ended; the page reloads).
+/// `GET /jobs/{id}/live`: events `log` (complete lines as escaped, coloured HTML), `summary` (the page's facts and
+/// phases, when they change) and `end` (the job ended; the page reloads).
 pub(crate) async fn job_events(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -50,11 +51,11 @@ pub(crate) async fn job_events(
                     .map_err(|error| ApiError::BadRequest(error.to_string()))?,
             ),
         };
-        Ok::<_, ApiError>(phase)
+        Ok::<_, ApiError>((caller, phase))
     }
     .await;
     match allowed {
-        Ok(phase) => Sse::new(events(state, id, live.from, phase))
+        Ok((caller, phase)) => Sse::new(events(state, caller, id, live.from, phase))
             .keep_alive(KeepAlive::default())
             .into_response(),
         Err(error) => error_page(&visitor, &error, "/"),
@@ -64,28 +65,32 @@ pub(crate) async fn job_events(
 /// Where the event stream is.
 struct Tail {
     state: AppState,
+    caller: Caller,
     job_id: String,
     phase: Option<Phase>,
     offset: u64,
     /// Bytes after the last complete line, sent with the next one.
     partial: Vec<u8>,
-    shown_state: Option<JobState>,
+    /// The facts and phases last sent.
+    shown_summary: String,
     ended: bool,
 }
 
 fn events(
     state: AppState,
+    caller: Caller,
     job_id: String,
     from: u64,
     phase: Option<Phase>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let tail = Tail {
         state,
+        caller,
         job_id,
         phase,
         offset: from,
         partial: Vec::new(),
-        shown_state: None,
+        shown_summary: String::new(),
         ended: false,
     };
     stream::unfold(tail, |mut tail| async move {
@@ -101,20 +106,8 @@ fn events(
 impl Tail {
     /// The events of what arrived next (waiting for it), ending with `end` once the job has ended.
     async fn next_events(&mut self) -> Vec<Event> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let read = streams::next_bytes(
-            &self.state,
-            &self.job_id,
-            StreamKind::Log,
-            self.offset,
-            self.phase,
-            deadline,
-        )
-        .await;
-        let Ok((bytes, next, job_state)) = read else {
-            // The store failed: the page keeps what it has and reloads.
-            self.ended = true;
-            return vec![Event::default().event("end").data("")];
+        let Ok((bytes, next, job_state)) = self.next_read().await else {
+            return self.end();
         };
         self.offset = next;
         self.partial.extend_from_slice(&bytes);
@@ -131,15 +124,44 @@ impl Tail {
             let lines: Vec<u8> = self.partial.drain(..complete).collect();
             events.push(Event::default().event("log").data(log_html(&lines)));
         }
-        if self.shown_state != Some(job_state) {
-            self.shown_state = Some(job_state);
-            events.push(Event::default().event("state").data(job_state.as_str()));
+        let Ok(summary) = pages::job_summary(&self.state, &self.caller, &self.job_id).await else {
+            return self.end();
+        };
+        if summary != self.shown_summary {
+            events.push(Event::default().event("summary").data(&summary));
+            self.shown_summary = summary;
         }
         if job_state.is_final() {
-            self.ended = true;
-            events.push(Event::default().event("end").data(""));
+            events.extend(self.end());
         }
         events
+    }
+
+    /// The log's next bytes, waiting for them, for the job's end, or for a change of its state or phases.
+    async fn next_read(&self) -> Result<(Vec<u8>, u64, JobState), ApiError> {
+        let changes = self.state.wakers.for_job_state(&self.job_id);
+        let mut changed = pin!(changes.notified());
+        changed.as_mut().enable();
+        let read = |deadline| {
+            streams::next_bytes(
+                &self.state,
+                &self.job_id,
+                StreamKind::Log,
+                self.offset,
+                self.phase,
+                deadline,
+            )
+        };
+        tokio::select! {
+            answer = read(tokio::time::Instant::now() + WAIT) => answer,
+            () = changed => read(tokio::time::Instant::now()).await,
+        }
+    }
+
+    /// The stream's last event: the job ended, or the store failed (the page keeps what it has and reloads).
+    fn end(&mut self) -> Vec<Event> {
+        self.ended = true;
+        vec![Event::default().event("end").data("")]
     }
 }
 
@@ -166,7 +188,7 @@ pub(crate) async fn queue_events(State(state): State<AppState>, visitor: Visitor
             }
             tokio::time::sleep(QUEUES_SETTLE).await;
             changes.mark_unchanged();
-            let table = super::pages::queues_table(&state, &caller).await.ok()?;
+            let table = pages::queues_table(&state, &caller).await.ok()?;
             let event: Result<Event, Infallible> = Ok(Event::default().event("queues").data(table));
             Some((event, (state, caller, changes)))
         },

@@ -76,9 +76,14 @@ pub(crate) struct QueuesTable {
 /// The overview's queue table as HTML, as the live overview sends it.
 pub(crate) async fn queues_table(state: &AppState, caller: &Caller) -> Result<String, ApiError> {
     let (queues, _) = queue_rows(state, caller).await?;
-    QueuesTable { queues }
+    partial(&QueuesTable { queues })
+}
+
+/// A part of a page as HTML, as a live stream sends it.
+fn partial(template: &impl Template) -> Result<String, ApiError> {
+    template
         .render()
-        .map_err(|error| ApiError::BadRequest(format!("the table could not be rendered: {error}")))
+        .map_err(|error| ApiError::BadRequest(format!("the page could not be rendered: {error}")))
 }
 
 /// `GET /`: every queue with its agents by state, what waits, and when the next job should start.
@@ -413,6 +418,34 @@ struct JobPage {
     verdict_filter: String,
     tests: Vec<TestRow>,
     definition: String,
+}
+
+#[derive(Template)]
+#[template(path = "job_summary.html")]
+struct JobSummary {
+    job: JobFacts,
+    reservation: String,
+    phases: Vec<PhaseRow>,
+}
+
+/// The job page's facts and phases as HTML, as the live job page sends them when they change.
+pub(crate) async fn job_summary(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<String, ApiError> {
+    let Json(detail) = api::jobs::get_job(
+        State(state.clone()),
+        caller.clone(),
+        Path(id.to_owned()),
+        Query(JobQuery::default()),
+    )
+    .await?;
+    partial(&JobSummary {
+        reservation: reservation(&detail),
+        phases: phase_rows(&detail),
+        job: facts(detail),
+    })
 }
 
 /// The job page's options.

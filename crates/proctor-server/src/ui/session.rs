@@ -1,7 +1,9 @@
 //! Who is looking: the session cookie a token sign-in sets, the CSRF token every form carries, and what a visitor
 //! who has not signed in may see.
 //!
-//! The session cookie holds the token itself (HttpOnly, SameSite=Strict, Secure unless on loopback): it is checked
+//! The session cookie holds the token itself (HttpOnly, SameSite=Strict, and Secure when the request came over
+//! HTTPS through a proxy that says so with `X-Forwarded-Proto`; the server itself speaks plain HTTP, where a
+//! browser would drop a Secure cookie and no one could sign in): it is checked
 //! against the store on every request like a bearer token, so a revoked token signs its sessions out at once, and
 //! several servers on one database need no shared session table. The CSRF token is a random value in a second
 //! cookie, which every form echoes in a hidden field (double submit); a cross-site form can neither read it nor, as
@@ -36,8 +38,8 @@ pub(crate) struct Visitor {
     fresh: bool,
     /// May they read pages without signing in.
     pages_open: bool,
-    /// Whether the server listens on loopback, where cookies cannot be `Secure` (plain HTTP).
-    loopback: bool,
+    /// Whether the request came over HTTPS (through a proxy), so the cookies can be `Secure`.
+    https: bool,
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -67,7 +69,7 @@ impl FromRequestParts<AppState> for Visitor {
             csrf,
             fresh,
             pages_open: state.pages_open,
-            loopback: state.allow_open,
+            https: came_over_https(parts),
         })
     }
 }
@@ -137,12 +139,21 @@ impl Visitor {
     }
 
     fn secure(&self) -> &'static str {
-        if self.loopback {
-            ""
-        } else {
+        if self.https {
             "; Secure"
+        } else {
+            ""
         }
     }
+}
+
+/// Whether a proxy in front says the browser's request came over HTTPS (`X-Forwarded-Proto: https`).
+fn came_over_https(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The value of cookie `name` in the request, when it has one.
