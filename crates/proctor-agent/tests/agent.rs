@@ -22,7 +22,8 @@ use proctor_api::{JobDetail, NewRecipe, Role, StartRecipe, StreamKind};
 use proctor_client::Client;
 use proctor_job::{AgentConfig, Name};
 use proctor_server::{Server, ServerConfig, ServerError};
-use proctor_store::{SqliteStore, Store};
+use proctor_store::Store;
+use proctor_store_sqlite::SqliteStore;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -1381,8 +1382,12 @@ fn a_job_the_server_took_away_is_stopped_and_left_as_the_reaper_made_it() {
 
 /// Runs `sql` on the lab server's SQLite store, beside the running server, to break or mend it under the agent.
 fn alter_store(lab: &Lab, sql: &str) {
-    let connection =
-        rusqlite::Connection::open(lab.data_dir.path().join(proctor_store::DATABASE_FILE)).unwrap();
+    let connection = rusqlite::Connection::open(
+        lab.data_dir
+            .path()
+            .join(proctor_store_sqlite::DATABASE_FILE),
+    )
+    .unwrap();
     connection.busy_timeout(PATIENCE).unwrap();
     connection.execute_batch(sql).unwrap();
 }

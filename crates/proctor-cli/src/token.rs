@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use proctor_store::{SqliteStore, Store, StoreError};
+use proctor_store::{Store, StoreError};
+use proctor_store_sqlite::SqliteStore;
 
 use crate::cli::TokenCommand;
 use crate::error::CliError;

@@ -1396,7 +1396,7 @@ fn bundles_past_their_caps_are_refused_on_submit_and_on_download() {
     let (code, out, err) = lab.run(&["submit", &small, "--allow-unknown-queue"]);
     assert_eq!(code, 0, "{out}{err}");
     let id = out.lines().next().unwrap().trim().to_owned();
-    let store = proctor_store::SqliteStore::open(&lab.data_dir()).unwrap();
+    let store = proctor_store_sqlite::SqliteStore::open(&lab.data_dir()).unwrap();
     proctor_store::Store::put_artifact(
         &store,
         &id,

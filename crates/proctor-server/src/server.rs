@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use axum::Router;
 pub use proctor_archive::Limits;
-use proctor_store::{SqliteStore, Store};
+use proctor_store::Store;
+use proctor_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use proctor_server::{Server, ServerConfig, ServerError};
-use proctor_store::{Role, SqliteStore, Store};
+use proctor_store::{Role, Store};
+use proctor_store_sqlite::SqliteStore;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;

@@ -17,13 +17,13 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The database could not be opened or set up.
-    #[error("cannot open the database {path}")]
+    #[error("cannot open the database {location}")]
     Open {
-        /// The database file.
-        path: PathBuf,
+        /// The database: a file, or a server's address (without its password).
+        location: String,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// A schema migration failed; the database keeps the schema it had before it.
     #[error("schema migration {version} ({name}) failed")]
@@ -34,7 +34,7 @@ pub enum StoreError {
         name: &'static str,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// The database was written by a newer Proctor.
     #[error("the database has schema version {found}, newer than the {known} this Proctor knows; upgrade Proctor")]
@@ -51,7 +51,7 @@ pub enum StoreError {
         doing: &'static str,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// A value to store could not be encoded.
     #[error("cannot encode {what} for storage")]
@@ -142,15 +142,33 @@ pub enum StoreError {
     },
 }
 
-/// Attaches what the store was doing to a SQLite error.
-pub(crate) trait During<T> {
-    /// Names the operation that failed.
-    fn during(self, doing: &'static str) -> Result<T, StoreError>;
+/// An error of the database underneath, from whichever backend, and whether it means the database's disk is full.
+#[derive(Debug)]
+pub struct DatabaseError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+    storage_full: bool,
 }
 
-impl<T> During<T> for Result<T, rusqlite::Error> {
-    fn during(self, doing: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Database { doing, source })
+impl DatabaseError {
+    /// A backend's error; `storage_full` when the backend says its disk is full.
+    pub fn new(source: impl std::error::Error + Send + Sync + 'static, storage_full: bool) -> Self {
+        DatabaseError {
+            source: Box::new(source),
+            storage_full,
+        }
+    }
+}
+
+// Transparent: it shows as the backend's error, whose causes follow it.
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
     }
 }
 
@@ -158,12 +176,11 @@ impl StoreError {
     /// Whether the database could not be written because its filesystem is full: the store is fine, and writes
     /// succeed again once space is freed.
     pub fn is_storage_full(&self) -> bool {
-        let source = match self {
+        match self {
             StoreError::Open { source, .. }
             | StoreError::Migration { source, .. }
-            | StoreError::Database { source, .. } => source,
-            _ => return false,
-        };
-        source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            | StoreError::Database { source, .. } => source.storage_full,
+            _ => false,
+        }
     }
 }

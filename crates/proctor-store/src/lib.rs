@@ -1,44 +1,28 @@
 //! The lab service's storage: queues, agents, jobs, phases, log chunks, per-test results, artifacts, recipes and
-//! tokens, behind the [`Store`] trait, with [`SqliteStore`] (an embedded SQLite file in WAL mode, migrated on open)
-//! as the first implementation.
+//! tokens, behind the [`Store`] trait. Each backend is a crate of its own: `proctor-store-sqlite` (an embedded SQLite
+//! file, the default) and `proctor-store-postgres` (one PostgreSQL database shared by several servers). The
+//! behaviours every backend must show are one suite, [`conformance`] (feature `conformance`), that each backend's
+//! tests run.
 //!
-//! The trait is shaped so that a PostgreSQL implementation, with several servers sharing one database, drops in:
-//! every operation is one transaction against the database and no state lives in the process, the claim is one
-//! `UPDATE … WHERE id = (SELECT … ORDER BY priority DESC, created_at ASC LIMIT 1) RETURNING …` statement, and the
-//! current time is always a parameter (so the callers, and the tests, own the clock). Methods are synchronous; an
-//! async server calls them through `spawn_blocking`.
+//! Every operation is one transaction against the database and no state lives in the process, so several servers
+//! can share one database; the current time is always a parameter (so the callers, and the tests, own the clock).
+//! Methods are synchronous; an async server calls them through `spawn_blocking`.
 //!
 //! Byte streams (a job's log and its subunit results) are appended idempotently by offset: resending bytes the store
 //! already holds changes nothing, a chunk overlapping the end stores only its new tail, and a chunk past the end is
 //! refused with [`StoreError::StreamGap`] naming the offset to resend from.
-//!
-//! ```
-//! use std::time::Duration;
-//! use proctor_store::{AgentRegistration, NewJob, SqliteStore, Store};
-//!
-//! let dir = tempfile::tempdir()?;
-//! let store = SqliteStore::open(dir.path())?;
-//! let now = jiff::Timestamp::now();
-//! store.register_agent(&AgentRegistration { id: "a1".into(), queues: vec!["local".into()], images: vec![] }, now)?;
-//! let job = store.submit_job(&NewJob {
-//!     queue: "local".into(), name: None, priority: 0, definition: serde_json::json!({"job_queue": "local"}),
-//!     max_attempts: 1, submitter: None, held: false, recipe_script: None,
-//! }, now)?;
-//! let claimed = store.claim_job("a1", &["local".into()], now, Duration::from_secs(20))?;
-//! assert_eq!(claimed.map(|claim| claim.job.id), Some(job.id));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod model;
-mod secret;
-mod sqlite;
+pub mod secret;
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use error::StoreError;
+pub use error::{DatabaseError, StoreError};
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
     JobAttempt, JobCursor, JobFilter, JobPage, JobSummary, JobTokenUse, NewJob, PhaseRecord,
@@ -46,7 +30,6 @@ pub use model::{
 };
 /// The states the store keeps, from the lab's shared vocabulary.
 pub use proctor_api::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
-pub use sqlite::{SqliteStore, DATABASE_FILE};
 
 /// Shorthand for the store's results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

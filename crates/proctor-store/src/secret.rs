@@ -11,7 +11,7 @@ const SECRET_BYTES: usize = 32;
 const SECRET_PREFIX: &str = "proctor_";
 
 /// A fresh random secret.
-pub(crate) fn generate() -> Result<String, StoreError> {
+pub fn generate() -> Result<String, StoreError> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes).map_err(StoreError::Randomness)?;
     Ok(format!("{SECRET_PREFIX}{}", hex::encode(bytes)))
@@ -19,6 +19,6 @@ pub(crate) fn generate() -> Result<String, StoreError> {
 
 /// The stored form of a secret. A fast unsalted hash suffices because secrets are long random strings, not
 /// passwords: there is no dictionary to try, and the hash is the lookup key.
-pub(crate) fn hash(secret: &str) -> String {
+pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }

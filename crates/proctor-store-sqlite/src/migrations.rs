@@ -2,8 +2,9 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::During;
-use crate::StoreError;
+use proctor_store::StoreError;
+
+use crate::{database_error, During};
 
 /// One schema change.
 struct Migration {
@@ -17,32 +18,32 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "initial",
-        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+        sql: include_str!("../migrations/0001_initial.sql"),
     },
     Migration {
         version: 2,
         name: "results_attachments_job_tokens",
-        sql: include_str!("../../migrations/sqlite/0002_results_attachments_job_tokens.sql"),
+        sql: include_str!("../migrations/0002_results_attachments_job_tokens.sql"),
     },
     Migration {
         version: 3,
         name: "superseded_job_tokens",
-        sql: include_str!("../../migrations/sqlite/0003_superseded_job_tokens.sql"),
+        sql: include_str!("../migrations/0003_superseded_job_tokens.sql"),
     },
     Migration {
         version: 4,
         name: "job_list_indexes",
-        sql: include_str!("../../migrations/sqlite/0004_job_list_indexes.sql"),
+        sql: include_str!("../migrations/0004_job_list_indexes.sql"),
     },
     Migration {
         version: 5,
         name: "test_runs_and_attempts",
-        sql: include_str!("../../migrations/sqlite/0005_test_runs_and_attempts.sql"),
+        sql: include_str!("../migrations/0005_test_runs_and_attempts.sql"),
     },
     Migration {
         version: 6,
         name: "test_history_index",
-        sql: include_str!("../../migrations/sqlite/0006_test_history_index.sql"),
+        sql: include_str!("../migrations/0006_test_history_index.sql"),
     },
 ];
 
@@ -82,7 +83,7 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         let failed = |source| StoreError::Migration {
             version: migration.version,
             name: migration.name,
-            source,
+            source: database_error(source),
         };
         transaction.execute_batch(migration.sql).map_err(failed)?;
         transaction

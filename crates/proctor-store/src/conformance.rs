@@ -1,39 +1,44 @@
-//! The SQLite store against real database files in temporary directories, with the clock in the tests' hands.
-// A panic is how a test fails: tests unwrap and expect freely.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The behaviours every [`Store`] backend must show, written once and run against each (the SQLite file and
+//! PostgreSQL), with the clock in the tests' hands. A backend's test suite calls [`conformance_tests!`] with an
+//! expression that makes a fresh, empty [`TestDatabase`]; each behaviour becomes one `#[test]` there.
+// A panic is how a conformance test fails: it unwraps and expects freely.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proctor_events::RunStatus;
-use proctor_store::{
+
+use crate::{
     AgentRegistration, AgentState, Artifact, CancelOutcome, FinalState, JobFilter, JobState,
-    JobTokenUse, NewJob, Recipe, ResultsProgress, Role, SqliteStore, Store, StoreError, StreamKind,
-    TestRun,
+    JobTokenUse, NewJob, Recipe, ResultsProgress, Role, Store, StoreError, StreamKind, TestRun,
 };
-use tempfile::TempDir;
 
-const LEASE: Duration = Duration::from_secs(20);
+/// A database a conformance test runs on: empty when made, and open as often as the test asks.
+pub trait TestDatabase {
+    /// The store on it.
+    fn store(&self) -> &dyn Store;
+    /// Another store on the same database, with its own connections, as another server process would have.
+    fn open_another(&self) -> Arc<dyn Store>;
+}
 
-fn t0() -> Timestamp {
+/// The lease the tests' claims take.
+pub const LEASE: Duration = Duration::from_secs(20);
+
+/// The tests' clock at its start.
+pub fn t0() -> Timestamp {
     Timestamp::from_second(1_700_000_000).expect("a valid timestamp")
 }
 
-fn at(seconds: i64) -> Timestamp {
+/// The tests' clock `seconds` after [`t0`].
+pub fn at(seconds: i64) -> Timestamp {
     t0() + SignedDuration::from_secs(seconds)
 }
 
-fn new_store() -> (TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = SqliteStore::open(&dir.path().join("data")).expect("the store opens");
-    (dir, store)
-}
-
-fn job_on(queue: &str, priority: i64) -> NewJob {
+/// A job for `queue` at `priority`, submitted by alice.
+pub fn job_on(queue: &str, priority: i64) -> NewJob {
     NewJob {
         queue: queue.into(),
         name: Some(format!("{queue} job")),
@@ -46,7 +51,8 @@ fn job_on(queue: &str, priority: i64) -> NewJob {
     }
 }
 
-fn register(store: &dyn Store, agent: &str, queues: &[&str], now: Timestamp) {
+/// Registers `agent` on `queues`.
+pub fn register(store: &dyn Store, agent: &str, queues: &[&str], now: Timestamp) {
     let registration = AgentRegistration {
         id: agent.into(),
         queues: queues.iter().map(|queue| queue.to_string()).collect(),
@@ -57,99 +63,53 @@ fn register(store: &dyn Store, agent: &str, queues: &[&str], now: Timestamp) {
         .expect("the agent registers");
 }
 
-fn queues(names: &[&str]) -> Vec<String> {
+/// Queue names as the store takes them.
+pub fn queues(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| name.to_string()).collect()
 }
 
-fn claim(store: &dyn Store, agent: &str, queue: &str, now: Timestamp) -> Option<String> {
+/// Claims one job for `agent` on `queue`; its id.
+pub fn claim(store: &dyn Store, agent: &str, queue: &str, now: Timestamp) -> Option<String> {
     store
         .claim_job(agent, &queues(&[queue]), now, LEASE)
         .expect("the claim runs")
         .map(|claim| claim.job.id)
 }
 
-#[test]
-fn migrations_build_the_schema_from_an_empty_directory_in_wal_mode() {
-    let (_dir, store) = new_store();
-    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
-    let versions: Vec<i64> = raw
-        .prepare("SELECT version FROM schema_migrations ORDER BY version")
-        .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
-        .expect("schema_migrations is readable");
-    assert_eq!(versions, (1..=shipped_migrations()).collect::<Vec<_>>());
-    let mode: String = raw
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .expect("journal mode");
-    assert_eq!(mode, "wal");
+/// Claims until the queue is empty, returning what this claimer got.
+fn drain(store: &dyn Store, agent: &str) -> Vec<String> {
+    std::iter::from_fn(|| claim(store, agent, "lab", at(1))).collect()
 }
 
-#[test]
-fn reopening_keeps_the_data_and_applies_no_migration_twice() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (job_id, token_secret) = {
-        let store = SqliteStore::open(dir.path()).expect("the store opens");
-        register(&store, "a1", &["lab"], t0());
-        let job = store.submit_job(&job_on("lab", 3), t0()).expect("submit");
-        store
-            .append_stream(&job.id, StreamKind::Log, 0, Some("test"), b"hello ")
-            .expect("append");
-        let token = store.create_token(Role::User, &[], t0()).expect("token");
-        (job.id, token.secret)
-    };
-    let store = SqliteStore::open(dir.path()).expect("the store reopens");
-    let job = store.job(&job_id).expect("the job survived");
-    assert_eq!(
-        (job.state, job.priority, job.created_at),
-        (JobState::Queued, 3, t0())
-    );
-    assert_eq!(job.definition["test_data"]["test_cmds"], "true");
-    assert_eq!(store.stream_end(&job_id, StreamKind::Log).expect("end"), 6);
-    assert!(store.verify_token(&token_secret).expect("verify").is_some());
-    assert_eq!(store.agents().expect("agents")[0].queues, ["lab"]);
-    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
-    let applied: i64 = raw
-        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
-            row.get(0)
-        })
-        .expect("count");
-    assert_eq!(applied, shipped_migrations());
+fn run(test_id: &str, route: Option<&str>, status: RunStatus, seconds: (i64, i64)) -> TestRun {
+    TestRun {
+        attempt: 1,
+        test_id: test_id.into(),
+        route_code: route.map(str::to_owned),
+        retry: 0,
+        status,
+        reason: None,
+        started_at: Some(at(seconds.0)),
+        ended_at: Some(at(seconds.1)),
+        duration_us: (status != RunStatus::Running)
+            .then(|| u64::try_from(seconds.1 - seconds.0).unwrap() * 1_000_000),
+        agent_id: None,
+        tags: vec!["worker-0".into()],
+    }
 }
 
-/// How many migrations ship: one SQL file each.
-fn shipped_migrations() -> i64 {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    std::fs::read_dir(dir).expect("the migrations").count() as i64
+fn progress(attempt: u32, parsed_offset: u64, problem: Option<&str>) -> ResultsProgress {
+    ResultsProgress {
+        attempt,
+        parsed_offset,
+        problem: problem.map(str::to_owned),
+    }
 }
 
-#[test]
-fn a_database_from_a_newer_proctor_is_refused() {
-    let (dir, store) = new_store();
-    let path = store.path().to_owned();
-    drop(store);
-    let raw = rusqlite::Connection::open(&path).expect("the file opens");
-    raw.execute(
-        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
-        [],
-    )
-    .expect("insert");
-    drop(raw);
-    let error = SqliteStore::open(&dir.path().join("data")).expect_err("a newer schema is refused");
-    assert!(
-        matches!(
-            error,
-            StoreError::SchemaTooNew {
-                found: 99,
-                known
-            } if known == shipped_migrations()
-        ),
-        "{error}"
-    );
-}
-
-#[test]
-fn claims_take_the_highest_priority_then_the_oldest_job() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Claims take the highest priority then the oldest job.
+pub fn claims_take_the_highest_priority_then_the_oldest_job(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let low_old = store
         .submit_job(&job_on("lab", 0), at(1))
         .expect("submit")
@@ -166,7 +126,7 @@ fn claims_take_the_highest_priority_then_the_oldest_job() {
         .submit_job(&job_on("lab", 0), at(4))
         .expect("submit")
         .id;
-    let order: Vec<_> = (0..5).map(|_| claim(&store, "a1", "lab", at(10))).collect();
+    let order: Vec<_> = (0..5).map(|_| claim(store, "a1", "lab", at(10))).collect();
     assert_eq!(
         order,
         [
@@ -179,10 +139,10 @@ fn claims_take_the_highest_priority_then_the_oldest_job() {
     );
 }
 
-#[test]
-fn a_claim_sets_running_state_agent_lease_and_attempt() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// A claim sets running state agent lease and attempt.
+pub fn a_claim_sets_running_state_agent_lease_and_attempt(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     store.submit_job(&job_on("lab", 0), t0()).expect("submit");
     let job = store
         .claim_job("a1", &queues(&["lab"]), at(5), LEASE)
@@ -197,10 +157,10 @@ fn a_claim_sets_running_state_agent_lease_and_attempt() {
     assert_eq!(store.agents().expect("agents")[0].state, AgentState::Busy);
 }
 
-#[test]
-fn claims_respect_queues_holds_maintenance_and_registration() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab", "other"], t0());
+/// Claims respect queues holds maintenance and registration.
+pub fn claims_respect_queues_holds_maintenance_and_registration(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab", "other"], t0());
     let held = store
         .submit_job(
             &NewJob {
@@ -216,7 +176,7 @@ fn claims_respect_queues_holds_maintenance_and_registration() {
         .expect("submit")
         .id;
     assert_eq!(
-        claim(&store, "a1", "lab", at(1)),
+        claim(store, "a1", "lab", at(1)),
         None,
         "a held job is not claimable"
     );
@@ -227,15 +187,15 @@ fn claims_respect_queues_holds_maintenance_and_registration() {
         .set_agent_state("a1", AgentState::Maintenance)
         .expect("maintenance");
     assert_eq!(
-        claim(&store, "a1", "lab", at(2)),
+        claim(store, "a1", "lab", at(2)),
         None,
         "an agent in maintenance claims nothing"
     );
     store
         .set_agent_state("a1", AgentState::Idle)
         .expect("back in service");
-    assert_eq!(claim(&store, "a1", "lab", at(3)), Some(held));
-    assert_eq!(claim(&store, "a1", "other", at(3)), Some(other));
+    assert_eq!(claim(store, "a1", "lab", at(3)), Some(held));
+    assert_eq!(claim(store, "a1", "other", at(3)), Some(other));
     let error = store
         .claim_job("ghost", &queues(&["lab"]), at(4), LEASE)
         .expect_err("unregistered agents fail");
@@ -245,16 +205,10 @@ fn claims_respect_queues_holds_maintenance_and_registration() {
     );
 }
 
-/// Claims until the queue is empty, returning what this claimer got.
-fn drain(store: &dyn Store, agent: &str) -> Vec<String> {
-    std::iter::from_fn(|| claim(store, agent, "lab", at(1))).collect()
-}
-
-#[test]
-fn concurrent_claimers_on_two_store_instances_never_share_a_job() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let first = Arc::new(SqliteStore::open(dir.path()).expect("first instance"));
-    let second = Arc::new(SqliteStore::open(dir.path()).expect("second instance"));
+/// Concurrent claimers on two store instances never share a job.
+pub fn concurrent_claimers_on_two_store_instances_never_share_a_job(database: &dyn TestDatabase) {
+    let first = database.open_another();
+    let second = database.open_another();
     let submitted: BTreeSet<String> = (0..60)
         .map(|_| {
             first
@@ -284,15 +238,15 @@ fn concurrent_claimers_on_two_store_instances_never_share_a_job() {
     assert_eq!(distinct, submitted, "every job was claimed once");
 }
 
-#[test]
-fn heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Heartbeats renew leases so the reaper leaves the job alone.
+pub fn heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", t0());
+    claim(store, "a1", "lab", t0());
     let reply = store.heartbeat("a1", at(15), LEASE).expect("heartbeat");
     assert_eq!(reply.renewed, std::slice::from_ref(&job));
     assert!(reply.cancel_requested.is_empty());
@@ -307,11 +261,13 @@ fn heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone() {
     assert!(matches!(error, StoreError::AgentNotFound(_)), "{error}");
 }
 
-#[test]
-fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
-    register(&store, "a2", &["lab"], t0());
+/// A lapsed lease requeues while attempts remain then errors with agent lost.
+pub fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
+    register(store, "a2", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
@@ -322,7 +278,7 @@ fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
         )
         .expect("submit")
         .id;
-    assert_eq!(claim(&store, "a1", "lab", t0()), Some(job.clone()));
+    assert_eq!(claim(store, "a1", "lab", t0()), Some(job.clone()));
     assert!(
         store.reap_expired_leases(at(20)).expect("reap").is_empty(),
         "the lease lapses after 20 s, not at"
@@ -358,7 +314,7 @@ fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
         "a1 lost the job"
     );
 
-    assert_eq!(claim(&store, "a2", "lab", at(30)), Some(job.clone()));
+    assert_eq!(claim(store, "a2", "lab", at(30)), Some(job.clone()));
     let reaped = store.reap_expired_leases(at(51)).expect("reap");
     assert_eq!(reaped[0].new_state, JobState::Error);
     let failed = store.job(&job).expect("job");
@@ -393,16 +349,16 @@ fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost() {
     );
 }
 
-#[test]
-fn only_the_holding_agent_finishes_a_job_and_the_result_is_kept() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
-    register(&store, "a2", &["lab"], t0());
+/// Only the holding agent finishes a job and the result is kept.
+pub fn only_the_holding_agent_finishes_a_job_and_the_result_is_kept(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
+    register(store, "a2", &["lab"], t0());
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", t0());
+    claim(store, "a1", "lab", t0());
     let error = store
         .finish_job(&job, Some("a2"), FinalState::Passed, "ok", at(1))
         .expect_err("not a2's job");
@@ -423,10 +379,12 @@ fn only_the_holding_agent_finishes_a_job_and_the_result_is_kept() {
     assert!(matches!(store.job("nope"), Err(StoreError::JobNotFound(_))));
 }
 
-#[test]
-fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Cancelling a queued job ends it and a running one tells its agent.
+pub fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let waiting = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
@@ -437,7 +395,7 @@ fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent() {
     );
     assert_eq!(store.job(&waiting).expect("job").state, JobState::Cancelled);
     assert_eq!(
-        claim(&store, "a1", "lab", at(2)),
+        claim(store, "a1", "lab", at(2)),
         None,
         "a cancelled job is never claimed"
     );
@@ -446,7 +404,7 @@ fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent() {
         .submit_job(&job_on("lab", 0), at(3))
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", at(3));
+    claim(store, "a1", "lab", at(3));
     assert_eq!(
         store.request_cancel(&running, at(4)).expect("cancel"),
         CancelOutcome::Requested
@@ -470,10 +428,12 @@ fn cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent() {
     );
 }
 
-#[test]
-fn a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// A pending cancel whose agent is lost ends cancelled not requeued.
+pub fn a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
@@ -484,15 +444,15 @@ fn a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued() {
         )
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", t0());
+    claim(store, "a1", "lab", t0());
     store.request_cancel(&job, at(1)).expect("cancel");
     let reaped = store.reap_expired_leases(at(60)).expect("reap");
     assert_eq!(reaped[0].new_state, JobState::Cancelled);
 }
 
-#[test]
-fn log_appends_are_idempotent_and_a_gap_names_the_expected_offset() {
-    let (_dir, store) = new_store();
+/// Log appends are idempotent and a gap names the expected offset.
+pub fn log_appends_are_idempotent_and_a_gap_names_the_expected_offset(database: &dyn TestDatabase) {
+    let store = database.store();
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
@@ -558,14 +518,14 @@ fn log_appends_are_idempotent_and_a_gap_names_the_expected_offset() {
     assert!(matches!(error, StoreError::JobNotFound(_)), "{error}");
 }
 
-#[test]
-fn queues_report_depth_and_whether_any_agent_ever_served_them() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Queues report depth and whether any agent ever served them.
+pub fn queues_report_depth_and_whether_any_agent_ever_served_them(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     store.submit_job(&job_on("lab", 0), t0()).expect("submit");
     store.submit_job(&job_on("lab", 0), t0()).expect("submit");
     store.submit_job(&job_on("typo", 0), t0()).expect("submit");
-    claim(&store, "a1", "lab", at(1));
+    claim(store, "a1", "lab", at(1));
     let lab = store.queue("lab").expect("query").expect("lab is known");
     assert_eq!(
         (lab.ever_served, lab.queued, lab.running, lab.agents_online),
@@ -605,10 +565,10 @@ fn queues_report_depth_and_whether_any_agent_ever_served_them() {
     );
 }
 
-#[test]
-fn jobs_are_listed_newest_first_by_queue_and_state() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Jobs are listed newest first by queue and state.
+pub fn jobs_are_listed_newest_first_by_queue_and_state(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let first = store
         .submit_job(&job_on("lab", 0), at(1))
         .expect("submit")
@@ -621,7 +581,7 @@ fn jobs_are_listed_newest_first_by_queue_and_state() {
         .submit_job(&job_on("other", 0), at(3))
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", at(4));
+    claim(store, "a1", "lab", at(4));
     let ids = |filter: JobFilter| -> Vec<String> {
         store
             .list_jobs(&filter)
@@ -706,9 +666,9 @@ fn jobs_are_listed_newest_first_by_queue_and_state() {
     assert!(matches!(error, StoreError::NoAttempts), "{error}");
 }
 
-#[test]
-fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
-    let (_dir, store) = new_store();
+/// Tokens verify their own secret and deny forged or revoked ones.
+pub fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones(database: &dyn TestDatabase) {
+    let store = database.store();
     assert!(!store.has_tokens().expect("has tokens"));
     let agent = store
         .create_token(Role::Agent, &queues(&["lab"]), t0())
@@ -743,17 +703,6 @@ fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
     assert_eq!(store.verify_token(&forged).expect("verify"), None);
     assert_eq!(store.verify_token("").expect("verify"), None);
 
-    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
-    let stored: String = raw
-        .query_row("SELECT group_concat(secret_hash) FROM tokens", [], |row| {
-            row.get(0)
-        })
-        .expect("hashes");
-    assert!(
-        !stored.contains(&agent.secret[8..]),
-        "only hashes are stored"
-    );
-
     store.revoke_token(&agent.token.id).expect("revoke");
     assert_eq!(store.verify_token(&agent.secret).expect("verify"), None);
     assert_eq!(store.tokens().expect("tokens"), [admin.token]);
@@ -763,9 +712,9 @@ fn tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones() {
     ));
 }
 
-#[test]
-fn phases_artifacts_and_recipes_round_trip() {
-    let (_dir, store) = new_store();
+/// Phases artifacts and recipes round trip.
+pub fn phases_artifacts_and_recipes_round_trip(database: &dyn TestDatabase) {
+    let store = database.store();
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
@@ -832,88 +781,17 @@ fn phases_artifacts_and_recipes_round_trip() {
     ));
 }
 
-/// Python's own sqlite3 module, as another process, while the store is open: it reads what the store wrote, and
-/// while it holds the write lock the store's claim waits for it instead of failing.
-#[test]
-fn another_process_shares_the_database_file() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
-    let job = store
-        .submit_job(&job_on("lab", 7), t0())
-        .expect("submit")
-        .id;
-    let script = r#"
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-print(db.execute("PRAGMA journal_mode").fetchone()[0])
-print(db.execute("SELECT id, state, priority FROM jobs").fetchone())
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(0.5)
-db.execute("UPDATE jobs SET priority = 8")
-db.execute("COMMIT")
-"#;
-    let mut python = Command::new(proctor_testkit::python())
-        .args(["-c", script])
-        .arg(store.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    let mut lines = BufReader::new(python.stdout.take().expect("piped stdout")).lines();
-    let mut next_line = || {
-        lines
-            .next()
-            .expect("a line from python")
-            .expect("readable output")
-    };
-    assert_eq!(next_line(), "wal");
-    assert_eq!(next_line(), format!("('{job}', 'queued', 7)"));
-    assert_eq!(next_line(), "locked");
-    let claimed = store
-        .claim_job("a1", &queues(&["lab"]), at(1), LEASE)
-        .expect("the claim waits for the lock");
-    assert_eq!(
-        claimed.map(|claim| claim.job.priority),
-        Some(8),
-        "the claim ran after python's commit"
-    );
-    assert!(python.wait().expect("python ends").success());
-}
-
-fn run(test_id: &str, route: Option<&str>, status: RunStatus, seconds: (i64, i64)) -> TestRun {
-    TestRun {
-        attempt: 1,
-        test_id: test_id.into(),
-        route_code: route.map(str::to_owned),
-        retry: 0,
-        status,
-        reason: None,
-        started_at: Some(at(seconds.0)),
-        ended_at: Some(at(seconds.1)),
-        duration_us: (status != RunStatus::Running)
-            .then(|| u64::try_from(seconds.1 - seconds.0).unwrap() * 1_000_000),
-        agent_id: None,
-        tags: vec!["worker-0".into()],
-    }
-}
-
-fn progress(attempt: u32, parsed_offset: u64, problem: Option<&str>) -> ResultsProgress {
-    ResultsProgress {
-        attempt,
-        parsed_offset,
-        problem: problem.map(str::to_owned),
-    }
-}
-
-#[test]
-fn parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Parsed runs end their open run keep routes and reruns apart and a stale parse changes nothing.
+pub fn parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", t0());
+    claim(store, "a1", "lab", t0());
     let first = [
         run("t.b", None, RunStatus::Success, (0, 1)),
         run("t.a", Some("0"), RunStatus::Running, (1, 1)),
@@ -1008,11 +886,12 @@ fn parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse
 
 /// A requeued job's next attempt uploads from its own offset 0: its bytes go after the first attempt's instead of
 /// being taken for a resend of them, and the attempt records where it starts and who ran it.
-#[test]
-fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
-    register(&store, "a2", &["lab"], t0());
+pub fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
+    register(store, "a2", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
@@ -1023,7 +902,7 @@ fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
         )
         .expect("submit")
         .id;
-    claim(&store, "a1", "lab", t0());
+    claim(store, "a1", "lab", t0());
     for stream in [StreamKind::Log, StreamKind::Results] {
         assert_eq!(
             store
@@ -1033,7 +912,7 @@ fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
         );
     }
     store.reap_expired_leases(at(21)).expect("reap");
-    claim(&store, "a2", "lab", at(30));
+    claim(store, "a2", "lab", at(30));
     for stream in [StreamKind::Log, StreamKind::Results] {
         assert_eq!(
             store
@@ -1099,95 +978,12 @@ fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams() {
         .expect("record"));
 }
 
-/// A database of the schema before test runs (version 4) keeps its per-test rows readable, as runs of the job's
-/// last attempt; a test left `inprogress` on a job that ended did not finish.
-#[test]
-fn per_test_rows_from_before_test_runs_are_read_as_runs() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let path = dir.path().join("data").join(proctor_store::DATABASE_FILE);
-    let raw = rusqlite::Connection::open(&path).expect("the file opens");
-    raw.execute_batch(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )
-    .unwrap();
-    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    let mut files: Vec<_> = std::fs::read_dir(migrations)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for (version, file) in files.iter().take(4).enumerate() {
-        raw.execute_batch(&std::fs::read_to_string(file).unwrap())
-            .unwrap();
-        raw.execute(
-            "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
-            [version as i64 + 1],
-        )
-        .unwrap();
-    }
-    raw.execute_batch(
-        "INSERT INTO queues (name, created_at) VALUES ('lab', 0);
-         INSERT INTO agents (id, state, registered_at, last_heartbeat) VALUES ('a1', 'idle', 0, 0), ('a2', 'busy', 0, 0);
-         INSERT INTO jobs (id, queue, definition, state, attempts, max_attempts, created_at, agent_id)
-         VALUES ('old', 'lab', '{}', 'failed', 1, 1, 0, 'a1'), ('live', 'lab', '{}', 'running', 2, 2, 0, 'a2');
-         INSERT INTO test_results (job_id, test_id, status, duration_us, started_at)
-         VALUES ('old', 't.ok', 'success', 1500, 10), ('old', 't.hang', 'inprogress', NULL, 20),
-                ('live', 't.now', 'inprogress', NULL, 30);
-         INSERT INTO results_parsing (job_id, parsed_offset) VALUES ('live', 40);",
-    )
-    .unwrap();
-    drop(raw);
-    let store = SqliteStore::open(&dir.path().join("data")).expect("the store migrates");
-    let old: Vec<_> = store
-        .test_runs("old")
-        .expect("runs")
-        .into_iter()
-        .map(|r| {
-            (
-                r.test_id,
-                r.attempt,
-                r.status,
-                r.reason.is_some(),
-                r.duration_us,
-                r.agent_id,
-            )
-        })
-        .collect();
-    assert_eq!(
-        old,
-        [
-            (
-                "t.hang".into(),
-                1,
-                RunStatus::Unfinished,
-                true,
-                None,
-                Some("a1".into())
-            ),
-            (
-                "t.ok".into(),
-                1,
-                RunStatus::Success,
-                false,
-                Some(1500),
-                Some("a1".into())
-            ),
-        ]
-    );
-    let live = store.open_test_runs("live", 2).expect("open runs");
-    assert_eq!((live.len(), live[0].status), (1, RunStatus::Running));
-    assert_eq!(
-        store.results_progress("live").expect("progress"),
-        progress(2, 40, None)
-    );
-}
-
 /// The stream and results-parsing reads answer from the job's row, so an unknown job is `JobNotFound` and a known
 /// job with nothing stored yet is an empty stream, not parsed.
-#[test]
-fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found() {
-    let (_dir, store) = new_store();
+pub fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
     let job = store
         .submit_job(&job_on("lab", 0), t0())
         .expect("submit")
@@ -1219,10 +1015,10 @@ fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found() {
     }
 }
 
-#[test]
-fn attachments_release_a_held_job_once() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Attachments release a held job once.
+pub fn attachments_release_a_held_job_once(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
@@ -1233,7 +1029,7 @@ fn attachments_release_a_held_job_once() {
         )
         .expect("submit")
         .id;
-    assert_eq!(claim(&store, "a1", "lab", t0()), None);
+    assert_eq!(claim(store, "a1", "lab", t0()), None);
     assert_eq!(store.attachments(&job).expect("read"), None);
     store.store_attachments(&job, b"tar", t0()).expect("store");
     assert_eq!(
@@ -1252,10 +1048,10 @@ fn attachments_release_a_held_job_once() {
     assert!(claimed.has_attachments);
 }
 
-#[test]
-fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script() {
-    let (_dir, store) = new_store();
-    register(&store, "a1", &["lab"], t0());
+/// Each claim hands over a fresh job token and the recipe script.
+pub fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script(database: &dyn TestDatabase) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
     let job = store
         .submit_job(
             &NewJob {
@@ -1315,4 +1111,21 @@ fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script() {
     );
     assert!(!store.has_tokens().expect("has tokens"));
     assert_eq!(store.verify_token(&second.job_token).expect("verify"), None);
+}
+
+/// One `#[test]` per behaviour, each on a fresh database made by the expression given (a [`TestDatabase`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($database:expr) => {
+        $crate::conformance_tests!(@each $database; claims_take_the_highest_priority_then_the_oldest_job, a_claim_sets_running_state_agent_lease_and_attempt, claims_respect_queues_holds_maintenance_and_registration, concurrent_claimers_on_two_store_instances_never_share_a_job, heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone, a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost, only_the_holding_agent_finishes_a_job_and_the_result_is_kept, cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent, a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued, log_appends_are_idempotent_and_a_gap_names_the_expected_offset, queues_report_depth_and_whether_any_agent_ever_served_them, jobs_are_listed_newest_first_by_queue_and_state, tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones, phases_artifacts_and_recipes_round_trip, parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing, a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams, streams_and_results_parsing_of_an_unknown_job_are_job_not_found, attachments_release_a_held_job_once, each_claim_hands_over_a_fresh_job_token_and_the_recipe_script);
+    };
+    (@each $database:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let database = $database;
+                $crate::conformance::$name(&database);
+            }
+        )*
+    };
 }

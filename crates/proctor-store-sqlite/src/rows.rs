@@ -8,11 +8,11 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{
+use proctor_store::StoreError;
+use proctor_store::{
     Agent, Artifact, Job, JobAttempt, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe,
     TestHistoryRun, TestRun, Token,
 };
-use crate::StoreError;
 
 /// The job columns every job query selects, in the order [`job_row`] reads them by name.
 pub(super) const JOB_COLUMNS: &str = "id, queue, name, priority, definition, state, reason, attempts, max_attempts, \

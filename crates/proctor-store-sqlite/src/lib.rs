@@ -1,4 +1,24 @@
-//! The SQLite implementation of [`Store`]: one database file in the data directory, in WAL mode.
+//! The SQLite implementation of [`Store`](proctor_store::Store): one database file in the data directory, in WAL mode, migrated on open.
+//! It is the embedded default (`proctor up`, a small lab); several server processes may share its file on one
+//! machine.
+//!
+//! ```
+//! use std::time::Duration;
+//! use proctor_store::{AgentRegistration, NewJob, Store};
+//! use proctor_store_sqlite::SqliteStore;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path())?;
+//! let now = jiff::Timestamp::now();
+//! store.register_agent(&AgentRegistration { id: "a1".into(), queues: vec!["local".into()], images: vec![] }, now)?;
+//! let job = store.submit_job(&NewJob {
+//!     queue: "local".into(), name: None, priority: 0, definition: serde_json::json!({"job_queue": "local"}),
+//!     max_attempts: 1, submitter: None, held: false, recipe_script: None,
+//! }, now)?;
+//! let claimed = store.claim_job("a1", &["local".into()], now, Duration::from_secs(20))?;
+//! assert_eq!(claimed.map(|claim| claim.job.id), Some(job.id));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod migrations;
 mod rows;
@@ -11,9 +31,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 
-use crate::error::During;
-use crate::{secret, Result, Store, StoreError};
-use crate::{
+use proctor_store::{secret, DatabaseError, Result, Store, StoreError};
+use proctor_store::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
     HeartbeatReply, IssuedToken, Job, JobAttempt, JobFilter, JobPage, JobState, JobTokenUse,
     NewJob, PhaseRecord, QueueInfo, ReapedJob, Recipe, ResultsProgress, Role, StreamChunk,
@@ -56,8 +75,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in the database file `path` and migrates its schema.
     pub fn open_file(path: &Path) -> Result<Self> {
         let open_error = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
+            location: path.display().to_string(),
+            source: database_error(source),
         };
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection).map_err(open_error)?;
@@ -102,6 +121,27 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner);
         work(&connection)
     }
+}
+
+/// Attaches what the store was doing to a SQLite error.
+pub(crate) trait During<T> {
+    /// Names the operation that failed.
+    fn during(self, doing: &'static str) -> Result<T>;
+}
+
+impl<T> During<T> for rusqlite::Result<T> {
+    fn during(self, doing: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Database {
+            doing,
+            source: database_error(source),
+        })
+    }
+}
+
+/// A SQLite error as the store reports it, marked when it means the disk is full.
+pub(crate) fn database_error(source: rusqlite::Error) -> DatabaseError {
+    let full = source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+    DatabaseError::new(source, full)
 }
 
 /// How many prepared statements a connection keeps.

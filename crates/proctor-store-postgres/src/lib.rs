@@ -1,0 +1,1 @@
+//! The PostgreSQL implementation of `proctor_store::Store` (being written).
