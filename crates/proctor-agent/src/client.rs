@@ -28,9 +28,9 @@ impl ServerClient {
         })
     }
 
-    /// The server's base URL, as phases see it in `PROCTOR_SERVER`.
-    pub(crate) fn base(&self) -> &str {
-        self.api.base()
+    /// The lab's servers, comma-separated, as phases see them in `PROCTOR_SERVER`.
+    pub(crate) fn servers(&self) -> String {
+        self.api.servers()
     }
 
     /// Announces the agent and its queues.

@@ -716,7 +716,7 @@ impl JobRun<'_, '_> {
             .grace(self.context.settings.grace)
             .env("PROCTOR_JOB_ID", &self.job_id)
             .env("PROCTOR_PHASE", phase.as_str())
-            .env("PROCTOR_SERVER", self.context.client.base())
+            .env("PROCTOR_SERVER", self.context.client.servers())
             .env("PROCTOR_WORK_DIR", &self.work_dir)
             .env("PROCTOR_JOB_FILE", self.work_dir.join(JOB_FILE))
             .env("PROCTOR_RESULTS", self.work_dir.join(RESULTS_FILE))

@@ -10,6 +10,7 @@ use proctor::config::{parse, Bytes};
 use proctor_api::{JobState, Role};
 use proctor_archive::Limits;
 use proctor_job::Phase;
+use proctor_server::StoreLocation;
 use proctor_subunit::Status;
 
 const EXIT_CODES: &str = "\
@@ -133,6 +134,9 @@ pub enum Command {
     /// Make, list and revoke the lab's bearer tokens (in the server's data directory).
     #[command(subcommand, after_help = LAB_EXIT_CODES)]
     Token(TokenCommand),
+    /// Move a lab's store: `proctor store copy --from sqlite:DIR --to postgres://…`.
+    #[command(subcommand, after_help = LAB_EXIT_CODES)]
+    Store(StoreCommand),
     /// Submit a job file to a lab; prints the job's id.
     #[command(after_help = LAB_EXIT_CODES)]
     Submit(SubmitArgs),
@@ -226,7 +230,8 @@ pub enum Command {
 /// The lab server a client command talks to, and as whom.
 #[derive(Debug, Args)]
 pub struct Remote {
-    /// The lab server's URL.
+    /// The lab server's URL; servers of one lab may be listed comma-separated, each tried when the one before gives
+    /// no answer.
     #[arg(
         long,
         env = "PROCTOR_SERVER",
@@ -250,6 +255,15 @@ pub struct DataDir {
     /// The data directory (default: `proctor` in the user's data directory).
     #[arg(long, value_name = "DIR", value_parser = absolute_path)]
     pub data_dir: Option<PathBuf>,
+    /// The store instead of the data directory's SQLite file: `postgres://USER@HOST[:PORT]/DATABASE` (one database
+    /// several servers share) or `sqlite:DIR`.
+    #[arg(
+        long,
+        env = "PROCTOR_STORE",
+        value_name = "URL",
+        conflicts_with = "data_dir"
+    )]
+    pub store: Option<StoreLocation>,
 }
 
 /// Options of `proctor jobs`.
@@ -321,7 +335,8 @@ pub struct AgentArgs {
     /// The agent's configuration (`agent.toml`, Testflinger's agent keys); the flags below override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The lab server's URL.
+    /// The lab server's URL; servers of one lab may be listed comma-separated, each tried when the one before gives
+    /// no answer.
     #[arg(long, env = "PROCTOR_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// A queue to serve (repeatable).
@@ -371,6 +386,21 @@ pub struct UpArgs {
     /// Where the local agent runs jobs (default: `work` in the data directory).
     #[arg(long, value_name = "DIR", value_parser = absolute_path)]
     pub work_dir: Option<PathBuf>,
+}
+
+/// `proctor store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy everything of one store (jobs, logs, results, artifacts, attachments, recipes, tokens, agents) into
+    /// another, which must be empty: a second copy is refused, never doubled. Stop the servers of both first.
+    Copy {
+        /// The store to copy: `sqlite:DIR` (a data directory) or `postgres://…`.
+        #[arg(long, value_name = "URL")]
+        from: StoreLocation,
+        /// The empty store to copy into.
+        #[arg(long, value_name = "URL")]
+        to: StoreLocation,
+    },
 }
 
 /// `proctor token …`.

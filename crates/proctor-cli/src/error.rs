@@ -127,11 +127,26 @@ pub enum CliError {
         problem: proctor_job::Problem,
     },
     /// The lab's database could not be opened, read or changed.
-    #[error("the lab's data in {data_dir} cannot be used")]
+    #[error("the lab's store {store} cannot be used")]
     #[diagnostic(code(proctor::store))]
     Store {
-        /// The data directory.
-        data_dir: PathBuf,
+        /// Where it is (a URL without its password).
+        store: String,
+        /// Why.
+        #[source]
+        source: Box<proctor_store::StoreError>,
+    },
+    /// A store copy failed part way; the target holds what was copied before (copy again into a fresh one).
+    #[error("copying the store {from} to {to} failed")]
+    #[diagnostic(
+        code(proctor::store_copy),
+        help("the target now holds part of the lab: drop and recreate it, then copy again")
+    )]
+    Copy {
+        /// The source.
+        from: String,
+        /// The target.
+        to: String,
         /// Why.
         #[source]
         source: Box<proctor_store::StoreError>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proctor_agent::{Agent, AgentError, AgentSettings};
 use proctor_job::{AgentConfig, Name};
-use proctor_server::{Server, ServerConfig, ServerError};
+use proctor_server::{Server, ServerConfig, ServerError, StoreLocation};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
@@ -26,8 +26,8 @@ const UP_CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// `proctor server`: serves the API until a signal.
 pub fn server(args: ServerArgs) -> Result<u8, CliError> {
-    let data_dir = data_dir(&args.data)?;
-    let mut config = server_config(data_dir.clone(), args.listen, &args.tuning);
+    let store = store_location(&args.data)?;
+    let mut config = server_config(store.clone(), args.listen, &args.tuning);
     config.public_pages = args.public_pages;
     let runtime = runtime()?;
     let stop = Stop::on_signals()?;
@@ -35,9 +35,8 @@ pub fn server(args: ServerArgs) -> Result<u8, CliError> {
         .block_on(Server::bind(config))
         .map_err(server_error)?;
     println!(
-        "proctor server listening on http://{} (data in {})",
+        "proctor server listening on http://{} (store {store})",
         server.local_addr(),
-        data_dir.display()
     );
     let stopped = stop.clone();
     runtime
@@ -65,7 +64,11 @@ pub fn agent(args: AgentArgs) -> Result<u8, CliError> {
 pub fn up(args: UpArgs) -> Result<u8, CliError> {
     let data_dir = data_dir(&args.data)?;
     let work_dir = args.work_dir.unwrap_or_else(|| data_dir.join("work"));
-    let config = server_config(data_dir.clone(), args.listen, &ServerTuning::default());
+    let config = server_config(
+        store_location(&args.data)?,
+        args.listen,
+        &ServerTuning::default(),
+    );
     let runtime = runtime()?;
     let stop = Stop::on_signals()?;
     let server = runtime
@@ -117,11 +120,11 @@ fn local_agent(url: &str, work_dir: PathBuf) -> Result<Agent, CliError> {
 }
 
 fn server_config(
-    data_dir: PathBuf,
+    store: StoreLocation,
     listen: std::net::SocketAddr,
     tuning: &ServerTuning,
 ) -> ServerConfig {
-    let mut config = ServerConfig::new(data_dir);
+    let mut config = ServerConfig::on(store);
     config.listen = listen;
     if let Some(lease) = tuning.lease {
         config.lease = lease;
@@ -237,6 +240,14 @@ fn server_error(source: ServerError) -> CliError {
     CliError::Server {
         source: Box::new(source),
         help,
+    }
+}
+
+/// The store given with `--store`, else the SQLite file in the data directory.
+pub fn store_location(data: &DataDir) -> Result<StoreLocation, CliError> {
+    match &data.store {
+        Some(store) => Ok(store.clone()),
+        None => Ok(StoreLocation::Sqlite(data_dir(data)?)),
     }
 }
 

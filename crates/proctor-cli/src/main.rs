@@ -81,6 +81,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => lab::agent(args),
         Command::Up(args) => lab::up(args),
         Command::Token(command) => token::run(command),
+        Command::Store(command) => token::store(command),
         Command::Submit(args) => client::submit(args),
         Command::Status { id, json, remote } => client::status(&remote, &id, json),
         Command::Logs {

@@ -1,22 +1,22 @@
-//! `proctor token …`: bearer tokens, made in the lab's database directly (no server needed), so the first admin
-//! token can exist before a server that requires one.
+//! The commands that work on the lab's store directly, no server needed: `proctor token …` (bearer tokens, so the
+//! first admin token can exist before a server that requires one) and `proctor store copy`.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::sync::Arc;
 
+use proctor_server::StoreLocation;
 use proctor_store::{Store, StoreError};
-use proctor_store_sqlite::SqliteStore;
 
-use crate::cli::TokenCommand;
+use crate::cli::{StoreCommand, TokenCommand};
 use crate::error::CliError;
 use crate::exit;
-use crate::lab::data_dir;
+use crate::lab::store_location;
 
 /// Runs one `proctor token` command.
 pub fn run(command: TokenCommand) -> Result<u8, CliError> {
     match command {
         TokenCommand::Create { role, queues, data } => {
-            let dir = data_dir(&data)?;
+            let dir = store_location(&data)?;
             let issued = open(&dir)?
                 .create_token(role, &queues, jiff::Timestamp::now())
                 .map_err(|source| store_error(&dir, source))?;
@@ -29,7 +29,7 @@ pub fn run(command: TokenCommand) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         TokenCommand::List { data } => {
-            let dir = data_dir(&data)?;
+            let dir = store_location(&data)?;
             let tokens = open(&dir)?
                 .tokens()
                 .map_err(|source| store_error(&dir, source))?;
@@ -57,7 +57,7 @@ pub fn run(command: TokenCommand) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         TokenCommand::Revoke { id, data } => {
-            let dir = data_dir(&data)?;
+            let dir = store_location(&data)?;
             open(&dir)?
                 .revoke_token(&id)
                 .map_err(|source| store_error(&dir, source))?;
@@ -67,13 +67,34 @@ pub fn run(command: TokenCommand) -> Result<u8, CliError> {
     }
 }
 
-fn open(dir: &Path) -> Result<SqliteStore, CliError> {
-    SqliteStore::open(dir).map_err(|source| store_error(dir, source))
+/// Runs one `proctor store` command.
+pub fn store(command: StoreCommand) -> Result<u8, CliError> {
+    let StoreCommand::Copy { from, to } = command;
+    let source = open(&from)?;
+    let target = open(&to)?;
+    let report = proctor_store::copy::copy(&*source, &*target, &mut |table, rows| {
+        eprintln!("copied {table}: {rows} rows");
+    })
+    .map_err(|error| match error {
+        StoreError::NotEmpty { .. } => store_error(&to, error),
+        other => CliError::Copy {
+            from: from.to_string(),
+            to: to.to_string(),
+            source: Box::new(other),
+        },
+    })?;
+    let rows: u64 = report.rows.iter().map(|(_, rows)| rows).sum();
+    println!("copied {rows} rows from {from} to {to}");
+    Ok(exit::OK)
 }
 
-fn store_error(dir: &Path, source: StoreError) -> CliError {
+fn open(store: &StoreLocation) -> Result<Arc<dyn Store>, CliError> {
+    store.open().map_err(|source| store_error(store, source))
+}
+
+fn store_error(store: &StoreLocation, source: StoreError) -> CliError {
     CliError::Store {
-        data_dir: dir.to_owned(),
+        store: store.to_string(),
         source: Box::new(source),
     }
 }

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use proctor_testkit::{screenshot, Client, Driver, Locator};
-use support::{proctor, Lab, PATIENCE};
+use support::{proctor, token, Lab, PATIENCE};
 
 /// A lab with tokens: an admin, two users, and an agent `a1` on queue `local` running with an agent token.
 struct Tokens {
@@ -29,17 +29,6 @@ fn lab_with_tokens() -> (Lab, Tokens) {
     };
     agent_with_token(&mut lab, "a1", "local");
     (lab, tokens)
-}
-
-/// A new token of `role` in the store in `data_dir`.
-fn token(data_dir: &std::path::Path, role: &str) -> String {
-    let output = proctor()
-        .args(["token", "create", "--role", role, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// Starts agent `id` on `queue` with an agent token of its own, and waits until the server lists it.

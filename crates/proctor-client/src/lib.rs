@@ -2,6 +2,10 @@
 //! call. It speaks the shapes in [`proctor_api`] and turns the server's error bodies into [`ClientError`]s that say
 //! what was being done and what the server said.
 //!
+//! A client may be given several servers of one lab (`http://a:7370,http://b:7370`, servers sharing one
+//! PostgreSQL database): a request that gets no answer moves the client to the next server, so the caller's retry
+//! goes there.
+//!
 //! ```no_run
 //! let client = proctor_client::Client::new("http://127.0.0.1:7370", None)?;
 //! let job = client.submit_job(b"job_queue: local\ntest_data: {test_cmds: echo hi}\n", false)?;
@@ -10,6 +14,8 @@
 //! ```
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use bytes::Bytes;
@@ -113,11 +119,11 @@ pub struct StreamRead {
     pub job_state: Option<JobState>,
 }
 
-/// A blocking client for one server.
+/// A blocking client for one server, or for several servers of one lab.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::blocking::Client,
-    base: String,
+    servers: Arc<Servers>,
     /// The `Authorization` header every request carries, if any.
     auth: Option<HeaderValue>,
 }
@@ -126,7 +132,9 @@ pub struct Client {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
-    /// A client for the server at `base` (like `http://127.0.0.1:7370`), sending `token` as its bearer token.
+    /// A client for the server at `base` (like `http://127.0.0.1:7370`), sending `token` as its bearer token. A
+    /// comma-separated list of servers of one lab is tried in turn: the first, then the next whenever one gives
+    /// no answer.
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
         let http = reqwest::blocking::Client::builder()
             .timeout(None)
@@ -134,7 +142,7 @@ impl Client {
             .map_err(|error| ClientError::Setup(error.to_string()))?;
         Ok(Client {
             http,
-            base: base.trim_end_matches('/').to_owned(),
+            servers: Arc::new(Servers::parse(base)?),
             auth: token.map(bearer).transpose()?,
         })
     }
@@ -148,9 +156,14 @@ impl Client {
         })
     }
 
-    /// The server's base URL.
+    /// The base URL of the server the client talks to now.
     pub fn base(&self) -> &str {
-        &self.base
+        self.servers.current()
+    }
+
+    /// Every server the client may talk to, comma-separated, as [`Client::new`] takes them.
+    pub fn servers(&self) -> String {
+        self.servers.bases.join(",")
     }
 
     /// A request carrying the client's token.
@@ -163,7 +176,7 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
+        format!("{}/api/v1{path}", self.servers.current())
     }
 
     /// One request with an optional JSON body, answered with JSON.
@@ -176,6 +189,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let url = self.url(path);
         json(Call::new(
+            &self.servers,
             what,
             &url,
             self.request(method, &url, body),
@@ -193,6 +207,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let url = self.url(path);
         empty(Call::new(
+            &self.servers,
             what,
             &url,
             self.request(method, &url, body),
@@ -207,7 +222,13 @@ impl Client {
             .request_to(Method::PUT, &url)
             .header(CONTENT_TYPE, "application/gzip")
             .body(tar_gz);
-        empty(Call::new(what, &url, request, REQUEST_TIMEOUT))
+        empty(Call::new(
+            &self.servers,
+            what,
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        ))
     }
 
     fn request(&self, method: Method, url: &str, body: Option<&impl Serialize>) -> RequestBuilder {
@@ -234,6 +255,7 @@ impl Client {
             .header(CONTENT_TYPE, "application/yaml")
             .body(definition.to_vec());
         json(Call::new(
+            &self.servers,
             "submitting the job",
             &url,
             request,
@@ -278,6 +300,7 @@ impl Client {
             ("wait_seconds", wait.as_secs_f64().to_string()),
         ];
         json(Call::new(
+            &self.servers,
             "waiting for the job's state to change",
             &url,
             self.request_to(Method::GET, &url).query(&query),
@@ -289,6 +312,7 @@ impl Client {
     pub fn jobs(&self, query: &JobsQuery) -> Result<JobListView, ClientError> {
         let url = self.url("/jobs");
         json(Call::new(
+            &self.servers,
             "listing jobs",
             &url,
             self.request_to(Method::GET, &url).query(query),
@@ -322,6 +346,7 @@ impl Client {
             query.push(("wait_seconds", wait.as_secs_f64().to_string()));
         }
         let call = Call::new(
+            &self.servers,
             "reading the job's output",
             &url,
             self.request_to(Method::GET, &url).query(&query),
@@ -354,6 +379,7 @@ impl Client {
     pub fn artifacts(&self, job_id: &str) -> Result<Option<Vec<u8>>, ClientError> {
         let url = self.url(&format!("/jobs/{job_id}/artifacts"));
         let call = Call::new(
+            &self.servers,
             "downloading the artifacts",
             &url,
             self.request_to(Method::GET, &url),
@@ -459,6 +485,7 @@ impl Client {
             wait_seconds: Some(wait.as_secs_f64()),
         };
         let call = Call::new(
+            &self.servers,
             "claiming a job",
             &url,
             self.request_to(Method::POST, &url).json(&body),
@@ -482,6 +509,7 @@ impl Client {
             wait_seconds: wait.map(|wait| wait.as_secs_f64()),
         };
         json(Call::new(
+            &self.servers,
             "sending a heartbeat",
             &url,
             self.request_to(Method::POST, &url).json(&body),
@@ -511,6 +539,7 @@ impl Client {
             .request_to(Method::POST, &url)
             .json(&PhaseEnd { exit_status });
         empty(Call::new(
+            &self.servers,
             "reporting a phase end",
             &url,
             request,
@@ -534,7 +563,13 @@ impl Client {
             .query(&query)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(bytes);
-        let call = Call::new("uploading output", &url, request, REQUEST_TIMEOUT);
+        let call = Call::new(
+            &self.servers,
+            "uploading output",
+            &url,
+            request,
+            REQUEST_TIMEOUT,
+        );
         match call.success() {
             Ok(response) => call
                 .read_json::<UploadAck>(response)
@@ -552,6 +587,7 @@ impl Client {
     pub fn download_attachments(&self, job_id: &str) -> Result<Vec<u8>, ClientError> {
         let url = self.url(&format!("/jobs/{job_id}/attachments"));
         let call = Call::new(
+            &self.servers,
             "downloading the attachments",
             &url,
             self.request_to(Method::GET, &url),
@@ -590,6 +626,7 @@ impl Client {
             agent_id: Some(agent_id.to_owned()),
         };
         json(Call::new(
+            &self.servers,
             "finishing the job",
             &url,
             self.request_to(Method::POST, &url).json(&body),
@@ -606,17 +643,75 @@ fn bearer(token: &str) -> Result<HeaderValue, ClientError> {
     Ok(value)
 }
 
+/// The servers of one lab a client may talk to, and which one it talks to now.
+#[derive(Debug)]
+struct Servers {
+    bases: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Servers {
+    /// `http://a:7370` or `http://a:7370,http://b:7370`.
+    fn parse(list: &str) -> Result<Servers, ClientError> {
+        let bases: Vec<String> = list
+            .split(',')
+            .map(|base| base.trim().trim_end_matches('/').to_owned())
+            .filter(|base| !base.is_empty())
+            .collect();
+        if bases.is_empty() {
+            return Err(ClientError::Setup(format!(
+                "{list:?} names no server: give a URL like http://127.0.0.1:7370"
+            )));
+        }
+        Ok(Servers {
+            bases,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    fn current(&self) -> &str {
+        let index = self.current.load(Ordering::Relaxed) % self.bases.len();
+        &self.bases[index]
+    }
+
+    /// The server `url` is on gave no answer: the next request goes to the next server (unless another request
+    /// moved on already).
+    fn unreachable(&self, url: &str) {
+        let index = self.current.load(Ordering::Relaxed);
+        if url.starts_with(self.bases[index % self.bases.len()].as_str()) {
+            let _ = self.current.compare_exchange(
+                index,
+                (index + 1) % self.bases.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
 /// One request, with what it is for (for errors).
 struct Call<'a> {
+    servers: &'a Servers,
     what: &'static str,
     url: &'a str,
     request: RefCell<Option<RequestBuilder>>,
 }
 
 impl<'a> Call<'a> {
-    fn new(what: &'static str, url: &'a str, request: RequestBuilder, timeout: Duration) -> Self {
+    fn new(
+        servers: &'a Servers,
+        what: &'static str,
+        url: &'a str,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Self {
         let request = RefCell::new(Some(request.timeout(timeout)));
-        Call { what, url, request }
+        Call {
+            servers,
+            what,
+            url,
+            request,
+        }
     }
 
     /// Sends the request (once); anything but a 2xx is an error carrying the server's explanation.
@@ -658,6 +753,7 @@ impl<'a> Call<'a> {
     }
 
     fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        self.servers.unreachable(self.url);
         ClientError::Unreachable {
             what: self.what.into(),
             url: self.url.into(),

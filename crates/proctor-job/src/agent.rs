@@ -24,7 +24,8 @@ pub const DEFAULT_SERVER_ADDRESS: &str = "http://127.0.0.1:7370";
 pub struct AgentConfig {
     /// The agent's name, unique in the lab.
     pub agent_id: Name,
-    /// The server's base URL; [`DEFAULT_SERVER_ADDRESS`] by default.
+    /// The server's base URL; [`DEFAULT_SERVER_ADDRESS`] by default. Servers of one lab sharing a database may be
+    /// listed comma-separated: the agent moves to the next when its server stops answering.
     #[serde(default = "default_server_address")]
     pub server_address: String,
     /// The bearer token the agent sends (an `agent` token); `PROCTOR_TOKEN` in the environment when absent.

@@ -3,7 +3,8 @@
 //!
 //! A wake-up only says "look at the store again now"; the store stays the truth. Every waiter enables its wake-up
 //! before it looks at the store, so a change between the look and the wait still wakes it. Several servers sharing
-//! one database do not see each other's wake-ups: their waiters fall back to the end of their wait.
+//! one database learn of each other's writes through the store's change feed where it has one
+//! ([`crate::changes`]); without one, their waiters fall back to the end of their wait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};

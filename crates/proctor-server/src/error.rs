@@ -1,7 +1,6 @@
 //! The server's errors: [`ServerError`] for starting and running it, `ApiError` for what one request gets back.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,15 +13,18 @@ use proctor_api::ErrorBody;
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store in the data directory could not be opened.
-    #[error("cannot open the store in {data_dir}")]
+    /// The store could not be opened.
+    #[error("cannot open the store {store}")]
     OpenStore {
-        /// The data directory.
-        data_dir: PathBuf,
+        /// Where it is (a URL without its password).
+        store: String,
         /// Why.
         #[source]
         source: StoreError,
     },
+    /// The store's feed of other servers' changes could not be followed.
+    #[error("cannot follow the store's changes")]
+    FollowChanges(#[source] StoreError),
     /// The store could not say whether authentication is configured.
     #[error("cannot check for access tokens in the store")]
     CheckTokens(#[source] StoreError),

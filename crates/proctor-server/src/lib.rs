@@ -10,6 +10,8 @@
 //! The server keeps no state that two servers sharing one database would need to share, except wake-ups: every
 //! job, lease and byte lives in the [`proctor_store::Store`]. A claim that finds nothing waits on a per-process
 //! wake-up for its queues (a job submitted to this server wakes it at once) and retries the store's atomic claim.
+//! Where the store has a change feed (PostgreSQL), a thread follows it and wakes this server's waiters for the
+//! other servers' writes too.
 //!
 //! The CLI's `proctor server` and `proctor up` use it like this (port 0 picks a free port):
 //!
@@ -25,14 +27,17 @@
 
 mod api;
 mod auth;
+mod changes;
 mod dispatch;
 mod error;
 mod metrics;
 mod reaper;
 mod results;
 mod server;
+mod store_location;
 mod ui;
 
 pub use api::openapi;
 pub use error::ServerError;
 pub use server::{BundleLimits, Limits, Server, ServerConfig, DEFAULT_LISTEN};
+pub use store_location::{StoreLocation, UnknownStore};

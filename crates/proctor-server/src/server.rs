@@ -10,15 +10,16 @@ use std::time::Duration;
 use axum::Router;
 pub use proctor_archive::Limits;
 use proctor_store::Store;
-use proctor_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::api::{self, AppState, STORE_SLOTS};
+use crate::changes;
 use crate::dispatch::Wakers;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 use crate::reaper;
+use crate::store_location::StoreLocation;
 
 /// Where the server listens unless told otherwise: loopback, port 7370.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -29,8 +30,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub struct ServerConfig {
     /// The address to listen on; port 0 picks a free port ([`Server::local_addr`] tells which).
     pub listen: SocketAddr,
-    /// The data directory holding the SQLite store.
-    pub data_dir: PathBuf,
+    /// The store: the SQLite file in a data directory, or a PostgreSQL database shared with other servers.
+    pub store: StoreLocation,
     /// How long a claim waits for a job when none is queued before answering 204 (30 s).
     pub claim_hold: Duration,
     /// How long a claim or heartbeat leases a job for (20 s; agents heartbeat every 5 s).
@@ -70,12 +71,17 @@ impl Default for BundleLimits {
 }
 
 impl ServerConfig {
-    /// The defaults, with the store in `data_dir`.
+    /// The defaults, with the SQLite store in `data_dir`.
     pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig::on(StoreLocation::Sqlite(data_dir))
+    }
+
+    /// The defaults, with the store at `store`.
+    pub fn on(store: StoreLocation) -> ServerConfig {
         let lease = Duration::from_secs(20);
         ServerConfig {
             listen: DEFAULT_LISTEN,
-            data_dir,
+            store,
             claim_hold: Duration::from_secs(30),
             lease,
             reap_interval: Duration::from_secs(1),
@@ -98,17 +104,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store in the data directory and binds the listening socket. Refuses a non-loopback address unless
+    /// Opens the store and binds the listening socket. Refuses a non-loopback address unless
     /// authentication is configured (a token exists in the store).
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        let data_dir = config.data_dir.clone();
+        let location = config.store.clone();
         let store = tokio::task::spawn_blocking(move || {
-            SqliteStore::open(&data_dir)
-                .map_err(|source| ServerError::OpenStore { data_dir, source })
+            location.open().map_err(|source| ServerError::OpenStore {
+                store: location.to_string(),
+                source,
+            })
         })
         .await
         .map_err(ServerError::StoreTask)??;
-        Server::bind_with_store(config, Arc::new(store)).await
+        Server::bind_with_store(config, store).await
     }
 
     /// Binds the listening socket for a server on `store`, refusing an open non-loopback address.
@@ -166,6 +174,12 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let store = Arc::clone(&self.state.store);
+        let wakers = Arc::clone(&self.state.wakers);
+        let follower = tokio::task::spawn_blocking(move || changes::follow(store, wakers))
+            .await
+            .map_err(ServerError::StoreTask)?
+            .map_err(ServerError::FollowChanges)?;
         let reaper = tokio::spawn(reaper::run(
             self.state,
             self.config.reap_interval,
@@ -176,6 +190,8 @@ impl Server {
             .await
             .map_err(ServerError::Serve);
         reaper.abort();
+        // Stopping the follower waits for its thread's current wait on the feed to end.
+        let _ = tokio::task::spawn_blocking(move || drop(follower)).await;
         served
     }
 }

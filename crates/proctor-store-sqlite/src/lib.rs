@@ -31,6 +31,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 
+use proctor_store::copy::{Table, Value};
 use proctor_store::{secret, DatabaseError, Result, Store, StoreError};
 use proctor_store::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
@@ -120,6 +121,30 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         work(&connection)
+    }
+}
+
+/// A column's value as a copy moves it.
+fn copy_value(value: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(number) => Value::Integer(number),
+        // The schema has no REAL column; a float would be a hand-made row, kept as its text.
+        ValueRef::Real(number) => Value::Text(number.to_string()),
+        ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
+    }
+}
+
+/// A copied value as SQLite stores it.
+fn sql_value(value: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as Sql;
+    match value {
+        Value::Null => Sql::Null,
+        Value::Integer(number) => Sql::Integer(*number),
+        Value::Text(text) => Sql::Text(text.clone()),
+        Value::Blob(bytes) => Sql::Blob(bytes.clone()),
     }
 }
 
@@ -1209,6 +1234,56 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .during("verifying a job token")
+        })
+    }
+
+    fn export_rows(&self, table: &Table, offset: u64, limit: u32) -> Result<Vec<Vec<Value>>> {
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT ?1 OFFSET ?2",
+            table.columns.join(", "),
+            table.name,
+            table.order.join(", ")
+        );
+        let offset = to_i64("export offset", offset)?;
+        self.read(|connection| {
+            let mut statement = connection.prepare(&sql).during("exporting rows")?;
+            let rows = statement
+                .query_map(params![limit, offset], |row| {
+                    (0..table.columns.len())
+                        .map(|index| row.get_ref(index).map(copy_value))
+                        .collect()
+                })
+                .during("exporting rows")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .during("exporting rows")
+        })
+    }
+
+    fn import_rows(&self, table: &Table, rows: &[Vec<Value>]) -> Result<()> {
+        let placeholders: Vec<String> = (1..=table.columns.len())
+            .map(|index| format!("?{index}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            table.columns.join(", "),
+            placeholders.join(", ")
+        );
+        self.write("importing rows", |tx| {
+            let mut statement = tx.prepare(&sql).during("importing rows")?;
+            for row in rows {
+                if row.len() != table.columns.len() {
+                    return Err(StoreError::BadRow {
+                        table: table.name,
+                        detail: format!("{} values for {} columns", row.len(), table.columns.len()),
+                    });
+                }
+                let values = row.iter().map(sql_value);
+                statement
+                    .execute(rusqlite::params_from_iter(values))
+                    .during("importing rows")?;
+            }
+            Ok(())
         })
     }
 

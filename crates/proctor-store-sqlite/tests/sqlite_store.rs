@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use proctor_store::conformance::{at, job_on, queues, register, t0, TestDatabase, LEASE};
 use proctor_events::RunStatus;
+use proctor_store::conformance::{at, job_on, queues, register, t0, TestDatabase, LEASE};
 use proctor_store::{JobState, ResultsProgress, Role, Store, StoreError, StreamKind};
 use proctor_store_sqlite::{SqliteStore, DATABASE_FILE};
 use tempfile::TempDir;
@@ -33,6 +33,10 @@ impl TestDatabase for SqliteDatabase {
 
     fn open_another(&self) -> Arc<dyn Store> {
         Arc::new(SqliteStore::open(&self.dir.path().join("data")).expect("another instance"))
+    }
+
+    fn empty_sibling(&self) -> Box<dyn TestDatabase> {
+        Box::new(SqliteDatabase::new())
     }
 }
 

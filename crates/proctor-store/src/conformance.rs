@@ -11,6 +11,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use proctor_events::RunStatus;
 
+use crate::copy::{self, TABLES};
 use crate::{
     AgentRegistration, AgentState, Artifact, CancelOutcome, FinalState, JobFilter, JobState,
     JobTokenUse, NewJob, Recipe, ResultsProgress, Role, Store, StoreError, StreamKind, TestRun,
@@ -22,6 +23,8 @@ pub trait TestDatabase {
     fn store(&self) -> &dyn Store;
     /// Another store on the same database, with its own connections, as another server process would have.
     fn open_another(&self) -> Arc<dyn Store>;
+    /// A second database of the same backend, empty: where a copy goes.
+    fn empty_sibling(&self) -> Box<dyn TestDatabase>;
 }
 
 /// The lease the tests' claims take.
@@ -1113,11 +1116,117 @@ pub fn each_claim_hands_over_a_fresh_job_token_and_the_recipe_script(database: &
     assert_eq!(store.verify_token(&second.job_token).expect("verify"), None);
 }
 
+/// Every row of every table, as a copy sees them.
+fn every_row(store: &dyn Store) -> Vec<(&'static str, Vec<Vec<copy::Value>>)> {
+    TABLES
+        .iter()
+        .map(|table| {
+            (
+                table.name,
+                store.export_rows(table, 0, u32::MAX).expect("export"),
+            )
+        })
+        .collect()
+}
+
+/// A copy moves every table whole, the copy works as the original did, and a second copy is refused.
+pub fn a_copy_moves_every_row_and_a_second_copy_is_refused(database: &dyn TestDatabase) {
+    let from = database.store();
+    register(from, "a1", &["lab"], t0());
+    let admin = from.create_token(Role::Admin, &[], t0()).expect("token");
+    from.put_recipe(
+        &Recipe {
+            name: "nightly".into(),
+            script: "#!/bin/sh\necho nightly\n".into(),
+            default_options: BTreeMap::from([("lines".to_owned(), "3".to_owned())]),
+            queue: "lab".into(),
+        },
+        t0(),
+    )
+    .expect("recipe");
+    let held = from
+        .submit_job(
+            &NewJob {
+                held: true,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    from.store_attachments(&held, b"attached tar", at(1))
+        .expect("attach");
+    let ran = from
+        .submit_job(&job_on("lab", 5), at(2))
+        .expect("submit")
+        .id;
+    let claimed = from
+        .claim_job("a1", &queues(&["lab"]), at(3), LEASE)
+        .expect("claim")
+        .expect("the job");
+    assert_eq!(claimed.job.id, ran);
+    from.start_phase(&ran, "test", at(3)).expect("phase");
+    from.append_stream(&ran, StreamKind::Log, 0, Some("test"), b"hello\n")
+        .expect("log");
+    from.append_stream(&ran, StreamKind::Results, 0, None, b"\xb3subunit")
+        .expect("results");
+    let parsed = progress(1, 9, None);
+    assert!(from
+        .record_parsed_results(
+            &ran,
+            &ResultsProgress::default(),
+            &parsed,
+            &[run("t.one", Some("0"), RunStatus::Success, (3, 4))],
+        )
+        .expect("runs"));
+    from.put_artifact(
+        &ran,
+        &Artifact {
+            name: "out.tar.gz".into(),
+            size: 3,
+            content: b"art".to_vec(),
+        },
+    )
+    .expect("artifact");
+    from.end_phase(&ran, "test", 0, at(4)).expect("phase end");
+    from.finish_job(&ran, Some("a1"), FinalState::Passed, "", at(5))
+        .expect("finish");
+
+    let target = database.empty_sibling();
+    let to = target.store();
+    let mut tables = Vec::new();
+    let report = copy::copy(from, to, &mut |table, _| tables.push(table)).expect("copy");
+    assert_eq!(tables.len(), TABLES.len());
+    assert!(report
+        .rows
+        .iter()
+        .any(|(table, rows)| *table == "jobs" && *rows == 2));
+    assert_eq!(every_row(to), every_row(from), "every row moved as it was");
+    assert_eq!(to.job(&ran).expect("job"), from.job(&ran).expect("job"));
+    assert_eq!(
+        to.verify_token(&admin.secret).expect("verify"),
+        Some(admin.token.clone())
+    );
+    assert_eq!(
+        to.read_stream(&ran, StreamKind::Log, 0, None).expect("log"),
+        from.read_stream(&ran, StreamKind::Log, 0, None)
+            .expect("log")
+    );
+    // The copy goes on where the original was: a new job is the newest, and the held job is claimable.
+    let next = to.submit_job(&job_on("lab", 0), at(6)).expect("submit").id;
+    let listed = to.list_jobs(&JobFilter::default()).expect("list");
+    assert_eq!(listed.jobs.first().map(|job| job.id.clone()), Some(next));
+    assert_eq!(claim(to, "a1", "lab", at(7)), Some(held));
+
+    let again = copy::copy(from, to, &mut |_, _| {}).expect_err("a second copy");
+    assert!(matches!(again, StoreError::NotEmpty { .. }), "{again}");
+}
+
 /// One `#[test]` per behaviour, each on a fresh database made by the expression given (a [`TestDatabase`]).
 #[macro_export]
 macro_rules! conformance_tests {
     ($database:expr) => {
-        $crate::conformance_tests!(@each $database; claims_take_the_highest_priority_then_the_oldest_job, a_claim_sets_running_state_agent_lease_and_attempt, claims_respect_queues_holds_maintenance_and_registration, concurrent_claimers_on_two_store_instances_never_share_a_job, heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone, a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost, only_the_holding_agent_finishes_a_job_and_the_result_is_kept, cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent, a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued, log_appends_are_idempotent_and_a_gap_names_the_expected_offset, queues_report_depth_and_whether_any_agent_ever_served_them, jobs_are_listed_newest_first_by_queue_and_state, tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones, phases_artifacts_and_recipes_round_trip, parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing, a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams, streams_and_results_parsing_of_an_unknown_job_are_job_not_found, attachments_release_a_held_job_once, each_claim_hands_over_a_fresh_job_token_and_the_recipe_script);
+        $crate::conformance_tests!(@each $database; claims_take_the_highest_priority_then_the_oldest_job, a_claim_sets_running_state_agent_lease_and_attempt, claims_respect_queues_holds_maintenance_and_registration, concurrent_claimers_on_two_store_instances_never_share_a_job, heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone, a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost, only_the_holding_agent_finishes_a_job_and_the_result_is_kept, cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent, a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued, log_appends_are_idempotent_and_a_gap_names_the_expected_offset, queues_report_depth_and_whether_any_agent_ever_served_them, jobs_are_listed_newest_first_by_queue_and_state, tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones, phases_artifacts_and_recipes_round_trip, parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing, a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams, streams_and_results_parsing_of_an_unknown_job_are_job_not_found, attachments_release_a_held_job_once, each_claim_hands_over_a_fresh_job_token_and_the_recipe_script, a_copy_moves_every_row_and_a_second_copy_is_refused);
     };
     (@each $database:expr; $($name:ident),* $(,)?) => {
         $(

@@ -128,6 +128,20 @@ pub enum StoreError {
         /// The agent that asked.
         agent: String,
     },
+    /// A copy's target store already holds data: copying again would double it.
+    #[error("the target store already holds data (its {table} table has rows); copy into an empty database")]
+    NotEmpty {
+        /// The first table found with rows.
+        table: &'static str,
+    },
+    /// A copied row does not fit the table's columns.
+    #[error("a row of {table} does not fit: {detail}")]
+    BadRow {
+        /// The table.
+        table: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// A chunk would leave a hole in a stream: the uploader must resend from `expected`.
     #[error("the {stream} stream of job {job} ends at offset {expected}; a chunk at offset {got} would leave a gap")]
     StreamGap {

@@ -12,8 +12,10 @@
 //! already holds changes nothing, a chunk overlapping the end stores only its new tail, and a chunk past the end is
 //! refused with [`StoreError::StreamGap`] naming the offset to resend from.
 
+mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod copy;
 mod error;
 mod model;
 pub mod secret;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+pub use changes::{Change, ChangeFeed};
 pub use error::{DatabaseError, StoreError};
 pub use model::{
     Agent, AgentRegistration, Artifact, CancelOutcome, Claim, HeartbeatReply, IssuedToken, Job,
@@ -199,4 +202,31 @@ pub trait Store: Send + Sync {
     /// [`claim_job`](Store::claim_job); they are not in [`tokens`](Store::tokens) and do not count for
     /// [`has_tokens`](Store::has_tokens).
     fn verify_job_token(&self, secret: &str) -> Result<Option<JobTokenUse>>;
+
+    // Copying a lab (`proctor store copy`, see [`copy`]).
+
+    /// Up to `limit` rows of `table` in its key order, after the first `offset`; each row's values in the table's
+    /// column order.
+    fn export_rows(
+        &self,
+        table: &copy::Table,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<copy::Value>>>;
+    /// Adds rows to `table` as [`export_rows`](Store::export_rows) gave them, in one transaction.
+    fn import_rows(&self, table: &copy::Table, rows: &[Vec<copy::Value>]) -> Result<()>;
+    /// After the last rows of `table` were imported: whatever the backend keeps beside the rows catches up (the next
+    /// number of a sequence column).
+    fn finish_import(&self, _table: &copy::Table) -> Result<()> {
+        Ok(())
+    }
+
+    // Changes.
+
+    /// Follows the changes every process sharing this database commits ([`Change`]), where the backend can tell
+    /// (PostgreSQL's `LISTEN`/`NOTIFY`). `None` for a backend that cannot: a server then learns of other processes'
+    /// writes when its waits end.
+    fn follow_changes(&self) -> Result<Option<Box<dyn ChangeFeed>>> {
+        Ok(None)
+    }
 }

@@ -17,9 +17,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod netns;
+mod postgres;
 mod sshd;
 
 pub use browser::{screenshot, screenshot_dir, Client, Driver, Element, Locator};
+pub use netns::Netns;
+pub use postgres::{PostgresDatabase, POSTGRES_ENV};
 pub use sshd::Sshd;
 
 use std::ffi::{OsStr, OsString};

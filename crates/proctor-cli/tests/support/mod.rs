@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -114,20 +114,13 @@ impl Lab {
 
     /// Starts the server on `self.addr` (the first time an ephemeral port, then the same one).
     pub fn start_server(&mut self, flags: &[&str]) {
-        let mut child = proctor()
-            .args([
-                "server",
-                "--listen",
-                &self.addr,
-                "--lease",
-                "3",
-                "--data-dir",
-            ])
-            .arg(self.data_dir())
-            .args(flags)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut server = proctor();
+        server.args(["server", "--listen", &self.addr, "--lease", "3"]);
+        // A lab on another store (`--store`) has no data directory.
+        if !flags.contains(&"--store") {
+            server.arg("--data-dir").arg(self.data_dir());
+        }
+        let mut child = server.args(flags).stdout(Stdio::piped()).spawn().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         self.server_pid = self.children.add(child);
         let mut line = String::new();
@@ -147,8 +140,14 @@ impl Lab {
 
     /// Starts an agent serving `queue` and waits until the server knows it.
     pub fn agent(&mut self, id: &str, queue: &str, extra: &[&str]) -> u32 {
+        let url = self.url.clone();
+        self.agent_of(&url, id, queue, extra)
+    }
+
+    /// The same, given `servers` (a comma-separated list of this lab's servers).
+    pub fn agent_of(&mut self, servers: &str, id: &str, queue: &str, extra: &[&str]) -> u32 {
         let child = proctor()
-            .args(["agent", "--server", &self.url, "--id", id, "--queue", queue])
+            .args(["agent", "--server", servers, "--id", id, "--queue", queue])
             .args([
                 "--heartbeat",
                 "1",
@@ -237,6 +236,21 @@ impl Lab {
         assert_eq!(code, 0, "logs failed: {err}");
         out
     }
+}
+
+/// A new token of `role` made in the store in `data_dir` (no server needed); its secret.
+pub fn token(data_dir: &Path, role: &str) -> String {
+    let output = proctor()
+        .args(["token", "create", "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 pub fn eventually(mut condition: impl FnMut() -> bool) {

@@ -1,0 +1,227 @@
+//! Labs on PostgreSQL through the real binary: `proctor server --store postgres://…` (and `PROCTOR_STORE`), tokens
+//! made in the database, and two servers on one database serving one lab. The database is a fresh one on the
+//! cluster `scripts/test` starts.
+// A panic is how a test fails: tests unwrap and expect freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use proctor_api::JobState;
+use proctor_testkit::PostgresDatabase;
+use support::{proctor, Lab};
+
+/// An admin token made in the database at `url`, before any server runs.
+fn admin_token(url: &str) -> String {
+    let output = proctor()
+        .args(["token", "create", "--role", "admin"])
+        .env("PROCTOR_STORE", url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_lab_on_postgres_runs_jobs_and_keeps_them_across_a_server_restart() {
+    let database = PostgresDatabase::create();
+    let mut lab = Lab::start(&["--store", &database.url]);
+    lab.agent("a1", "local", &[]);
+    let file = lab.job_file(
+        "hello.yaml",
+        "job_queue: local\nname: on postgres\ntest_data:\n  test_cmds: echo hello from postgres\n",
+    );
+    let (code, out, err) = lab.run(&["submit", &file, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    assert_eq!(lab.job(&id).state, JobState::Passed);
+    assert!(lab.log(&id).contains("hello from postgres"));
+
+    lab.kill_server();
+    lab.start_server(&["--store", &database.url]);
+    let job = lab.job(&id);
+    assert_eq!(
+        (job.state, job.name.as_deref()),
+        (JobState::Passed, Some("on postgres"))
+    );
+    assert!(lab.log(&id).contains("hello from postgres"));
+}
+
+#[test]
+fn two_servers_on_one_database_serve_one_lab() {
+    let database = PostgresDatabase::create();
+    let mut first = Lab::start(&["--store", &database.url]);
+    let second = Lab::start(&["--store", &database.url]);
+    first.agent("a1", "local", &[]);
+    // Submitted to the second server; the agent asks the first.
+    let file = second.job_file(
+        "elsewhere.yaml",
+        "job_queue: local\nname: through the other server\ntest_data:\n  test_cmds: echo served\n",
+    );
+    let (code, out, err) = second.run(&["submit", &file, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    let seen_by_first = first.job(&id);
+    assert_eq!(seen_by_first.state, JobState::Passed);
+    assert_eq!(seen_by_first.agent_id.as_deref(), Some("a1"));
+    assert!(second.log(&id).contains("served"));
+}
+
+#[test]
+fn tokens_made_in_postgres_guard_the_lab() {
+    let database = PostgresDatabase::create();
+    let admin = admin_token(&database.url);
+    let lab = Lab::start(&["--store", &database.url]);
+    // The token the database holds is the lab's: without it the API refuses, with it it answers.
+    let (code, _, err) = lab.run(&["jobs"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("token"),
+        "{err}"
+    );
+    let (code, _, err) = lab.run(&["jobs", "--token", &admin]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_store_that_is_no_store_is_refused_with_the_forms_there_are() {
+    let output = proctor()
+        .args(["server", "--store", "mysql://db/proctor"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("postgres://") && err.contains("sqlite:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error_without_its_password() {
+    // Port 1 on loopback: nothing listens there.
+    let output = proctor()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "postgres://lab:s3cret@127.0.0.1:1/proctor",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("cannot open the store postgres://lab:***@127.0.0.1:1/proctor"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// A shell command appending a subunit event to the job's results.
+fn emit(args: &str) -> String {
+    format!(
+        "{} subunit emit {args} >> \"$PROCTOR_RESULTS\"",
+        assert_cmd::cargo::cargo_bin("proctor").display()
+    )
+}
+
+#[test]
+fn an_agent_moves_to_the_other_server_when_its_server_is_killed_mid_job() {
+    let database = PostgresDatabase::create();
+    let mut first = Lab::start(&["--store", &database.url]);
+    let second = Lab::start(&["--store", &database.url]);
+    let servers = format!("{},{}", first.url, second.url);
+    first.agent_of(&servers, "a1", "local", &[]);
+    let file = first.job_file(
+        "long.yaml",
+        &format!(
+            "job_queue: local\nname: outlives its server\ntest_data:\n  test_cmds:\n    - {}\n    - \
+             for i in $(seq 60); do echo \"line $i\"; sleep 0.05; done\n    - {}\n    - {}\n",
+            emit("--test before.kill --status success"),
+            emit("--test after.kill --status success"),
+            emit("--test after.kill.too --status fail"),
+        ),
+    );
+    let id = second.submit(&file);
+    support::eventually(|| second.log(&id).contains("line 10\n"));
+    first.kill_server();
+    let job = second.ended(&id);
+    assert_eq!(job.state, JobState::Failed, "{:?}", job.reason);
+    // Every line once, in order: nothing lost and nothing sent twice across the move.
+    let log = second.log(&id);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("line "))
+        .collect();
+    let expected: Vec<String> = (1..=60).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, expected, "{log}");
+    let tests = second.client(None).tests(&id).unwrap();
+    let runs: Vec<(String, usize)> = tests
+        .results
+        .iter()
+        .map(|test| (test.test_id.clone(), test.runs.len()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("after.kill".to_owned(), 1),
+            ("after.kill.too".to_owned(), 1),
+            ("before.kill".to_owned(), 1)
+        ],
+        "each test once"
+    );
+}
+
+#[test]
+fn a_lab_moves_from_sqlite_to_postgres_without_loss_and_only_once() {
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "local", &[]);
+    let file = lab.job_file(
+        "moved.yaml",
+        &format!(
+            "job_queue: local\nname: moved\ntest_data:\n  test_cmds:\n    - echo moved along\n    - {}\n",
+            emit("--test moved.test --status success")
+        ),
+    );
+    let (code, out, err) = lab.run(&["submit", &file, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    let log = lab.log(&id);
+    lab.kill_server();
+
+    let database = PostgresDatabase::create();
+    let sqlite = format!("sqlite:{}", lab.data_dir().display());
+    let copy = || {
+        proctor()
+            .args(["store", "copy", "--from", &sqlite, "--to", &database.url])
+            .output()
+            .unwrap()
+    };
+    let first = copy();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("copied jobs: 1 rows"));
+    let second = copy();
+    assert!(!second.status.success());
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert!(refusal.contains("already holds data"), "{refusal}");
+
+    lab.start_server(&["--store", &database.url]);
+    let job = lab.job(&id);
+    assert_eq!(
+        (job.state, job.name.as_deref()),
+        (JobState::Passed, Some("moved"))
+    );
+    assert_eq!(lab.log(&id), log, "the log moved byte for byte");
+    let tests = lab.client(None).tests(&id).unwrap();
+    assert_eq!(tests.results.len(), 1);
+    assert_eq!(tests.results[0].test_id, "moved.test");
+}
