@@ -61,7 +61,7 @@
 mod changes;
 mod location;
 mod migrations;
-mod neutral;
+
 mod rows;
 
 use std::collections::{BTreeSet, HashMap};
@@ -83,7 +83,7 @@ use proctor_store::{
 };
 
 pub use location::without_password;
-use neutral::{
+use proctor_store::rules::{
     finishing_holder, heartbeat_reply, job_page, lease_expiry, parse_applies, plan_append,
     reaped_state, to_i64, to_json, Append,
 };

@@ -32,6 +32,10 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 
 use proctor_store::copy::{Table, Value};
+use proctor_store::rules::{
+    finishing_holder, heartbeat_reply, job_page, lease_expiry, parse_applies, plan_append,
+    reaped_state, to_i64, to_json, Append,
+};
 use proctor_store::{secret, DatabaseError, Result, Store, StoreError};
 use proctor_store::{
     Agent, AgentRegistration, AgentState, Artifact, CancelOutcome, Claim, FinalState,
@@ -41,8 +45,7 @@ use proctor_store::{
 };
 use rows::{
     agent_row, attempt_row, claimed_row, job_row, micros, queue_row, recipe_row, summary_row,
-    test_history_row, test_run_row, to_json, token_row, JOB_COLUMNS, SUMMARY_COLUMNS,
-    TEST_RUN_COLUMNS,
+    test_history_row, test_run_row, token_row, JOB_COLUMNS, SUMMARY_COLUMNS, TEST_RUN_COLUMNS,
 };
 
 /// The database file's name inside the data directory.
@@ -192,11 +195,6 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "foreign_keys", "ON")
 }
 
-/// `now + lease` in microseconds, saturating (a lease too long to represent never lapses).
-fn lease_expiry(now: Timestamp, lease: Duration) -> i64 {
-    micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// Statements through the connection's prepared-statement cache. The lab's hot paths (submit, claim, heartbeat,
 /// stream appends) run the same few statements over and over; parsing each anew showed in the dispatch profile.
 trait Cached {
@@ -222,11 +220,6 @@ impl Cached for Connection {
     {
         self.prepare_cached(sql)?.query_row(params, read)
     }
-}
-
-/// Converts a count or offset to the database's integer type.
-fn to_i64(what: &'static str, value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
 }
 
 fn job_in(connection: &Connection, job_id: &str) -> Result<Job> {
@@ -435,28 +428,6 @@ fn stream_end_in(connection: &Connection, job_id: &str, stream: StreamKind) -> R
         .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
 }
 
-/// Decides what becomes of a job whose agent's lease lapsed, and why.
-fn reaped_state(
-    cancel_requested: bool,
-    attempts: u32,
-    max_attempts: u32,
-    agent: &str,
-) -> (JobState, String) {
-    if cancel_requested {
-        (
-            JobState::Cancelled,
-            format!("cancelled; agent {agent} was lost before it confirmed"),
-        )
-    } else if attempts < max_attempts {
-        (
-            JobState::Queued,
-            format!("agent {agent} lost during attempt {attempts} of {max_attempts}; requeued"),
-        )
-    } else {
-        (JobState::Error, format!("agent lost: {agent} stopped renewing its lease (attempt {attempts} of {max_attempts})"))
-    }
-}
-
 impl Store for SqliteStore {
     fn queues(&self) -> Result<Vec<QueueInfo>> {
         self.read(|connection| {
@@ -565,8 +536,11 @@ impl Store for SqliteStore {
             let ids = statement
                 .query_map([micros(silent_since)], |row| row.get(0))
                 .during("marking agents offline")?;
-            ids.collect::<rusqlite::Result<_>>()
-                .during("marking silent agents offline")
+            let mut ids: Vec<String> = ids
+                .collect::<rusqlite::Result<_>>()
+                .during("marking silent agents offline")?;
+            ids.sort();
+            Ok(ids)
         })
     }
 
@@ -620,24 +594,16 @@ impl Store for SqliteStore {
 
     fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage> {
         let (sql, values) = job_list_query(filter);
-        let limit = filter.limit as usize;
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&sql).during("listing jobs")?;
             let rows = statement
                 .query_map(rusqlite::params_from_iter(&values), summary_row)
                 .during("listing jobs")?;
-            let mut jobs = rows
+            let rows = rows
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .during("listing jobs")?;
             // One row more than the page was read: whether it exists says whether there is a next page.
-            let next = (jobs.len() > limit).then(|| {
-                jobs.truncate(limit);
-                jobs.last().map(|(_, cursor)| *cursor)
-            });
-            Ok(JobPage {
-                jobs: jobs.into_iter().map(|(job, _)| job).collect(),
-                next: next.flatten(),
-            })
+            Ok(job_page(rows, filter.limit))
         })
     }
 
@@ -710,16 +676,7 @@ impl Store for SqliteStore {
                 .during("renewing leases")?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .during("renewing leases")?;
-            let mut reply = HeartbeatReply::default();
-            for (job_id, cancel_requested) in renewed {
-                if cancel_requested {
-                    reply.cancel_requested.push(job_id.clone());
-                }
-                reply.renewed.push(job_id);
-            }
-            reply.renewed.sort();
-            reply.cancel_requested.sort();
-            Ok(reply)
+            Ok(heartbeat_reply(renewed))
         })
     }
 
@@ -812,13 +769,7 @@ impl Store for SqliteStore {
     ) -> Result<Job> {
         self.write("finishing a job", |tx| {
             let job = job_in(tx, job_id)?;
-            if job.state != JobState::Running {
-                return Err(StoreError::JobNotRunning { job: job.id, state: job.state });
-            }
-            let holder = job.agent_id.unwrap_or_default();
-            if let Some(agent) = agent_id.filter(|agent| *agent != holder) {
-                return Err(StoreError::NotJobHolder { job: job.id, holder, agent: agent.to_owned() });
-            }
+            let holder = finishing_holder(&job, agent_id)?;
             let finished = tx
                 .query_row_cached(
                     &format!(
@@ -891,22 +842,21 @@ impl Store for SqliteStore {
         self.write("appending to a stream", |tx| {
             let base = attempt_base_in(tx, job_id, stream)?;
             let end = stream_end_in(tx, job_id, stream)?;
-            let expected = end.saturating_sub(base);
-            if offset > expected {
-                return Err(StoreError::StreamGap { job: job_id.to_owned(), stream, expected, got: offset });
-            }
-            let offset = base + offset;
-            // Bytes before `end` are already stored (a resend after a lost acknowledgement): keep only the tail.
-            let already_stored = usize::try_from(end - offset).unwrap_or(usize::MAX);
-            let Some(new_bytes) = bytes.get(already_stored..).filter(|tail| !tail.is_empty()) else {
-                return Ok(expected);
-            };
+            let (at, new_bytes, acknowledged) =
+                match plan_append(job_id, stream, base, end, offset, bytes)? {
+                    Append::Stored(acknowledged) => return Ok(acknowledged),
+                    Append::Insert {
+                        at,
+                        bytes,
+                        acknowledged,
+                    } => (at, bytes, acknowledged),
+                };
             tx.execute_cached(
                 "INSERT INTO stream_chunks (job_id, stream, start_offset, phase, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![job_id, stream.as_str(), to_i64("stream offset", end)?, phase, new_bytes],
+                params![job_id, stream.as_str(), to_i64("stream offset", at)?, phase, new_bytes],
             )
             .during("appending to a stream")?;
-            Ok(expected + new_bytes.len() as u64)
+            Ok(acknowledged)
         })
     }
 
@@ -1032,9 +982,7 @@ impl Store for SqliteStore {
         runs: &[TestRun],
     ) -> Result<bool> {
         self.write("recording parsed test runs", |tx| {
-            if results_progress_in(tx, job_id)? != *from {
-                return Ok(false);
-            }
+            let current = results_progress_in(tx, job_id)?;
             // A later attempt claimed while the parse read the stream: the bytes past its start are its own, not
             // this attempt's, and the parse must go again knowing it.
             let later_start: Option<u64> = tx
@@ -1044,7 +992,7 @@ impl Store for SqliteStore {
                     |row| row.get(0),
                 )
                 .during("recording parsed test runs")?;
-            if later_start.is_some_and(|start| to.parsed_offset > start) {
+            if !parse_applies(&current, from, to, later_start) {
                 return Ok(false);
             }
             for run in runs {

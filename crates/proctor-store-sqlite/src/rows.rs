@@ -6,9 +6,7 @@ use jiff::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use proctor_store::StoreError;
 use proctor_store::{
     Agent, Artifact, Job, JobAttempt, JobCursor, JobSummary, PhaseRecord, QueueInfo, Recipe,
     TestHistoryRun, TestRun, Token,
@@ -73,14 +71,6 @@ pub(super) fn attempt_row(row: &Row) -> rusqlite::Result<JobAttempt> {
 /// A timestamp as stored: microseconds since the Unix epoch.
 pub(super) fn micros(timestamp: Timestamp) -> i64 {
     timestamp.as_microsecond()
-}
-
-/// Encodes a value for a JSON text column.
-pub(super) fn to_json(
-    what: &'static str,
-    value: &(impl Serialize + ?Sized),
-) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
 /// Reports a stored value that does not decode, naming its column (only a damaged database holds one).

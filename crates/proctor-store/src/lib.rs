@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod copy;
 mod error;
 mod model;
+pub mod rules;
 pub mod secret;
 
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub trait Store: Send + Sync {
     fn agents(&self) -> Result<Vec<Agent>>;
     /// How many agents are not offline.
     fn online_agents(&self) -> Result<u64>;
-    /// Marks agents not heard from since `silent_since` offline; returns their ids.
+    /// Marks agents not heard from since `silent_since` offline; returns their ids, sorted.
     fn mark_silent_agents_offline(&self, silent_since: Timestamp) -> Result<Vec<String>>;
 
     // Jobs.

@@ -1,24 +1,19 @@
-//! The store's rules that do not depend on the database: what the reaper makes of a lapsed job, what part of an
-//! upload a stream keeps, when a job may be finished, when a parse may be recorded.
-//!
-//! TO MOVE into `proctor-store`: every backend must apply these rules identically, and the SQLite store has the same
-//! logic inline (`reaped_state`, `lease_expiry`, the arithmetic of `append_stream`, the checks of `finish_job` and
-//! `record_parsed_results`, the page cut of `list_jobs`, the sorting of `heartbeat`'s reply). This module is written
-//! as that shared API (see /work/notes/postgres-findings.md), so moving it is: make the items `pub` in proctor-store,
-//! use them from both backends, delete this file.
+//! The store's rules that do not depend on the database, which every backend applies the same way: what the reaper
+//! makes of a lapsed job, what part of an upload a stream keeps, when a job may be finished, when a parse may be
+//! recorded, how a list is cut into pages.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use proctor_store::{
+use crate::{
     HeartbeatReply, Job, JobCursor, JobPage, JobState, JobSummary, Result, ResultsProgress,
     StoreError, StreamKind,
 };
 
 /// What becomes of a job whose agent's lease lapsed, and why (the reason the job and its attempt record).
-pub(crate) fn reaped_state(
+pub fn reaped_state(
     cancel_requested: bool,
     attempts: u32,
     max_attempts: u32,
@@ -45,14 +40,14 @@ pub(crate) fn reaped_state(
 }
 
 /// `now + lease` in microseconds since the epoch, saturating (a lease too long to represent never lapses).
-pub(crate) fn lease_expiry(now: Timestamp, lease: Duration) -> i64 {
+pub fn lease_expiry(now: Timestamp, lease: Duration) -> i64 {
     now.as_microsecond()
         .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// What an append to a stream stores, worked out from where the stream ends.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Append<'a> {
+pub enum Append<'a> {
     /// Every byte is stored already (a resend, or an empty chunk): the acknowledged end, in the attempt's offsets.
     Stored(u64),
     /// Store `bytes` at `at` (the stream's end, in the job's offsets); the acknowledged end is then `acknowledged`.
@@ -69,7 +64,7 @@ pub(crate) enum Append<'a> {
 /// Works out an append of `bytes` at `offset` (counted from the attempt's start, `base` in the job's stream) to a
 /// stream that ends at `end` (in the job's stream): bytes already stored are skipped, and an offset past the end is
 /// a [`StoreError::StreamGap`].
-pub(crate) fn plan_append<'a>(
+pub fn plan_append<'a>(
     job_id: &str,
     stream: StreamKind,
     base: u64,
@@ -99,7 +94,7 @@ pub(crate) fn plan_append<'a>(
 }
 
 /// Checks that `agent_id` (or the server, with `None`) may end `job`, and returns the agent that holds it.
-pub(crate) fn finishing_holder(job: &Job, agent_id: Option<&str>) -> Result<String> {
+pub fn finishing_holder(job: &Job, agent_id: Option<&str>) -> Result<String> {
     if job.state != JobState::Running {
         return Err(StoreError::JobNotRunning {
             job: job.id.clone(),
@@ -119,7 +114,7 @@ pub(crate) fn finishing_holder(job: &Job, agent_id: Option<&str>) -> Result<Stri
 
 /// Whether a parse from `from` to `to` may be recorded: the parse is still at `from` (`current`), and `to` does not
 /// run past the start of a later attempt (`later_start`, claimed while the parse read the stream).
-pub(crate) fn parse_applies(
+pub fn parse_applies(
     current: &ResultsProgress,
     from: &ResultsProgress,
     to: &ResultsProgress,
@@ -130,7 +125,7 @@ pub(crate) fn parse_applies(
 
 /// A page of a job list from the rows read for it: one row more than `limit` was asked for, and whether it came
 /// says whether there is a next page.
-pub(crate) fn job_page(mut rows: Vec<(JobSummary, JobCursor)>, limit: u32) -> JobPage {
+pub fn job_page(mut rows: Vec<(JobSummary, JobCursor)>, limit: u32) -> JobPage {
     let limit = limit as usize;
     let next = (rows.len() > limit).then(|| {
         rows.truncate(limit);
@@ -143,7 +138,7 @@ pub(crate) fn job_page(mut rows: Vec<(JobSummary, JobCursor)>, limit: u32) -> Jo
 }
 
 /// A heartbeat's reply from the renewed jobs and whether a cancel is pending for each, both lists sorted.
-pub(crate) fn heartbeat_reply(renewed: Vec<(String, bool)>) -> HeartbeatReply {
+pub fn heartbeat_reply(renewed: Vec<(String, bool)>) -> HeartbeatReply {
     let mut reply = HeartbeatReply::default();
     for (job_id, cancel_requested) in renewed {
         if cancel_requested {
@@ -157,12 +152,12 @@ pub(crate) fn heartbeat_reply(renewed: Vec<(String, bool)>) -> HeartbeatReply {
 }
 
 /// Converts a count or offset to the database's 64-bit signed integers.
-pub(crate) fn to_i64(what: &'static str, value: u64) -> Result<i64> {
+pub fn to_i64(what: &'static str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
 }
 
 /// Encodes a value for a JSON text column.
-pub(crate) fn to_json(what: &'static str, value: &(impl Serialize + ?Sized)) -> Result<String> {
+pub fn to_json(what: &'static str, value: &(impl Serialize + ?Sized)) -> Result<String> {
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
