@@ -12,8 +12,10 @@
 //! - `list`: `GET /api/v1/jobs` pages with 100 000 jobs stored. Baseline: the same pages with 100 jobs stored.
 //! - `wait`: `proctor submit --wait` (and `--follow`) of a trivial job, as a process, against one idle agent; from
 //!   the process's start to its exit. Baseline: the server's own queued → ended time of the same jobs.
-//! - `ui`: the web UI's jobs list and job page with 10 000 jobs and 100 000 test results stored. Baseline: the same
-//!   pages with 100 jobs and 1 000 results.
+//! - `ui`: the web UI's jobs list and job page with 10 000 jobs and 100 000 test results stored (baseline: the same
+//!   pages with 100 jobs and 1 000 results); the overview with 500 agents on 20 queues (baseline: 25 agents on one
+//!   queue); and a job's log line reaching its page open in headless Chromium (baselines: the tail part's API
+//!   follower and pipe).
 //! - `tail`: a job printing `$EPOCHREALTIME` every 50 ms, followed through the log endpoint; latency from the print
 //!   to the follower's read.
 //!
@@ -42,7 +44,7 @@ use crate::process::{ratio, ProcessError};
 
 pub use memory::serve;
 
-const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait|list]...";
+const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait|list|ui]...";
 
 /// Why the `lab` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -52,7 +54,7 @@ pub enum LabBenchError {
     Usage,
     /// A part name that is not one of the benchmarks.
     #[error(
-        "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait or list\n{USAGE}"
+        "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait, list or ui\n{USAGE}"
     )]
     UnknownPart(String),
     /// The async runtime for the server (or the memory part's clients) could not be built.
@@ -88,9 +90,11 @@ pub enum LabBenchError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// The tail baseline's script printed fewer marked lines than it should have.
-    #[error("the tail baseline printed {found} marked lines, expected {expected}")]
+    /// A tail baseline's script printed (or the browser saw) fewer marked lines than it should have.
+    #[error("{what} {found} marked lines, expected {expected}")]
     MissingLines {
+        /// Who printed or saw them.
+        what: &'static str,
         /// Lines the script prints.
         expected: usize,
         /// Lines read.
@@ -169,6 +173,9 @@ pub enum LabBenchError {
     /// `proctor submit` printed no job id.
     #[error("`proctor submit` printed no job id: {0:?}")]
     NoJobId(String),
+    /// The browser of the ui part could not be driven, or its page did not behave.
+    #[error("the browser: {0}")]
+    Browser(String),
     /// A bench thread or task died, so its figures are lost.
     #[error("a bench thread or task panicked")]
     WorkerPanicked,

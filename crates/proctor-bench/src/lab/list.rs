@@ -12,7 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 use proctor_api::JobsQuery;
 use proctor_client::Client;
 use proctor_server::{Server, ServerConfig};
-use proctor_store::{NewJob, SqliteStore, Store};
+use proctor_store::{NewJob, Store};
+use proctor_store_sqlite::SqliteStore;
 
 use super::{millis, LabBenchError, Latencies};
 use crate::process::ratio;
