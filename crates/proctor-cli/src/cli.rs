@@ -294,11 +294,14 @@ pub struct JobsArgs {
 /// Options of `proctor server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// A server.toml with any of `listen`, `store`, `data_dir` and `public_pages`; flags and PROCTOR_STORE win.
+    #[arg(long, value_name = "FILE", value_parser = absolute_path)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataDir,
-    /// The address to listen on; beyond loopback only once a token exists.
-    #[arg(long, default_value = "127.0.0.1:7370", value_name = "ADDR")]
-    pub listen: SocketAddr,
+    /// The address to listen on (127.0.0.1:7370 by default); beyond loopback only once a token exists.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Let visitors who have not signed in read the web UI's pages beyond loopback too (on loopback they may).
     #[arg(long)]
     pub public_pages: bool,

@@ -136,6 +136,18 @@ pub enum CliError {
         #[source]
         source: Box<proctor_store::StoreError>,
     },
+    /// The server's configuration file is not one.
+    #[error("invalid server configuration in {path}: {message}")]
+    #[diagnostic(
+        code(proctor::server_config),
+        help("its keys are listen, store, data_dir and public_pages")
+    )]
+    ServerConfig {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, and where (toml's line and column).
+        message: String,
+    },
     /// A store copy failed part way; the target holds what was copied before (copy again into a fresh one).
     #[error("copying the store {from} to {to} failed")]
     #[diagnostic(

@@ -24,11 +24,64 @@ const LOCAL: &str = "local";
 /// (new jobs still wake the claim at once).
 const UP_CLAIM_WAIT: Duration = Duration::from_secs(2);
 
+/// What a server.toml may set; the command line wins over it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    listen: Option<std::net::SocketAddr>,
+    store: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    public_pages: bool,
+}
+
+/// Reads a server.toml; a relative `data_dir` in it is beside the file.
+fn read_server_file(path: &Path) -> Result<ServerFile, CliError> {
+    let text = fs::read_to_string(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut file: ServerFile = toml::from_str(&text).map_err(|error| CliError::ServerConfig {
+        path: path.to_owned(),
+        message: error.to_string(),
+    })?;
+    if let Some(dir) = &mut file.data_dir {
+        *dir = path.parent().unwrap_or(Path::new("")).join(&*dir);
+    }
+    Ok(file)
+}
+
+/// The store the flags name, else the file's, else the default data directory's.
+fn server_store(args: &ServerArgs, file: &ServerFile) -> Result<StoreLocation, CliError> {
+    if args.data.store.is_some() || args.data.data_dir.is_some() {
+        return store_location(&args.data);
+    }
+    if let Some(store) = &file.store {
+        return store
+            .parse()
+            .map_err(|error: proctor_server::UnknownStore| {
+                CliError::Usage(format!("store in the server's configuration: {error}"))
+            });
+    }
+    store_location(&DataDir {
+        data_dir: file.data_dir.clone(),
+        store: None,
+    })
+}
+
 /// `proctor server`: serves the API until a signal.
 pub fn server(args: ServerArgs) -> Result<u8, CliError> {
-    let store = store_location(&args.data)?;
-    let mut config = server_config(store.clone(), args.listen, &args.tuning);
-    config.public_pages = args.public_pages;
+    let file = match &args.config {
+        Some(path) => read_server_file(path)?,
+        None => ServerFile::default(),
+    };
+    let store = server_store(&args, &file)?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or(proctor_server::DEFAULT_LISTEN);
+    let mut config = server_config(store.clone(), listen, &args.tuning);
+    config.public_pages = args.public_pages || file.public_pages;
     let runtime = runtime()?;
     let stop = Stop::on_signals()?;
     let server = runtime

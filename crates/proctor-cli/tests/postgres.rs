@@ -225,3 +225,43 @@ fn a_lab_moves_from_sqlite_to_postgres_without_loss_and_only_once() {
     assert_eq!(tests.results.len(), 1);
     assert_eq!(tests.results[0].test_id, "moved.test");
 }
+
+#[test]
+fn the_store_can_come_from_the_servers_configuration_file() {
+    let database = PostgresDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\nstore = \"{}\"\n", database.url),
+    )
+    .unwrap();
+    let mut server = proctor()
+        .args(["server", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        first_line.contains("(store postgres://postgres@127.0.0.1:"),
+        "{first_line}"
+    );
+
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nstroe = \"sqlite:x\"\n").unwrap();
+    let refused = proctor()
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("stroe") && err.contains("line 2"), "{err}");
+}
