@@ -19,6 +19,8 @@ use crate::api::{streams, AppState};
 use crate::auth::{Caller, JobToken};
 use crate::error::ApiError;
 
+/// How often a running job's summary is rendered again while its log grows (its duration goes on).
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 /// How long one wait for new bytes lasts before the stream looks again (a keep-alive goes out meanwhile).
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -73,6 +75,11 @@ struct Tail {
     partial: Vec<u8>,
     /// The facts and phases last sent.
     shown_summary: String,
+    /// When the summary was last rendered, and whether it is due again (the job changed).
+    summary_at: tokio::time::Instant,
+    summary_due: bool,
+    /// The job's state at the last read.
+    last_state: Option<JobState>,
     ended: bool,
 }
 
@@ -91,6 +98,9 @@ fn events(
         offset: from,
         partial: Vec::new(),
         shown_summary: String::new(),
+        summary_at: tokio::time::Instant::now(),
+        summary_due: false,
+        last_state: None,
         ended: false,
     };
     stream::unfold(tail, |mut tail| async move {
@@ -104,11 +114,20 @@ fn events(
 }
 
 impl Tail {
-    /// The events of what arrived next (waiting for it), ending with `end` once the job has ended.
+    /// The events of what arrived next (waiting for it), ending with `end` once the job has ended. New log lines go
+    /// out at once; the summary they made due follows in the next batch, so its render never delays a line.
     async fn next_events(&mut self) -> Vec<Event> {
-        let Ok((bytes, next, job_state)) = self.next_read().await else {
+        if self.summary_due {
+            return self.summary_events().await;
+        }
+        let Ok((bytes, next, job_state, changed)) = self.next_read().await else {
             return self.end();
         };
+        self.summary_due = changed
+            || job_state.is_final()
+            || self.last_state != Some(job_state)
+            || self.summary_at.elapsed() >= SUMMARY_EVERY;
+        self.last_state = Some(job_state);
         self.offset = next;
         self.partial.extend_from_slice(&bytes);
         let mut events = Vec::new();
@@ -124,21 +143,30 @@ impl Tail {
             let lines: Vec<u8> = self.partial.drain(..complete).collect();
             events.push(Event::default().event("log").data(log_html(&lines)));
         }
+        events
+    }
+
+    /// The facts and phases when they changed, and `end` after them once the job has ended.
+    async fn summary_events(&mut self) -> Vec<Event> {
+        self.summary_due = false;
+        self.summary_at = tokio::time::Instant::now();
         let Ok(summary) = pages::job_summary(&self.state, &self.caller, &self.job_id).await else {
             return self.end();
         };
+        let mut events = Vec::new();
         if summary != self.shown_summary {
             events.push(Event::default().event("summary").data(&summary));
             self.shown_summary = summary;
         }
-        if job_state.is_final() {
+        if self.last_state.is_some_and(JobState::is_final) {
             events.extend(self.end());
         }
         events
     }
 
-    /// The log's next bytes, waiting for them, for the job's end, or for a change of its state or phases.
-    async fn next_read(&self) -> Result<(Vec<u8>, u64, JobState), ApiError> {
+    /// The log's next bytes, waiting for them, for the job's end, or for a change of its state or phases (then
+    /// `true`).
+    async fn next_read(&self) -> Result<(Vec<u8>, u64, JobState, bool), ApiError> {
         let changes = self.state.wakers.for_job_state(&self.job_id);
         let mut changed = pin!(changes.notified());
         changed.as_mut().enable();
@@ -152,10 +180,11 @@ impl Tail {
                 deadline,
             )
         };
-        tokio::select! {
-            answer = read(tokio::time::Instant::now() + WAIT) => answer,
-            () = changed => read(tokio::time::Instant::now()).await,
-        }
+        let (answer, changed) = tokio::select! {
+            answer = read(tokio::time::Instant::now() + WAIT) => (answer, false),
+            () = changed => (read(tokio::time::Instant::now()).await, true),
+        };
+        answer.map(|(bytes, next, job_state)| (bytes, next, job_state, changed))
     }
 
     /// The stream's last event: the job ended, or the store failed (the page keeps what it has and reloads).

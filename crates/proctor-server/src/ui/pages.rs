@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use jiff::Timestamp;
 use proctor_api::{
-    AgentView, JobDetail, JobQuery, JobSummaryView, JobsQuery, ReadQuery, RecipeView, StartRecipe,
-    TestResultView, TestResultsView,
+    AgentView, JobDetail, JobQuery, JobSummaryView, JobsQuery, QueueView, ReadQuery, RecipeView,
+    StartRecipe, TestResultView, TestResultsView,
 };
 use proctor_job::{Job, JobFormat};
 use proctor_store::{AgentState, JobState, StreamKind};
@@ -109,35 +109,13 @@ async fn queue_rows(
 ) -> Result<(Vec<QueueRow>, Vec<SilentAgent>), ApiError> {
     let Json(queues) = api::ops::list_queues(State(state.clone()), caller.clone()).await?;
     let Json(agents) = api::ops::list_agents(State(state.clone()), caller.clone()).await?;
-    let mut rows = Vec::new();
-    for queue in queues {
-        let serving: Vec<&AgentView> = agents
-            .iter()
-            .filter(|agent| agent.queues.contains(&queue.name))
-            .collect();
-        let count = |wanted: AgentState| serving.iter().filter(|a| a.state == wanted).count();
-        let waiting = jobs_of(state, caller, &queue.name, JobState::Queued, 1000).await?;
-        let running = jobs_of(state, caller, &queue.name, JobState::Running, 1000).await?;
-        let (past, waits) = past_jobs(state, caller, &queue.name).await?;
-        rows.push(QueueRow {
-            available: count(AgentState::Idle),
-            busy: count(AgentState::Busy),
-            offline: count(AgentState::Offline),
-            maintenance: count(AgentState::Maintenance),
-            waiting: queue.queued,
-            oldest_waiting: waiting
-                .last()
-                .map(|job| age(job.created_at))
-                .unwrap_or_default(),
-            next_start: next_start(&waiting, &running, count(AgentState::Idle), &past),
-            waits: if waits.is_empty() {
-                String::new()
-            } else {
-                super::history::duration_chart(&waits, "Wait of each job before it started")
-            },
-            name: queue.name,
-        });
-    }
+    // The queues' reads overlap: each is a few store calls, and a lab has tens of queues.
+    let rows = futures::future::try_join_all(
+        queues
+            .into_iter()
+            .map(|queue| queue_row(state, caller, queue, &agents)),
+    )
+    .await?;
     let silent = agents
         .iter()
         .filter(|agent| agent.state == AgentState::Offline)
@@ -147,6 +125,41 @@ async fn queue_rows(
         })
         .collect();
     Ok((rows, silent))
+}
+
+/// One queue's row: its agents by state, what waits, and when the next job should start.
+async fn queue_row(
+    state: &AppState,
+    caller: &Caller,
+    queue: QueueView,
+    agents: &[AgentView],
+) -> Result<QueueRow, ApiError> {
+    let serving: Vec<&AgentView> = agents
+        .iter()
+        .filter(|agent| agent.queues.contains(&queue.name))
+        .collect();
+    let count = |wanted: AgentState| serving.iter().filter(|a| a.state == wanted).count();
+    let waiting = jobs_of(state, caller, &queue.name, JobState::Queued, 1000).await?;
+    let running = jobs_of(state, caller, &queue.name, JobState::Running, 1000).await?;
+    let (past, waits) = past_jobs(state, caller, &queue.name).await?;
+    Ok(QueueRow {
+        available: count(AgentState::Idle),
+        busy: count(AgentState::Busy),
+        offline: count(AgentState::Offline),
+        maintenance: count(AgentState::Maintenance),
+        waiting: queue.queued,
+        oldest_waiting: waiting
+            .last()
+            .map(|job| age(job.created_at))
+            .unwrap_or_default(),
+        next_start: next_start(&waiting, &running, count(AgentState::Idle), &past),
+        waits: if waits.is_empty() {
+            String::new()
+        } else {
+            super::history::duration_chart(&waits, "Wait of each job before it started")
+        },
+        name: queue.name,
+    })
 }
 
 /// Up to `limit` of a queue's jobs in `state`, newest first.
