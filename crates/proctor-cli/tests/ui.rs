@@ -345,7 +345,18 @@ fn the_jobs_list_is_filtered_through_its_url() {
         let form = client.form(Locator::Css("form.filters")).await.unwrap();
         form.set_by_name("queue", "local").await.unwrap();
         form.set_by_name("state", "").await.unwrap();
-        form.submit().await.unwrap();
+        // htmx swaps in the results alone: the page stays the one loaded, and the filters go to the address.
+        client
+            .execute("window.sameLoad = true;", vec![])
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("form.filters button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         until(&client, "the local jobs", || async {
             let table = text_of(&client, "#jobs tbody").await;
             table.contains("here-one") && table.contains("here-two") && !table.contains("elsewhere")
@@ -356,6 +367,8 @@ fn the_jobs_list_is_filtered_through_its_url() {
             address.query().unwrap_or_default().contains("queue=local"),
             "{address}"
         );
+        let same = client.execute("return window.sameLoad;", vec![]).await;
+        assert_eq!(same.unwrap().as_bool(), Some(true), "the page was reloaded");
         client.goto(&format!("{url}/jobs?q=two")).await.unwrap();
         let table = text_of(&client, "#jobs tbody").await;
         assert!(
