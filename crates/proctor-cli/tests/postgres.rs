@@ -55,7 +55,23 @@ fn two_servers_on_one_database_serve_one_lab() {
     let database = PostgresDatabase::create();
     let mut first = Lab::start(&["--store", &database.url]);
     let second = Lab::start(&["--store", &database.url]);
-    first.agent("a1", "local", &[]);
+    // The agent's claims wait up to 30 s on the first server (its hold); only the first server's follower of the
+    // database's changes can wake one for a job the second server took.
+    let agent = proctor()
+        .args([
+            "agent", "--server", &first.url, "--id", "a1", "--queue", "local",
+        ])
+        .args(["--heartbeat", "1", "--claim-wait", "30", "--work-dir"])
+        .arg(first.dir.path().join("work"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    first.children.add(agent);
+    let client = first.client(None);
+    support::eventually(|| client.agents().is_ok_and(|agents| agents.len() == 1));
+    // Let its first claim settle into its wait.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let submitted = std::time::Instant::now();
     // Submitted to the second server; the agent asks the first.
     let file = second.job_file(
         "elsewhere.yaml",
@@ -64,6 +80,11 @@ fn two_servers_on_one_database_serve_one_lab() {
     let (code, out, err) = second.run(&["submit", &file, "--wait"]);
     assert_eq!(code, 0, "{err}");
     let id = out.trim().to_owned();
+    assert!(
+        submitted.elapsed() < std::time::Duration::from_secs(10),
+        "the held claim was not woken: the job waited {:?}",
+        submitted.elapsed()
+    );
     let seen_by_first = first.job(&id);
     assert_eq!(seen_by_first.state, JobState::Passed);
     assert_eq!(seen_by_first.agent_id.as_deref(), Some("a1"));
@@ -264,4 +285,74 @@ fn the_store_can_come_from_the_servers_configuration_file() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("stroe") && err.contains("line 2"), "{err}");
+}
+
+/// Every job the lab holds, through `client`, paging to the end.
+fn every_job(client: &proctor_client::Client) -> Vec<proctor_api::JobSummaryView> {
+    let mut jobs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .jobs(&proctor_api::JobsQuery {
+                limit: Some(1000),
+                cursor: cursor.take(),
+                ..proctor_api::JobsQuery::default()
+            })
+            .unwrap();
+        jobs.extend(page.jobs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return jobs,
+        }
+    }
+}
+
+#[test]
+fn agents_spread_over_two_servers_run_a_thousand_jobs_each_once() {
+    let database = PostgresDatabase::create();
+    let mut first = Lab::start(&["--store", &database.url]);
+    let second = Lab::start(&["--store", &database.url]);
+    let (a, b) = (first.url.clone(), second.url.clone());
+    // Half the agents ask the first server first, half the second.
+    for index in 0..6 {
+        let servers = if index % 2 == 0 {
+            format!("{a},{b}")
+        } else {
+            format!("{b},{a}")
+        };
+        first.agent_of(&servers, &format!("a{index}"), "local", &[]);
+    }
+    let clients = [first.client(None), second.client(None)];
+    let submitted: std::collections::BTreeSet<String> = (0..1000)
+        .map(|index| {
+            clients[index % 2]
+                .submit_job(
+                    b"job_queue: local\ntest_data:\n  test_cmds: 'true'\n",
+                    false,
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(submitted.len(), 1000);
+    let mut jobs = Vec::new();
+    support::eventually(|| {
+        jobs = every_job(&clients[0]);
+        jobs.iter().all(|job| job.state.is_final())
+    });
+    let listed: std::collections::BTreeSet<String> =
+        jobs.iter().map(|job| job.id.clone()).collect();
+    assert_eq!(listed, submitted, "none lost, none made up");
+    for job in &jobs {
+        assert_eq!(
+            (job.state, job.attempts),
+            (JobState::Passed, 1),
+            "job {} was not claimed exactly once: {:?}",
+            job.id,
+            job.reason
+        );
+    }
+    let agents_used: std::collections::BTreeSet<_> =
+        jobs.iter().filter_map(|job| job.agent_id.clone()).collect();
+    assert!(agents_used.len() > 1, "{agents_used:?}");
 }
