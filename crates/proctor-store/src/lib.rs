@@ -1,7 +1,7 @@
 //! The lab service's storage: queues, agents, jobs, phases, log chunks, per-test results, artifacts, recipes and
 //! tokens, behind the [`Store`] trait. Each backend is a crate of its own: `proctor-store-sqlite` (an embedded SQLite
 //! file, the default) and `proctor-store-postgres` (one PostgreSQL database shared by several servers). The
-//! behaviours every backend must show are one suite, [`conformance`] (feature `conformance`), that each backend's
+//! behaviours every backend must show are one suite, `conformance` (feature `conformance`), that each backend's
 //! tests run.
 //!
 //! Every operation is one transaction against the database and no state lives in the process, so several servers
