@@ -1,6 +1,6 @@
-//! The SQLite implementation of [`proctor_store::Store`]: one database file in the data directory, in WAL mode, migrated on open.
-//! It is the embedded default (`proctor up`, a small lab); several server processes may share its file on one
-//! machine.
+//! The SQLite implementation of [`proctor_store::Store`]: one database file in the data directory, in WAL mode,
+//! migrated on open. It is the embedded default (`proctor up`, a small lab); several server processes may share its
+//! file on one machine.
 //!
 //! ```
 //! use std::time::Duration;
