@@ -197,9 +197,13 @@ pub(crate) async fn next_bytes(
         let id = job_id.to_owned();
         let (chunks, job_state) = state
             .store_call(move |store| {
+                // The state first: an agent ends its job only after its last upload, so when the state read is
+                // final, the stream read after it holds every byte. Read the other way round, an upload and the end
+                // landing between the two reads would answer "ended" without the stream's tail.
+                let job_state = store.job(&id)?.state;
                 let chunks =
                     store.read_stream(&id, stream, from, phase.map(|phase| phase.as_str()))?;
-                Ok((chunks, store.job(&id)?.state))
+                Ok((chunks, job_state))
             })
             .await?;
         let (bytes, next_offset) = bytes_from(chunks, from);
