@@ -17,7 +17,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 pub struct Driver {
     child: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+    /// The sessions' browser profiles, removed with the driver.
+    profiles: tempfile::TempDir,
 }
 
 impl Driver {
@@ -48,14 +49,15 @@ impl Driver {
         Driver {
             child,
             port,
-            _profile: tempfile::tempdir().unwrap(),
+            profiles: tempfile::tempdir().unwrap(),
         }
     }
 
     /// A new headless browser session, at a phone's width when `narrow`. The flags keep Chromium off the closed
     /// network (no background fetches, no QUIC) and out of the sandbox, which root cannot have.
     pub async fn session(&self, narrow: bool) -> Client {
-        let profile = tempfile::tempdir().unwrap().keep();
+        // Kept past this function (the browser uses it until the session ends); removed with `profiles`.
+        let profile = tempfile::tempdir_in(self.profiles.path()).unwrap().keep();
         let size = if narrow { "390,844" } else { "1280,900" };
         let capabilities = serde_json::json!({
             "goog:chromeOptions": {
