@@ -18,6 +18,10 @@
 //!   follower and pipe).
 //! - `tail`: a job printing `$EPOCHREALTIME` every 50 ms, followed through the log endpoint; latency from the print
 //!   to the follower's read.
+//! - `scale-dispatch`, `scale-throughput`, `scale-idle` (issue 14): the dispatch and throughput parts on PostgreSQL,
+//!   with one server and two, against SQLite in the same run; and one server (or two) holding 10 000 idle
+//!   long-polling claims while it dispatches. Their PostgreSQL rows need `PROCTOR_TEST_POSTGRES` (the admin URL of
+//!   a throwaway cluster, which `scripts/bench` starts); without it they are skipped with a line saying so.
 //!
 //! Every part runs when none is named.
 
@@ -25,6 +29,7 @@ mod dispatch;
 mod fixture;
 mod list;
 mod memory;
+mod scale;
 mod tail;
 mod throughput;
 mod ui;
@@ -44,7 +49,8 @@ use crate::process::{ratio, ProcessError};
 
 pub use memory::serve;
 
-const USAGE: &str = "usage: proctor-bench lab [dispatch|throughput|memory|tail|wait|list|ui]...";
+const USAGE: &str = "usage: proctor-bench lab \
+    [dispatch|throughput|memory|tail|wait|list|ui|scale-dispatch|scale-throughput|scale-idle]...";
 
 /// Why the `lab` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -54,7 +60,8 @@ pub enum LabBenchError {
     Usage,
     /// A part name that is not one of the benchmarks.
     #[error(
-        "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait, list or ui\n{USAGE}"
+        "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait, list, ui, scale-dispatch, \
+         scale-throughput or scale-idle\n{USAGE}"
     )]
     UnknownPart(String),
     /// The async runtime for the server (or the memory part's clients) could not be built.
@@ -176,6 +183,17 @@ pub enum LabBenchError {
     /// The browser of the ui part could not be driven, or its page did not behave.
     #[error("the browser: {0}")]
     Browser(String),
+    /// A statement on the scale-out parts' PostgreSQL cluster failed.
+    #[error("PostgreSQL, {doing}: {source}")]
+    Postgres {
+        /// What the bench was doing.
+        doing: String,
+        /// The client's reason.
+        source: postgres::Error,
+    },
+    /// The open-file limit could not be read or raised.
+    #[error("raising the open-file limit: {0}")]
+    FileLimit(nix::errno::Errno),
     /// A bench thread or task died, so its figures are lost.
     #[error("a bench thread or task panicked")]
     WorkerPanicked,
@@ -191,10 +209,13 @@ enum Part {
     Wait,
     List,
     Ui,
+    ScaleDispatch,
+    ScaleThroughput,
+    ScaleIdle,
 }
 
 impl Part {
-    const ALL: [Part; 7] = [
+    const ALL: [Part; 10] = [
         Part::Dispatch,
         Part::Throughput,
         Part::Memory,
@@ -202,6 +223,9 @@ impl Part {
         Part::Wait,
         Part::List,
         Part::Ui,
+        Part::ScaleDispatch,
+        Part::ScaleThroughput,
+        Part::ScaleIdle,
     ];
 
     fn parse(name: &str) -> Result<Part, LabBenchError> {
@@ -213,6 +237,9 @@ impl Part {
             "wait" => Ok(Part::Wait),
             "list" => Ok(Part::List),
             "ui" => Ok(Part::Ui),
+            "scale-dispatch" => Ok(Part::ScaleDispatch),
+            "scale-throughput" => Ok(Part::ScaleThroughput),
+            "scale-idle" => Ok(Part::ScaleIdle),
             _ if name.starts_with('-') => Err(LabBenchError::Usage),
             _ => Err(LabBenchError::UnknownPart(name.to_owned())),
         }
@@ -242,6 +269,9 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
             Part::Wait => wait::bench()?,
             Part::List => list::bench()?,
             Part::Ui => ui::bench()?,
+            Part::ScaleDispatch => scale::dispatch_bench()?,
+            Part::ScaleThroughput => scale::throughput_bench()?,
+            Part::ScaleIdle => scale::idle::bench()?,
         }
     }
     Ok(())
@@ -262,6 +292,16 @@ fn multi_thread_runtime() -> Result<tokio::runtime::Runtime, LabBenchError> {
         .enable_all()
         .build()
         .map_err(LabBenchError::Runtime)
+}
+
+/// Raises this process's soft limit of open files to its hard limit (children inherit it); answers the limit now.
+fn raise_open_files_limit() -> Result<u64, LabBenchError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(LabBenchError::FileLimit)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(LabBenchError::FileLimit)?;
+    }
+    Ok(hard)
 }
 
 /// Parses a `$EPOCHREALTIME` value (seconds, a `.` or `,` as the locale has it, microseconds) as a time.

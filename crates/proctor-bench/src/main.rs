@@ -70,7 +70,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: proctor-bench subunit [--venv DIR]\n       \
                  proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...\n       \
-                 proctor-bench lab [dispatch|throughput|memory|tail|wait|list]..."
+                 proctor-bench lab [dispatch|throughput|memory|tail|wait|list|ui|\
+                 scale-dispatch|scale-throughput|scale-idle]..."
             );
             ExitCode::from(2)
         }

@@ -46,9 +46,26 @@ fn measure(lab: &Lab) -> Result<(Vec<Duration>, Vec<Duration>), LabBenchError> {
 
 /// One job: submit, wait for its end, read when its test process started.
 fn dispatch_once(lab: &Lab) -> Result<Duration, LabBenchError> {
+    Ok(dispatch_job(lab)?.latency)
+}
+
+/// One job's dispatch latency, and which servers it went through.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dispatched {
+    /// From just before the submit to the moment its test process printed the time.
+    pub(super) latency: Duration,
+    /// The server it was submitted to.
+    pub(super) submitted_to: usize,
+    /// The first server of the agent that ran it (where that agent's claim was held).
+    pub(super) claimed_on: Option<usize>,
+}
+
+/// One job as [`bench`] measures it: submitted (to the lab's servers in turn), followed to its end, its test
+/// process's start read from its log.
+pub(super) fn dispatch_job(lab: &Lab) -> Result<Dispatched, LabBenchError> {
     let submitted = SystemTime::now();
-    let job = lab.submit(&format!("echo {MARKER} $EPOCHREALTIME"))?;
-    let log = lab.follow_to_end(&job.id)?;
+    let (job, submitted_to) = lab.submit_counted(&format!("echo {MARKER} $EPOCHREALTIME"))?;
+    let (job, log) = lab.follow_job_to_end(&job.id)?;
     let started = marked_times(&log, MARKER).next();
     let Some(started) = started else {
         return Err(LabBenchError::NoTimestamp {
@@ -57,11 +74,15 @@ fn dispatch_once(lab: &Lab) -> Result<Duration, LabBenchError> {
             log,
         });
     };
-    Ok(since(submitted, started))
+    Ok(Dispatched {
+        latency: since(submitted, started),
+        submitted_to,
+        claimed_on: job.agent_id.as_deref().and_then(|agent| lab.home_of(agent)),
+    })
 }
 
 /// One HTTP round trip to the same server, then the job's command spawned directly.
-fn baseline_once(lab: &Lab) -> Result<Duration, LabBenchError> {
+pub(super) fn baseline_once(lab: &Lab) -> Result<Duration, LabBenchError> {
     let script = format!("echo {MARKER} $EPOCHREALTIME");
     let began = SystemTime::now();
     lab.client.queues()?;

@@ -8,12 +8,12 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proctor_api::{ClaimRequest, RegisterAgent};
-use proctor_server::{Server, ServerConfig};
+use proctor_server::{Server, ServerConfig, StoreLocation};
 use tokio::task::JoinSet;
 
 use super::fixture::QUEUE;
@@ -36,18 +36,25 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// What `lab serve` prints first, before the address.
 const LISTENING: &str = "listening on ";
 
-/// Runs the server for the memory part: `lab serve --data-dir DIR --listen ADDR`; prints the bound address on its
-/// first line and serves until killed.
+/// Runs the server for the memory and scale-idle parts: `lab serve (--data-dir DIR | --store URL) --listen ADDR`;
+/// prints the bound address on its first line and serves until killed. Its open-file limit is raised to the hard
+/// limit first, for the scale-idle part's 10 000 connections.
 pub fn serve(args: &[String]) -> Result<(), LabBenchError> {
-    let [data_flag, data_dir, listen_flag, listen] = args else {
+    let [store_flag, store, listen_flag, listen] = args else {
         return Err(LabBenchError::Usage);
     };
-    if data_flag != "--data-dir" || listen_flag != "--listen" {
+    let store = match store_flag.as_str() {
+        "--data-dir" => StoreLocation::Sqlite(PathBuf::from(store)),
+        "--store" => store.parse().map_err(|_| LabBenchError::Usage)?,
+        _ => return Err(LabBenchError::Usage),
+    };
+    if listen_flag != "--listen" {
         return Err(LabBenchError::Usage);
     }
     let listen: SocketAddr = listen.parse().map_err(|_| LabBenchError::Usage)?;
+    super::raise_open_files_limit()?;
     let runtime = super::multi_thread_runtime()?;
-    let mut config = ServerConfig::new(PathBuf::from(data_dir));
+    let mut config = ServerConfig::on(store);
     config.listen = listen;
     let server = runtime.block_on(Server::bind(config))?;
     let mut stdout = std::io::stdout();
@@ -64,10 +71,10 @@ pub fn serve(args: &[String]) -> Result<(), LabBenchError> {
 
 /// The server's memory at one moment, in KiB.
 #[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss: u64,
-    hwm: u64,
-    threads: u64,
+pub(super) struct Memory {
+    pub(super) rss: u64,
+    pub(super) hwm: u64,
+    pub(super) threads: u64,
 }
 
 /// The server's memory idle, just after every claim arrived, and later while they are still held.
@@ -98,7 +105,8 @@ pub(super) fn bench() -> Result<(), LabBenchError> {
     print_header();
     for arrival in [Arrival::AllAtOnce, Arrival::Paced] {
         let scratch = super::scratch_dir()?;
-        let server = ServerProcess::start(&scratch.path().join("server"))?;
+        let store = StoreLocation::Sqlite(scratch.path().join("server"));
+        let server = ServerProcess::start(&store)?;
         let readings = runtime.block_on(measure(&server, arrival))?;
         print_rows(arrival, &readings);
     }
@@ -265,24 +273,30 @@ fn print_rows(arrival: Arrival, readings: &Readings) {
 }
 
 /// The server running as `proctor-bench lab serve`, killed when dropped.
-struct ServerProcess {
+pub(super) struct ServerProcess {
     child: Child,
-    base: String,
+    /// Its base URL.
+    pub(super) base: String,
     // Kept open: the server's later writes to stdout must not fail.
     stdout: BufReader<ChildStdout>,
 }
 
 impl ServerProcess {
-    fn start(data_dir: &Path) -> Result<ServerProcess, LabBenchError> {
+    /// Starts the server on a free port of 127.0.0.1, with its store at `store`.
+    pub(super) fn start(store: &StoreLocation) -> Result<ServerProcess, LabBenchError> {
         let exe = std::env::current_exe().map_err(|source| LabBenchError::Io {
             action: "finding",
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
         let program = exe.display().to_string();
-        let mut child = Command::new(&exe)
-            .args(["lab", "serve", "--data-dir"])
-            .arg(data_dir)
+        let mut command = Command::new(&exe);
+        command.args(["lab", "serve"]);
+        match store {
+            StoreLocation::Sqlite(data_dir) => command.arg("--data-dir").arg(data_dir),
+            StoreLocation::Postgres(url) => command.args(["--store", url]),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -318,7 +332,8 @@ impl ServerProcess {
         PathBuf::from(format!("/proc/{}/{name}", self.child.id()))
     }
 
-    fn memory(&self) -> Result<Memory, LabBenchError> {
+    /// Its memory now, from `/proc/PID/status`.
+    pub(super) fn memory(&self) -> Result<Memory, LabBenchError> {
         let path = self.proc_path("status");
         let status = fs::read_to_string(&path).map_err(|source| LabBenchError::Io {
             action: "reading",
@@ -338,7 +353,8 @@ impl ServerProcess {
         })
     }
 
-    fn open_files(&self) -> Result<usize, LabBenchError> {
+    /// How many files (sockets included) it has open now.
+    pub(super) fn open_files(&self) -> Result<usize, LabBenchError> {
         let path = self.proc_path("fd");
         let entries = fs::read_dir(&path).map_err(|source| LabBenchError::Io {
             action: "listing",

@@ -13,9 +13,9 @@ use super::{since, LabBenchError};
 use crate::process::run_checked;
 
 /// Agents serving the queue.
-const AGENTS: usize = 50;
+pub(super) const AGENTS: usize = 50;
 /// Jobs submitted.
-const JOBS: usize = 500;
+pub(super) const JOBS: usize = 500;
 /// How often the bench looks whether the queue has drained; the end time comes from the jobs, not from this.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -32,7 +32,7 @@ pub(super) fn bench() -> Result<(), LabBenchError> {
 }
 
 /// Submits every job, waits for the queue to drain, and answers the time from the first submit to the last end.
-fn run_jobs(lab: &Lab) -> Result<Duration, LabBenchError> {
+pub(super) fn run_jobs(lab: &Lab) -> Result<Duration, LabBenchError> {
     let first_submit = SystemTime::now();
     for _ in 0..JOBS {
         lab.submit("true")?;
