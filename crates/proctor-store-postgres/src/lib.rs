@@ -84,8 +84,8 @@ use proctor_store::{
 
 pub use location::without_password;
 use proctor_store::rules::{
-    finishing_holder, heartbeat_reply, job_page, lease_expiry, parse_applies, plan_append,
-    reaped_state, to_i64, to_json, Append,
+    finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry, parse_applies,
+    plan_append, reaped_state, to_i64, to_json, Append,
 };
 use rows::{
     agent_row, artifact_row, attempt_row, chunk_row, claimed_row, job_row, optional_unsigned,
@@ -509,42 +509,6 @@ fn hand_over<C: GenericClient>(
     })
 }
 
-/// The statement listing a page of jobs for `filter`, with its values. Only the filters given are in the `WHERE`,
-/// so the planner picks the index of that filter and reads the page's rows, not the table.
-fn job_list_query(filter: &JobFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
-    let mut conditions = Vec::new();
-    let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-    if let Some(queue) = &filter.queue {
-        values.push(Box::new(queue.clone()));
-        conditions.push(format!("queue = ${}", values.len()));
-    }
-    if let Some(state) = filter.state {
-        values.push(Box::new(state.as_str()));
-        conditions.push(format!("state = ${}", values.len()));
-    }
-    if let Some(submitter) = &filter.submitter {
-        values.push(Box::new(submitter.clone()));
-        conditions.push(format!("submitter = ${}", values.len()));
-    }
-    if let Some(after) = filter.after {
-        values.push(Box::new(after.created_at.as_microsecond()));
-        values.push(Box::new(after.seq));
-        let (created, seq) = (values.len() - 1, values.len());
-        conditions.push(format!("(created_at, seq) < (${created}, ${seq})"));
-    }
-    let filters = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    values.push(Box::new(i64::from(filter.limit) + 1));
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM jobs {filters} ORDER BY created_at DESC, seq DESC LIMIT ${}",
-        values.len()
-    );
-    (sql, values)
-}
-
 /// Records a job's queue name (new queues are not served).
 fn record_queue<C: GenericClient>(s: &mut Session<'_, C>, name: &str, now: i64) -> Result<()> {
     // DO NOTHING takes no lock on an existing queue's row: submissions to one queue do not queue up behind each
@@ -729,6 +693,16 @@ fn copy_value(row: &Row, index: usize) -> Result<Value, RowError> {
     Ok(value.unwrap_or(Value::Null))
 }
 
+/// A job list's parameter (text, or a BIGINT time, sequence or limit) for the driver.
+fn list_param(value: &Value) -> Box<dyn ToSql + Sync> {
+    match value {
+        Value::Null => Box::new(None::<String>),
+        Value::Integer(number) => Box::new(*number),
+        Value::Text(text) => Box::new(text.clone()),
+        Value::Blob(bytes) => Box::new(bytes.clone()),
+    }
+}
+
 /// A copied value for a column of type `column_type`, or why it does not fit.
 fn sql_value(value: &Value, column_type: &Type) -> Result<Box<dyn ToSql + Sync>, String> {
     Ok(match (value, column_type) {
@@ -909,7 +883,8 @@ impl Store for PostgresStore {
     }
 
     fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage> {
-        let (sql, values) = job_list_query(filter);
+        let (sql, values) = job_list_query(filter, SUMMARY_COLUMNS, '$');
+        let values: Vec<Box<dyn ToSql + Sync>> = values.iter().map(list_param).collect();
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|value| &**value).collect();
         self.read("listing jobs", |s| {
             let rows = s.rows(&sql, &params, summary_row)?;

@@ -33,8 +33,8 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, Trans
 
 use proctor_store::copy::{Table, Value};
 use proctor_store::rules::{
-    finishing_holder, heartbeat_reply, job_page, lease_expiry, parse_applies, plan_append,
-    reaped_state, to_i64, to_json, Append,
+    finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry, parse_applies,
+    plan_append, reaped_state, to_i64, to_json, Append,
 };
 use proctor_store::{secret, DatabaseError, Result, Store, StoreError};
 use proctor_store::{
@@ -290,44 +290,6 @@ fn hand_over(
         recipe_script,
         has_attachments,
     })
-}
-
-/// The statement listing a page of jobs for `filter`, with its values. Only the filters given are in the `WHERE`,
-/// so SQLite picks the index of that filter (migration 4) and reads the page's rows, not the table.
-fn job_list_query(filter: &JobFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut conditions = Vec::new();
-    let mut values = Vec::new();
-    let mut condition = |sql: &str, value: Value| {
-        values.push(value);
-        conditions.push(sql.replace('?', &format!("?{}", values.len())));
-    };
-    if let Some(queue) = &filter.queue {
-        condition("queue = ?", Value::Text(queue.clone()));
-    }
-    if let Some(state) = filter.state {
-        condition("state = ?", Value::Text(state.as_str().to_owned()));
-    }
-    if let Some(submitter) = &filter.submitter {
-        condition("submitter = ?", Value::Text(submitter.clone()));
-    }
-    if let Some(after) = filter.after {
-        values.push(Value::Integer(micros(after.created_at)));
-        values.push(Value::Integer(after.seq));
-        let (created, seq) = (values.len() - 1, values.len());
-        conditions.push(format!("(created_at, seq) < (?{created}, ?{seq})"));
-    }
-    let filters = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    values.push(Value::Integer(i64::from(filter.limit) + 1));
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM jobs {filters} ORDER BY created_at DESC, seq DESC LIMIT ?{}",
-        values.len()
-    );
-    (sql, values)
 }
 
 /// Records a queue name, marking it served when an agent names it.
@@ -593,7 +555,8 @@ impl Store for SqliteStore {
     }
 
     fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage> {
-        let (sql, values) = job_list_query(filter);
+        let (sql, values) = job_list_query(filter, SUMMARY_COLUMNS, '?');
+        let values: Vec<rusqlite::types::Value> = values.iter().map(sql_value).collect();
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&sql).during("listing jobs")?;
             let rows = statement

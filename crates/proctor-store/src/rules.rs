@@ -7,9 +7,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::copy::Value;
 use crate::{
-    HeartbeatReply, Job, JobCursor, JobPage, JobState, JobSummary, Result, ResultsProgress,
-    StoreError, StreamKind,
+    HeartbeatReply, Job, JobCursor, JobFilter, JobPage, JobState, JobSummary, Result,
+    ResultsProgress, StoreError, StreamKind,
 };
 
 /// What becomes of a job whose agent's lease lapsed, and why (the reason the job and its attempt record).
@@ -149,6 +150,46 @@ pub fn heartbeat_reply(renewed: Vec<(String, bool)>) -> HeartbeatReply {
     reply.renewed.sort();
     reply.cancel_requested.sort();
     reply
+}
+
+/// The SQL of one page of a job list (`SELECT columns FROM jobs WHERE … ORDER BY … LIMIT`, one row more than the
+/// page, see [`job_page`]) and its parameters in order. `marker` is the backend's parameter prefix: `?` for `?1`,
+/// `$` for `$1`.
+pub fn job_list_query(filter: &JobFilter, columns: &str, marker: char) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut condition = |sql: &str, value: Value| {
+        values.push(value);
+        conditions.push(format!("{sql}{marker}{}", values.len()));
+    };
+    if let Some(queue) = &filter.queue {
+        condition("queue = ", Value::Text(queue.clone()));
+    }
+    if let Some(state) = filter.state {
+        condition("state = ", Value::Text(state.as_str().to_owned()));
+    }
+    if let Some(submitter) = &filter.submitter {
+        condition("submitter = ", Value::Text(submitter.clone()));
+    }
+    if let Some(after) = filter.after {
+        values.push(Value::Integer(after.created_at.as_microsecond()));
+        values.push(Value::Integer(after.seq));
+        let (created, seq) = (values.len() - 1, values.len());
+        conditions.push(format!(
+            "(created_at, seq) < ({marker}{created}, {marker}{seq})"
+        ));
+    }
+    let filters = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    values.push(Value::Integer(i64::from(filter.limit) + 1));
+    let sql = format!(
+        "SELECT {columns} FROM jobs {filters} ORDER BY created_at DESC, seq DESC LIMIT {marker}{}",
+        values.len()
+    );
+    (sql, values)
 }
 
 /// Converts a count or offset to the database's 64-bit signed integers.
