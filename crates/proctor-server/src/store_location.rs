@@ -2,7 +2,7 @@
 //! default) or a PostgreSQL database that several servers share.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -50,14 +50,6 @@ impl StoreLocation {
             StoreLocation::Sqlite(dir) => Arc::new(SqliteStore::open(dir)?),
             StoreLocation::Postgres(url) => Arc::new(PostgresStore::connect(url)?),
         })
-    }
-
-    /// The data directory of a SQLite store.
-    pub fn data_dir(&self) -> Option<&Path> {
-        match self {
-            StoreLocation::Sqlite(dir) => Some(dir),
-            StoreLocation::Postgres(_) => None,
-        }
     }
 }
 
