@@ -19,7 +19,6 @@ use proctor_api::{ClaimedJob, StreamKind};
 use proctor_archive::{pack_directory, ArchiveError, Layout};
 use proctor_client::{Bytes, Client, ClientError};
 
-use crate::backoff::retry;
 use crate::client::ServerClient;
 use crate::control::{Heartbeat, JobControl};
 use crate::error::AgentError;
@@ -27,6 +26,7 @@ use crate::state::{self, InProgress};
 use crate::upload::{Draining, PhaseMarks, UploadEnd, UploadSource, Uploader};
 use crate::workdir::{WorkDirs, ARTIFACTS_DIR, JOB_FILE, PROCTOR_ARTIFACTS_DIR};
 use crate::{AgentSettings, FinalState, JobReport};
+use proctor_client::backoff::retry;
 
 /// The file in the job's work directory where phases write their subunit v2 results.
 pub(crate) const RESULTS_FILE: &str = "results.subunit";
@@ -717,6 +717,7 @@ impl JobRun<'_, '_> {
             .env("PROCTOR_JOB_ID", &self.job_id)
             .env("PROCTOR_PHASE", phase.as_str())
             .env("PROCTOR_SERVER", self.context.client.servers())
+            .env("PROCTOR_BIN", own_executable())
             .env("PROCTOR_WORK_DIR", &self.work_dir)
             .env("PROCTOR_JOB_FILE", self.work_dir.join(JOB_FILE))
             .env("PROCTOR_RESULTS", self.work_dir.join(RESULTS_FILE))
@@ -1009,4 +1010,10 @@ fn create_dir(path: &Path) -> Result<(), AgentError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The agent's own program, so a phase can call Proctor's commands (`"$PROCTOR_BIN" lab-worker`) on a machine
+/// where `proctor` is not on the `PATH`; `proctor` when it cannot be found.
+fn own_executable() -> std::ffi::OsString {
+    std::env::current_exe().map_or_else(|_| "proctor".into(), |path| path.into_os_string())
 }

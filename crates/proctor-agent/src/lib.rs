@@ -8,8 +8,8 @@
 //! no files; the spool and the progress record are made while the first phase starts up). Each phase
 //! is the agent's `<phase>_command` run with bash, or for the test phase without a `test_command`, the job's
 //! `test_cmds` (the built-in local device). Phases see the job through `PROCTOR_JOB_ID`, `PROCTOR_PHASE`,
-//! `PROCTOR_SERVER`, `PROCTOR_WORK_DIR`, `PROCTOR_JOB_FILE`, `PROCTOR_RESULTS` (where to write a subunit v2
-//! stream) and `PROCTOR_ARTIFACTS` (a directory that is there, `.proctor-artifacts/`), and the machine under test
+//! `PROCTOR_SERVER`, `PROCTOR_BIN` (the agent's own program), `PROCTOR_WORK_DIR`, `PROCTOR_JOB_FILE`,
+//! `PROCTOR_RESULTS` (where to write a subunit v2 stream) and `PROCTOR_ARTIFACTS` (a directory that is there, `.proctor-artifacts/`), and the machine under test
 //! through the `[device]` table's keys upper-cased (`DEVICE_IP`, …) and its `env` variables
 //! ([`proctor_job::Device::environment`]). `test_cmds` that hold `{{` get their `{device_ip}`-style placeholders
 //! filled as Testflinger's device connectors fill them ([`proctor_job::Device::fill_placeholders`]). Phases run
@@ -69,11 +69,11 @@
 //! # Ok::<(), proctor_agent::AgentError>(())
 //! ```
 
-mod backoff;
 mod client;
 mod control;
 mod error;
 mod job;
+mod run_worker;
 mod state;
 mod upload;
 mod workdir;
@@ -89,10 +89,11 @@ pub use error::AgentError;
 /// The state a job ends in, as the server records it.
 pub use proctor_api::FinalState;
 pub use proctor_archive::Limits;
+pub use run_worker::{RunWorker, TREE as RUN_TREE};
 
-use backoff::Backoff;
 use client::ServerClient;
 use job::{report_interrupted, run_job, JobContext};
+use proctor_client::backoff::Backoff;
 use state::InProgress;
 use workdir::WorkDirs;
 

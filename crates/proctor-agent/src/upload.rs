@@ -16,7 +16,7 @@ use proctor_job::Phase;
 use proctor_api::StreamKind;
 use proctor_client::{Client, ClientError, Upload};
 
-use crate::backoff::{Backoff, MAX_JOB_WAIT};
+use proctor_client::backoff::{Backoff, MAX_JOB_WAIT};
 
 /// The most bytes sent in one request (well under the server's default 64 MiB body limit).
 const MAX_CHUNK: u64 = 1024 * 1024;

@@ -6,9 +6,14 @@
 
 mod states;
 mod views;
+mod work;
 
 pub use states::{AgentState, FinalState, JobState, Role, StreamKind, UnknownName};
 pub use views::*;
+pub use work::{
+    take_lines, to_line, BatchRequest, OutputStream, WorkReport, WorkRequest, MAX_WORK_LINE,
+    MEMORY_EXCEEDED_EXIT, WORKER_LOST_EXIT,
+};
 
 /// The largest request body a server takes by default (a log chunk, a job, a bundle of attachments or artifacts),
 /// and so the largest artifacts bundle an agent packs by default: 64 MiB.

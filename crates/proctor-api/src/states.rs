@@ -140,5 +140,10 @@ named_enum!(
         Log = "log",
         /// The subunit v2 stream of per-test results.
         Results = "results",
+        /// What a local run asks of the lab job that serves it as a worker (`proctor run --lab`): JSON lines of
+        /// [`crate::WorkRequest`], written by the job's submitter.
+        Work = "work",
+        /// What that job's worker reports back: JSON lines of [`crate::WorkReport`], written by the job's holder.
+        WorkDone = "work-done",
     }
 );

@@ -214,6 +214,17 @@ pub struct Packed {
 /// Packs the files and directories under `directory` into a tar.gz of at most `cap` bytes, paths relative to it;
 /// `None` when the directory is missing or empty. Links and special files are left out and listed.
 pub fn pack_directory(directory: &Path, cap: u64) -> Result<Option<Packed>, ArchiveError> {
+    pack_tree(directory, Path::new(""), &[], cap)
+}
+
+/// Packs `directory` as [`pack_directory`] does, its entries under `under` in the bundle (`test/tree` for an
+/// attachment), leaving out the top-level entries named in `leave_out` (a checkout's `.git`).
+pub fn pack_tree(
+    directory: &Path,
+    under: &Path,
+    leave_out: &[&str],
+    cap: u64,
+) -> Result<Option<Packed>, ArchiveError> {
     let mut packer = Packer::new(cap);
     let mut skipped = Vec::new();
     let mut pending = vec![PathBuf::new()];
@@ -229,6 +240,8 @@ pub fn pack_directory(directory: &Path, cap: u64) -> Result<Option<Packed>, Arch
             .collect::<Result<_, _>>()
             .map_err(|source| read_error(&directory.join(&relative), source))?;
         names.sort();
+        let top = relative.as_os_str().is_empty();
+        names.retain(|name| !(top && leave_out.iter().any(|left| name.as_os_str() == *left)));
         for name in names {
             any = true;
             let inside = relative.join(name);
@@ -237,10 +250,10 @@ pub fn pack_directory(directory: &Path, cap: u64) -> Result<Option<Packed>, Arch
                 .map_err(|source| read_error(&path, source))?
                 .file_type();
             if kind.is_dir() {
-                packer.add(&path, &inside)?;
+                packer.add(&path, &under.join(&inside))?;
                 pending.push(inside);
             } else if kind.is_file() {
-                packer.add(&path, &inside)?;
+                packer.add(&path, &under.join(&inside))?;
             } else {
                 skipped.push(inside);
             }

@@ -3,11 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use proctor_archive::{check, pack_directory, pack_paths, unpack, ArchiveError, Layout, Limits};
+use proctor_archive::{
+    check, pack_directory, pack_paths, pack_tree, unpack, ArchiveError, Layout, Limits,
+};
 use tar::{Builder, EntryType, Header};
 
 fn tar_gz(build: impl FnOnce(&mut Builder<GzEncoder<Vec<u8>>>)) -> Vec<u8> {
@@ -161,6 +163,40 @@ fn a_packed_directory_round_trips_without_its_links_and_respects_the_cap() {
     assert!(
         matches!(error, ArchiveError::OverCap { cap: 10 }),
         "{error}"
+    );
+}
+
+#[test]
+fn a_tree_packs_under_a_phase_without_what_it_leaves_out() {
+    let source = tempfile::tempdir().unwrap();
+    fs::create_dir_all(source.path().join(".git/objects")).unwrap();
+    fs::create_dir_all(source.path().join("tests/.git")).unwrap();
+    fs::write(source.path().join(".git/objects/x"), "object").unwrap();
+    fs::write(source.path().join("tests/test_a.py"), "a").unwrap();
+    let packed = pack_tree(source.path(), Path::new("test/tree"), &[".git"], 1 << 20)
+        .unwrap()
+        .unwrap();
+    check(&packed.bytes, Layout::UnderPhases, Limits::ATTACHMENTS).unwrap();
+    let destination = tempfile::tempdir().unwrap();
+    unpack(
+        packed.bytes.as_slice(),
+        destination.path(),
+        Layout::UnderPhases,
+        Limits::ATTACHMENTS,
+    )
+    .unwrap();
+    let tree = destination.path().join("test/tree");
+    assert_eq!(
+        fs::read_to_string(tree.join("tests/test_a.py")).unwrap(),
+        "a"
+    );
+    assert!(
+        !tree.join(".git").exists(),
+        "the top-level .git is left out"
+    );
+    assert!(
+        tree.join("tests/.git").is_dir(),
+        "only the top level is left out"
     );
 }
 

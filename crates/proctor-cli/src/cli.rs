@@ -131,6 +131,16 @@ pub enum Command {
     /// Run a lab server and one local agent (queue `local`) in this process.
     #[command(after_help = LAB_EXIT_CODES)]
     Up(UpArgs),
+    /// The lab's end of a run's worker: the test phase of each job `proctor run --lab` submits.
+    #[command(hide = true)]
+    LabWorker {
+        /// Seconds to wait for a batch before taking the run for gone.
+        #[arg(long, default_value_t = 300)]
+        idle: u64,
+    },
+    /// The local end of one batch `proctor run --lab` sends to a lab job.
+    #[command(hide = true)]
+    LabBatch(LabBatchArgs),
     /// Make, list and revoke the lab's bearer tokens (in the server's data directory).
     #[command(subcommand, after_help = LAB_EXIT_CODES)]
     Token(TokenCommand),
@@ -641,6 +651,17 @@ pub struct RunArgs {
     /// Run on the workers of this pool file's provisioners instead of slots here.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["concurrency", "serial"], value_parser = parse::<PathBuf>)]
     pub pool: Option<PathBuf>,
+    /// Run on agents of a lab's queue (`--queue`) instead of slots here, each held by a job for the run; the
+    /// token is PROCTOR_TOKEN's. Servers of one lab may be listed comma-separated.
+    #[arg(long, value_name = "URL", requires = "queue", conflicts_with_all = ["concurrency", "serial", "pool"])]
+    pub lab: Option<String>,
+    /// The lab queue whose agents run the tests (with `--lab`).
+    #[arg(long, value_name = "QUEUE", requires = "lab")]
+    pub queue: Option<String>,
+    /// How many of the queue's agents to hold (with `--lab`; default: every agent of the queue that is not
+    /// offline or in maintenance).
+    #[arg(long, value_name = "N", requires = "lab", value_parser = parse::<NonZeroUsize>)]
+    pub workers: Option<NonZeroUsize>,
     /// Run one test at a time.
     #[arg(long)]
     pub serial: bool,
@@ -666,6 +687,26 @@ pub struct RunArgs {
     /// Seconds a stopped test gets between SIGTERM and SIGKILL (default: 10).
     #[arg(long, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub grace: Option<Duration>,
+}
+
+/// `proctor lab-batch`: which job's worker runs the batch, and where its streams end.
+#[derive(Debug, Args)]
+pub struct LabBatchArgs {
+    /// The lab's server(s).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The job serving as the worker.
+    #[arg(long, value_name = "ID")]
+    pub job: String,
+    /// Where the job's `work` stream ends.
+    #[arg(long, value_name = "OFFSET")]
+    pub work_at: u64,
+    /// Where the job's `work-done` stream ended before the batch was asked for.
+    #[arg(long, value_name = "OFFSET")]
+    pub reports_at: u64,
+    /// The batch, as the run wrote it.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
 }
 
 /// Input files; standard input when none are given.

@@ -13,7 +13,7 @@ use proctor_server::{Server, ServerConfig, ServerError, StoreLocation};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use crate::cli::{AgentArgs, AgentTuning, DataDir, ServerArgs, ServerTuning, UpArgs};
+use crate::cli::{AgentArgs, AgentTuning, DataDir, LabBatchArgs, ServerArgs, ServerTuning, UpArgs};
 use crate::error::CliError;
 use crate::exit;
 
@@ -359,4 +359,45 @@ impl Stop {
         })?;
         Ok(stop)
     }
+}
+
+/// `proctor lab-worker`: serves a `proctor run --lab` as the test phase of the job holding this agent.
+pub fn lab_worker(idle: Duration) -> Result<u8, CliError> {
+    let served = proctor_agent::RunWorker::from_environment(idle).and_then(|worker| worker.serve());
+    match served {
+        Ok(()) => Ok(exit::OK),
+        Err(problem) => {
+            eprintln!("proctor lab-worker: {problem}");
+            Ok(exit::ERROR)
+        }
+    }
+}
+
+/// `proctor lab-batch`: asks a lab job's worker for one batch and relays its output; exits with the batch's
+/// status. Stopped (a time limit, an interrupted run), it cancels the batch first.
+pub fn lab_batch(args: &LabBatchArgs) -> Result<u8, CliError> {
+    let token = std::env::var("PROCTOR_TOKEN").ok();
+    let client = proctor_runner::BatchClient::start(
+        &args.server,
+        token.as_deref(),
+        &args.job,
+        args.work_at,
+        args.reports_at,
+        &args.request,
+    );
+    let client = match client {
+        Ok(client) => Arc::new(client),
+        Err(problem) => {
+            eprintln!("proctor lab-batch: {problem}");
+            return Ok(exit::ERROR);
+        }
+    };
+    let stopping = Arc::clone(&client);
+    // SIGTERM from the run's supervisor, or Ctrl-C reaching the run's terminal: the batch stops on the agent too.
+    let _ = ctrlc::set_handler(move || {
+        stopping.cancel();
+        std::process::exit(143);
+    });
+    let status = client.relay(&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    Ok(u8::try_from(status & 0xff).unwrap_or(exit::ERROR))
 }

@@ -22,6 +22,7 @@ mod token;
 mod toolbox;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -80,6 +81,8 @@ fn main() -> ExitCode {
         Command::Server(args) => lab::server(args),
         Command::Agent(args) => lab::agent(args),
         Command::Up(args) => lab::up(args),
+        Command::LabWorker { idle } => lab::lab_worker(Duration::from_secs(idle)),
+        Command::LabBatch(args) => lab::lab_batch(&args),
         Command::Token(command) => token::run(command),
         Command::Store(command) => token::store(command),
         Command::Submit(args) => client::submit(args),

@@ -2,14 +2,16 @@
 //! asked for, run them in parallel, and store the run.
 
 use std::io::{self, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proctor::config::{RunSettings, Setting};
 use proctor::Run;
 use proctor::{Observer, Outcome, Progress, RunReport, Stopper};
+use proctor_api::AgentState;
 use proctor_events::{Sink, SinkError};
-use proctor_pool::Pool;
+use proctor_pool::{Platform, Pool, Provisioner, ProvisionerKind, DEFAULT_FAILURE_BUDGET};
 use proctor_sources::Project;
 use proctor_subunit::Event;
 
@@ -39,6 +41,9 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     let settings = settings(&args)?;
     let project = discover(&args.selection)?;
     let mut run = Run::new(project_dir, project, settings);
+    if let Some(pool) = lab_pool(&args)? {
+        run = run.with_pool(pool);
+    }
     let tests = run.select(&selection(&args.selection))?;
     if tests.is_empty() {
         if !*run.settings().subunit.get() {
@@ -59,6 +64,44 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     }
     outcome?;
     Ok(shown.status)
+}
+
+/// With `--lab URL --queue Q`: a pool of one lab provisioner holding `--workers` agents of the queue, by default
+/// every one of them that is not offline or in maintenance. A queue with none is an error saying so.
+fn lab_pool(args: &RunArgs) -> Result<Option<Pool>, CliError> {
+    let (Some(server), Some(queue)) = (&args.lab, &args.queue) else {
+        return Ok(None);
+    };
+    let token = std::env::var("PROCTOR_TOKEN").ok();
+    let workers = match args.workers {
+        Some(workers) => workers,
+        None => {
+            let client = proctor_client::Client::new(server, token.as_deref())?;
+            let serving = client
+                .agents()?
+                .into_iter()
+                .filter(|agent| agent.queues.iter().any(|served| served == queue))
+                .filter(|agent| matches!(agent.state, AgentState::Idle | AgentState::Busy))
+                .count();
+            NonZeroUsize::new(serving).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no agent of queue {queue} is online at {server}: start one, or say how many to wait for with --workers"
+                ))
+            })?
+        }
+    };
+    Ok(Some(Pool {
+        provisioners: vec![Provisioner {
+            kind: ProvisionerKind::Lab {
+                server: server.clone(),
+                queue: queue.clone(),
+                token,
+            },
+            max_workers: workers,
+            platform: Platform::default(),
+            failure_budget: DEFAULT_FAILURE_BUDGET,
+        }],
+    }))
 }
 
 /// What `proctor run` shows of a run: the live display and each pass's summary, unless the stream is the output.

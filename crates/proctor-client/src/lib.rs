@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod backoff;
+pub mod work;
+
 pub use bytes::Bytes;
 use proctor_api::{
     AgentView, CancelView, ClaimRequest, ClaimedJob, ErrorBody, FinalState, FinishRequest,

@@ -20,6 +20,12 @@
 //! workers_per_host = 2
 //! options = ["ServerAliveInterval=5"]    # more `ssh -o` options
 //! failure_budget = 3      # failures (of a host, for ssh) before it is given up
+//!
+//! [[provisioner]]
+//! kind = "lab"            # agents of a lab queue, each held by a job for the run (`proctor run --lab`)
+//! server = "http://lab:7370"
+//! queue = "rpi4"
+//! max_workers = 4         # how many agents to hold; the token is PROCTOR_TOKEN's
 //! ```
 //!
 //! A file that cannot be read is a [`PoolError`] naming the key, and the line and column where the parser knows
@@ -150,6 +156,15 @@ pub enum ProvisionerKind {
         /// More options, each passed as `ssh -o OPTION`.
         options: Vec<String>,
     },
+    /// Agents of a lab queue, each held for the run by a job whose test phase runs the run's batches there.
+    Lab {
+        /// The lab's server (servers of one lab comma-separated).
+        server: String,
+        /// The queue whose agents to hold.
+        queue: String,
+        /// The token to submit with; `PROCTOR_TOKEN`'s when `None` (a pool file never holds one).
+        token: Option<String>,
+    },
 }
 
 impl ProvisionerKind {
@@ -159,6 +174,7 @@ impl ProvisionerKind {
             ProvisionerKind::Local => "local",
             ProvisionerKind::Hooks { .. } => "hooks",
             ProvisionerKind::Ssh { .. } => "ssh",
+            ProvisionerKind::Lab { .. } => "lab",
         }
     }
 }
@@ -261,6 +277,8 @@ struct RawProvisioner {
     identity_file: Option<PathBuf>,
     workers_per_host: Option<NonZeroUsize>,
     options: Option<Vec<String>>,
+    server: Option<String>,
+    queue: Option<String>,
     failure_budget: Option<u32>,
     #[serde(default)]
     platform: Platform,
@@ -268,7 +286,7 @@ struct RawProvisioner {
 
 impl RawProvisioner {
     /// The keys that only some kinds take, and whether the file gave each.
-    fn kind_keys(&self) -> [(&'static str, bool); 8] {
+    fn kind_keys(&self) -> [(&'static str, bool); 10] {
         [
             ("provision", self.provision.is_some()),
             ("execute", self.execute.is_some()),
@@ -278,6 +296,8 @@ impl RawProvisioner {
             ("workers_per_host", self.workers_per_host.is_some()),
             ("options", self.options.is_some()),
             ("max_workers", self.max_workers.is_some()),
+            ("server", self.server.is_some()),
+            ("queue", self.queue.is_some()),
         ]
     }
 }
@@ -288,6 +308,7 @@ enum Kind {
     Local,
     Hooks,
     Ssh,
+    Lab,
 }
 
 impl Kind {
@@ -300,6 +321,7 @@ impl Kind {
                 key,
                 "hosts" | "identity_file" | "workers_per_host" | "options" | "max_workers"
             ),
+            Kind::Lab => matches!(key, "server" | "queue" | "max_workers"),
         }
     }
 }
@@ -429,6 +451,15 @@ fn provisioner(text: &str, index: usize, raw: RawProvisioner) -> Result<Provisio
                 options: raw.options.unwrap_or_default(),
             }
         }
+        Kind::Lab => match (raw.server, raw.queue) {
+            (Some(server), Some(queue)) => ProvisionerKind::Lab {
+                server,
+                queue,
+                token: None,
+            },
+            (None, _) => return Err(fail("a lab provisioner needs `server`".to_owned())),
+            (_, None) => return Err(fail("a lab provisioner needs `queue`".to_owned())),
+        },
     };
     let max_workers = match (raw.max_workers, &kind) {
         (Some(n), _) => n,
@@ -447,6 +478,11 @@ fn provisioner(text: &str, index: usize, raw: RawProvisioner) -> Result<Provisio
             return Err(fail(
                 "a hooks provisioner needs `max_workers` (how many instances to ask for)"
                     .to_owned(),
+            ))
+        }
+        (None, ProvisionerKind::Lab { .. }) => {
+            return Err(fail(
+                "a lab provisioner needs `max_workers` (how many agents to hold)".to_owned(),
             ))
         }
     };
@@ -497,6 +533,24 @@ mod tests {
             pool.provisioners[1].kind,
             ProvisionerKind::Hooks { dispose: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_lab_pool_reads_its_queue() {
+        let pool = Pool::from_toml(
+            "[[provisioner]]\nkind = \"lab\"\nserver = \"http://a:7370,http://b:7370\"\nqueue = \"rpi4\"\n\
+             max_workers = 4\n",
+        )
+        .expect("a pool");
+        assert_eq!(pool.max_workers(), 4);
+        assert_eq!(
+            pool.provisioners[0].kind,
+            ProvisionerKind::Lab {
+                server: "http://a:7370,http://b:7370".to_owned(),
+                queue: "rpi4".to_owned(),
+                token: None
+            }
+        );
     }
 
     #[test]
@@ -607,6 +661,24 @@ mod tests {
                 "provisioner[0]",
                 Some((2, 8)),
                 "needs `max_workers`",
+            ),
+            (
+                "[[provisioner]]\nkind = \"lab\"\nserver = \"http://a\"\nmax_workers = 2\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "a lab provisioner needs `queue`",
+            ),
+            (
+                "[[provisioner]]\nkind = \"lab\"\nserver = \"http://a\"\nqueue = \"q\"\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "needs `max_workers` (how many agents",
+            ),
+            (
+                "[[provisioner]]\nkind = \"ssh\"\nhosts = [\"a\"]\nqueue = \"q\"\n",
+                "provisioner[0]",
+                Some((2, 8)),
+                "the ssh provisioner takes no `queue`",
             ),
         ];
         for (text, path, at, message) in cases {

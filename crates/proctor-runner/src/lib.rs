@@ -18,6 +18,7 @@
 //! retry is reported [flaky](RunReport::flaky).
 
 mod batch;
+mod lab;
 mod schedule;
 mod ssh;
 mod workers;
@@ -42,6 +43,7 @@ pub use batch::REASON;
 pub use schedule::{expected_duration, ProcessCost};
 
 use crate::batch::{BatchEnd, Launch, Measured};
+pub use crate::lab::BatchClient;
 use crate::schedule::{order, plan, Again, Queue, Unit};
 pub use crate::workers::{check_pool, ProvisionerCheck};
 use crate::workers::{Source, Sources, Worker};
@@ -673,7 +675,8 @@ impl<'a> Runner<'a> {
         let mut failures = 0;
         while !self.stopper.is_stopped() && lock(&shared.board).has_work() {
             lock(&shared.board).provisioning.insert(slot);
-            let worker = match source.worker(on_source) {
+            let wanted = || !self.stopper.is_stopped() && lock(&shared.board).has_work();
+            let worker = match source.worker(on_source, &wanted) {
                 Ok(worker) => worker,
                 Err(_) => {
                     lock(&shared.board).provisioning.remove(&slot);

@@ -44,7 +44,7 @@ if [ -e "$f" ]; then rm -f "$f"; exit 247; fi
 exit $s"#;
 
 /// How the wrapper exits when it killed the test's tree on its memory limit.
-pub(crate) const MEMORY_EXCEEDED: i32 = 247;
+pub(crate) const MEMORY_EXCEEDED: i32 = proctor_api::MEMORY_EXCEEDED_EXIT;
 
 /// An open connection to one host, with the run's copy of the test tree on it.
 #[derive(Debug)]

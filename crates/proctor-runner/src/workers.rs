@@ -1,6 +1,7 @@
 //! Where a run's batches run: the workers its sources make. Without a pool, a run has one source: the instances of
 //! its suite's testrepository hooks when it has them, else `-j N` slots on this machine. A pool (`proctor run
-//! --pool FILE`) gives one source per provisioner, and one per host of an ssh provisioner.
+//! --pool FILE`) gives one source per provisioner, one per host of an ssh provisioner, and one per held agent of a
+//! lab provisioner.
 //!
 //! A source makes its workers when a slot first asks for one (so tests start on the first worker ready while the
 //! others are still being provisioned), replaces a worker that was lost, gives up after its failure budget, and is
@@ -8,12 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use proctor_pool::{Platform, Pool, Provisioner, ProvisionerKind, SshHost};
 use proctor_sources::{InstanceHooks, Invocation, Project};
 
+use crate::lab::{LabPlan, NoWorker, Reservation};
 use crate::lock;
 use crate::ssh::Connection;
 
@@ -34,12 +36,13 @@ enum Place {
     Here,
     Instance(String, Arc<InstanceHooks>),
     Host(Arc<Connection>),
+    Lab(Arc<Reservation>),
 }
 
 impl Worker {
     /// `invocation` as this worker runs it: as it is in a slot, through its hooks' `instance_execute` on an
-    /// instance, through ssh on a host.
-    /// A host enforces `memory_limit` itself; here the supervisor does.
+    /// instance, through ssh on a host, through `proctor lab-batch` on a held agent.
+    /// A host and an agent enforce `memory_limit` themselves; here the supervisor does.
     pub(crate) fn place(
         &self,
         invocation: Invocation,
@@ -50,18 +53,21 @@ impl Worker {
             Place::Here => invocation,
             Place::Instance(id, hooks) => hooks.execute_in(invocation, id),
             Place::Host(connection) => connection.place(invocation, grace, memory_limit),
+            Place::Lab(reservation) => reservation.place(invocation, grace, memory_limit),
         }
     }
 
-    /// Whether its command is a client of something elsewhere, whose input must stay open while it runs.
+    /// Whether its command is a client of something elsewhere, whose input must stay open while it runs, and
+    /// which enforces the run's memory limit there.
     pub(crate) fn is_remote(&self) -> bool {
-        matches!(self.place, Place::Host(_))
+        matches!(self.place, Place::Host(_) | Place::Lab(_))
     }
 
     /// Why this worker is gone, judged from how a command on it exited (`code`), when it is.
     pub(crate) fn lost(&self, code: Option<i32>) -> Option<String> {
         match &self.place {
             Place::Host(connection) => connection.lost(code),
+            Place::Lab(reservation) => reservation.lost(code),
             // A slot here cannot be lost, and `instance_execute`'s status is the test command's (as in testr).
             Place::Here | Place::Instance(..) => None,
         }
@@ -81,6 +87,7 @@ enum Kind {
         directory: PathBuf,
     },
     Host(HostPlan),
+    Lab(LabPlan),
 }
 
 #[derive(Debug)]
@@ -112,6 +119,7 @@ struct State {
     last_failure: Option<String>,
     given_up: Option<String>,
     connection: Option<Arc<Connection>>,
+    reservation: Option<Arc<Reservation>>,
     /// Instances made and not yet disposed of, and those of them no slot holds.
     instances: Vec<String>,
     free: Vec<String>,
@@ -135,9 +143,10 @@ impl Source {
         }
     }
 
-    /// A worker for slot `slot` (from 0), provisioned now when the source has none ready. The error says why
-    /// there is none; [`Source::given_up`] then says whether asking again is of use.
-    pub(crate) fn worker(&self, slot: usize) -> Result<Worker, String> {
+    /// A worker for slot `slot` (from 0), provisioned now when the source has none ready; a held agent is waited
+    /// for while `wanted` says the run still needs it. The error says why there is none; [`Source::given_up`]
+    /// then says whether asking again is of use.
+    pub(crate) fn worker(&self, slot: usize, wanted: &dyn Fn() -> bool) -> Result<Worker, String> {
         let mut state = lock(&self.state);
         if let Some(why) = &state.given_up {
             return Err(why.clone());
@@ -168,6 +177,17 @@ impl Source {
                     place: Place::Host(connection),
                 })
             }
+            Kind::Lab(plan) => match hold(&mut state, plan, wanted) {
+                Ok(reservation) => Ok(Worker {
+                    route: reservation.agent.clone(),
+                    platform: self.platform.clone().or(reservation.platform.clone()),
+                    listed_here: false,
+                    place: Place::Lab(reservation),
+                }),
+                // Not a failure of the source: the run ended before an agent came.
+                Err(NoWorker::Unwanted) => return Err("no longer needed".to_owned()),
+                Err(NoWorker::Failed(problem)) => Err(problem),
+            },
         };
         made.map_err(|problem| self.fail(&mut state, problem))
     }
@@ -222,6 +242,10 @@ impl Source {
                 let _ = connection.close();
             }
         }
+        if let Place::Lab(_) = &worker.place {
+            // Its job has ended: the next worker is another job.
+            state.reservation = None;
+        }
         self.fail(&mut state, why.to_owned());
     }
 
@@ -244,6 +268,9 @@ impl Source {
     fn release(&self, state: &mut State) {
         if let Some(connection) = state.connection.take() {
             state.problems.extend(connection.close().err());
+        }
+        if let Some(reservation) = state.reservation.take() {
+            state.problems.extend(reservation.end().err());
         }
         if let Kind::Instances { hooks, directory } = &self.kind {
             let ids = std::mem::take(&mut state.instances);
@@ -323,6 +350,20 @@ fn connect(
     Ok(connection)
 }
 
+/// The agent a lab source holds, held now (the job submitted, and waited for) by the first slot that asks.
+fn hold(
+    state: &mut State,
+    plan: &LabPlan,
+    wanted: &dyn Fn() -> bool,
+) -> Result<Arc<Reservation>, NoWorker> {
+    if let Some(reservation) = &state.reservation {
+        return Ok(Arc::clone(reservation));
+    }
+    let reservation = Arc::new(Reservation::open(plan, wanted)?);
+    state.reservation = Some(Arc::clone(&reservation));
+    Ok(reservation)
+}
+
 /// A run's sources of workers, and the directory their ssh control sockets live in.
 #[derive(Debug)]
 pub(crate) struct Sources {
@@ -356,7 +397,7 @@ impl Sources {
                         &tree,
                         dir.path(),
                         &mut next_route,
-                    ));
+                    )?);
                 }
                 sockets = Some(dir);
             }
@@ -406,14 +447,15 @@ fn control_sockets() -> Result<tempfile::TempDir, String> {
         .map_err(|error| format!("cannot make a directory for ssh's control sockets: {error}"))
 }
 
-/// The sources of one provisioner of a pool, its ssh hosts' control sockets in `sockets`.
+/// The sources of one provisioner of a pool, its ssh hosts' control sockets in `sockets`; an error when a lab's
+/// address is not one.
 fn of_provisioner(
     index: usize,
     provisioner: &Provisioner,
     tree: &Path,
     sockets: &Path,
     next_route: &mut usize,
-) -> Vec<Source> {
+) -> Result<Vec<Source>, String> {
     let name = format!("provisioner {index}");
     let count = provisioner.max_workers.get();
     let budget = provisioner.failure_budget;
@@ -425,7 +467,7 @@ fn of_provisioner(
             };
             *next_route += count;
             let platform = provisioner.platform.clone().or(Platform::of_this_machine());
-            vec![Source::new(name, kind, count, platform, budget)]
+            Ok(vec![Source::new(name, kind, count, platform, budget)])
         }
         ProvisionerKind::Hooks {
             provision,
@@ -441,13 +483,13 @@ fn of_provisioner(
                 hooks: Arc::new(hooks),
                 directory: tree.to_path_buf(),
             };
-            vec![Source::new(
+            Ok(vec![Source::new(
                 name,
                 kind,
                 count,
                 provisioner.platform.clone(),
                 budget,
-            )]
+            )])
         }
         ProvisionerKind::Ssh {
             hosts,
@@ -456,7 +498,7 @@ fn of_provisioner(
             options,
         } => {
             let mut left = count;
-            hosts
+            Ok(hosts
                 .iter()
                 .enumerate()
                 .map(|(number, host)| {
@@ -478,10 +520,40 @@ fn of_provisioner(
                     )
                 })
                 .filter(|source| source.slots > 0)
+                .collect())
+        }
+        ProvisionerKind::Lab {
+            server,
+            queue,
+            token,
+        } => {
+            // One source per held agent, so that each waits for its own job without holding up the others.
+            let bundle = Arc::new(OnceLock::new());
+            (0..count)
+                .map(|number| {
+                    let plan = LabPlan::new(
+                        server,
+                        token.as_deref(),
+                        queue,
+                        tree,
+                        Arc::clone(&bundle),
+                        number,
+                    )?;
+                    Ok(Source::new(
+                        format!("lab worker {number} of queue {queue} ({name})"),
+                        Kind::Lab(plan),
+                        1,
+                        provisioner.platform.clone(),
+                        budget,
+                    ))
+                })
                 .collect()
         }
     }
 }
+
+/// How long `proctor pool check` waits for a lab's agents to take its jobs.
+const CHECK_WAIT: Duration = Duration::from_secs(60);
 
 /// What provisioning one provisioner of a pool once gave ([`check_pool`]).
 #[derive(Debug, Clone)]
@@ -518,12 +590,18 @@ pub fn check_pool(pool: &Pool, directory: &Path) -> Vec<ProvisionerCheck> {
         .enumerate()
         .map(|(index, provisioner)| {
             let started = Instant::now();
-            let sources = of_provisioner(index, provisioner, directory, sockets.path(), &mut 0);
-            let mut workers = Vec::new();
             let mut problems = Vec::new();
+            let sources = of_provisioner(index, provisioner, directory, sockets.path(), &mut 0)
+                .unwrap_or_else(|problem| {
+                    problems.push(problem);
+                    Vec::new()
+                });
+            let mut workers = Vec::new();
+            // A held agent is waited for as long as a check should take.
+            let wanted = || started.elapsed() < CHECK_WAIT;
             for source in &sources {
                 for slot in 0..source.slots {
-                    match source.worker(slot) {
+                    match source.worker(slot, &wanted) {
                         Ok(worker) => workers.push(worker),
                         Err(problem) => {
                             problems.push(problem);

@@ -9,12 +9,14 @@
 //! Writing to a job (its log and results, artifacts, phases, its end) has one rule, [`Caller::require_job_writer`]:
 //! only the job token of the job's current claim, which the holding agent got with the claim, or an admin. An agent
 //! token alone never writes to a job, so another agent serving the same queue cannot, nor can the holder of an
-//! earlier attempt after the job was claimed again.
+//! earlier attempt after the job was claimed again. Of a job's streams, [`Caller::require_stream_writer`] says who
+//! writes which: the holder every stream but `work`, which only the job's submitter (or an admin) writes, while the
+//! job has not ended: it is what a `proctor run --lab` asks of the job serving it as a worker.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use proctor_store::{Job, JobState, JobTokenUse, Role, Store, StoreError, Token};
+use proctor_store::{Job, JobState, JobTokenUse, Role, Store, StoreError, StreamKind, Token};
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -112,6 +114,38 @@ impl Caller {
                 job_id: own.clone(),
             }),
             Caller::Job { .. } => self.job_token_in_force(job_id),
+        }
+    }
+
+    /// The one rule for every write to a stream of job `job_id`, checked before anything is stored. The job's output
+    /// (`log`, `results`) and its worker's reports (`work-done`) are writes to the job, so
+    /// [`Caller::require_job_writer`]'s. The `work` stream is what the job's submitter asks of the job serving its
+    /// `proctor run --lab` as a worker: only the submitter (a user token) or an admin writes it (anyone, in an open
+    /// local lab), never a job or agent token, and only while the job is queued or running; a write to an ended
+    /// job's `work` is a conflict ([`ApiError::JobEnded`]).
+    pub(crate) async fn require_stream_writer(
+        &self,
+        state: &AppState,
+        job_id: &str,
+        stream: StreamKind,
+    ) -> Result<(), ApiError> {
+        match stream {
+            StreamKind::Log | StreamKind::Results | StreamKind::WorkDone => {
+                self.require_job_writer(job_id)
+            }
+            StreamKind::Work => {
+                self.require(&[Role::User])?;
+                let id = job_id.to_owned();
+                let job = state.store_call(move |store| store.job(&id)).await?;
+                self.require_submitter_or_admin(&job)?;
+                if job.state.is_final() {
+                    return Err(ApiError::JobEnded {
+                        job_id: job.id,
+                        state: job.state,
+                    });
+                }
+                Ok(())
+            }
         }
     }
 

@@ -110,6 +110,14 @@ pub(crate) enum ApiError {
         /// The job.
         job_id: String,
     },
+    /// A write that only a job that has not ended takes (its `work` stream), to a job that has.
+    #[error("job {job_id} has ended ({state}): it takes no more work")]
+    JobEnded {
+        /// The job.
+        job_id: String,
+        /// The state it ended in.
+        state: proctor_store::JobState,
+    },
     /// An uploaded tar.gz (attachments or artifacts) is unreadable or has an entry that may not be unpacked.
     #[error(transparent)]
     InvalidArchive(#[from] proctor_archive::ArchiveError),
@@ -168,6 +176,7 @@ impl ApiError {
             }
             ApiError::InvalidJob(_) | ApiError::UnknownQueue(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::JobEnded { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Store(error) => store_status(error),
             ApiError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -191,6 +200,7 @@ impl ApiError {
             ApiError::InvalidJob(_) => "invalid_job",
             ApiError::UnknownQueue(_) => "unknown_queue",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::JobEnded { .. } => "job_ended",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Store(StoreError::StreamGap { .. }) => "stream_gap",
             ApiError::Store(error) if store_status(error) == StatusCode::NOT_FOUND => "not_found",

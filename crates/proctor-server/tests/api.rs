@@ -535,6 +535,8 @@ async fn the_openapi_document_lists_every_path() {
         "/api/v1/jobs/{id}/finish",
         "/api/v1/jobs/{id}/log",
         "/api/v1/jobs/{id}/results",
+        "/api/v1/jobs/{id}/work",
+        "/api/v1/jobs/{id}/work-done",
         "/api/v1/jobs/{id}/phases/{phase}/start",
         "/api/v1/jobs/{id}/phases/{phase}/end",
         "/api/v1/agents",
@@ -2058,5 +2060,298 @@ async fn bundles_expanding_past_the_caps_are_refused_with_413_and_not_kept() {
     );
     assert_eq!(defaults.claim("a1", 0.0).await.0, StatusCode::NO_CONTENT);
     defaults.stop().await;
+    server.stop().await;
+}
+
+/// A lab with tokens for the `work` / `work-done` tests: agent `a1` registered on `local` and a job submitted there
+/// by a user; `[admin, submitter, another user, agent]` and the job's id.
+async fn work_lab(adjust: impl FnOnce(&mut ServerConfig)) -> (TestServer, [String; 4], String) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(
+        data_dir.path(),
+        [Role::Admin, Role::User, Role::User, Role::Agent],
+    );
+    let server = TestServer::start_in(data_dir, adjust).await;
+    for agent in ["a1", "a2"] {
+        let request = server
+            .client
+            .post(server.url(&format!("/api/v1/agents/{agent}")))
+            .json(&json!({"queues": ["local"]}));
+        assert_eq!(
+            server.send(request, Some(&tokens[3])).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, job) = server
+        .send(
+            server
+                .client
+                .post(server.url("/api/v1/jobs"))
+                .header("content-type", "application/yaml")
+                .body("job_queue: local\nmax_attempts: 2\n"),
+            Some(&tokens[1]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    (server, tokens, id)
+}
+
+/// Reads a stream of a job with `token` (waiting up to `wait` seconds for bytes past `from`): the status, the
+/// `proctor-next-offset` header and the bytes.
+fn read_stream(
+    server: &TestServer,
+    id: &str,
+    stream: &str,
+    from: u64,
+    wait: f64,
+    token: &str,
+) -> impl std::future::Future<Output = (StatusCode, String, Vec<u8>)> + Send + 'static {
+    let request = server
+        .client
+        .get(server.url(&format!(
+            "/api/v1/jobs/{id}/{stream}?from={from}&wait_seconds={wait}"
+        )))
+        .bearer_auth(token);
+    async move {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let next = response
+            .headers()
+            .get("proctor-next-offset")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, next, response.bytes().await.unwrap().to_vec())
+    }
+}
+
+/// Issue 14 (`proctor run --lab`): the job's submitter writes `work` and its holder reads it; the holder writes
+/// `work-done` and the submitter reads it, a waiting read woken by the upload. Every other writer is refused before
+/// anything is stored, and once the job has ended its `work` takes nothing more.
+#[tokio::test]
+async fn work_is_written_by_the_submitter_and_work_done_by_the_holder_only() {
+    let (server, [admin, submitter, other_user, agent], id) = work_lab(|_| {}).await;
+    let put = |stream: &str, offset: u64, bytes: &'static [u8]| {
+        server
+            .client
+            .put(server.url(&format!("/api/v1/jobs/{id}/{stream}?offset={offset}")))
+            .body(bytes)
+    };
+    let stored = |stream: &'static str| {
+        let read = read_stream(&server, &id, stream, 0, 0.0, &admin);
+        async move {
+            let (status, _, bytes) = read.await;
+            assert_eq!(status, StatusCode::OK);
+            bytes
+        }
+    };
+    // The submitter may ask before the job is claimed.
+    let first: &[u8] = b"{\"batch\":{\"batch\":0}}\n";
+    let (status, ack) = server.send(put("work", 0, first), Some(&submitter)).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(ack["end_offset"], first.len());
+    let claimed = claim_now(&server, "a1", "local", Some(&agent)).await;
+    assert_eq!(claimed["id"], id.as_str());
+    let job_token = claimed["job_token"].as_str().unwrap().to_owned();
+
+    // The holder reads the work; a waiting read of it is woken by the submitter's next request.
+    let (status, next, bytes) = read_stream(&server, &id, "work", 0, 0.0, &job_token).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, first));
+    assert_eq!(next, first.len().to_string());
+    let waiting = tokio::spawn(read_stream(
+        &server,
+        &id,
+        "work",
+        first.len() as u64,
+        25.0,
+        &job_token,
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    let (status, ack) = server
+        .send(
+            put("work", first.len() as u64, b"\"end\"\n"),
+            Some(&submitter),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let (status, _, bytes) = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (StatusCode::OK, &b"\"end\"\n"[..])
+    );
+    let work = [first, b"\"end\"\n"].concat();
+
+    // The submitter waits for the worker's report; the holder's upload wakes it.
+    let waiting = tokio::spawn(read_stream(&server, &id, "work-done", 0, 25.0, &submitter));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    let report: &'static [u8] = b"{\"ready\":{\"arch\":null,\"distro\":null}}\n";
+    let (status, ack) = server
+        .send(put("work-done", 0, report), Some(&job_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let (status, next, bytes) = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, report));
+    assert_eq!(next, report.len().to_string());
+    // A resend is harmless; a gap is a 409 with where to resume.
+    let (status, ack) = server
+        .send(put("work-done", 0, report), Some(&job_token))
+        .await;
+    assert_eq!(
+        (status, &ack["end_offset"]),
+        (StatusCode::OK, &json!(report.len()))
+    );
+    let (status, gap) = server
+        .send(put("work-done", 999, b"x"), Some(&job_token))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{gap}");
+    assert_eq!(gap["expected_offset"], report.len());
+
+    // The wrong writers, each refused before anything is stored.
+    let end = work.len() as u64;
+    for (who, token, stream, offset) in [
+        ("an agent token", agent.as_str(), "work", end),
+        ("another user", other_user.as_str(), "work", end),
+        ("the job token", job_token.as_str(), "work", end),
+        (
+            "the submitter",
+            submitter.as_str(),
+            "work-done",
+            report.len() as u64,
+        ),
+        (
+            "another user",
+            other_user.as_str(),
+            "work-done",
+            report.len() as u64,
+        ),
+        (
+            "an agent token",
+            agent.as_str(),
+            "work-done",
+            report.len() as u64,
+        ),
+    ] {
+        let (status, body) = server
+            .send(put(stream, offset, b"INJECTED\n"), Some(token))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{who} writing {stream}: {body}"
+        );
+    }
+    assert_eq!(stored("work").await, work);
+    assert_eq!(stored("work-done").await, report);
+    assert!(stored("log").await.is_empty(), "the log is its own stream");
+    assert!(stored("results").await.is_empty(), "so are the results");
+    // Readers: the same rule as the log's (a user, an agent, the job's own token).
+    for token in [&other_user, &agent, &job_token] {
+        let (status, _, bytes) = read_stream(&server, &id, "work-done", 0, 0.0, token).await;
+        assert_eq!((status, bytes.as_slice()), (StatusCode::OK, report));
+    }
+
+    // The job ends: its token writes no more reports, and its work takes nothing, from its submitter or an admin.
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/api/v1/jobs/{id}/finish")))
+                .json(&json!({"state": "passed", "reason": "done", "agent_id": "a1"})),
+            Some(&job_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .send(
+            put("work-done", report.len() as u64, b"late\n"),
+            Some(&job_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for token in [&submitter, &admin] {
+        let (status, body) = server.send(put("work", end, b"late\n"), Some(token)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "job_ended", "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("job {id} has ended")),
+            "{message}"
+        );
+    }
+    assert_eq!(stored("work").await, work);
+    assert_eq!(stored("work-done").await, report);
+    let (status, _, bytes) = read_stream(&server, &id, "work-done", 0, 0.0, &submitter).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, report));
+    server.stop().await;
+}
+
+/// The token of an earlier claim writes no report to `work-done`: the job's current holder does, from the job's
+/// offset 0 (the stream counts from the job's start, not from the attempt's).
+#[tokio::test]
+async fn a_superseded_job_token_writes_no_work_done() {
+    let (server, [admin, submitter, _, agent], id) = work_lab(|config| {
+        config.lease = Duration::from_millis(600);
+        config.reap_interval = Duration::from_millis(100);
+    })
+    .await;
+    let put = |offset: u64, bytes: &'static [u8]| {
+        server
+            .client
+            .put(server.url(&format!("/api/v1/jobs/{id}/work-done?offset={offset}")))
+            .body(bytes)
+    };
+    let first = claim_now(&server, "a1", "local", Some(&agent)).await;
+    let first_token = first["job_token"].as_str().unwrap().to_owned();
+    let (status, body) = server.send(put(0, b"ready\n"), Some(&first_token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // a1 goes silent; its lease lapses and a2 claims the job again.
+    let second = loop {
+        let request = server
+            .client
+            .post(server.url("/api/v1/agents/a2/claim"))
+            .json(&json!({"queues": ["local"], "wait_seconds": 5.0}));
+        let (status, claimed) = server.send(request, Some(&agent)).await;
+        if status == StatusCode::OK {
+            break claimed;
+        }
+    };
+    assert_eq!(second["attempts"], 2, "{second}");
+    let second_token = second["job_token"].as_str().unwrap().to_owned();
+    // a2 renews its lease, so the second claim outlives what follows.
+    let heartbeat = server
+        .client
+        .post(server.url("/api/v1/agents/a2/heartbeat"))
+        .json(&json!({}));
+    assert_eq!(server.send(heartbeat, Some(&agent)).await.0, StatusCode::OK);
+    let (status, body) = server.send(put(6, b"stale\n"), Some(&first_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("earlier claim"),
+        "{body}"
+    );
+    let (status, _, bytes) = read_stream(&server, &id, "work-done", 0, 0.0, &submitter).await;
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (StatusCode::OK, &b"ready\n"[..])
+    );
+    // The new holder resends from the job's start: what is stored is kept, and only the rest is added.
+    let (status, ack) = server
+        .send(put(0, b"ready\nready again\n"), Some(&second_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(ack["end_offset"], 18);
+    let (status, _, bytes) = read_stream(&server, &id, "work-done", 0, 0.0, &admin).await;
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (StatusCode::OK, &b"ready\nready again\n"[..])
+    );
     server.stop().await;
 }

@@ -84,8 +84,8 @@ use proctor_store::{
 
 pub use location::without_password;
 use proctor_store::rules::{
-    finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry, parse_applies,
-    plan_append, reaped_state, to_i64, to_json, Append,
+    attempt_base_column, finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry,
+    parse_applies, plan_append, reaped_state, to_i64, to_json, Append,
 };
 use rows::{
     agent_row, artifact_row, attempt_row, chunk_row, claimed_row, job_row, optional_unsigned,
@@ -1159,13 +1159,24 @@ impl Store for PostgresStore {
         self.write("appending to a stream", |s| {
             // Concurrent uploaders of the job take turns here; each then reads where the stream ends now.
             lock_job(s, job_id)?;
+            // The attempt's base, or 0 for a stream that counts from the job's start (one statement per column).
+            let base = attempt_base_column(stream).map_or_else(
+                || "0".to_owned(),
+                |column| {
+                    format!(
+                        "COALESCE((SELECT {column} FROM job_attempts WHERE job_id = $1
+                                   ORDER BY attempt DESC LIMIT 1), 0)"
+                    )
+                },
+            );
             let (base, end) = s
                 .row(
-                    "SELECT COALESCE((SELECT CASE WHEN $2 = 'log' THEN log_base ELSE results_base END
-                                      FROM job_attempts WHERE job_id = $1 ORDER BY attempt DESC LIMIT 1), 0) AS base,
-                            COALESCE((SELECT start_offset + octet_length(bytes) FROM stream_chunks
-                                      WHERE job_id = $1 AND stream = $2 ORDER BY start_offset DESC LIMIT 1), 0)
-                                AS stream_end",
+                    &format!(
+                        "SELECT {base}::BIGINT AS base,
+                                COALESCE((SELECT start_offset + octet_length(bytes) FROM stream_chunks
+                                          WHERE job_id = $1 AND stream = $2 ORDER BY start_offset DESC LIMIT 1), 0)
+                                    AS stream_end"
+                    ),
                     &[&job_id, &stream.as_str()],
                     |row| Ok((unsigned(row, "base")?, unsigned(row, "stream_end")?)),
                 )?

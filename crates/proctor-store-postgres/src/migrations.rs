@@ -14,11 +14,18 @@ struct Migration {
 }
 
 /// Every migration, in order. Append new ones; never edit one that shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "work_streams",
+        sql: include_str!("../migrations/0002_work_streams.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn known_version() -> i64 {

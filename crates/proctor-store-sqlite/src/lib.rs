@@ -33,8 +33,8 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Transaction, Trans
 
 use proctor_store::copy::{Table, Value};
 use proctor_store::rules::{
-    finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry, parse_applies,
-    plan_append, reaped_state, to_i64, to_json, Append,
+    attempt_base_column, finishing_holder, heartbeat_reply, job_list_query, job_page, lease_expiry,
+    parse_applies, plan_append, reaped_state, to_i64, to_json, Append,
 };
 use proctor_store::{secret, DatabaseError, Result, Store, StoreError};
 use proctor_store::{
@@ -1255,12 +1255,11 @@ fn results_progress_in(connection: &Connection, job_id: &str) -> Result<ResultsP
         .ok_or_else(|| StoreError::JobNotFound(job_id.to_owned()))
 }
 
-/// Where the job's current attempt starts in `stream` (0 before any claim, and for jobs claimed before attempts
-/// were recorded).
+/// Where the job's current attempt starts in `stream` (0 before any claim, for jobs claimed before attempts were
+/// recorded, and always for the streams that count from the job's start, see [`attempt_base_column`]).
 fn attempt_base_in(connection: &Connection, job_id: &str, stream: StreamKind) -> Result<u64> {
-    let column = match stream {
-        StreamKind::Log => "log_base",
-        StreamKind::Results => "results_base",
+    let Some(column) = attempt_base_column(stream) else {
+        return Ok(0);
     };
     let base: Option<u64> = connection
         .query_row_cached(

@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "test_history_index",
         sql: include_str!("../migrations/0006_test_history_index.sql"),
     },
+    Migration {
+        version: 7,
+        name: "work_streams",
+        sql: include_str!("../migrations/0007_work_streams.sql"),
+    },
 ];
 
 /// Brings the database's schema up to date. Runs in one immediate transaction, so two processes opening the same

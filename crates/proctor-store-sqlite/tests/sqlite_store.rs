@@ -277,3 +277,93 @@ fn tokens_are_stored_only_as_hashes() {
         "only hashes are stored"
     );
 }
+
+/// Issue 14: migration 7 rebuilds `stream_chunks` to take the `work` and `work-done` streams; a database of the
+/// schema before it (version 6) keeps every chunk, and the rebuilt table still refuses an unknown stream.
+#[test]
+fn stream_chunks_from_before_the_work_streams_survive_their_migration() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let path = dir.path().join("data").join(DATABASE_FILE);
+    let raw = rusqlite::Connection::open(&path).expect("the file opens");
+    raw.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(migrations)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (version, file) in files.iter().take(6).enumerate() {
+        raw.execute_batch(&std::fs::read_to_string(file).unwrap())
+            .unwrap();
+        raw.execute(
+            "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
+            [version as i64 + 1],
+        )
+        .unwrap();
+    }
+    let refused = raw.execute(
+        "INSERT INTO stream_chunks (job_id, stream, start_offset, bytes) VALUES ('j', 'work', 0, x'00')",
+        [],
+    );
+    assert!(refused.is_err(), "version 6 knows only log and results");
+    raw.execute_batch(
+        "INSERT INTO queues (name, created_at) VALUES ('lab', 0);
+         INSERT INTO jobs (id, queue, definition, state, attempts, max_attempts, created_at)
+         VALUES ('j', 'lab', '{}', 'queued', 0, 1, 0);
+         INSERT INTO stream_chunks (job_id, stream, start_offset, phase, bytes)
+         VALUES ('j', 'log', 0, 'test', CAST('hello ' AS BLOB)), ('j', 'log', 6, 'test', CAST('world' AS BLOB)),
+                ('j', 'results', 0, NULL, x'b3');",
+    )
+    .unwrap();
+    drop(raw);
+    let store = SqliteStore::open(&dir.path().join("data")).expect("the store migrates");
+    let log: Vec<_> = store
+        .read_stream("j", StreamKind::Log, 0, None)
+        .expect("log")
+        .into_iter()
+        .map(|chunk| (chunk.offset, chunk.phase, chunk.bytes))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (0, Some("test".to_owned()), b"hello ".to_vec()),
+            (6, Some("test".to_owned()), b"world".to_vec())
+        ]
+    );
+    assert_eq!(store.stream_end("j", StreamKind::Results).expect("end"), 1);
+    assert_eq!(
+        store
+            .append_stream("j", StreamKind::Work, 0, None, b"{}\n")
+            .expect("work"),
+        3
+    );
+    assert_eq!(
+        store
+            .append_stream("j", StreamKind::WorkDone, 0, None, b"{}\n")
+            .expect("work-done"),
+        3
+    );
+    let raw = rusqlite::Connection::open(store.path()).expect("the file opens");
+    raw.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let refused = raw.execute(
+        "INSERT INTO stream_chunks (job_id, stream, start_offset, bytes) VALUES ('j', 'other', 0, x'00')",
+        [],
+    );
+    assert!(refused.is_err(), "the CHECK still holds");
+    let deleted = raw
+        .execute("DELETE FROM jobs WHERE id = 'j'", [])
+        .and_then(|_| {
+            raw.query_row("SELECT COUNT(*) FROM stream_chunks", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        });
+    assert_eq!(
+        deleted.ok(),
+        Some(0),
+        "the rebuilt table still cascades from its job (with foreign keys on)"
+    );
+}

@@ -981,6 +981,137 @@ pub fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams(
         .expect("record"));
 }
 
+/// The `work` and `work-done` streams (a `proctor run --lab` and the job serving it as a worker) append and read
+/// apart from the log, the results and each other, from the job's offset 0 in every attempt, idempotently (a resend
+/// of stored bytes is harmless, a gap is a [`StoreError::StreamGap`]), and a copy keeps them.
+pub fn work_streams_count_from_the_jobs_start_apart_from_log_results_and_each_other(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    register(store, "a1", &["lab"], t0());
+    register(store, "a2", &["lab"], t0());
+    let job = store
+        .submit_job(
+            &NewJob {
+                max_attempts: 2,
+                ..job_on("lab", 0)
+            },
+            t0(),
+        )
+        .expect("submit")
+        .id;
+    // The submitter may ask before any claim.
+    assert_eq!(
+        store
+            .append_stream(&job, StreamKind::Work, 0, None, b"{\"batch\":0}\n")
+            .expect("work before the claim"),
+        12
+    );
+    claim(store, "a1", "lab", t0());
+    store
+        .append_stream(&job, StreamKind::Log, 0, Some("test"), b"log ")
+        .expect("log");
+    store
+        .append_stream(&job, StreamKind::Results, 0, None, b"results ")
+        .expect("results");
+    assert_eq!(
+        store
+            .append_stream(&job, StreamKind::WorkDone, 0, None, b"ready\n")
+            .expect("work-done"),
+        6
+    );
+    // A later attempt's log and results start at their own offset 0; work and work-done go on from the job's.
+    store.reap_expired_leases(at(21)).expect("reap");
+    claim(store, "a2", "lab", at(30));
+    for (stream, stored, more) in [
+        (StreamKind::Work, &b"{\"batch\":0}\n"[..], &b"end\n"[..]),
+        (StreamKind::WorkDone, &b"ready\n"[..], &b"done\n"[..]),
+    ] {
+        let end = stored.len() as u64;
+        assert_eq!(
+            store
+                .append_stream(&job, stream, 0, None, stored)
+                .expect("a resend from the job's start"),
+            end,
+            "{stream}: offset 0 is the job's start in every attempt"
+        );
+        let gap = store
+            .append_stream(&job, stream, end + 1, None, b"x")
+            .expect_err("a gap");
+        assert!(
+            matches!(
+                gap,
+                StoreError::StreamGap {
+                    stream: found,
+                    expected,
+                    got,
+                    ..
+                } if found == stream && expected == end && got == end + 1
+            ),
+            "{gap}"
+        );
+        assert_eq!(
+            store
+                .append_stream(&job, stream, end, None, more)
+                .expect("append at the end"),
+            end + more.len() as u64
+        );
+        assert_eq!(
+            store
+                .append_stream(&job, stream, end, None, more)
+                .expect("a resend"),
+            end + more.len() as u64
+        );
+    }
+    assert_eq!(
+        store
+            .append_stream(&job, StreamKind::Log, 0, Some("test"), b"again")
+            .expect("log of attempt 2"),
+        5
+    );
+    let bytes = |stream| -> Vec<u8> {
+        store
+            .read_stream(&job, stream, 0, None)
+            .expect("read")
+            .into_iter()
+            .flat_map(|chunk| chunk.bytes)
+            .collect()
+    };
+    assert_eq!(bytes(StreamKind::Work), b"{\"batch\":0}\nend\n");
+    assert_eq!(bytes(StreamKind::WorkDone), b"ready\ndone\n");
+    assert_eq!(bytes(StreamKind::Log), b"log again");
+    assert_eq!(bytes(StreamKind::Results), b"results ");
+    let tail = store
+        .read_stream(&job, StreamKind::WorkDone, 6, None)
+        .expect("read from 6");
+    assert_eq!(
+        tail.iter()
+            .map(|chunk| (chunk.offset, chunk.bytes.as_slice()))
+            .collect::<Vec<_>>(),
+        [(6, &b"done\n"[..])]
+    );
+    assert_eq!(store.stream_end(&job, StreamKind::Work).expect("end"), 16);
+    assert_eq!(
+        store.stream_end(&job, StreamKind::WorkDone).expect("end"),
+        11
+    );
+
+    let target = database.empty_sibling();
+    let to = target.store();
+    copy::copy(store, to, &mut |_, _| {}).expect("copy");
+    for stream in [StreamKind::Work, StreamKind::WorkDone] {
+        assert_eq!(
+            to.read_stream(&job, stream, 0, None).expect("copied"),
+            store.read_stream(&job, stream, 0, None).expect("original"),
+            "{stream}"
+        );
+    }
+    let unknown = store
+        .append_stream("nope", StreamKind::Work, 0, None, b"x")
+        .expect_err("unknown job");
+    assert!(matches!(unknown, StoreError::JobNotFound(_)), "{unknown}");
+}
+
 /// The stream and results-parsing reads answer from the job's row, so an unknown job is `JobNotFound` and a known
 /// job with nothing stored yet is an empty stream, not parsed.
 pub fn streams_and_results_parsing_of_an_unknown_job_are_job_not_found(
@@ -1226,7 +1357,7 @@ pub fn a_copy_moves_every_row_and_a_second_copy_is_refused(database: &dyn TestDa
 #[macro_export]
 macro_rules! conformance_tests {
     ($database:expr) => {
-        $crate::conformance_tests!(@each $database; claims_take_the_highest_priority_then_the_oldest_job, a_claim_sets_running_state_agent_lease_and_attempt, claims_respect_queues_holds_maintenance_and_registration, concurrent_claimers_on_two_store_instances_never_share_a_job, heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone, a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost, only_the_holding_agent_finishes_a_job_and_the_result_is_kept, cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent, a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued, log_appends_are_idempotent_and_a_gap_names_the_expected_offset, queues_report_depth_and_whether_any_agent_ever_served_them, jobs_are_listed_newest_first_by_queue_and_state, tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones, phases_artifacts_and_recipes_round_trip, parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing, a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams, streams_and_results_parsing_of_an_unknown_job_are_job_not_found, attachments_release_a_held_job_once, each_claim_hands_over_a_fresh_job_token_and_the_recipe_script, a_copy_moves_every_row_and_a_second_copy_is_refused);
+        $crate::conformance_tests!(@each $database; claims_take_the_highest_priority_then_the_oldest_job, a_claim_sets_running_state_agent_lease_and_attempt, claims_respect_queues_holds_maintenance_and_registration, concurrent_claimers_on_two_store_instances_never_share_a_job, heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone, a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost, only_the_holding_agent_finishes_a_job_and_the_result_is_kept, cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_agent, a_pending_cancel_whose_agent_is_lost_ends_cancelled_not_requeued, log_appends_are_idempotent_and_a_gap_names_the_expected_offset, queues_report_depth_and_whether_any_agent_ever_served_them, jobs_are_listed_newest_first_by_queue_and_state, tokens_verify_their_own_secret_and_deny_forged_or_revoked_ones, phases_artifacts_and_recipes_round_trip, parsed_runs_end_their_open_run_keep_routes_and_reruns_apart_and_a_stale_parse_changes_nothing, a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams, work_streams_count_from_the_jobs_start_apart_from_log_results_and_each_other, streams_and_results_parsing_of_an_unknown_job_are_job_not_found, attachments_release_a_held_job_once, each_claim_hands_over_a_fresh_job_token_and_the_recipe_script, a_copy_moves_every_row_and_a_second_copy_is_refused);
     };
     (@each $database:expr; $($name:ident),* $(,)?) => {
         $(

@@ -62,6 +62,17 @@ pub enum Append<'a> {
     },
 }
 
+/// The `job_attempts` column that records where the job's current attempt starts in `stream`, or `None` for a
+/// stream whose offsets count from the job's start in every attempt (base 0): `work` and `work-done`, the
+/// conversation of a job serving a `proctor run --lab` as its worker, which has one attempt.
+pub fn attempt_base_column(stream: StreamKind) -> Option<&'static str> {
+    match stream {
+        StreamKind::Log => Some("log_base"),
+        StreamKind::Results => Some("results_base"),
+        StreamKind::Work | StreamKind::WorkDone => None,
+    }
+}
+
 /// Works out an append of `bytes` at `offset` (counted from the attempt's start, `base` in the job's stream) to a
 /// stream that ends at `end` (in the job's stream): bytes already stored are skipped, and an offset past the end is
 /// a [`StoreError::StreamGap`].
@@ -244,6 +255,17 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn only_log_and_results_count_from_the_attempt() {
+        assert_eq!(attempt_base_column(StreamKind::Log), Some("log_base"));
+        assert_eq!(
+            attempt_base_column(StreamKind::Results),
+            Some("results_base")
+        );
+        assert_eq!(attempt_base_column(StreamKind::Work), None);
+        assert_eq!(attempt_base_column(StreamKind::WorkDone), None);
     }
 
     #[test]

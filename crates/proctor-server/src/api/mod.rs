@@ -175,6 +175,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::end_phase))
         .routes(routes!(streams::upload_log, streams::read_log))
         .routes(routes!(streams::upload_results, streams::read_results))
+        .routes(routes!(streams::upload_work, streams::read_work))
+        .routes(routes!(streams::upload_work_done, streams::read_work_done))
         .routes(routes!(ops::list_queues))
         .routes(routes!(ops::list_agents))
 }

@@ -1,4 +1,7 @@
-//! A job's byte streams: its log and its subunit results, uploaded idempotently by offset and read from an offset.
+//! A job's byte streams, uploaded idempotently by offset and read from an offset: its log and its subunit results,
+//! and the conversation of a job serving a `proctor run --lab` as its worker: `work` (what the run asks, written by
+//! the job's submitter) and `work-done` (what the worker reports, written by the job's holder). Who may write which
+//! is [`Caller::require_stream_writer`]'s rule.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -73,6 +76,60 @@ pub(crate) async fn upload_results(
     upload(state, caller, id, StreamKind::Results, query, body).await
 }
 
+/// Appends JSON lines of `WorkRequest`s to the job's `work` stream at `offset`, like the log: what a local
+/// `proctor run --lab` asks of the job serving it as a worker. Only the job's submitter or an admin writes it, while
+/// the job is queued or running.
+#[utoipa::path(
+    put,
+    path = "/api/v1/jobs/{id}/work",
+    params(("id" = String, Path, description = "The job id"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Stored up to end_offset", body = UploadAck),
+        (status = 403, description = "Neither the job's submitter nor an admin", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has ended, or the chunk starts past the end: resend from \
+            expected_offset", body = ErrorBody),
+        (status = 413, description = "The chunk is too large"),
+    ),
+    tag = "streams"
+)]
+pub(crate) async fn upload_work(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<UploadQuery>,
+    body: Bytes,
+) -> Result<Json<UploadAck>, ApiError> {
+    upload(state, caller, id, StreamKind::Work, query, body).await
+}
+
+/// Appends JSON lines of `WorkReport`s to the job's `work-done` stream at `offset`, like the log: what the job's
+/// worker reports to the run it serves. Written by the job's holder, as its log is.
+#[utoipa::path(
+    put,
+    path = "/api/v1/jobs/{id}/work-done",
+    params(("id" = String, Path, description = "The job id"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Stored up to end_offset", body = UploadAck),
+        (status = 403, description = "Not the job token of the job's current claim, nor an admin", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The chunk starts past the end: resend from expected_offset", body = ErrorBody),
+        (status = 413, description = "The chunk is too large"),
+    ),
+    tag = "streams"
+)]
+pub(crate) async fn upload_work_done(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<UploadQuery>,
+    body: Bytes,
+) -> Result<Json<UploadAck>, ApiError> {
+    upload(state, caller, id, StreamKind::WorkDone, query, body).await
+}
+
 /// Stores a chunk of one stream and answers the acknowledged end offset.
 async fn upload(
     state: AppState,
@@ -82,7 +139,9 @@ async fn upload(
     query: UploadQuery,
     body: Bytes,
 ) -> Result<Json<UploadAck>, ApiError> {
-    caller.require_job_writer(&job_id)?;
+    caller
+        .require_stream_writer(&state, &job_id, stream)
+        .await?;
     let phase = query.phase.as_deref().map(known_phase).transpose()?;
     let stored_job_id = job_id.clone();
     let end_offset = state
@@ -148,6 +207,50 @@ pub(crate) async fn read_results(
     Query(query): Query<ReadQuery>,
 ) -> Result<Response, ApiError> {
     read(state, caller, id, StreamKind::Results, query).await
+}
+
+/// The job's `work` stream (JSON lines of `WorkRequest`s) from byte `from`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/work",
+    params(("id" = String, Path, description = "The job id"), ReadQuery),
+    responses(
+        (status = 200, description = "The bytes; header proctor-next-offset says where to read next, \
+            proctor-job-state the job's state",
+            body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "streams"
+)]
+pub(crate) async fn read_work(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    read(state, caller, id, StreamKind::Work, query).await
+}
+
+/// The job's `work-done` stream (JSON lines of `WorkReport`s) from byte `from`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/work-done",
+    params(("id" = String, Path, description = "The job id"), ReadQuery),
+    responses(
+        (status = 200, description = "The bytes; header proctor-next-offset says where to read next, \
+            proctor-job-state the job's state",
+            body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    tag = "streams"
+)]
+pub(crate) async fn read_work_done(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    read(state, caller, id, StreamKind::WorkDone, query).await
 }
 
 /// Reads one stream from `query.from`. With `wait_seconds` (at most the server's claim hold), when nothing is

@@ -2,23 +2,23 @@
 
 use std::time::{Duration, Instant};
 
-use proctor_client::ClientError;
+use crate::ClientError;
 
 /// The first wait after a failure.
 const FIRST_WAIT: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a job's requests (uploads, artifacts, finish).
-pub(crate) const MAX_JOB_WAIT: Duration = Duration::from_secs(5);
+pub const MAX_JOB_WAIT: Duration = Duration::from_secs(5);
 
 /// Doubling waits between retries, up to a ceiling.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     next: Duration,
     max: Duration,
 }
 
 impl Backoff {
     /// Waits starting at [`FIRST_WAIT`] and doubling up to `max`.
-    pub(crate) fn new(max: Duration) -> Backoff {
+    pub fn new(max: Duration) -> Backoff {
         Backoff {
             next: FIRST_WAIT,
             max,
@@ -26,26 +26,26 @@ impl Backoff {
     }
 
     /// The wait before the next retry; the one after is twice as long (up to the ceiling).
-    pub(crate) fn next_wait(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let wait = self.next;
         self.next = (self.next * 2).min(self.max);
         wait
     }
 
     /// A success: the next failure waits the first wait again.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.next = FIRST_WAIT;
     }
 
     /// Sleeps for the next wait.
-    pub(crate) fn sleep(&mut self) {
+    pub fn sleep(&mut self) {
         std::thread::sleep(self.next_wait());
     }
 }
 
 /// Calls `attempt` until it succeeds or is refused, retrying with backoff while the server cannot be reached or
 /// fails ([`ClientError::is_transient`]) for up to `limit` from the first try; then answers the last error.
-pub(crate) fn retry<T>(
+pub fn retry<T>(
     limit: Duration,
     mut attempt: impl FnMut() -> Result<T, ClientError>,
 ) -> Result<T, ClientError> {
