@@ -163,7 +163,12 @@ impl Lab {
             .spawn()
             .unwrap();
         let pid = self.children.add(child);
-        let client = self.client(None);
+        // An agent given a token is in a lab that has tokens, which lists its agents only to a token holder.
+        let token = extra
+            .iter()
+            .position(|arg| *arg == "--token")
+            .and_then(|at| extra.get(at + 1));
+        let client = self.client(token.copied());
         eventually(|| {
             client
                 .agents()
