@@ -198,11 +198,15 @@ impl RunWorker {
             state.current = Some((number, child.stop_handle()));
         }
         let mut pending = Pending::default();
+        // Once the lab stops taking its output (the job ended, or its token was superseded), the batch is stopped
+        // rather than left running for no one.
+        let mut refused = None;
         loop {
             let wait = pending
                 .since
                 .map_or(HOLD, |at| FLUSH_AFTER.saturating_sub(at.elapsed()));
             match child.output().recv_timeout(wait) {
+                Ok(chunk) if refused.is_some() => drop(chunk),
                 Ok(chunk) => {
                     let stream = match chunk.stream {
                         Stream::Stdout => OutputStream::Stdout,
@@ -216,11 +220,19 @@ impl RunWorker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            pending.send(reports)?;
+            if refused.is_none() {
+                if let Err(error) = pending.send(reports) {
+                    child.stop_handle().stop();
+                    refused = Some(error);
+                }
+            }
         }
-        pending.send(reports)?;
         let outcome = child.wait();
         lock(running).current = None;
+        if let Some(error) = refused {
+            return Err(error);
+        }
+        pending.send(reports)?;
         let (exit, problem) = match outcome {
             Ok(outcome) => {
                 let exit = match (outcome.limit, outcome.exit) {

@@ -237,6 +237,29 @@ fn a_run_over_two_agents_is_stored_as_a_local_run_and_its_jobs_end_with_it() {
         ["fail.sh"]
     );
     assert_eq!(all_ended(&lab, None).len(), 4);
+
+    // `proctor pool check` holds each of a lab provisioner's agents once, naming them, and lets them go.
+    let pool = project.path().join("pool.toml");
+    fs::write(
+        &pool,
+        format!(
+            "[[provisioner]]\nkind = \"lab\"\nserver = \"{}\"\nqueue = \"fleet\"\nmax_workers = 2\n",
+            lab.url
+        ),
+    )
+    .unwrap();
+    let checked = support::proctor()
+        .args(["pool", "check"])
+        .arg(&pool)
+        .current_dir(&tests)
+        .env_remove("PROCTOR_TOKEN")
+        .output()
+        .unwrap();
+    let said = text(&checked);
+    assert_eq!(checked.status.code(), Some(0), "{said}");
+    assert!(said.contains("provisioner 0 (lab): 2 worker(s)"), "{said}");
+    assert!(said.contains("a1: ") && said.contains("a2: "), "{said}");
+    assert_eq!(all_ended(&lab, None).len(), 6);
 }
 
 /// A testrepository project of unittest modules `a`, `b`, `c` (each with a failing test), run by python-subunit
