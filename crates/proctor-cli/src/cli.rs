@@ -134,8 +134,8 @@ pub enum Command {
     /// The lab's end of a run's worker: the test phase of each job `proctor run --lab` submits.
     #[command(hide = true)]
     LabWorker {
-        /// Seconds to wait for a batch before taking the run for gone.
-        #[arg(long, default_value_t = 300)]
+        /// Seconds to wait for a batch before taking the run for gone (the run's job says how long).
+        #[arg(long, value_name = "SECONDS")]
         idle: u64,
     },
     /// The local end of one batch `proctor run --lab` sends to a lab job.

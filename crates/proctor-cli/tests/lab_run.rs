@@ -472,3 +472,34 @@ fn a_queue_with_no_agent_is_refused_saying_so() {
     let usage = run(project.path(), None, &["--queue", "fleet"]);
     assert_eq!(usage.status.code(), Some(2), "--queue without --lab");
 }
+
+#[test]
+fn the_lab_worker_outside_a_run_job_says_what_it_is_for() {
+    let outside = support::proctor()
+        .args(["lab-worker", "--idle", "1"])
+        .env_remove("PROCTOR_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(outside.status.code(), Some(2));
+    assert!(
+        text(&outside).contains("runs as the test phase of a lab job"),
+        "{}",
+        text(&outside)
+    );
+    // A job of the lab that did not come from `proctor run --lab` has no tree to serve.
+    let mut lab = Lab::start(&[]);
+    lab.agent("a1", "fleet", &[]);
+    let file = lab.job_file(
+        "worker.yaml",
+        "job_queue: fleet\ntest_data:\n  test_cmds: exec \"$PROCTOR_BIN\" lab-worker --idle 1\n",
+    );
+    let id = lab.submit(&file);
+    let job = lab.ended(&id);
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    assert!(
+        lab.log(&id)
+            .contains("it was not submitted by `proctor run --lab`"),
+        "{}",
+        lab.log(&id)
+    );
+}

@@ -36,9 +36,10 @@ const HOLD: Duration = Duration::from_secs(30);
 const END_WAIT: Duration = Duration::from_secs(30);
 /// The most the tree may pack to (the server's attachment cap is what finally decides).
 const TREE_CAP: u64 = 512 << 20;
-/// How long the worker on the agent waits for a batch before it takes the run for gone (a run killed with
-/// `kill -9` leaves its jobs no longer than this).
-pub(crate) const WORKER_IDLE: Duration = Duration::from_secs(300);
+/// How long the worker on the agent waits for a batch before it takes the run for gone: a run killed with
+/// `kill -9` holds its agents no longer than this. Long enough for a slot that waits while another worker runs a
+/// long test whose retry may come to it.
+const WORKER_IDLE: Duration = Duration::from_secs(600);
 
 /// Why a lab source gave no worker.
 #[derive(Debug)]
