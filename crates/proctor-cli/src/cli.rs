@@ -625,8 +625,83 @@ pub struct Selection {
     /// FMF context for `adjust` rules, e.g. `distro=fedora-40` (repeatable).
     #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
     pub context: Vec<String>,
+    /// Use this source instead of the first one found in the project.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        value_enum,
+        conflicts_with = "executables"
+    )]
+    pub source: Option<SourceArg>,
+    #[command(flatten)]
+    pub cargo: CargoSelection,
     #[command(flatten)]
     pub project: ProjectDir,
+}
+
+/// A source `--source` names.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SourceArg {
+    /// pytest, in the project's directory.
+    Pytest,
+    /// Cargo, from the project's Cargo.toml.
+    Cargo,
+}
+
+/// Which packages and features of a Cargo project are built and tested, as `cargo test` takes them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cargo projects")]
+pub struct CargoSelection {
+    /// Test this package (repeatable).
+    #[arg(long, short = 'p', value_name = "SPEC")]
+    pub package: Vec<String>,
+    /// Test every package of the workspace.
+    #[arg(long)]
+    pub workspace: bool,
+    /// Leave out this package (with --workspace; repeatable).
+    #[arg(long, value_name = "SPEC", requires = "workspace")]
+    pub exclude_package: Vec<String>,
+    /// Features to build with (comma- or space-separated; repeatable).
+    #[arg(long, short = 'F', value_name = "FEATURES")]
+    pub features: Vec<String>,
+    /// Build with every feature.
+    #[arg(long)]
+    pub all_features: bool,
+    /// Build without the default features.
+    #[arg(long)]
+    pub no_default_features: bool,
+    /// Build in release mode.
+    #[arg(long)]
+    pub release: bool,
+}
+
+impl CargoSelection {
+    /// The arguments `cargo test --no-run` takes for this selection.
+    pub fn cargo_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for package in &self.package {
+            args.extend(["--package".to_owned(), package.clone()]);
+        }
+        if self.workspace {
+            args.push("--workspace".to_owned());
+        }
+        for package in &self.exclude_package {
+            args.extend(["--exclude".to_owned(), package.clone()]);
+        }
+        for features in &self.features {
+            args.extend(["--features".to_owned(), features.clone()]);
+        }
+        if self.all_features {
+            args.push("--all-features".to_owned());
+        }
+        if self.no_default_features {
+            args.push("--no-default-features".to_owned());
+        }
+        if self.release {
+            args.push("--release".to_owned());
+        }
+        args
+    }
 }
 
 /// Options of `proctor list`.

@@ -15,7 +15,7 @@ use proctor_pool::{Platform, Pool, Provisioner, ProvisionerKind, DEFAULT_FAILURE
 use proctor_sources::Project;
 use proctor_subunit::Event;
 
-use crate::cli::{ListArgs, RunArgs, Selection};
+use crate::cli::{ListArgs, RunArgs, Selection, SourceArg};
 use crate::display::{summary_text, Display, Ticker};
 use crate::error::CliError;
 use crate::exit;
@@ -250,8 +250,15 @@ pub fn pool_check(file: &Path) -> Result<u8, CliError> {
 }
 
 fn discover(selection: &Selection) -> Result<Project, CliError> {
-    let mut project =
-        proctor_sources::discover(&selection.project.dir, selection.executables.as_deref())?;
+    let discovery = proctor_sources::Discovery {
+        executables: selection.executables.clone(),
+        source: selection.source.map(|source| match source {
+            SourceArg::Pytest => proctor_sources::SourceKind::Pytest,
+            SourceArg::Cargo => proctor_sources::SourceKind::Cargo,
+        }),
+        cargo_args: selection.cargo.cargo_args(),
+    };
+    let mut project = proctor_sources::discover_with(&selection.project.dir, &discovery)?;
     project.set_fmf_context(&selection.context)?;
     Ok(project)
 }

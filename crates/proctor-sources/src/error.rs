@@ -76,7 +76,9 @@ pub enum SourceError {
     /// Nothing in the directory says how to find tests.
     #[error(
         "no tests found in {dir}: expected proctor.toml, .stestr.conf, .testr.conf, \
-         pyproject.toml with [tool.stestr], tox.ini with [stestr], or a directory of executables"
+         pyproject.toml with [tool.stestr], tox.ini with [stestr], an FMF tree, a pytest project (pytest.ini, \
+         [tool.pytest.ini_options], [pytest] in tox.ini, [tool:pytest] in setup.cfg, or test files and a Python \
+         with pytest), Cargo.toml, or a directory of executables (--executables DIR)"
     )]
     NothingFound {
         /// The directory searched.

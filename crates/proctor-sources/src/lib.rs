@@ -118,6 +118,7 @@
 //! # }
 //! ```
 
+mod cargo;
 mod error;
 mod executables;
 mod fmf;
@@ -126,6 +127,7 @@ mod instances;
 mod invocation;
 mod proctor_toml;
 mod project;
+mod pytest;
 mod shell;
 mod stestr;
 mod suite;
@@ -135,7 +137,7 @@ mod testr;
 pub use error::SourceError;
 pub use instances::InstanceHooks;
 pub use invocation::{ExitMapping, ExitOutcome, Invocation, Protocol};
-pub use project::{discover, Project, Source};
+pub use project::{discover, discover_with, Discovery, Project, Source, SourceKind};
 pub use suite::{Batching, GroupRegex, Needs, Suite, TestCase};
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::suite::{Suite, TestCase};
-use crate::{executables, fmf, proctor_toml, stestr, testr, SourceError};
+use crate::{cargo, executables, fmf, proctor_toml, pytest, stestr, testr, SourceError};
 
 /// Where a project's suites came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,31 @@ pub enum Source {
     Executables(PathBuf),
     /// An FMF (tmt) metadata tree (its root).
     Fmf(PathBuf),
+    /// A pytest project: the file that configures pytest, or the project's directory when none does.
+    Pytest(PathBuf),
+    /// A Cargo package or workspace (its `Cargo.toml`).
+    Cargo(PathBuf),
+}
+
+/// A source the caller names, instead of the first one found (`proctor run --source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// pytest, in the project's directory.
+    Pytest,
+    /// Cargo, from the project's `Cargo.toml`.
+    Cargo,
+}
+
+/// How [`discover_with`] looks for a project's tests.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// A directory of executables to run as tests, whatever else the project has (relative to the project).
+    pub executables: Option<PathBuf>,
+    /// The source to use instead of the first one found.
+    pub source: Option<SourceKind>,
+    /// What `cargo test --no-run` is given to pick the packages and features of a Cargo project
+    /// (`--workspace`, `--package P`, `--features F`, …).
+    pub cargo_args: Vec<String>,
 }
 
 /// A project's test suites, as [`discover`] found them.
@@ -82,27 +107,47 @@ impl Project {
     }
 }
 
+/// Finds the tests of the project in directory `project`, as [`discover_with`] does with `explicit_dir` as the
+/// directory of executables.
+pub fn discover(project: &Path, explicit_dir: Option<&Path>) -> Result<Project, SourceError> {
+    discover_with(
+        project,
+        &Discovery {
+            executables: explicit_dir.map(Path::to_path_buf),
+            ..Discovery::default()
+        },
+    )
+}
+
 /// Finds the tests of the project in directory `project`.
 ///
-/// With `explicit_dir` (relative paths are taken from `project`), every
-/// executable file below that directory is a test, whatever configuration
-/// the project has: the caller asked for exactly that. Otherwise the first
-/// of these found in `project` itself (parent directories are not searched)
-/// is the source:
+/// With [`Discovery::executables`], every executable file below that directory is a test, whatever configuration
+/// the project has: the caller asked for exactly that; with [`Discovery::source`], that source. Otherwise the
+/// first of these found in `project` itself (parent directories are not searched) is the source:
 ///
 /// 1. `proctor.toml`;
 /// 2. `.stestr.conf`, then `.testr.conf`;
-/// 3. `pyproject.toml` with a `[tool.stestr]` table, then `tox.ini` with a
-///    `[stestr]` section (stestr's own fallbacks);
-/// 4. an FMF tree (`.fmf/version`): recognised, but not supported yet.
+/// 3. `pyproject.toml` with a `[tool.stestr]` table, then `tox.ini` with a `[stestr]` section (stestr's own
+///    fallbacks);
+/// 4. an FMF tree (`.fmf/version`);
+/// 5. a pytest configuration: `pytest.ini`, `pyproject.toml` with `[tool.pytest.ini_options]`, `tox.ini` with
+///    `[pytest]`, `setup.cfg` with `[tool:pytest]`;
+/// 6. `Cargo.toml`;
+/// 7. pytest without a configuration: a `conftest.py`, or `test_*.py` / `*_test.py` files, when the project's
+///    Python has pytest.
 ///
 /// Paths in the result are absolute.
-pub fn discover(project: &Path, explicit_dir: Option<&Path>) -> Result<Project, SourceError> {
+pub fn discover_with(project: &Path, how: &Discovery) -> Result<Project, SourceError> {
     let project = absolute_dir(project)?;
-    if let Some(dir) = explicit_dir {
+    if let Some(dir) = &how.executables {
         let dir = absolute_dir(&project.join(dir))?;
         let suite = executables::suite(&dir);
         return Ok(Project::new(Source::Executables(dir), vec![suite]));
+    }
+    match how.source {
+        Some(SourceKind::Pytest) => return pytest_project(&project, None),
+        Some(SourceKind::Cargo) => return cargo_project(&project, how),
+        None => {}
     }
     let proctor_toml = project.join(proctor_toml::FILE);
     if proctor_toml.is_file() {
@@ -126,7 +171,30 @@ pub fn discover(project: &Path, explicit_dir: Option<&Path>) -> Result<Project, 
         let suite = fmf::suite(&project);
         return Ok(Project::new(Source::Fmf(project), vec![suite]));
     }
+    if let Some(config) = pytest::configuration(&project)? {
+        return pytest_project(&project, Some(config));
+    }
+    if project.join(cargo::MANIFEST).is_file() {
+        return cargo_project(&project, how);
+    }
+    if pytest::looks_like_tests(&project) && pytest::python_has_pytest(&project) {
+        return pytest_project(&project, None);
+    }
     Err(SourceError::NothingFound { dir: project })
+}
+
+/// The pytest project in `project`, configured by `config` when a file does.
+fn pytest_project(project: &Path, config: Option<PathBuf>) -> Result<Project, SourceError> {
+    let suite = pytest::suite(project)?;
+    let source = Source::Pytest(config.unwrap_or_else(|| project.to_path_buf()));
+    Ok(Project::new(source, vec![suite]))
+}
+
+/// The Cargo project whose manifest is in `project`.
+fn cargo_project(project: &Path, how: &Discovery) -> Result<Project, SourceError> {
+    let manifest = project.join(cargo::MANIFEST);
+    let suite = cargo::suite(&manifest, &how.cargo_args)?;
+    Ok(Project::new(Source::Cargo(manifest), vec![suite]))
 }
 
 /// stestr's own fallbacks when there is no `.stestr.conf`.

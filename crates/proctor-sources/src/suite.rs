@@ -87,6 +87,10 @@ pub(crate) enum Runner {
     Executables,
     /// The test nodes of an FMF tree rooted at the suite's directory.
     Fmf(crate::fmf::FmfTests),
+    /// pytest's node ids, run through the plugin Proctor ships.
+    Pytest(crate::pytest::PytestTests),
+    /// The tests of a Cargo project's test binaries, one process per test.
+    Cargo(crate::cargo::CargoTests),
 }
 
 /// Where a suite's concurrency hint comes from.
@@ -282,7 +286,7 @@ impl Suite {
     pub fn can_select(&self) -> bool {
         match &self.runner {
             Runner::Commands(template) => template.can_select(),
-            Runner::Executables | Runner::Fmf(_) => true,
+            Runner::Executables | Runner::Fmf(_) | Runner::Pytest(_) | Runner::Cargo(_) => true,
         }
     }
 
@@ -296,7 +300,9 @@ impl Suite {
             Runner::Fmf(tests) => {
                 crate::fmf::enabled_with(tests, &self.directory, dimensions).map(Some)
             }
-            Runner::Commands(_) | Runner::Executables => Ok(None),
+            Runner::Commands(_) | Runner::Executables | Runner::Pytest(_) | Runner::Cargo(_) => {
+                Ok(None)
+            }
         }
     }
 
@@ -326,6 +332,8 @@ impl Suite {
                     })
                     .collect());
             }
+            Runner::Pytest(tests) => return tests.list(self),
+            Runner::Cargo(tests) => return tests.list(self),
         };
         Ok(ids.into_iter().map(|id| self.test_case(id)).collect())
     }
@@ -355,6 +363,8 @@ impl Suite {
             Runner::Commands(template) => self.command_invocation(template, &ids)?,
             Runner::Executables => self.executable_invocation(ids[0])?,
             Runner::Fmf(fmf) => crate::fmf::invocation(fmf, &self.directory, ids[0])?,
+            Runner::Pytest(pytest) => self.finish(pytest.invocation(self, &ids)?),
+            Runner::Cargo(cargo) => self.finish(cargo.invocation(self, ids[0])?),
         };
         invocation.tests = ids.iter().map(|id| (*id).to_owned()).collect();
         invocation.time_limit = total_time_limit(tests);
@@ -371,10 +381,12 @@ impl Suite {
                 &self.directory,
                 self.protocol,
             ))),
-            Runner::Executables | Runner::Fmf(_) => Err(SourceError::OnePerProcess {
-                suite: self.name.clone(),
-                count: 0,
-            }),
+            Runner::Executables | Runner::Fmf(_) | Runner::Pytest(_) | Runner::Cargo(_) => {
+                Err(SourceError::OnePerProcess {
+                    suite: self.name.clone(),
+                    count: 0,
+                })
+            }
         }
     }
 

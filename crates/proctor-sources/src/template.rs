@@ -183,7 +183,7 @@ fn quote_all(ids: &[&str]) -> Result<String, ExpandError> {
 
 /// Writes ids one per line, newline-terminated, as testrepository's
 /// `write_list` does.
-fn write_idfile(ids: &[&str]) -> std::io::Result<TempPath> {
+pub(crate) fn write_idfile(ids: &[&str]) -> std::io::Result<TempPath> {
     let mut file = tempfile::Builder::new()
         .prefix("proctor-ids-")
         .suffix(".list")

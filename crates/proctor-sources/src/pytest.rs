@@ -1,0 +1,216 @@
+//! pytest projects: node ids found by pytest's own collection and run in batches through a small plugin Proctor
+//! ships (`pytest_plugin.py`), which writes each test's events as subunit v2 the moment it ends.
+//!
+//! The plugin is given to `pytest.main()` as an object, through `python -c`, rather than installed and loaded
+//! with `-p`: nothing has to be installed where the tests run, which may be a lab agent or an ssh host. The node
+//! ids go in a file, so a batch of any size fits on a command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::ini::IniFile;
+use crate::invocation::{Invocation, Protocol};
+use crate::suite::{Runner, Suite, TestCase};
+use crate::template::write_idfile;
+use crate::SourceError;
+
+/// The plugin, run with `python -c`.
+const PLUGIN: &str = include_str!("pytest_plugin.py");
+
+/// How deep below the project a test file is looked for when no configuration says it is a pytest project.
+const LOOK_DEPTH: usize = 4;
+
+/// How a pytest project's tests are listed and run.
+#[derive(Clone, Debug)]
+pub(crate) struct PytestTests {
+    python: PathBuf,
+}
+
+/// The file that configures pytest in `project`, when one does (in pytest's own order of precedence).
+pub(crate) fn configuration(project: &Path) -> Result<Option<PathBuf>, SourceError> {
+    let ini = project.join("pytest.ini");
+    if ini.is_file() {
+        // pytest takes a pytest.ini even when it is empty.
+        return Ok(Some(ini));
+    }
+    let pyproject = project.join("pyproject.toml");
+    if pyproject.is_file() && pyproject_configures_pytest(&pyproject)? {
+        return Ok(Some(pyproject));
+    }
+    for (file, section) in [("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")] {
+        let path = project.join(file);
+        if path.is_file() && IniFile::load(&path)?.has_section(section) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+fn pyproject_configures_pytest(path: &Path) -> Result<bool, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let document: toml::Table = toml::from_str(&text).map_err(|error| SourceError::Toml {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })?;
+    Ok(document
+        .get("tool")
+        .and_then(|tool| tool.get("pytest"))
+        .and_then(|pytest| pytest.get("ini_options"))
+        .is_some())
+}
+
+/// Whether `project` has what pytest would collect without a configuration: a `conftest.py`, or `test_*.py` /
+/// `*_test.py` files (not under hidden directories, virtual environments or caches).
+pub(crate) fn looks_like_tests(project: &Path) -> bool {
+    if project.join("conftest.py").is_file() {
+        return true;
+    }
+    walkdir::WalkDir::new(project)
+        .max_depth(LOOK_DEPTH)
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            entry.depth() == 0
+                || !(name.starts_with('.')
+                    || name == "__pycache__"
+                    || name == "node_modules"
+                    || name == "venv"
+                    || name == "target")
+        })
+        .filter_map(Result::ok)
+        .any(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            entry.file_type().is_file()
+                && name.ends_with(".py")
+                && (name.starts_with("test_") || name.ends_with("_test.py"))
+        })
+}
+
+/// The interpreter a project's tests run with: `$PYTHON`, else the project's `.venv`, else `python3`.
+pub(crate) fn python(project: &Path) -> PathBuf {
+    if let Some(python) = std::env::var_os("PYTHON").filter(|python| !python.is_empty()) {
+        return PathBuf::from(python);
+    }
+    let venv = project.join(".venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Whether the project's interpreter can import pytest.
+pub(crate) fn python_has_pytest(project: &Path) -> bool {
+    Command::new(python(project))
+        .args(["-c", "import pytest"])
+        .current_dir(project)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The pytest suite of `project`.
+pub(crate) fn suite(project: &Path) -> Result<Suite, SourceError> {
+    let tests = PytestTests {
+        python: python(project),
+    };
+    Ok(Suite::new(
+        "pytest".to_owned(),
+        project.to_path_buf(),
+        Runner::Pytest(tests),
+        Protocol::Subunit,
+    ))
+}
+
+/// A line the plugin prints while collecting.
+#[derive(Deserialize)]
+struct Collected {
+    id: String,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+impl PytestTests {
+    /// The node ids pytest collects, each with the module it must share a process with when it uses a fixture
+    /// wider than a function. A file that fails to collect is listed as a test of its own, which fails when run
+    /// with pytest's report of why.
+    pub(crate) fn list(&self, suite: &Suite) -> Result<Vec<TestCase>, SourceError> {
+        let idfile = write_idfile(&[]).map_err(|source| SourceError::IdFile {
+            suite: suite.name().to_owned(),
+            source,
+        })?;
+        let output = Command::new(&self.python)
+            .args(["-c", PLUGIN, "collect"])
+            .arg(&*idfile)
+            .current_dir(suite.directory())
+            .envs(suite.env().iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| self.cannot_list(suite, format!("cannot start it: {error}")))?;
+        let said = String::from_utf8_lossy(&output.stderr);
+        if said.contains("No module named pytest") {
+            return Err(self.cannot_list(
+                suite,
+                "pytest is not installed for it: install it there (`python -m pip install pytest`), or name \
+                 another interpreter with $PYTHON"
+                    .to_owned(),
+            ));
+        }
+        if !output.status.success() {
+            return Err(self.cannot_list(
+                suite,
+                format!("collection failed ({}): {}", output.status, said.trim()),
+            ));
+        }
+        let mut tests = Vec::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Ok(collected) = serde_json::from_str::<Collected>(line) else {
+                // pytest's own lines (warnings) may come before the plugin's.
+                continue;
+            };
+            if tests.iter().any(|test: &TestCase| test.id == collected.id) {
+                continue;
+            }
+            tests.push(TestCase {
+                group: collected.group,
+                ..suite.test_case(collected.id)
+            });
+        }
+        Ok(tests)
+    }
+
+    fn cannot_list(&self, suite: &Suite, why: String) -> SourceError {
+        SourceError::CannotList {
+            suite: suite.name().to_owned(),
+            reason: format!("{}: {why}", self.python.display()),
+        }
+    }
+
+    /// The process that runs exactly the node ids `ids`, in one interpreter.
+    pub(crate) fn invocation(
+        &self,
+        suite: &Suite,
+        ids: &[&str],
+    ) -> Result<Invocation, SourceError> {
+        let idfile = write_idfile(ids).map_err(|source| SourceError::IdFile {
+            suite: suite.name().to_owned(),
+            source,
+        })?;
+        let args = vec![
+            "-c".to_owned(),
+            PLUGIN.to_owned(),
+            "run".to_owned(),
+            idfile.to_string_lossy().into_owned(),
+        ];
+        Ok(
+            Invocation::new(&self.python, args, suite.directory(), Protocol::Subunit)
+                .with_idfile(Some(idfile)),
+        )
+    }
+}
