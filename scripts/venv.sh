@@ -9,7 +9,7 @@ stamp="$venv/requirements.stamp"
 venv_is_current() {
     [[ -x "$venv/bin/python" ]] &&
         cmp -s "$requirements" "$stamp" &&
-        "$venv/bin/python" -c 'import subunit.v2, junitxml, stestr' 2>/dev/null
+        "$venv/bin/python" -c 'import subunit.v2, junitxml, stestr, pytest, xdist' 2>/dev/null
 }
 
 ensure_venv() {

@@ -762,6 +762,10 @@ pub struct RunArgs {
     /// Seconds a stopped test gets between SIGTERM and SIGKILL (default: 10).
     #[arg(long, value_name = "SECONDS", value_parser = parse::<Duration>)]
     pub grace: Option<Duration>,
+    /// Kill a test that runs longer than this many seconds, with everything it started (a suite's own limit
+    /// still applies when shorter).
+    #[arg(long, value_name = "SECONDS", value_parser = parse::<Duration>)]
+    pub time_limit: Option<Duration>,
 }
 
 /// `proctor lab-batch`: which job's worker runs the batch, and where its streams end.

@@ -180,6 +180,7 @@ fn settings(args: &RunArgs) -> Result<RunSettings, CliError> {
     given(&mut s.no_store, args.no_store.then_some(true));
     given(&mut s.memory_limit, args.memory_limit.map(Some));
     given(&mut s.grace, args.grace);
+    given(&mut s.time_limit, args.time_limit.map(Some));
     Ok(settings)
 }
 

@@ -15,20 +15,12 @@ use std::time::{Duration, Instant};
 
 use proctor_api::{JobState, JobSummaryView, JobsQuery};
 use proctor_subunit::{EventReader, Status};
-use support::{eventually, token, Lab, PATIENCE};
+use support::{eventually, text, token, Lab, PATIENCE};
 use tempfile::TempDir;
 
-/// `proctor run` in `project` with none of the developer's run settings, over `lab`'s queue `fleet` when given.
+/// `proctor run` in `project`, over `lab`'s queue `fleet` when given.
 fn run_command(project: &Path, lab: Option<&Lab>, args: &[&str]) -> Command {
-    let mut command = support::proctor();
-    command
-        .current_dir(project)
-        .env("XDG_CONFIG_HOME", project.join(".no-user-config"))
-        .env_remove("PROCTOR_TOKEN")
-        .arg("run");
-    for key in proctor::config::RunSettings::KEYS {
-        command.env_remove(proctor::config::env_var(key));
-    }
+    let mut command = support::proctor_run(project);
     if let Some(lab) = lab {
         command.args(["--lab", &lab.url, "--queue", "fleet"]);
     }
@@ -38,14 +30,6 @@ fn run_command(project: &Path, lab: Option<&Lab>, args: &[&str]) -> Command {
 
 fn run(project: &Path, lab: Option<&Lab>, args: &[&str]) -> Output {
     run_command(project, lab, args).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Writes an executable shell script.

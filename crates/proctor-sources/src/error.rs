@@ -73,6 +73,19 @@ pub enum SourceError {
         reason: String,
     },
 
+    /// The directory looks like a pytest project, but its interpreter has no pytest.
+    #[error(
+        "{dir} has pytest test files (conftest.py, test_*.py or *_test.py), but {python} cannot import pytest: \
+         install pytest for it, name another interpreter with $PYTHON, or configure another source (proctor.toml, \
+         .stestr.conf, …)"
+    )]
+    PytestMissing {
+        /// The project.
+        dir: PathBuf,
+        /// The interpreter tried.
+        python: PathBuf,
+    },
+
     /// Nothing in the directory says how to find tests.
     #[error(
         "no tests found in {dir}: expected proctor.toml, .stestr.conf, .testr.conf, \

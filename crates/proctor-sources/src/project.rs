@@ -177,7 +177,13 @@ pub fn discover_with(project: &Path, how: &Discovery) -> Result<Project, SourceE
     if project.join(cargo::MANIFEST).is_file() {
         return cargo_project(&project, how);
     }
-    if pytest::looks_like_tests(&project) && pytest::python_has_pytest(&project) {
+    if pytest::looks_like_tests(&project) {
+        if !pytest::python_has_pytest(&project) {
+            return Err(SourceError::PytestMissing {
+                python: pytest::python(&project),
+                dir: project,
+            });
+        }
         return pytest_project(&project, None);
     }
     Err(SourceError::NothingFound { dir: project })

@@ -2,8 +2,8 @@
 # installed where the tests run (a lab agent, an ssh host): pytest.main() gets the plugin object.
 #
 # MODE `collect`: prints one JSON line per collected item, {"id", "group"}, and one per collection error,
-# {"id": <the file's node id>, "error": <the report>}; `group` is the module's node id when the item uses a fixture
-# of class, module or package scope, so the module's tests stay in one process.
+# {"id": <the file's node id>, "error": <the report>}; `group` is the module's node id when a test of the module
+# uses a fixture of class, module or package scope, so the module's tests stay in one process.
 # MODE `run`: runs the node ids listed in IDFILE and writes each test's events to standard output as subunit v2
 # (written here, so the project needs no python-subunit): inprogress, then the final status with the captured
 # output and the failure's long representation as attachments. Anything else printed to standard output goes to
@@ -22,7 +22,6 @@ IDFILE = sys.argv[2]
 ARGS = sys.argv[3:]
 
 EXISTS, INPROGRESS, SUCCESS, UXSUCCESS, SKIP, FAIL, XFAIL = range(1, 8)
-NARROW_SCOPES = ("function",)
 
 
 def number(value):
@@ -80,15 +79,20 @@ class Collector:
             self.lines.append({"id": report.nodeid, "error": str(report.longrepr)})
 
     def pytest_collection_modifyitems(self, session, config, items):
+        wide = set()
         for item in items:
-            module = item.nodeid.split("::", 1)[0]
             info = getattr(item, "_fixtureinfo", None)
-            wide = False
             for definitions in getattr(info, "name2fixturedefs", {}).values():
                 if any(getattr(d, "scope", "function") in ("class", "module", "package") for d in definitions):
-                    wide = True
-            self.lines.append({"id": item.nodeid, "group": module if wide else None})
+                    wide.add(module_of(item))
+        for item in items:
+            module = module_of(item)
+            self.lines.append({"id": item.nodeid, "group": module if module in wide else None})
         items[:] = []
+
+
+def module_of(item):
+    return item.nodeid.split("::", 1)[0]
 
 
 class Reporter:
@@ -114,17 +118,24 @@ class Reporter:
         if report.failed:
             status = FAIL if report.when != "call" or not xfail else UXSUCCESS
         elif report.when == "call":
-            if xfail:
-                status = XFAIL if report.skipped else UXSUCCESS
+            if xfail and report.skipped:
+                status = XFAIL
+            elif xfail:
+                # A non-strict xfail that passed: pytest counts it apart ("xpassed"), never as a failure.
+                status = SUCCESS
+                test["xpass"] = True
             else:
                 status = SKIP if report.skipped else SUCCESS
         elif report.skipped:
             status = XFAIL if xfail else SKIP
+        expected = getattr(report, "wasxfail", "")
         if report.skipped and isinstance(report.longrepr, tuple):
             test["reason"] = report.longrepr[2]
-        elif xfail and report.wasxfail:
-            test["reason"] = report.wasxfail
-        if report.failed or status in (XFAIL, UXSUCCESS):
+        elif expected:
+            test["reason"] = expected
+        if test.get("xpass") and report.when == "call":
+            test["reason"] = "XPASS: expected to fail" + (": " + expected if expected else "")
+        if report.failed or status == XFAIL:
             if report.longrepr is not None:
                 test["tracebacks"].append(str(report.longrepr))
         # Each phase's report carries the output captured so far: the last one has it all.
@@ -156,7 +167,8 @@ def main():
         ids = [line.rstrip("\n") for line in listed if line.strip()]
     if MODE == "collect":
         collector = Collector()
-        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *ARGS, *ids], plugins=[collector])
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                            *ARGS, *ids], plugins=[collector])
         for line in collector.lines:
             print(json.dumps(line))
         sys.stdout.flush()
@@ -166,7 +178,8 @@ def main():
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     reporter = Reporter(out)
-    code = pytest.main(["-p", "no:cacheprovider", "-q", *ARGS, *ids], plugins=[reporter])
+    code = pytest.main(["-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", *ARGS, *ids],
+                       plugins=[reporter])
     return 0 if code in (0, 1, 5) else code
 
 

@@ -26,6 +26,8 @@ fn source_kind(dir: &Path) -> &'static str {
         Source::Testr(_) => ".testr.conf",
         Source::Executables(_) => "executables",
         Source::Fmf(_) => "fmf",
+        Source::Pytest(_) => "pytest",
+        Source::Cargo(_) => "cargo",
     }
 }
 
@@ -351,4 +353,25 @@ fn proctor_toml_settings_reach_suites_tests_and_invocations() {
     );
     let message = error_message(batched.invocation(&[]));
     assert!(message.contains("needs at least one test"), "{message}");
+}
+
+#[test]
+fn precedence_fmf_then_pytest_configuration_then_cargo_then_pytest_test_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::create_dir(path("tests")).expect("mkdir");
+    write(&path("tests/test_it.py"), "def test_it():\n    pass\n");
+    write(
+        &path("Cargo.toml"),
+        "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+    );
+    // Test files alone do not beat a Cargo package (a Rust project with Python helpers).
+    assert_eq!(source_kind(dir.path()), "cargo");
+    write(&path("setup.cfg"), "[metadata]\nname = x\n");
+    assert_eq!(source_kind(dir.path()), "cargo", "setup.cfg without [tool:pytest]");
+    write(&path("setup.cfg"), "[tool:pytest]\ntestpaths = tests\n");
+    assert_eq!(source_kind(dir.path()), "pytest");
+    std::fs::create_dir(path(".fmf")).expect("mkdir");
+    write(&path(".fmf/version"), "1\n");
+    assert_eq!(source_kind(dir.path()), "fmf");
 }

@@ -76,6 +76,22 @@ pub fn venv() -> PathBuf {
     venv
 }
 
+/// The real pytest project `scripts/test` fetched (toolz's sdist, `scripts/sdists.sh`):
+/// `$PROCTOR_TEST_PYTEST_PROJECT`, else where that script puts it. Panics when it is not there.
+pub fn pytest_project() -> PathBuf {
+    let project = match std::env::var_os("PROCTOR_TEST_PYTEST_PROJECT") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => workspace_root().join("target/test-sdists/toolz-1.0.0"),
+    };
+    if !project.join("setup.cfg").is_file() {
+        panic!(
+            "the pytest project is not at {}; run ./scripts/test to fetch it (scripts/sdists.sh)",
+            project.display()
+        );
+    }
+    project
+}
+
 /// The virtualenv's Python interpreter.
 pub fn python() -> PathBuf {
     venv().join("bin").join("python")

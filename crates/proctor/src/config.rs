@@ -435,6 +435,8 @@ run_settings! {
     "memory-limit" => memory_limit: Option<Bytes> = None;
     /// How long a stopped test gets between SIGTERM and SIGKILL.
     "grace" => grace: Duration = RunConfig::default().grace;
+    /// Kill a test that runs longer than this (with everything it started), whatever its suite allows.
+    "time-limit" => time_limit: Option<Duration> = None;
 }
 
 /// Where a run's workers come from, as `serial`, `concurrency` and `pool` decide together.

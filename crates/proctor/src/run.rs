@@ -323,7 +323,12 @@ impl Run {
             true => Some(self.failing()?),
             false => None,
         };
-        let tests = selection.pick(self.tests()?.to_vec(), failing.as_ref())?;
+        let mut tests = selection.pick(self.tests()?.to_vec(), failing.as_ref())?;
+        if let Some(limit) = *self.settings.time_limit.get() {
+            for test in &mut tests {
+                test.time_limit = Some(test.time_limit.map_or(limit, |own| own.min(limit)));
+            }
+        }
         self.filters.clone_from(&selection.filters);
         self.partial = failing.is_some() || selection.leaves_out();
         Ok(tests)

@@ -19,6 +19,30 @@ pub fn proctor() -> Command {
     Command::cargo_bin("proctor").unwrap()
 }
 
+/// `proctor run` in `project` with none of the developer's run settings: no user config file (its directory does
+/// not exist), no `PROCTOR_*` setting variables, no token.
+pub fn proctor_run(project: &Path) -> Command {
+    let mut command = proctor();
+    command
+        .current_dir(project)
+        .env("XDG_CONFIG_HOME", project.join(".no-user-config"))
+        .env_remove("PROCTOR_TOKEN")
+        .arg("run");
+    for key in proctor::config::RunSettings::KEYS {
+        command.env_remove(proctor::config::env_var(key));
+    }
+    command
+}
+
+/// A command's standard output and error, for messages.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Children killed (SIGKILL) and reaped when dropped, even when a test panics.
 #[derive(Default)]
 pub struct Children(Vec<Child>);
