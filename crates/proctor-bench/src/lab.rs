@@ -23,9 +23,14 @@
 //!   long-polling claims while it dispatches. Their PostgreSQL rows need `PROCTOR_TEST_POSTGRES` (the admin URL of
 //!   a throwaway cluster, which `scripts/bench` starts); without it they are skipped with a line saying so.
 //!
+//! - `fanout` (issue 14): one `proctor run --lab` of a heavy-tailed suite of 48 sleep tests over 4 agents (real
+//!   `proctor server` and `proctor agent` processes), its first and second run against the lower bound
+//!   `max(total / 4, longest)`, against 1 agent, and against the same run here with `-j 4`.
+//!
 //! Every part runs when none is named.
 
 mod dispatch;
+mod fanout;
 mod fixture;
 mod list;
 mod memory;
@@ -46,11 +51,12 @@ use proctor_server::ServerError;
 use thiserror::Error;
 
 use crate::process::{ratio, ProcessError};
+use crate::run::RunBenchError;
 
 pub use memory::serve;
 
 const USAGE: &str = "usage: proctor-bench lab \
-    [dispatch|throughput|memory|tail|wait|list|ui|scale-dispatch|scale-throughput|scale-idle]...";
+    [dispatch|throughput|memory|tail|wait|list|ui|scale-dispatch|scale-throughput|scale-idle|fanout]...";
 
 /// Why the `lab` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -61,7 +67,7 @@ pub enum LabBenchError {
     /// A part name that is not one of the benchmarks.
     #[error(
         "unknown part {0:?}: expected dispatch, throughput, memory, tail, wait, list, ui, scale-dispatch, \
-         scale-throughput or scale-idle\n{USAGE}"
+         scale-throughput, scale-idle or fanout\n{USAGE}"
     )]
     UnknownPart(String),
     /// The async runtime for the server (or the memory part's clients) could not be built.
@@ -194,6 +200,9 @@ pub enum LabBenchError {
     /// The open-file limit could not be read or raised.
     #[error("raising the open-file limit: {0}")]
     FileLimit(nix::errno::Errno),
+    /// A `proctor run` the bench timed failed or lost tests, or its suite could not be written.
+    #[error(transparent)]
+    Run(#[from] RunBenchError),
     /// A bench thread or task died, so its figures are lost.
     #[error("a bench thread or task panicked")]
     WorkerPanicked,
@@ -212,10 +221,11 @@ enum Part {
     ScaleDispatch,
     ScaleThroughput,
     ScaleIdle,
+    Fanout,
 }
 
 impl Part {
-    const ALL: [Part; 10] = [
+    const ALL: [Part; 11] = [
         Part::Dispatch,
         Part::Throughput,
         Part::Memory,
@@ -226,6 +236,7 @@ impl Part {
         Part::ScaleDispatch,
         Part::ScaleThroughput,
         Part::ScaleIdle,
+        Part::Fanout,
     ];
 
     fn parse(name: &str) -> Result<Part, LabBenchError> {
@@ -240,6 +251,7 @@ impl Part {
             "scale-dispatch" => Ok(Part::ScaleDispatch),
             "scale-throughput" => Ok(Part::ScaleThroughput),
             "scale-idle" => Ok(Part::ScaleIdle),
+            "fanout" => Ok(Part::Fanout),
             _ if name.starts_with('-') => Err(LabBenchError::Usage),
             _ => Err(LabBenchError::UnknownPart(name.to_owned())),
         }
@@ -272,6 +284,7 @@ pub fn lab_bench(args: &[String]) -> Result<(), LabBenchError> {
             Part::ScaleDispatch => scale::dispatch_bench()?,
             Part::ScaleThroughput => scale::throughput_bench()?,
             Part::ScaleIdle => scale::idle::bench()?,
+            Part::Fanout => fanout::bench()?,
         }
     }
     Ok(())

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
                 "usage: proctor-bench subunit [--venv DIR]\n       \
                  proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...\n       \
                  proctor-bench lab [dispatch|throughput|memory|tail|wait|list|ui|\
-                 scale-dispatch|scale-throughput|scale-idle]..."
+                 scale-dispatch|scale-throughput|scale-idle|fanout]..."
             );
             ExitCode::from(2)
         }

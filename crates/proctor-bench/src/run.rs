@@ -17,7 +17,7 @@
 //! Every part runs when none is named. Sleeps stand in for work because the
 //! machine has two cores: scheduling figures must not depend on CPU share.
 
-mod makespan;
+pub(crate) mod makespan;
 mod overhead;
 mod python;
 mod ssh;
@@ -183,7 +183,7 @@ pub fn run_bench(args: &[String]) -> Result<(), RunBenchError> {
 }
 
 /// `dir`, emptied (or created).
-fn fresh_dir(dir: &Path) -> Result<PathBuf, RunBenchError> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<PathBuf, RunBenchError> {
     remove_dir_if_present(dir)?;
     fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
     Ok(dir.to_path_buf())
@@ -224,7 +224,7 @@ fn compile_to_bytecode(python: &Path, project: &Path) -> Result<(), RunBenchErro
 }
 
 /// Writes a shell script and makes it executable.
-fn write_script(path: &Path, body: &str) -> Result<(), RunBenchError> {
+pub(crate) fn write_script(path: &Path, body: &str) -> Result<(), RunBenchError> {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, format!("#!/bin/sh\n{body}\n")).map_err(io_error("writing", path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755))
@@ -233,7 +233,7 @@ fn write_script(path: &Path, body: &str) -> Result<(), RunBenchError> {
 
 /// `proctor run -C project --subunit` with `extra` arguments: the subunit
 /// stream is all it prints, so no terminal drawing is timed.
-fn proctor_run(proctor: &Path, project: &Path, extra: &[&str]) -> Command {
+pub(crate) fn proctor_run(proctor: &Path, project: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(proctor);
     command
         .arg("run")
@@ -247,7 +247,7 @@ fn proctor_run(proctor: &Path, project: &Path, extra: &[&str]) -> Command {
 /// Runs `command` with its standard output in the file `stream`, times it,
 /// and checks that it exited 0 and that the subunit stream it wrote shows
 /// `expected` passed tests.
-fn time_run(
+pub(crate) fn time_run(
     command: &mut Command,
     stream: &Path,
     expected: usize,
@@ -298,7 +298,7 @@ fn run_test(path: &Path) -> Result<(), RunBenchError> {
 }
 
 /// Seconds with two decimals, for tables.
-fn secs(time: Duration) -> String {
+pub(crate) fn secs(time: Duration) -> String {
     format!("{:.2} s", time.as_secs_f64())
 }
 

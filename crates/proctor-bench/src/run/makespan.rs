@@ -197,13 +197,13 @@ fn standard_normal(rng: &mut XorShift) -> f64 {
 }
 
 /// A uniform sample in [0, 1).
-fn unit_interval(rng: &mut XorShift) -> f64 {
+pub(crate) fn unit_interval(rng: &mut XorShift) -> f64 {
     (rng.next() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The same durations with the `count` longest moved to the end, shortest
 /// of them first; the others keep their order.
-fn longest_last(durations: Vec<Duration>, count: usize) -> Vec<Duration> {
+pub(crate) fn longest_last(durations: Vec<Duration>, count: usize) -> Vec<Duration> {
     let mut by_length: Vec<usize> = (0..durations.len()).collect();
     by_length.sort_by_key(|&index| Reverse(durations[index]));
     let mut longest: Vec<usize> = by_length.into_iter().take(count).collect();
@@ -220,7 +220,7 @@ fn longest_last(durations: Vec<Duration>, count: usize) -> Vec<Duration> {
 
 /// The durations in a random order (Fisher–Yates): the same tests, but the
 /// slow ones are now others.
-fn shuffled(durations: &[Duration], rng: &mut XorShift) -> Vec<Duration> {
+pub(crate) fn shuffled(durations: &[Duration], rng: &mut XorShift) -> Vec<Duration> {
     let mut shuffled = durations.to_vec();
     for last in (1..shuffled.len()).rev() {
         shuffled.swap(last, rng.below(last + 1));
@@ -247,7 +247,7 @@ pub(super) fn write_suite(
 
 /// No schedule can finish before all the work is spread evenly, nor before
 /// the longest test ends.
-pub(super) fn lower_bound(durations: &[Duration], workers: usize) -> Duration {
+pub(crate) fn lower_bound(durations: &[Duration], workers: usize) -> Duration {
     let total: Duration = durations.iter().sum();
     let longest = durations.iter().max().copied().unwrap_or_default();
     let per_worker = total.div_f64(workers.max(1) as f64);
