@@ -10,6 +10,8 @@
 //! - `startup`: a `.testr.conf` suite of 2 500 quick tests whose package takes
 //!   0.3 s to import, `proctor run` against `testr run --parallel` and the
 //!   floor (listing, then one process per worker).
+//! - `pytest`: toolz's own pytest suite and a heavy-tailed one, `proctor run -j 2` against `pytest -n 2`
+//!   (pytest-xdist), without history and with it (see `run/pytest.rs`).
 //! - `ssh`: the makespan suite over an ssh pool of two loopback `sshd` × two
 //!   workers against the lower bound and a static N/M split, and the per-test
 //!   overhead of an ssh worker over a local slot (see `run/ssh.rs`).
@@ -19,6 +21,7 @@
 
 pub(crate) mod makespan;
 mod overhead;
+mod pytest;
 mod python;
 mod ssh;
 mod startup;
@@ -38,7 +41,7 @@ use crate::process::{check_exit, describe, run_checked, ProcessError};
 use crate::sibling_binary;
 
 const USAGE: &str =
-    "usage: proctor-bench run [--venv DIR] [makespan|overhead|python|startup|ssh]...";
+    "usage: proctor-bench run [--venv DIR] [makespan|overhead|python|pytest|startup|ssh]...";
 
 /// Why the `run` benchmark could not produce its figures.
 #[derive(Debug, Error)]
@@ -47,7 +50,9 @@ pub enum RunBenchError {
     #[error("{USAGE}")]
     Usage,
     /// A part name that is not one of the benchmarks.
-    #[error("unknown part {0:?}: expected makespan, overhead, python, startup or ssh\n{USAGE}")]
+    #[error(
+        "unknown part {0:?}: expected makespan, overhead, python, pytest, startup or ssh\n{USAGE}"
+    )]
     UnknownPart(String),
     /// The Python parts need the test virtualenv.
     #[error(
@@ -95,22 +100,24 @@ enum Part {
     Makespan,
     Overhead,
     Python,
+    Pytest,
     Startup,
     Ssh,
 }
 
 impl Part {
-    const ALL: [Part; 5] = [
+    const ALL: [Part; 6] = [
         Part::Makespan,
         Part::Overhead,
         Part::Python,
+        Part::Pytest,
         Part::Startup,
         Part::Ssh,
     ];
 
     /// Whether it runs the Python tools of the test virtualenv.
     fn needs_venv(self) -> bool {
-        matches!(self, Part::Python | Part::Startup)
+        matches!(self, Part::Python | Part::Pytest | Part::Startup)
     }
 
     fn parse(name: &str) -> Result<Part, RunBenchError> {
@@ -118,6 +125,7 @@ impl Part {
             "makespan" => Ok(Part::Makespan),
             "overhead" => Ok(Part::Overhead),
             "python" => Ok(Part::Python),
+            "pytest" => Ok(Part::Pytest),
             "startup" => Ok(Part::Startup),
             "ssh" => Ok(Part::Ssh),
             _ => Err(RunBenchError::UnknownPart(name.to_owned())),
@@ -175,8 +183,11 @@ pub fn run_bench(args: &[String]) -> Result<(), RunBenchError> {
             (Part::Overhead, _) => overhead::bench(&proctor, &dir)?,
             (Part::Ssh, _) => ssh::bench(&proctor, &dir)?,
             (Part::Python, Some(venv)) => python::bench(&proctor, venv, &dir)?,
+            (Part::Pytest, Some(venv)) => pytest::bench(&proctor, venv, &dir)?,
             (Part::Startup, Some(venv)) => startup::bench(&proctor, venv, &dir)?,
-            (Part::Python | Part::Startup, None) => return Err(RunBenchError::NoVenv),
+            (Part::Python | Part::Pytest | Part::Startup, None) => {
+                return Err(RunBenchError::NoVenv)
+            }
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ const SLOWEST_SHOWN: usize = 5;
 
 /// `proctor list`: the selected tests' ids, one per line.
 pub fn list(args: ListArgs) -> Result<u8, CliError> {
-    let project = discover(&args.selection)?;
+    let project = discover(&args.selection, None)?;
     let tests = selection(&args.selection).pick(project.list()?, None)?;
     let mut out = io::stdout().lock();
     for test in tests {
@@ -39,7 +39,14 @@ pub fn list(args: ListArgs) -> Result<u8, CliError> {
 pub fn run(args: RunArgs) -> Result<u8, CliError> {
     let project_dir = &args.selection.project.dir;
     let settings = settings(&args)?;
-    let project = discover(&args.selection)?;
+    // What sources learn between runs (a pytest project's collection) lives with the runs, and not at all when
+    // the run is not stored.
+    let cache = (!*settings.no_store.get()).then(|| {
+        project_dir
+            .join(proctor_repository::DIRECTORY)
+            .join("cache")
+    });
+    let project = discover(&args.selection, cache)?;
     let mut run = Run::new(project_dir, project, settings);
     if let Some(pool) = lab_pool(&args)? {
         run = run.with_pool(pool);
@@ -250,8 +257,10 @@ pub fn pool_check(file: &Path) -> Result<u8, CliError> {
     Ok(if failed { exit::ERROR } else { exit::OK })
 }
 
-fn discover(selection: &Selection) -> Result<Project, CliError> {
+/// The project's sources as `selection` picks them, keeping what they learn between runs in `cache` when given.
+fn discover(selection: &Selection, cache: Option<PathBuf>) -> Result<Project, CliError> {
     let discovery = proctor_sources::Discovery {
+        cache,
         executables: selection.executables.clone(),
         source: selection.source.map(|source| match source {
             SourceArg::Pytest => proctor_sources::SourceKind::Pytest,

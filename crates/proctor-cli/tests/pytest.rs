@@ -418,3 +418,61 @@ fn a_real_project_from_pypi_gives_the_totals_pytest_gives() {
         BTreeSet::from(["toolz/tests/test_broken_on_purpose.py::test_broken".to_owned()])
     );
 }
+
+#[test]
+fn the_collection_is_kept_until_the_project_changes() {
+    let project = TempDir::new().unwrap();
+    // Outside the project: a file in it that changes is a change of the project.
+    let logs = TempDir::new().unwrap();
+    let collections = logs.path().join("collections.log");
+    fs::write(
+        project.path().join("conftest.py"),
+        format!(
+            "def pytest_configure(config):\n    if config.option.collectonly:\n        \
+             open({:?}, 'a').write('collected\\n')\n",
+            collections.display().to_string()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        project.path().join("test_a.py"),
+        "def test_a():\n    pass\n",
+    )
+    .unwrap();
+    let collected = || {
+        fs::read_to_string(&collections)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let first = run(project.path(), &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(collected(), 1);
+    let second = run(project.path(), &[]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_eq!(
+        collected(),
+        1,
+        "nothing changed: the kept collection is used"
+    );
+    // A new test in a new file: collected again, and run.
+    fs::write(
+        project.path().join("test_b.py"),
+        "def test_b():\n    assert False, 'b is new and broken'\n",
+    )
+    .unwrap();
+    let third = run(project.path(), &[]);
+    assert_eq!(third.status.code(), Some(1), "{}", text(&third));
+    assert!(
+        text(&third).contains("b is new and broken"),
+        "{}",
+        text(&third)
+    );
+    assert_eq!(collected(), 2);
+    // Without storing the run, nothing is kept (and nothing is written).
+    let other = TempDir::new().unwrap();
+    fs::write(other.path().join("test_c.py"), "def test_c():\n    pass\n").unwrap();
+    let unstored = run(other.path(), &["--no-store"]);
+    assert_eq!(unstored.status.code(), Some(0), "{}", text(&unstored));
+    assert!(!other.path().join(".proctor").exists());
+}

@@ -836,7 +836,7 @@ impl<'a> Runner<'a> {
                 takes,
                 rank,
                 |suite| self.batching(suite),
-                |suite| costs.get(&suite).map_or(1, ProcessCost::min_batch_size),
+                |suite| costs.get(&suite).copied(),
             );
             if !batch.is_empty() {
                 running.insert(slot, batch.clone());

@@ -39,7 +39,7 @@ pub(crate) const STARTUP_SHARE: u32 = 10;
 
 impl ProcessCost {
     /// The least test time a batch should hold.
-    fn min_batch_time(&self) -> Duration {
+    pub(crate) fn min_batch_time(&self) -> Duration {
         self.startup * STARTUP_SHARE
     }
 
@@ -277,6 +277,28 @@ fn group(tests: Vec<TestCase>, history: &HashMap<String, Duration>) -> Vec<Unit>
     units
 }
 
+/// How much of the queue a batch takes: a share of the expected time left, or of the tests left.
+enum Share {
+    Time { target: Duration, taken: Duration },
+    Tests { target: usize, taken: usize },
+}
+
+impl Share {
+    fn full(&self) -> bool {
+        match self {
+            Share::Time { target, taken } => taken >= target,
+            Share::Tests { target, taken } => taken >= target,
+        }
+    }
+
+    fn add(&mut self, unit: &Unit) {
+        match self {
+            Share::Time { taken, .. } => *taken += unit.expected.unwrap_or_default(),
+            Share::Tests { taken, .. } => *taken += unit.tests.len(),
+        }
+    }
+}
+
 /// The shared queue workers take their next batch from.
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -319,15 +341,17 @@ impl Queue {
     }
 
     /// The next batch among the units `takes` accepts, and which try it is: a planned batch as it is; otherwise
-    /// the first such unit of the highest `rank`, plus, for a batching suite, further ones of the same suite and try up to the guided
-    /// self-scheduling size, or up to `min_size(suite)` tests when that is larger. Empty when `takes` accepts
-    /// none.
+    /// the first such unit of the highest `rank`, plus, for a batching suite, further ones of the same suite and
+    /// try up to the guided self-scheduling share. The share is of the expected time left when every unit left
+    /// has an expected duration (so the longest tests, first in the queue, do not go out as one batch holding most
+    /// of the run), else of the tests left; and at least the suite's `cost` says a batch should hold. Empty when
+    /// `takes` accepts none.
     pub(crate) fn next_batch(
         &mut self,
         takes: impl Fn(&Unit) -> bool,
         rank: impl Fn(&Unit) -> i64,
         batching: impl Fn(usize) -> Batching,
-        min_size: impl Fn(usize) -> usize,
+        cost: impl Fn(usize) -> Option<ProcessCost>,
     ) -> (Vec<TestCase>, Again) {
         let best = self
             .units
@@ -341,24 +365,48 @@ impl Queue {
             return (Vec::new(), Again::default());
         };
         let suite = first.suite();
-        let mut batch = first.tests;
         if first.planned || batching(suite) == Batching::OnePerProcess {
-            return (batch, first.again);
+            return (first.tests, first.again);
         }
-        let remaining = self.remaining_in(suite) + batch.len();
-        let size = remaining.div_ceil(2 * self.workers).max(min_size(suite));
-        while batch.len() < size {
+        let cost = cost(suite);
+        let mut share = match self.expected_left(suite, &first) {
+            Some(left) => Share::Time {
+                target: (left / (2 * self.workers) as u32)
+                    .max(cost.map_or(Duration::ZERO, |cost| cost.min_batch_time())),
+                taken: first.expected.unwrap_or_default(),
+            },
+            None => Share::Tests {
+                target: (self.remaining_in(suite) + first.tests.len())
+                    .div_ceil(2 * self.workers)
+                    .max(cost.map_or(1, |cost| cost.min_batch_size())),
+                taken: first.tests.len(),
+            },
+        };
+        let again = first.again;
+        let mut batch = first.tests;
+        while !share.full() {
             let joins =
-                |unit: &Unit| unit.batches_with(suite) && unit.again == first.again && takes(unit);
+                |unit: &Unit| unit.batches_with(suite) && unit.again == again && takes(unit);
             let Some(position) = self.units.iter().position(joins) else {
                 break;
             };
-            match self.units.remove(position) {
-                Some(unit) => batch.extend(unit.tests),
-                None => break,
-            }
+            let Some(unit) = self.units.remove(position) else {
+                break;
+            };
+            share.add(&unit);
+            batch.extend(unit.tests);
         }
-        (batch, first.again)
+        (batch, again)
+    }
+
+    /// The expected time of `first` and every unit left of `suite`, when each has an expected duration.
+    fn expected_left(&self, suite: usize, first: &Unit) -> Option<Duration> {
+        self.units
+            .iter()
+            .filter(|unit| unit.batches_with(suite))
+            .chain(std::iter::once(first))
+            .map(|unit| unit.expected)
+            .sum()
     }
 
     fn remaining_in(&self, suite: usize) -> usize {
@@ -432,7 +480,7 @@ mod tests {
         let mut sizes = Vec::new();
         loop {
             let batch = queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0;
             if batch.is_empty() {
                 break;
@@ -454,17 +502,80 @@ mod tests {
         let mut queue = Queue::new(units, 4);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 60)
+                .next_batch(
+                    |_| true,
+                    |_| 0,
+                    |_| Batching::Batches,
+                    |_| Some(cost(6, 1000))
+                )
                 .0
                 .len(),
             60
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 60)
+                .next_batch(
+                    |_| true,
+                    |_| 0,
+                    |_| Batching::Batches,
+                    |_| Some(cost(6, 1000))
+                )
                 .0
                 .len(),
             40
+        );
+    }
+
+    #[test]
+    fn with_history_a_batch_takes_a_share_of_the_time_left_not_of_the_tests() {
+        // Heavy-tailed: 10 tests of 5 s, then 90 of 0.1 s; longest first.
+        let tests: Vec<TestCase> = (0..100).map(|i| test(&format!("t{i:02}"), None)).collect();
+        let history = tests
+            .iter()
+            .enumerate()
+            .map(|(i, test)| {
+                (
+                    test.id.clone(),
+                    Duration::from_millis(if i < 10 { 5000 } else { 100 }),
+                )
+            })
+            .collect();
+        let mut queue = Queue::new(order(tests, &history), 2);
+        // 59 s left over 2 workers: a quarter is 14.75 s, three of the long tests, where a quarter of the tests
+        // (25) would have been every long test: 50 s of the 59 in one batch.
+        let first = queue
+            .next_batch(
+                |_| true,
+                |_| 0,
+                |_| Batching::Batches,
+                |_| Some(cost(100, 100_000)),
+            )
+            .0;
+        assert_eq!(first.len(), 3, "{first:?}");
+        // Later batches hold at least ten start-ups' worth (1 s) until the queue runs dry.
+        let mut times = Vec::new();
+        let mut taken = first.len();
+        loop {
+            let batch = queue
+                .next_batch(
+                    |_| true,
+                    |_| 0,
+                    |_| Batching::Batches,
+                    |_| Some(cost(100, 100_000)),
+                )
+                .0;
+            if batch.is_empty() {
+                break;
+            }
+            taken += batch.len();
+            times.push(batch.iter().map(|test| history[&test.id]).sum::<Duration>());
+        }
+        assert_eq!(taken, 100);
+        assert!(
+            times[..times.len() - 1]
+                .iter()
+                .all(|&time| time >= Duration::from_secs(1)),
+            "{times:?}"
         );
     }
 
@@ -477,14 +588,14 @@ mod tests {
         let mut queue = Queue::new(units, 2);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             25
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             19
@@ -527,7 +638,7 @@ mod tests {
     fn drain(queue: &mut Queue) -> Vec<Vec<TestCase>> {
         std::iter::from_fn(|| {
             let batch = queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0;
             (!batch.is_empty()).then_some(batch)
         })
@@ -601,9 +712,21 @@ mod tests {
         let ordered = order(tests, &history);
         assert_eq!(ids(&planned), ids(&ordered));
         let mut queue = Queue::new(planned, 2);
-        let sizes: Vec<usize> = drain(&mut queue).iter().map(Vec::len).collect();
-        assert!(sizes.len() > 10, "{sizes:?}");
-        assert_eq!(sizes[0], 625);
+        let batches = drain(&mut queue);
+        assert!(batches.len() > 10, "{}", batches.len());
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 2500);
+        // The 200 ms test is over a quarter of the expected time left: it goes out alone, then the quick tests
+        // in batches whose expected time shrinks (to within one test's).
+        assert_eq!(batches[0].len(), 1);
+        let times: Vec<Duration> = batches
+            .iter()
+            .map(|batch| batch.iter().map(|test| history[&test.id]).sum())
+            .collect();
+        let slack = Duration::from_micros(500);
+        assert!(
+            times[1..].windows(2).all(|pair| pair[0] + slack >= pair[1]),
+            "{times:?}"
+        );
     }
 
     #[test]
@@ -673,14 +796,14 @@ mod tests {
         let mut queue = Queue::new(units, 2);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             5
         );
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             5
@@ -688,7 +811,7 @@ mod tests {
         // The cheap suite is batched as the queue drains.
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             3
@@ -706,14 +829,14 @@ mod tests {
         );
         let mut queue = Queue::new(units, 2);
         let first = queue
-            .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+            .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
             .0;
         assert_eq!(first.len(), 20);
         queue.requeue(first[5..].to_vec(), Again::default());
         // The requeued tests do not swallow the other planned batch.
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0
                 .len(),
             4
@@ -729,7 +852,7 @@ mod tests {
         let mut queue = Queue::new(units, 1);
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| None)
                 .0
                 .len(),
             1
@@ -737,7 +860,7 @@ mod tests {
         queue.requeue(vec![test("c", None)], Again::default());
         assert_eq!(
             queue
-                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| 1)
+                .next_batch(|_| true, |_| 0, |_| Batching::Batches, |_| None)
                 .0[0]
                 .id,
             "c"
@@ -756,7 +879,7 @@ mod tests {
             Again::default(),
         );
         let first = queue
-            .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| 1)
+            .next_batch(|_| true, |_| 0, |_| Batching::OnePerProcess, |_| None)
             .0;
         let ids: Vec<_> = first.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["g.1", "g.2"]);

@@ -43,6 +43,9 @@ pub struct Discovery {
     /// What `cargo test --no-run` is given to pick the packages and features of a Cargo project
     /// (`--workspace`, `--package P`, `--features F`, …).
     pub cargo_args: Vec<String>,
+    /// A directory where sources keep what they learned between runs (a pytest project's last collection), or
+    /// `None` to keep nothing.
+    pub cache: Option<PathBuf>,
 }
 
 /// A project's test suites, as [`discover`] found them.
@@ -145,7 +148,7 @@ pub fn discover_with(project: &Path, how: &Discovery) -> Result<Project, SourceE
         return Ok(Project::new(Source::Executables(dir), vec![suite]));
     }
     match how.source {
-        Some(SourceKind::Pytest) => return pytest_project(&project, None),
+        Some(SourceKind::Pytest) => return pytest_project(&project, None, how),
         Some(SourceKind::Cargo) => return cargo_project(&project, how),
         None => {}
     }
@@ -172,7 +175,7 @@ pub fn discover_with(project: &Path, how: &Discovery) -> Result<Project, SourceE
         return Ok(Project::new(Source::Fmf(project), vec![suite]));
     }
     if let Some(config) = pytest::configuration(&project)? {
-        return pytest_project(&project, Some(config));
+        return pytest_project(&project, Some(config), how);
     }
     if project.join(cargo::MANIFEST).is_file() {
         return cargo_project(&project, how);
@@ -184,14 +187,18 @@ pub fn discover_with(project: &Path, how: &Discovery) -> Result<Project, SourceE
                 dir: project,
             });
         }
-        return pytest_project(&project, None);
+        return pytest_project(&project, None, how);
     }
     Err(SourceError::NothingFound { dir: project })
 }
 
 /// The pytest project in `project`, configured by `config` when a file does.
-fn pytest_project(project: &Path, config: Option<PathBuf>) -> Result<Project, SourceError> {
-    let suite = pytest::suite(project)?;
+fn pytest_project(
+    project: &Path,
+    config: Option<PathBuf>,
+    how: &Discovery,
+) -> Result<Project, SourceError> {
+    let suite = pytest::suite(project, how.cache.as_deref())?;
     let source = Source::Pytest(config.unwrap_or_else(|| project.to_path_buf()));
     Ok(Project::new(source, vec![suite]))
 }

@@ -4,11 +4,20 @@
 //! The plugin is given to `pytest.main()` as an object, through `python -c`, rather than installed and loaded
 //! with `-p`: nothing has to be installed where the tests run, which may be a lab agent or an ssh host. The node
 //! ids go in a file, so a batch of any size fits on a command line.
+//!
+//! Collecting imports every test module, which is most of a quick suite's time (0.6 s of toolz's 1 s). So the
+//! last collection is kept in the cache directory the caller gives (the run repository's) with a fingerprint of
+//! what collection depends on: every file of the project (by path, size and modification time; caches and
+//! checkouts' metadata left out) and every directory's path, the interpreter and the modification times of the directories on
+//! its `sys.path` (an installed or removed package changes its directory's), pytest's environment variables and
+//! the plugin. While the fingerprint holds, the collection is not run again. What it cannot see is a test
+//! parametrized from data outside the project.
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ini::IniFile;
 use crate::invocation::{Invocation, Protocol};
@@ -22,10 +31,34 @@ const PLUGIN: &str = include_str!("pytest_plugin.py");
 /// How deep below the project a test file is looked for when no configuration says it is a pytest project.
 const LOOK_DEPTH: usize = 4;
 
+/// How deep the fingerprint walks; a larger tree is collected every time.
+const FINGERPRINT_ENTRIES: usize = 100_000;
+/// Directories the fingerprint leaves out: caches, metadata and environments that collection does not read
+/// tests from (a virtual environment counts through the interpreter's `sys.path` instead).
+const NOT_FINGERPRINTED: &[&str] = &[
+    ".git",
+    ".hg",
+    ".proctor",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".venv",
+    "venv",
+    "node_modules",
+    "target",
+];
+/// The cache file, in the cache directory.
+const CACHE_FILE: &str = "pytest-collection.json";
+
 /// How a pytest project's tests are listed and run.
 #[derive(Clone, Debug)]
 pub(crate) struct PytestTests {
     python: PathBuf,
+    /// Where the last collection is kept, when anywhere.
+    cache: Option<PathBuf>,
 }
 
 /// The file that configures pytest in `project`, when one does (in pytest's own order of precedence).
@@ -115,10 +148,11 @@ pub(crate) fn python_has_pytest(project: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// The pytest suite of `project`.
-pub(crate) fn suite(project: &Path) -> Result<Suite, SourceError> {
+/// The pytest suite of `project`, keeping its last collection in `cache` when given.
+pub(crate) fn suite(project: &Path, cache: Option<&Path>) -> Result<Suite, SourceError> {
     let tests = PytestTests {
         python: python(project),
+        cache: cache.map(Path::to_path_buf),
     };
     Ok(Suite::new(
         "pytest".to_owned(),
@@ -128,12 +162,19 @@ pub(crate) fn suite(project: &Path) -> Result<Suite, SourceError> {
     ))
 }
 
-/// A line the plugin prints while collecting.
-#[derive(Deserialize)]
+/// A line the plugin prints while collecting (and an entry of the cache).
+#[derive(Clone, Deserialize, Serialize)]
 struct Collected {
     id: String,
     #[serde(default)]
     group: Option<String>,
+}
+
+/// The cache file: a collection and the fingerprint it was made under.
+#[derive(Deserialize, Serialize)]
+struct Cached {
+    fingerprint: String,
+    tests: Vec<Collected>,
 }
 
 impl PytestTests {
@@ -141,6 +182,88 @@ impl PytestTests {
     /// wider than a function. A file that fails to collect is listed as a test of its own, which fails when run
     /// with pytest's report of why.
     pub(crate) fn list(&self, suite: &Suite) -> Result<Vec<TestCase>, SourceError> {
+        let fingerprint = self.cache.as_ref().and_then(|_| self.fingerprint(suite));
+        let cached =
+            self.cache
+                .as_ref()
+                .zip(fingerprint.as_ref())
+                .and_then(|(cache, fingerprint)| {
+                    let text = std::fs::read(cache.join(CACHE_FILE)).ok()?;
+                    let cached: Cached = serde_json::from_slice(&text).ok()?;
+                    (cached.fingerprint == *fingerprint).then_some(cached.tests)
+                });
+        let collected = match cached {
+            Some(tests) => tests,
+            None => {
+                let tests = self.collect(suite)?;
+                if let (Some(cache), Some(fingerprint)) = (&self.cache, fingerprint) {
+                    let cached = Cached {
+                        fingerprint,
+                        tests: tests.clone(),
+                    };
+                    store(cache, &cached);
+                }
+                tests
+            }
+        };
+        Ok(collected
+            .into_iter()
+            .map(|collected| TestCase {
+                group: collected.group,
+                ..suite.test_case(collected.id)
+            })
+            .collect())
+    }
+
+    /// What collection depends on, hashed (see the module's documentation); `None` when it cannot be told.
+    fn fingerprint(&self, suite: &Suite) -> Option<String> {
+        // A hash only has to tell a change: std's, fixed-keyed within a build, is enough (a new build that hashes
+        // differently just collects once more).
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        PLUGIN.hash(&mut hasher);
+        self.python.hash(&mut hasher);
+        suite.env().hash(&mut hasher);
+        for name in ["PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH"] {
+            std::env::var_os(name).hash(&mut hasher);
+        }
+        let paths = Command::new(&self.python)
+            .args(["-c", "import sys\nfor p in sys.path: print(p)"])
+            .current_dir(suite.directory())
+            .envs(suite.env().iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())?;
+        for path in String::from_utf8_lossy(&paths.stdout).lines() {
+            path.hash(&mut hasher);
+            modified(Path::new(path)).hash(&mut hasher);
+        }
+        let walk = walkdir::WalkDir::new(suite.directory())
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| {
+                entry.depth() == 0
+                    || !NOT_FINGERPRINTED.contains(&entry.file_name().to_string_lossy().as_ref())
+            });
+        for (count, entry) in walk.enumerate() {
+            let entry = entry.ok()?;
+            if count > FINGERPRINT_ENTRIES {
+                return None;
+            }
+            // A directory by its path alone: what it holds is walked, and its own time changes when the run
+            // repository is made in it.
+            entry.path().hash(&mut hasher);
+            if entry.file_type().is_file() {
+                entry.metadata().ok()?.len().hash(&mut hasher);
+                modified(entry.path()).hash(&mut hasher);
+            }
+        }
+        Some(format!("{:016x}", hasher.finish()))
+    }
+
+    /// Runs pytest's collection.
+    fn collect(&self, suite: &Suite) -> Result<Vec<Collected>, SourceError> {
         let idfile = write_idfile(&[]).map_err(|source| SourceError::IdFile {
             suite: suite.name().to_owned(),
             source,
@@ -168,19 +291,15 @@ impl PytestTests {
                 format!("collection failed ({}): {}", output.status, said.trim()),
             ));
         }
-        let mut tests = Vec::new();
+        let mut tests: Vec<Collected> = Vec::new();
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             let Ok(collected) = serde_json::from_str::<Collected>(line) else {
                 // pytest's own lines (warnings) may come before the plugin's.
                 continue;
             };
-            if tests.iter().any(|test: &TestCase| test.id == collected.id) {
-                continue;
+            if !tests.iter().any(|test| test.id == collected.id) {
+                tests.push(collected);
             }
-            tests.push(TestCase {
-                group: collected.group,
-                ..suite.test_case(collected.id)
-            });
         }
         Ok(tests)
     }
@@ -213,4 +332,27 @@ impl PytestTests {
                 .with_idfile(Some(idfile)),
         )
     }
+}
+
+/// A path's modification time in nanoseconds since the epoch, 0 when it has none.
+fn modified(path: &Path) -> u128 {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos())
+}
+
+/// Keeps a collection and its fingerprint. A cache that cannot be written only costs the next run a collection.
+fn store(cache: &Path, cached: &Cached) {
+    let Ok(text) = serde_json::to_vec(cached) else {
+        return;
+    };
+    let written = std::fs::create_dir_all(cache).and_then(|()| {
+        // Renamed into place, so a run reading it never sees half a file.
+        let temporary = cache.join(format!("{CACHE_FILE}.{}", std::process::id()));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, cache.join(CACHE_FILE))
+    });
+    drop(written);
 }
