@@ -368,7 +368,11 @@ fn precedence_fmf_then_pytest_configuration_then_cargo_then_pytest_test_files() 
     // Test files alone do not beat a Cargo package (a Rust project with Python helpers).
     assert_eq!(source_kind(dir.path()), "cargo");
     write(&path("setup.cfg"), "[metadata]\nname = x\n");
-    assert_eq!(source_kind(dir.path()), "cargo", "setup.cfg without [tool:pytest]");
+    assert_eq!(
+        source_kind(dir.path()),
+        "cargo",
+        "setup.cfg without [tool:pytest]"
+    );
     write(&path("setup.cfg"), "[tool:pytest]\ntestpaths = tests\n");
     assert_eq!(source_kind(dir.path()), "pytest");
     std::fs::create_dir(path(".fmf")).expect("mkdir");
