@@ -145,6 +145,7 @@ fn files_and_the_environment_spell_every_key_alike() {
         ("no-store", "true", "true", "true"),
         ("memory-limit", "\"512MiB\"", "512M", "512M"),
         ("grace", "1.5", "1.5", "1.5"),
+        ("time-limit", "30", "30", "30"),
     ];
     assert_eq!(cases.len(), RunSettings::KEYS.len());
     for (key, in_file, in_env, expected) in cases {
