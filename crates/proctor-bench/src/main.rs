@@ -10,9 +10,12 @@
 //! `proctor-bench run [--venv DIR] [PART...]` measures `proctor run`: see
 //! [`run`].
 //!
+//! `proctor-bench cargo` measures `proctor run` on a Cargo crate against `cargo nextest run`: see [`cargo`].
+//!
 //! `proctor-bench lab [PART...]` measures the lab service (server, agents,
 //! client): see [`lab`]. `proctor-bench lab serve` is its server process.
 
+mod cargo;
 mod lab;
 mod process;
 mod run;
@@ -43,6 +46,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("proctor-bench: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("cargo") => match cargo::cargo_bench(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("proctor-bench cargo: {error}");
                 ExitCode::FAILURE
             }
         },

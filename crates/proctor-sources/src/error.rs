@@ -225,6 +225,15 @@ pub enum SourceError {
         reason: &'static str,
     },
 
+    /// A Cargo project's test binaries could not be built (`cargo test --no-run` failed).
+    #[error("cannot build the tests of {manifest} (`cargo test --no-run` failed):\n{output}")]
+    CargoBuild {
+        /// The project's `Cargo.toml`.
+        manifest: PathBuf,
+        /// What cargo said: the compiler's diagnostics, as it renders them, and its own errors.
+        output: String,
+    },
+
     /// The temporary file for `$IDFILE` could not be written.
     #[error("suite `{suite}`: cannot write the $IDFILE list of test ids: {source}")]
     IdFile {

@@ -458,7 +458,9 @@ impl Suite {
     }
 
     fn finish(&self, mut invocation: Invocation) -> Invocation {
-        invocation.env = self.env.clone();
+        // The suite's variables first, so a source's own (a Cargo test's CARGO_MANIFEST_DIR) win a clash.
+        let own = std::mem::replace(&mut invocation.env, self.env.clone());
+        invocation.env.extend(own);
         invocation.no_output_limit = self.no_output_limit;
         invocation
     }
