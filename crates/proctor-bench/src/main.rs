@@ -79,7 +79,8 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: proctor-bench subunit [--venv DIR]\n       \
-                 proctor-bench run [--venv DIR] [makespan|overhead|python|startup]...\n       \
+                 proctor-bench run [--venv DIR] [makespan|overhead|python|pytest|startup|ssh]...\n       \
+                 proctor-bench cargo\n       \
                  proctor-bench lab [dispatch|throughput|memory|tail|wait|list|ui|\
                  scale-dispatch|scale-throughput|scale-idle|fanout]..."
             );

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::ClientError;
 
 /// The first wait after a failure.
-const FIRST_WAIT: Duration = Duration::from_millis(100);
+pub const FIRST_WAIT: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a job's requests (uploads, artifacts, finish).
 pub const MAX_JOB_WAIT: Duration = Duration::from_secs(5);
 

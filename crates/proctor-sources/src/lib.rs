@@ -29,7 +29,13 @@
 //!    `duration` as time limit; exit 0 passes, 1 fails, anything else is an
 //!    error, adjusted by its `result` key. `adjust` rules are decided on the
 //!    context given with [`Project::set_fmf_context`].
-//! 4. **A directory of executables**, given explicitly: each executable file
+//! 4. **pytest projects** (`pytest.ini`, `[tool.pytest.ini_options]`,
+//!    `[pytest]` in `tox.ini`, `[tool:pytest]` in `setup.cfg`, or test files
+//!    when the Python has pytest): pytest's node ids, run in batches through
+//!    a plugin Proctor ships that writes subunit v2 (see `pytest.rs`).
+//! 5. **Cargo projects** (`Cargo.toml`): the test binaries built once, each
+//!    test run alone as nextest runs it (see `cargo.rs`).
+//! 6. **A directory of executables**, given explicitly: each executable file
 //!    below it (recursively, skipping hidden names) is a test whose id is
 //!    its relative path; each runs in its own process, in that directory,
 //!    and its exit status is its result: 0 pass, 77 skip, 99 error, anything

@@ -60,7 +60,7 @@ pub(super) struct Dispatched {
     pub(super) claimed_on: Option<usize>,
 }
 
-/// One job as [`bench`] measures it: submitted (to the lab's servers in turn), followed to its end, its test
+/// One job as [`bench()`] measures it: submitted (to the lab's servers in turn), followed to its end, its test
 /// process's start read from its log.
 pub(super) fn dispatch_job(lab: &Lab) -> Result<Dispatched, LabBenchError> {
     let submitted = SystemTime::now();
