@@ -329,15 +329,16 @@ fn package_and_workspace_pick_their_tests() {
 }
 
 /// The crate from crates.io, copied to a temporary directory (outside this workspace, where the broken test can
-/// be added); `None`, after saying why, when `scripts/test` did not fetch it.
-fn crates_io_crate() -> Option<(TempDir, PathBuf)> {
-    let Some(source) = std::env::var_os(TEST_CRATE_VAR).filter(|dir| !dir.is_empty()) else {
-        eprintln!(
-            "skipped: {TEST_CRATE_VAR} is not set; run ./scripts/test, which fetches a crate from crates.io \
-             (scripts/crates.sh), or point it at an unpacked crate"
-        );
-        return None;
-    };
+/// be added). Panics when `scripts/test` did not fetch it: a test that passes without its crate proves nothing.
+fn crates_io_crate() -> (TempDir, PathBuf) {
+    let source = std::env::var_os(TEST_CRATE_VAR)
+        .filter(|dir| !dir.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{TEST_CRATE_VAR} is not set; run ./scripts/test, which fetches a crate from crates.io \
+                 (scripts/crates.sh), or point it at an unpacked crate"
+            )
+        });
     let source = PathBuf::from(source);
     assert!(
         source.join("Cargo.toml").is_file(),
@@ -347,7 +348,7 @@ fn crates_io_crate() -> Option<(TempDir, PathBuf)> {
     let copy = TempDir::new().expect("tempdir");
     let dir = copy.path().join("crate");
     copy_dir(&source, &dir);
-    Some((copy, dir))
+    (copy, dir)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -365,9 +366,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_crate_from_crates_io_runs_as_cargo_test_runs_it() {
-    let Some((_copy, dir)) = crates_io_crate() else {
-        return;
-    };
+    let (_copy, dir) = crates_io_crate();
     let expected = cargo_test_totals(&dir);
     assert!(expected.passed > 0 && expected.failed == 0, "{expected:?}");
     let output = proctor_output(&dir, &["run", "--source", "cargo", "--subunit"]);
