@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use proctor_api::{JobState, JobSummaryView, JobsQuery};
 use proctor_subunit::{EventReader, Status};
-use support::{eventually, text, token, Lab, PATIENCE};
+use support::{eventually, last_run, text, token, Lab, PATIENCE};
 use tempfile::TempDir;
 
 /// `proctor run` in `project`, over `lab`'s queue `fleet` when given.
@@ -64,20 +64,6 @@ fn statuses(stream: &[u8]) -> BTreeMap<String, Status> {
         .into_iter()
         .map(|(id, (status, _))| (id, status))
         .collect()
-}
-
-/// The stream of the last run stored in `project`.
-fn last_run(project: &Path) -> Vec<u8> {
-    let runs = project.join(".proctor/runs");
-    let last = fs::read_dir(&runs)
-        .unwrap()
-        .filter_map(|file| {
-            let name = file.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".subunit")?.parse::<u32>().ok()
-        })
-        .max()
-        .unwrap();
-    fs::read(runs.join(format!("{last}.subunit"))).unwrap()
 }
 
 /// The lab's jobs that held agents for runs.
@@ -485,5 +471,25 @@ fn the_lab_worker_outside_a_run_job_says_what_it_is_for() {
             .contains("it was not submitted by `proctor run --lab`"),
         "{}",
         lab.log(&id)
+    );
+
+    // With a tree but no run asking for batches (a run killed outright), the worker gives the agent back once its
+    // idle window has passed.
+    let tree = lab.dir.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("t.sh"), "exit 0\n").unwrap();
+    let file = lab.job_file(
+        "idle.yaml",
+        "job_queue: fleet\ntest_data:\n  attachments:\n    - local: tree\n      agent: tree\n  \
+         test_cmds: exec \"$PROCTOR_BIN\" lab-worker --idle 1\n",
+    );
+    let id = lab.submit(&file);
+    let job = lab.ended(&id);
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let log = lab.log(&id);
+    assert!(log.contains("ready in"), "{log}");
+    assert!(
+        log.contains("no batch came for 1 s: the run is gone"),
+        "{log}"
     );
 }

@@ -78,16 +78,7 @@ fn proctor_counts(output: &Output) -> (u32, u32, u32) {
 
 /// Each test's last final status in a stored run, and its attachments' text by name.
 fn stored(project: &Path) -> BTreeMap<String, (Status, BTreeMap<String, String>)> {
-    let runs = project.join(".proctor/runs");
-    let last = fs::read_dir(&runs)
-        .unwrap()
-        .filter_map(|file| {
-            let name = file.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".subunit")?.parse::<u32>().ok()
-        })
-        .max()
-        .unwrap();
-    let stream = fs::read(runs.join(format!("{last}.subunit"))).unwrap();
+    let stream = support::last_run(project);
     let mut tests: BTreeMap<String, (Status, BTreeMap<String, String>)> = BTreeMap::new();
     for event in EventReader::new(&stream[..]) {
         let event = event.unwrap();
@@ -109,6 +100,17 @@ fn stored(project: &Path) -> BTreeMap<String, (Status, BTreeMap<String, String>)
         }
     }
     tests
+}
+
+/// The tests a subunit stream finished.
+fn finished(stream: &[u8]) -> BTreeSet<String> {
+    EventReader::new(stream)
+        .filter_map(|event| {
+            let event = event.unwrap();
+            event.status.filter(|status| status.is_final())?;
+            event.test_id
+        })
+        .collect()
 }
 
 /// A project with no configuration: a module with a module-scoped fixture (whose tests record their process),
@@ -229,13 +231,7 @@ fn a_project_with_no_configuration_runs_per_test_with_pytests_totals() {
     // `--failing` reruns exactly the failures.
     let again = run(project.path(), &["--failing", "--subunit"]);
     assert_eq!(again.status.code(), Some(1));
-    let rerun: BTreeSet<String> = EventReader::new(&again.stdout[..])
-        .filter_map(|event| {
-            let event = event.unwrap();
-            event.status.filter(|status| status.is_final())?;
-            event.test_id
-        })
-        .collect();
+    let rerun = finished(&again.stdout);
     assert_eq!(
         rerun,
         BTreeSet::from([
@@ -406,13 +402,7 @@ fn a_real_project_from_pypi_gives_the_totals_pytest_gives() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("arithmetic is broken on purpose"));
     let again = run(project.path(), &["--failing", "--subunit"]);
-    let rerun: BTreeSet<String> = EventReader::new(&again.stdout[..])
-        .filter_map(|event| {
-            let event = event.unwrap();
-            event.status.filter(|status| status.is_final())?;
-            event.test_id
-        })
-        .collect();
+    let rerun = finished(&again.stdout);
     assert_eq!(
         rerun,
         BTreeSet::from(["toolz/tests/test_broken_on_purpose.py::test_broken".to_owned()])

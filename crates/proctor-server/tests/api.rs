@@ -833,6 +833,26 @@ async fn claim_now(server: &TestServer, agent: &str, queue: &str, token: Option<
     claimed
 }
 
+/// A claim by `agent` of `queue`, waited for (in waits of 5 s) until a job is free for it: a requeued job whose
+/// holder's lease lapses.
+async fn claim_once_free(
+    server: &TestServer,
+    agent: &str,
+    queue: &str,
+    token: Option<&str>,
+) -> Value {
+    loop {
+        let request = server
+            .client
+            .post(server.url(&format!("/api/v1/agents/{agent}/claim")))
+            .json(&json!({"queues": [queue], "wait_seconds": 5.0}));
+        let (status, claimed) = server.send(request, token).await;
+        if status == StatusCode::OK {
+            return claimed;
+        }
+    }
+}
+
 /// A subunit v2 packet for one test event.
 fn subunit(test_id: &str, status: proctor_subunit::Status, second: u32) -> Vec<u8> {
     let event = proctor_subunit::Event {
@@ -1746,16 +1766,7 @@ async fn only_the_current_holder_or_an_admin_writes_to_a_job() {
         assert_eq!(job_state().await, "running", "after {who}");
     }
     // The holder goes silent, its lease lapses and a2 claims the job again: a1's token is refused from then on.
-    let second = loop {
-        let request = server
-            .client
-            .post(server.url("/api/v1/agents/a2/claim"))
-            .json(&json!({"queues": ["local"], "wait_seconds": 5.0}));
-        let (status, claimed) = server.send(request, Some(&agent_2)).await;
-        if status == StatusCode::OK {
-            break claimed;
-        }
-    };
+    let second = claim_once_free(&server, "a2", "local", Some(&agent_2)).await;
     assert_eq!(second["attempts"], 2, "{second}");
     let second_token = second["job_token"].as_str().unwrap().to_owned();
     let log_of_second = read_log().await;
@@ -2313,16 +2324,7 @@ async fn a_superseded_job_token_writes_no_work_done() {
     let (status, body) = server.send(put(0, b"ready\n"), Some(&first_token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // a1 goes silent; its lease lapses and a2 claims the job again.
-    let second = loop {
-        let request = server
-            .client
-            .post(server.url("/api/v1/agents/a2/claim"))
-            .json(&json!({"queues": ["local"], "wait_seconds": 5.0}));
-        let (status, claimed) = server.send(request, Some(&agent)).await;
-        if status == StatusCode::OK {
-            break claimed;
-        }
-    };
+    let second = claim_once_free(&server, "a2", "local", Some(&agent)).await;
     assert_eq!(second["attempts"], 2, "{second}");
     let second_token = second["job_token"].as_str().unwrap().to_owned();
     // a2 renews its lease, so the second claim outlives what follows.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Deserialize;
 
 use crate::invocation::{ExitMapping, Invocation, Protocol, SHELL};
+use crate::shell::listing_output;
 use crate::suite::{Runner, Suite, TestCase};
 use crate::SourceError;
 
@@ -464,25 +465,12 @@ fn metadata(manifest: &Path, suite: &Suite) -> Result<HashMap<String, Package>, 
         ])
         .arg(manifest)
         .current_dir(suite.directory())
-        .envs(suite.env().iter().map(|(key, value)| (key, value)))
-        .stdin(Stdio::null());
+        .envs(suite.env().iter().map(|(key, value)| (key, value)));
     let shown = format!(
         "cargo metadata --no-deps --manifest-path {}",
         manifest.display()
     );
-    let output = command.output().map_err(|source| SourceError::Spawn {
-        suite: suite.name().to_owned(),
-        command: shown.clone(),
-        source,
-    })?;
-    if !output.status.success() {
-        return Err(SourceError::ListFailed {
-            suite: suite.name().to_owned(),
-            command: shown,
-            status: output.status,
-            output: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
-    }
+    let output = listing_output(suite.name(), &shown, &mut command)?;
     parse_metadata(&output.stdout).map_err(|error| SourceError::CannotList {
         suite: suite.name().to_owned(),
         reason: format!("`{shown}` printed what is not its JSON: {error}"),
@@ -701,25 +689,12 @@ fn list_binary(binary: &Binary, ignored: bool, suite: &Suite) -> Result<Vec<Stri
         args.push("--ignored");
     }
     let shown = format!("{} {}", binary.path.display(), args.join(" "));
-    let output = Command::new(&binary.path)
+    let mut command = Command::new(&binary.path);
+    command
         .args(&args)
         .current_dir(&binary.cwd)
-        .envs(binary.env.iter().map(|(key, value)| (key, value)))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| SourceError::Spawn {
-            suite: suite.name().to_owned(),
-            command: shown.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(SourceError::ListFailed {
-            suite: suite.name().to_owned(),
-            command: shown,
-            status: output.status,
-            output: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
-    }
+        .envs(binary.env.iter().map(|(key, value)| (key, value)));
+    let output = listing_output(suite.name(), &shown, &mut command)?;
     Ok(parse_terse(&String::from_utf8_lossy(&output.stdout)))
 }
 

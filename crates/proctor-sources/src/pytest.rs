@@ -5,7 +5,8 @@
 //! with `-p`: nothing has to be installed where the tests run, which may be a lab agent or an ssh host. The node
 //! ids go in a file, so a batch of any size fits on a command line.
 //!
-//! Collecting imports every test module, which is most of a quick suite's time (0.6 s of toolz's 1 s). So the
+//! Collecting imports every test module, which is most of a quick suite's time (`proctor list` took 0.98 s on
+//! toolz, whose whole `pytest -n 2` run takes about 1.1 s; BENCHMARKS.md). So the
 //! last collection is kept in the cache directory the caller gives (the run repository's) with a fingerprint of
 //! what collection depends on: every file of the project (by path, size and modification time; caches and
 //! checkouts' metadata left out) and every directory's path, the interpreter and the modification times of the directories on

@@ -24,35 +24,56 @@ pub(crate) struct ShellCommand<'a> {
     pub env: &'a [(String, String)],
 }
 
+/// Runs `command` (shown as `shown` in errors) to completion with empty standard input, for a listing of
+/// `suite`: its output, or why it could not start or did not exit 0, with what it said.
+pub(crate) fn listing_output(
+    suite: &str,
+    shown: &str,
+    command: &mut Command,
+) -> Result<Output, SourceError> {
+    let output = run(suite, shown, command)?;
+    if !output.status.success() {
+        return Err(SourceError::ListFailed {
+            suite: suite.to_owned(),
+            command: shown.to_owned(),
+            status: output.status,
+            output: describe_output(&output),
+        });
+    }
+    Ok(output)
+}
+
+fn run(suite: &str, shown: &str, command: &mut Command) -> Result<Output, SourceError> {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SourceError::Spawn {
+            suite: suite.to_owned(),
+            command: shown.to_owned(),
+            source,
+        })
+}
+
 impl ShellCommand<'_> {
-    /// Runs the command to completion with empty standard input.
-    fn output(&self) -> Result<Output, SourceError> {
-        Command::new(SHELL)
+    fn command(&self) -> Command {
+        let mut command = Command::new(SHELL);
+        command
             .arg("-c")
             .arg(self.command)
             .current_dir(self.cwd)
-            .envs(self.env.iter().map(|(key, value)| (key, value)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| SourceError::Spawn {
-                suite: self.suite.to_owned(),
-                command: self.command.to_owned(),
-                source,
-            })
+            .envs(self.env.iter().map(|(key, value)| (key, value)));
+        command
+    }
+
+    /// Runs the command to completion with empty standard input.
+    fn output(&self) -> Result<Output, SourceError> {
+        run(self.suite, self.command, &mut self.command())
     }
 
     /// Runs a listing command and returns the test ids it printed, in order,
     /// each once.
     pub fn list_ids(&self) -> Result<Vec<String>, SourceError> {
-        let output = self.output()?;
-        if !output.status.success() {
-            return Err(SourceError::ListFailed {
-                suite: self.suite.to_owned(),
-                command: self.command.to_owned(),
-                status: output.status,
-                output: describe_output(&output),
-            });
-        }
+        let output = listing_output(self.suite, self.command, &mut self.command())?;
         parse_listing(&output.stdout).ok_or_else(|| SourceError::ListNotUtf8 {
             suite: self.suite.to_owned(),
             command: self.command.to_owned(),

@@ -264,14 +264,11 @@ pub fn heartbeats_renew_leases_so_the_reaper_leaves_the_job_alone(database: &dyn
     assert!(matches!(error, StoreError::AgentNotFound(_)), "{error}");
 }
 
-/// A lapsed lease requeues while attempts remain then errors with agent lost.
-pub fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost(
-    database: &dyn TestDatabase,
-) {
-    let store = database.store();
+/// Agents `a1` and `a2` on queue `lab`, and a job there that may be claimed twice; its id.
+fn two_agents_and_a_job_of_two_attempts(store: &dyn Store) -> String {
     register(store, "a1", &["lab"], t0());
     register(store, "a2", &["lab"], t0());
-    let job = store
+    store
         .submit_job(
             &NewJob {
                 max_attempts: 2,
@@ -280,7 +277,15 @@ pub fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost
             t0(),
         )
         .expect("submit")
-        .id;
+        .id
+}
+
+/// A lapsed lease requeues while attempts remain then errors with agent lost.
+pub fn a_lapsed_lease_requeues_while_attempts_remain_then_errors_with_agent_lost(
+    database: &dyn TestDatabase,
+) {
+    let store = database.store();
+    let job = two_agents_and_a_job_of_two_attempts(store);
     assert_eq!(claim(store, "a1", "lab", t0()), Some(job.clone()));
     assert!(
         store.reap_expired_leases(at(20)).expect("reap").is_empty(),
@@ -893,18 +898,7 @@ pub fn a_requeued_jobs_next_attempt_appends_after_the_last_ones_streams(
     database: &dyn TestDatabase,
 ) {
     let store = database.store();
-    register(store, "a1", &["lab"], t0());
-    register(store, "a2", &["lab"], t0());
-    let job = store
-        .submit_job(
-            &NewJob {
-                max_attempts: 2,
-                ..job_on("lab", 0)
-            },
-            t0(),
-        )
-        .expect("submit")
-        .id;
+    let job = two_agents_and_a_job_of_two_attempts(store);
     claim(store, "a1", "lab", t0());
     for stream in [StreamKind::Log, StreamKind::Results] {
         assert_eq!(
@@ -988,18 +982,7 @@ pub fn work_streams_count_from_the_jobs_start_apart_from_log_results_and_each_ot
     database: &dyn TestDatabase,
 ) {
     let store = database.store();
-    register(store, "a1", &["lab"], t0());
-    register(store, "a2", &["lab"], t0());
-    let job = store
-        .submit_job(
-            &NewJob {
-                max_attempts: 2,
-                ..job_on("lab", 0)
-            },
-            t0(),
-        )
-        .expect("submit")
-        .id;
+    let job = two_agents_and_a_job_of_two_attempts(store);
     // The submitter may ask before any claim.
     assert_eq!(
         store

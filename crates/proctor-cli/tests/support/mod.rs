@@ -43,6 +43,20 @@ pub fn text(output: &std::process::Output) -> String {
     )
 }
 
+/// The subunit stream of the last run stored in `project`.
+pub fn last_run(project: &Path) -> Vec<u8> {
+    let runs = project.join(".proctor/runs");
+    let last = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|file| {
+            let name = file.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".subunit")?.parse::<u32>().ok()
+        })
+        .max()
+        .unwrap();
+    std::fs::read(runs.join(format!("{last}.subunit"))).unwrap()
+}
+
 /// Children killed (SIGKILL) and reaped when dropped, even when a test panics.
 #[derive(Default)]
 pub struct Children(Vec<Child>);
