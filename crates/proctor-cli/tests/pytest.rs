@@ -154,6 +154,10 @@ def test_expected_failure():
 @pytest.mark.xfail(reason="maybe fixed")
 def test_unexpected_pass():
     pass
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_strict_unexpected_pass():
+    pass
 "#,
             pids = pids.display().to_string()
         ),
@@ -178,7 +182,7 @@ fn a_project_with_no_configuration_runs_per_test_with_pytests_totals() {
     let output = run(project.path(), &["-j", "2"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
 
-    // pytest: 1 failed, 5 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error. Proctor counts an xfail and an xpass
+    // pytest: 2 failed (one a strict xpass), 5 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error. Proctor counts an xfail and an xpass
     // as passes and a collection error as a failure.
     let pytest = pytest_counts(project.path());
     let of = |word: &str| pytest.get(word).copied().unwrap_or(0);
@@ -236,7 +240,8 @@ fn a_project_with_no_configuration_runs_per_test_with_pytests_totals() {
         rerun,
         BTreeSet::from([
             "tests/test_broken.py".to_owned(),
-            "tests/test_fixtures.py::test_param[2]".to_owned()
+            "tests/test_fixtures.py::test_param[2]".to_owned(),
+            "tests/test_fixtures.py::test_strict_unexpected_pass".to_owned()
         ])
     );
 }
