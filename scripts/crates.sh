@@ -2,9 +2,12 @@
 # and integration tests and no dependencies, so its tests build offline once fetched) is at $test_crate, and
 # exports its path as PROCTOR_TEST_CRATE for the Cargo source's test (crates/proctor-cli/tests/cargo_projects.rs).
 # Expects $root to be the repository root.
+#
+# The crate is strsim (string similarity metrics, a dependency of clap): 88 unit tests in src/lib.rs and 8
+# integration tests in tests/lib.rs, no dependencies or dev-dependencies, built in about a second.
 
-test_crate_name="cfg-if"
-test_crate_version="1.0.4"
+test_crate_name="strsim"
+test_crate_version="0.11.1"
 test_crate="$root/target/test-crates/$test_crate_name-$test_crate_version"
 
 ensure_test_crate() {
@@ -23,17 +26,19 @@ ensure_test_crate() {
             "$test_crate_name" "$test_crate_version" >"$fetch/Cargo.toml"
         : >"$fetch/src/lib.rs"
         cargo vendor --quiet --versioned-dirs --manifest-path "$fetch/Cargo.toml" "$fetch/vendor" >/dev/null
+        # Fetching its dependencies once (dev-dependencies and the optional ones its manifest names included, should
+        # a later version have any) puts them in cargo's caches, so the tests build it later without the network.
+        # Fetched from a copy outside this workspace (as the tests copy it): under target/ cargo would take it for
+        # a member of Proctor's workspace. Done before the crate is moved into place, so that an interrupted run
+        # leaves no $test_crate/Cargo.toml behind and the next run fetches again.
+        local copy
+        copy="$(mktemp -d)"
+        cp -r "$fetch/vendor/$test_crate_name-$test_crate_version" "$copy/crate"
+        cargo fetch --quiet --manifest-path "$copy/crate/Cargo.toml"
+        rm -rf "$copy"
         rm -rf "$test_crate"
         mv "$fetch/vendor/$test_crate_name-$test_crate_version" "$test_crate"
         rm -rf "$fetch"
-        # Its manifest names optional dependencies; fetching once puts them in cargo's index cache, so the tests
-        # build it later without the network. Fetched from a copy outside this workspace (as the tests copy it):
-        # under target/ cargo would take it for a member of Proctor's workspace.
-        local copy
-        copy="$(mktemp -d)"
-        cp -r "$test_crate" "$copy/crate"
-        cargo fetch --quiet --manifest-path "$copy/crate/Cargo.toml"
-        rm -rf "$copy"
     fi
     flock -u 8
     exec 8>&-

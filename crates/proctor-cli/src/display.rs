@@ -99,8 +99,8 @@ impl Ticker {
     }
 }
 
-/// A finished test's line (with the worker it ran on, when that is a named one), followed by its attachments when
-/// it failed.
+/// A finished test's line (with the worker it ran on, when that is a named one, and a skip's reason), followed by
+/// its attachments when it failed.
 pub fn record_text(record: &TestRecord, with_details: bool) -> String {
     let label = match record.status {
         Some(Status::Success) => "PASS",
@@ -120,6 +120,11 @@ pub fn record_text(record: &TestRecord, with_details: bool) -> String {
     {
         text.push_str(&format!(" on {worker}"));
     }
+    if record.status == Some(Status::Skip) {
+        if let Some(reason) = skip_reason(record) {
+            text.push_str(&format!(" (reason: {reason})"));
+        }
+    }
     text.push('\n');
     if with_details {
         for attachment in &record.attachments {
@@ -128,6 +133,52 @@ pub fn record_text(record: &TestRecord, with_details: bool) -> String {
         }
     }
     text
+}
+
+/// How many characters of a skip's reason its line shows.
+const REASON_SHOWN: usize = 200;
+
+/// Why a skipped test was skipped, as one line for its line on screen: the first non-blank line of its `reason`
+/// attachment (what python-subunit, testtools and stestr, the pytest plugin and TAP's `# SKIP` send). A test whose
+/// exit status said it skipped (77) sends no `reason`, only what it printed: then the last non-blank line of its
+/// stdout, else of its stderr (where `echo "no GPU"; exit 77` puts its why, and where a Cargo project's ignored
+/// tests and doctests say theirs). pytest's `Skipped: ` prefix is left out, as its `-rs` summary does. Control
+/// characters become spaces; more than [`REASON_SHOWN`] characters are cut with an ellipsis. `None` when there is
+/// nothing to show.
+fn skip_reason(record: &TestRecord) -> Option<String> {
+    let given = record.attachment("reason").and_then(|reason| {
+        String::from_utf8_lossy(&reason.content)
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .map(str::to_owned)
+    });
+    let line = given.or_else(|| {
+        ["stdout", "stderr"].into_iter().find_map(|name| {
+            let output = std::str::from_utf8(&record.attachment(name)?.content).ok()?;
+            output
+                .lines()
+                .rfind(|line| !line.trim().is_empty())
+                .map(str::to_owned)
+        })
+    })?;
+    // pytest's skip reason starts `Skipped: `, which its own `-rs` summary leaves out.
+    let line = line.trim_start();
+    let line = line.strip_prefix("Skipped: ").unwrap_or(line);
+    Some(one_line(line, REASON_SHOWN))
+}
+
+/// `text` trimmed, its control characters as spaces, cut to `limit` characters with `…` when longer.
+fn one_line(text: &str, limit: usize) -> String {
+    let text = text.trim();
+    let mut shown: String = text
+        .chars()
+        .take(limit)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(limit).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 impl Sink for Display {
@@ -219,4 +270,92 @@ pub fn summary_text(summary: &Summary, report: &RunReport, slowest: usize) -> St
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use proctor_subunit::Timestamp;
+
+    use super::*;
+
+    /// The record of one test that ended with `status` after sending `files` (name, content, MIME type).
+    fn record(status: Status, files: &[(&str, &str, Option<&str>)]) -> TestRecord {
+        let mut aggregator = Aggregator::new();
+        let id = "pkg.t".to_owned();
+        let at = Timestamp::from_system_time(std::time::UNIX_EPOCH);
+        assert!(aggregator
+            .push(&Event::test(&id, Status::InProgress).at(at))
+            .is_none());
+        for (name, content, mime) in files {
+            let mut event = Event::file(Some(id.clone()), *name, content.as_bytes().to_vec(), true);
+            if let Some(mime) = mime {
+                event = event.with_mime_type(*mime);
+            }
+            assert!(aggregator.push(&event).is_none());
+        }
+        aggregator
+            .push(&Event::test(&id, status).at(at))
+            .expect("the test ended")
+    }
+
+    const TEXT: Option<&str> = Some("text/plain;charset=utf8");
+
+    #[test]
+    fn a_skip_shows_the_first_line_of_its_reason() {
+        let skipped = record(
+            Status::Skip,
+            &[
+                ("stdout", "chatter\n", None),
+                ("reason", "\n  needs a GPU \nmore detail\n", TEXT),
+            ],
+        );
+        assert_eq!(
+            record_text(&skipped, false),
+            "  SKIP [  0.000s] pkg.t (reason: needs a GPU)\n"
+        );
+    }
+
+    #[test]
+    fn a_skip_without_a_reason_shows_the_last_line_it_printed() {
+        let skipped = record(
+            Status::Skip,
+            &[
+                ("stdout", "checking\nno docker here\n\n", None),
+                ("stderr", "warning\n", None),
+            ],
+        );
+        assert_eq!(skip_reason(&skipped).as_deref(), Some("no docker here"));
+        let quiet = record(Status::Skip, &[("stderr", "only stderr\n", None)]);
+        assert_eq!(skip_reason(&quiet).as_deref(), Some("only stderr"));
+        let silent = record(Status::Skip, &[]);
+        assert_eq!(record_text(&silent, false), "  SKIP [  0.000s] pkg.t\n");
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_and_control_characters_are_spaces() {
+        let long = "x".repeat(REASON_SHOWN + 50);
+        let skipped = record(Status::Skip, &[("reason", &format!("a\tb {long}"), TEXT)]);
+        let reason = skip_reason(&skipped).expect("a reason");
+        assert!(reason.starts_with("a b x"), "{reason}");
+        assert_eq!(reason.chars().count(), REASON_SHOWN + 1);
+        assert!(reason.ends_with('…'), "{reason}");
+        assert_eq!(
+            skip_reason(&record(Status::Skip, &[("reason", "short", TEXT)])).as_deref(),
+            Some("short")
+        );
+        // pytest's reasons read as its `-rs` summary shows them.
+        let pytest = record(Status::Skip, &[("reason", "Skipped: needs a GPU", TEXT)]);
+        assert_eq!(skip_reason(&pytest).as_deref(), Some("needs a GPU"));
+    }
+
+    #[test]
+    fn other_outcomes_show_no_reason() {
+        let passed = record(
+            Status::Success,
+            &[("reason", "not shown", TEXT), ("stdout", "fine\n", None)],
+        );
+        assert_eq!(record_text(&passed, false), "  PASS [  0.000s] pkg.t\n");
+        let xfail = record(Status::XFail, &[("reason", "bug 12", TEXT)]);
+        assert_eq!(record_text(&xfail, false), " XFAIL [  0.000s] pkg.t\n");
+    }
 }

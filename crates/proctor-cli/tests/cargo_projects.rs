@@ -260,6 +260,126 @@ fn a_build_error_shows_the_compilers_message_and_exits_2() {
     );
 }
 
+/// A package `custom-pkg` with a unit test and an integration test, next to two `harness = false` test targets:
+/// `custom`, whose `main` checks where and how it runs, adds a line to `runs.log` and exits 0, and `custom_fails`,
+/// which exits 1.
+fn custom_harness_package(dir: &Path) {
+    write(
+        &dir.join("Cargo.toml"),
+        "[package]\nname = \"custom-pkg\"\nversion = \"0.2.0\"\nedition = \"2021\"\n\n[lib]\ndoctest = false\n\n\
+         [[test]]\nname = \"custom\"\nharness = false\n\n[[test]]\nname = \"custom_fails\"\nharness = false\n\n\
+         [workspace]\n",
+    );
+    write(
+        &dir.join("src/lib.rs"),
+        "pub fn double(x: u32) -> u32 {\n    x * 2\n}\n\n#[test]\nfn doubles() {\n    assert_eq!(double(2), 4);\n}\n",
+    );
+    write(
+        &dir.join("tests/api.rs"),
+        "#[test]\nfn public_double() {\n    assert_eq!(custom_pkg::double(3), 6);\n}\n",
+    );
+    write(&dir.join("data.txt"), "hello\n");
+    write(
+        &dir.join("tests/custom.rs"),
+        r#"fn main() {
+    // Each run leaves a line: listing must not run it, only running it does.
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open("runs.log").unwrap();
+    std::io::Write::write_all(&mut log, b"ran\n").unwrap();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    assert!(args.is_empty(), "run with no arguments, not {args:?}");
+    assert_eq!(std::env::var("CARGO_PKG_NAME").unwrap(), "custom-pkg");
+    assert!(std::fs::read_to_string("data.txt").unwrap().contains("hello"));
+    println!("custom harness ran: {} checks", custom_pkg::double(1));
+}
+"#,
+    );
+    write(
+        &dir.join("tests/custom_fails.rs"),
+        r#"fn main() {
+    println!("custom harness checked 3 things");
+    eprintln!("custom harness: 1 of 3 checks failed on purpose");
+    std::process::exit(1);
+}
+"#,
+    );
+}
+
+#[test]
+fn a_harness_false_target_is_one_test_its_exit_status_its_result() {
+    let project = TempDir::new().expect("tempdir");
+    custom_harness_package(project.path());
+    assert_eq!(
+        listed(project.path(), &[]),
+        [
+            "custom_pkg::api::public_double",
+            "custom_pkg::custom",
+            "custom_pkg::custom_fails",
+            "custom_pkg::custom_pkg::doubles",
+        ]
+    );
+    let output = proctor_output(project.path(), &["run", "-j", "2", "--subunit"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stream = &output.stdout;
+    assert_eq!(
+        fs::read_to_string(project.path().join("runs.log")).expect("custom ran"),
+        "ran\n",
+        "run once, by the run: neither `list` nor the run's listing started it"
+    );
+    // cargo test's "test result:" lines count libtest's tests only; each harness = false binary is one more.
+    let libtest = cargo_test_totals(project.path());
+    assert_eq!(
+        libtest,
+        Totals {
+            passed: 2,
+            failed: 0,
+            ignored: 0
+        }
+    );
+    assert_eq!(
+        counts(stream),
+        Totals {
+            passed: libtest.passed + 1,
+            failed: 1,
+            ignored: 0
+        },
+        "{}",
+        text(&output)
+    );
+    let mut found = statuses(stream);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("custom_pkg::api::public_double".to_owned(), Status::Success),
+            ("custom_pkg::custom".to_owned(), Status::Success),
+            ("custom_pkg::custom_fails".to_owned(), Status::Fail),
+            (
+                "custom_pkg::custom_pkg::doubles".to_owned(),
+                Status::Success
+            ),
+        ]
+    );
+    assert!(
+        attachments(stream, "custom_pkg::custom").contains("custom harness ran: 2 checks"),
+        "{}",
+        attachments(stream, "custom_pkg::custom")
+    );
+    let failure = attachments(stream, "custom_pkg::custom_fails");
+    assert!(
+        failure.contains("custom harness checked 3 things")
+            && failure.contains("1 of 3 checks failed on purpose"),
+        "the failure's output, both streams: {failure}"
+    );
+
+    let again = proctor_output(project.path(), &["run", "--failing", "--subunit"]);
+    assert_eq!(
+        statuses(&again.stdout),
+        [("custom_pkg::custom_fails".to_owned(), Status::Fail)],
+        "--failing reruns exactly the failure: {}",
+        text(&again)
+    );
+}
+
 /// A workspace of two packages, `alpha` and `beta`, each with one test, beta's lib without doctests.
 fn two_package_workspace(dir: &Path) {
     write(
@@ -385,6 +505,11 @@ fn a_crate_from_crates_io_runs_as_cargo_test_runs_it() {
         "{}",
         text(&output)
     );
+    let ids: Vec<String> = statuses(&output.stdout)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_unit_and_integration_ids(&dir, &ids);
 
     // A broken test appended to one of its integration tests is seen failed, with its message.
     let tests_dir = dir.join("tests");
@@ -406,10 +531,73 @@ fn a_crate_from_crates_io_runs_as_cargo_test_runs_it() {
         .find(|(id, _)| id.ends_with("::proctor_broken"))
         .expect("the broken test is listed");
     assert_eq!(broken.1, Status::Fail);
+    let stem = file.file_stem().expect("a stem").to_string_lossy();
+    assert!(
+        broken.0.ends_with(&format!("::{stem}::proctor_broken")),
+        "{broken:?}"
+    );
     assert!(
         attachments(&output.stdout, &broken.0).contains("deliberately broken by proctor's test")
     );
     let after = counts(&output.stdout);
     assert_eq!(after.failed, 1);
     assert_eq!(after.passed, ran.passed);
+    let cargo_after = cargo_test_totals(&dir);
+    assert_eq!(
+        after,
+        Totals {
+            ignored: cargo_after.ignored + doctests,
+            ..cargo_after
+        },
+        "the same tree's cargo test, broken test included"
+    );
+
+    let again = proctor_output(
+        &dir,
+        &["run", "--source", "cargo", "--failing", "--subunit"],
+    );
+    assert_eq!(
+        statuses(&again.stdout),
+        [(broken.0.clone(), Status::Fail)],
+        "--failing reruns exactly the failure: {}",
+        text(&again)
+    );
+}
+
+/// The crate's unit tests (`crate::crate::…`, the lib's own target) and integration tests (`crate::stem::…`
+/// for a `tests/stem.rs`) among `ids`, each found at least once; panics, showing the ids, otherwise.
+fn assert_unit_and_integration_ids(dir: &Path, ids: &[String]) {
+    let crate_name = ids
+        .iter()
+        .find_map(|id| id.strip_suffix("::doctests"))
+        .map(str::to_owned)
+        .or_else(|| Some(ids.first()?.split("::").next()?.to_owned()))
+        .expect("some ids");
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with(&format!("{crate_name}::"))),
+        "every id starts with the crate's name: {ids:?}"
+    );
+    let unit = format!("{crate_name}::{crate_name}::");
+    assert!(
+        ids.iter().any(|id| id.starts_with(&unit)),
+        "no unit test ({unit}…) in {ids:?}"
+    );
+    let stems: Vec<String> = fs::read_dir(dir.join("tests"))
+        .expect("the crate has integration tests")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| {
+            path.file_stem()
+                .expect("a stem")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        ids.iter().any(|id| stems
+            .iter()
+            .any(|stem| id.starts_with(&format!("{crate_name}::{stem}::")))),
+        "no integration test (of {stems:?}) in {ids:?}"
+    );
 }

@@ -423,7 +423,8 @@ fn the_collection_is_kept_until_the_project_changes() {
     fs::write(
         project.path().join("conftest.py"),
         format!(
-            "def pytest_configure(config):\n    if config.option.collectonly:\n        \
+            // The plugin's collecting mode is `serve` (batches run in its `run` mode).
+            "import sys\ndef pytest_configure(config):\n    if sys.argv[1:2] == ['serve']:\n        \
              open({:?}, 'a').write('collected\\n')\n",
             collections.display().to_string()
         ),
@@ -470,4 +471,35 @@ fn the_collection_is_kept_until_the_project_changes() {
     let unstored = run(other.path(), &["--no-store"]);
     assert_eq!(unstored.status.code(), Some(0), "{}", text(&unstored));
     assert!(!other.path().join(".proctor").exists());
+}
+
+#[test]
+fn a_first_run_imports_the_tests_once_and_each_batch_has_its_own_environment() {
+    let project = TempDir::new().unwrap();
+    let logs = TempDir::new().unwrap();
+    let imports = logs.path().join("imports.log");
+    for module in ["test_one.py", "test_two.py"] {
+        fs::write(
+            project.path().join(module),
+            format!(
+                "import os\nopen({:?}, 'a').write('{module}\\n')\n\n{}",
+                imports.display().to_string(),
+                (0..10)
+                    .map(|n| format!(
+                        "def test_{n}():\n    assert os.environ['PROCTOR_WORKER']\n\n"
+                    ))
+                    .collect::<String>()
+            ),
+        )
+        .unwrap();
+    }
+    let output = run(project.path(), &["-j", "2", "--subunit"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(finished(&output.stdout).len(), 20);
+    let imported = fs::read_to_string(&imports).unwrap();
+    assert_eq!(
+        imported.lines().count(),
+        2,
+        "the batches run in children of the collecting process, which imported each module once: {imported}"
+    );
 }

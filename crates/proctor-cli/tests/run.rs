@@ -703,6 +703,109 @@ fn a_stestr_project_runs_with_stestr_s_runner() {
     assert_eq!(last.expect("runs").status.code(), Some(0));
 }
 
+/// The line `proctor run` printed for `test_id` (its result label, time and id, and what follows the id).
+fn line_of<'a>(shown: &'a str, test_id: &str) -> &'a str {
+    shown
+        .lines()
+        .find(|line| {
+            line.contains("s] ")
+                && line.split_once("s] ").is_some_and(|(_, rest)| {
+                    rest == test_id || rest.starts_with(&format!("{test_id} "))
+                })
+        })
+        .unwrap_or_else(|| panic!("a line for {test_id} in\n{shown}"))
+}
+
+/// A passing test's line is as it always was: label, time, id, nothing after the id.
+fn assert_plain_pass(shown: &str, test_id: &str) {
+    let line = line_of(shown, test_id);
+    assert!(
+        line.starts_with("  PASS [") && line.ends_with(&format!("s] {test_id}")),
+        "{line:?} in\n{shown}"
+    );
+}
+
+#[test]
+fn a_skipped_python_subunit_test_shows_its_reason_on_its_line() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("tests");
+    fs::create_dir_all(&tests).expect("tests dir");
+    fs::write(tests.join("__init__.py"), "").expect("init");
+    fs::write(
+        tests.join("test_gpu.py"),
+        "import unittest\n\
+         class Gpu(unittest.TestCase):\n\
+         \x20   def test_kernel(self):\n\
+         \x20       self.skipTest('needs a GPU\\nsee docs/gpu.md')\n\
+         \x20   def test_cpu(self):\n\
+         \x20       print('noise on stdout')\n\
+         \x20   def test_also_cpu(self):\n\
+         \x20       pass\n",
+    )
+    .expect("module");
+    fs::write(project.path().join(".testr.conf"), TESTR_CONF).expect("conf");
+    let output = run(project.path(), &["-j", "1"]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    // One line for the skip, with the first line of python-subunit's `reason` attachment.
+    let skip = line_of(&shown, "tests.test_gpu.Gpu.test_kernel");
+    assert!(
+        skip.starts_with("  SKIP [")
+            && skip.ends_with("tests.test_gpu.Gpu.test_kernel (reason: needs a GPU)"),
+        "{skip:?} in\n{shown}"
+    );
+    assert!(
+        !shown.contains("docs/gpu.md"),
+        "only the reason's first line:\n{shown}"
+    );
+    // Passing tests print as before, whatever they wrote.
+    assert_plain_pass(&shown, "tests.test_gpu.Gpu.test_cpu");
+    assert_plain_pass(&shown, "tests.test_gpu.Gpu.test_also_cpu");
+    assert!(!shown.contains("noise on stdout"), "{shown}");
+    assert!(
+        shown.contains("3 tests in ") && shown.contains(": 2 passed, 0 failed, 1 skipped"),
+        "{shown}"
+    );
+    // The reason is what the stored run holds.
+    let stream = fs::read(project.path().join(".proctor/runs/0.subunit")).expect("stored run");
+    assert!(
+        attachment(&stream, "tests.test_gpu.Gpu.test_kernel", "reason").starts_with("needs a GPU"),
+        "stored reason"
+    );
+}
+
+#[test]
+fn an_executable_that_exits_77_shows_the_last_line_it_printed_as_its_reason() {
+    let project = TempDir::new().expect("tempdir");
+    let tests = project.path().join("t");
+    script(
+        &tests,
+        "docker.sh",
+        "echo checking for docker; echo 'no docker here'; exit 77",
+    );
+    script(&tests, "quiet-skip.sh", "exit 77");
+    let long = "x".repeat(500);
+    script(&tests, "long.sh", &format!("echo {long}; exit 77"));
+    script(&tests, "pass.sh", "echo fine");
+    let output = run(project.path(), &["--executables", "t", "-j", "2"]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(
+        line_of(&shown, "docker.sh").ends_with("docker.sh (reason: no docker here)"),
+        "{shown}"
+    );
+    // A skip that said nothing has the line it always had.
+    assert!(
+        line_of(&shown, "quiet-skip.sh").ends_with("s] quiet-skip.sh"),
+        "{shown}"
+    );
+    // A long reason is cut, on one line.
+    let cut = line_of(&shown, "long.sh");
+    assert!(cut.ends_with("x…)") && cut.len() < 300, "{cut:?}");
+    assert_plain_pass(&shown, "pass.sh");
+    assert!(!shown.contains("fine"), "{shown}");
+}
+
 #[test]
 fn retries_report_flaky_tests_in_the_summary_and_junit() {
     let project = TempDir::new().expect("tempdir");

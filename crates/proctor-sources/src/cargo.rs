@@ -10,6 +10,20 @@
 //! the dynamic library path of the build, …); its exit status is its result. Ignored tests are listed and
 //! reported skipped without running, as `cargo test` does not run them either. Doctests are not run: each
 //! package with a library gets one `crate::doctests` entry, reported skipped with the reason.
+//!
+//! A test target with `harness = false` (`[[test]] name = "custom"` and `harness = false` in its manifest) has a
+//! `main` of its own instead of libtest's, which knows nothing of `--list` or `--exact`. Its binary is one test,
+//! id `crate::target`: it runs with no arguments, in its package's directory and with the same environment as
+//! the others, and its exit status is its result (0 passes, anything else fails; 77 is not a skip here, as
+//! `cargo test` counts any non-zero status a failure). `cargo metadata` does not say which targets have no
+//! harness (cargo 1.95 gives a target's `kind`, `name`, `doc`, `doctest`, `test` and so on, never `harness`),
+//! so each package's manifest is read for the `[lib]`, `[[bin]]`, `[[test]]`, `[[bench]]` and `[[example]]`
+//! entries that set `harness = false` (the only place the setting can be: targets cargo discovers by itself
+//! always have libtest's harness). Such a binary is not asked for a listing at all, since asking would run it.
+//! Failing that, the listing decides: a binary whose `--list --format terse` exits non-zero, or prints output
+//! with not one line of libtest's (`NAME: test`, `NAME: bench`), is one `crate::target` test run the same way
+//! (an unreadable manifest, or a binary libtest cannot list); one that prints nothing at all is libtest's
+//! listing of a binary with no tests, and has none.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -20,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 
-use crate::invocation::{ExitMapping, Invocation, Protocol, SHELL};
+use crate::invocation::{ExitMapping, ExitOutcome, Invocation, Protocol, SHELL};
 use crate::shell::listing_output;
 use crate::suite::{Runner, Suite, TestCase};
 use crate::SourceError;
@@ -39,6 +53,15 @@ const DOCTESTS_SKIPPED: &str = "doctests are not run by proctor run; `cargo test
 /// Why an ignored test is skipped.
 const IGNORED_SKIPPED: &str =
     "the test is #[ignore]d, and `cargo test` does not run it either (`cargo test -- --ignored` does)";
+
+/// How the exit status of a binary run whole (`harness = false`) is read: as `cargo test` reads it, 0 passes and
+/// anything else fails.
+const WHOLE_BINARY: ExitMapping = ExitMapping {
+    skip: None,
+    fail: None,
+    error: None,
+    otherwise: ExitOutcome::Fail,
+};
 
 /// How a Cargo project's tests are built, listed and run.
 #[derive(Clone, Debug)]
@@ -89,6 +112,7 @@ impl CargoTests {
         })?;
         Ok(match &test.how {
             How::Run { binary, name } => run_invocation(binary, name, suite.protocol()),
+            How::Whole(binary) => whole_invocation(binary),
             How::Skip(why) => skip_invocation(why, suite.directory(), suite.protocol()),
         })
     }
@@ -115,8 +139,14 @@ impl CargoTests {
         binaries.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         let listed = list_all(&binaries, suite)?;
         let mut tests = Vec::new();
-        for (binary, (all, ignored)) in binaries.into_iter().zip(listed) {
-            tests.extend(binary_tests(&Arc::new(binary), all, &ignored));
+        for (binary, listed) in binaries.into_iter().zip(listed) {
+            let binary = Arc::new(binary);
+            match listed {
+                BinaryListing::Libtest { all, ignored } => {
+                    tests.extend(binary_tests(&binary, all, &ignored));
+                }
+                BinaryListing::Whole => tests.push(whole_test(binary)),
+            }
         }
         tests.extend(doctest_entries(&built.tests, &packages));
         Ok(Listing::new(tests))
@@ -161,6 +191,8 @@ struct Listed {
 enum How {
     /// Its binary runs it: `name` is libtest's name for it.
     Run { binary: Arc<Binary>, name: String },
+    /// It is the whole binary (one without libtest's harness), run with no arguments.
+    Whole(Arc<Binary>),
     /// It is not run, for this reason.
     Skip(String),
 }
@@ -174,6 +206,15 @@ struct Binary {
     /// The package's directory, where `cargo test` runs it.
     cwd: PathBuf,
     env: Vec<(String, String)>,
+    /// Whether it has libtest's harness: false when its target's manifest entry says `harness = false`.
+    harness: bool,
+}
+
+impl Binary {
+    /// The id of the binary as one test (`crate::target`), when it is run whole.
+    fn whole_id(&self) -> &str {
+        self.prefix.strip_suffix("::").unwrap_or(&self.prefix)
+    }
 }
 
 /// The invocation running one test of `binary` as nextest does: alone, by its exact name, output not captured
@@ -185,6 +226,15 @@ fn run_invocation(binary: &Binary, name: &str, protocol: Protocol) -> Invocation
         "--nocapture".to_owned(),
     ];
     let mut invocation = Invocation::new(&binary.path, args, &binary.cwd, protocol);
+    invocation.env.clone_from(&binary.env);
+    invocation
+}
+
+/// The invocation running a binary without libtest's harness: the binary alone, as `cargo test` runs it, its exit
+/// status its result.
+fn whole_invocation(binary: &Binary) -> Invocation {
+    let protocol = Protocol::ExitStatus(WHOLE_BINARY);
+    let mut invocation = Invocation::new(&binary.path, Vec::new(), &binary.cwd, protocol);
     invocation.env.clone_from(&binary.env);
     invocation
 }
@@ -225,6 +275,15 @@ struct Target {
 impl Target {
     fn is_bin(&self) -> bool {
         self.kind.iter().any(|kind| kind == "bin")
+    }
+
+    /// The manifest's section for targets of this kind: `bin`, `test`, `bench`, `example`, or `lib` for the
+    /// library's kinds (`lib`, `rlib`, `proc-macro`, …).
+    fn section(&self) -> &'static str {
+        ["bin", "test", "bench", "example"]
+            .into_iter()
+            .find(|section| self.kind.iter().any(|kind| kind == section))
+            .unwrap_or("lib")
     }
 }
 
@@ -445,6 +504,69 @@ struct Package {
     readme: Option<String>,
     rust_version: Option<String>,
     manifest_path: PathBuf,
+    /// Its targets that set `harness = false`, read from its manifest (`cargo metadata` does not say).
+    #[serde(skip)]
+    no_harness: NoHarness,
+}
+
+/// The targets of a manifest that set `harness = false`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct NoHarness {
+    /// Whether `[lib]` does.
+    lib: bool,
+    /// The others, by section (`bin`, `test`, `bench`, `example`) and name.
+    targets: Vec<(String, String)>,
+}
+
+impl NoHarness {
+    /// The targets of the manifest `text` that set `harness = false`; none when it is not TOML.
+    fn parse(text: &str) -> NoHarness {
+        let Ok(manifest) = text.parse::<toml::Table>() else {
+            return NoHarness::default();
+        };
+        let unharnessed = |table: &toml::Table| {
+            table.get("harness").and_then(toml::Value::as_bool) == Some(false)
+        };
+        let lib = manifest
+            .get("lib")
+            .and_then(toml::Value::as_table)
+            .is_some_and(unharnessed);
+        let mut targets = Vec::new();
+        for section in ["bin", "test", "bench", "example"] {
+            let entries = manifest.get(section).and_then(toml::Value::as_array);
+            for entry in entries
+                .into_iter()
+                .flatten()
+                .filter_map(toml::Value::as_table)
+            {
+                if let (true, Some(name)) = (
+                    unharnessed(entry),
+                    entry.get("name").and_then(toml::Value::as_str),
+                ) {
+                    targets.push((section.to_owned(), name.to_owned()));
+                }
+            }
+        }
+        NoHarness { lib, targets }
+    }
+
+    /// Those of the package's manifest at `path`; none when it cannot be read.
+    fn read(path: &Path) -> NoHarness {
+        std::fs::read_to_string(path)
+            .map(|text| NoHarness::parse(&text))
+            .unwrap_or_default()
+    }
+
+    /// Whether `target` has libtest's harness.
+    fn has_harness(&self, target: &Target) -> bool {
+        match target.section() {
+            "lib" => !self.lib,
+            section => !self
+                .targets
+                .iter()
+                .any(|(kind, name)| kind == section && *name == target.name),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -471,10 +593,14 @@ fn metadata(manifest: &Path, suite: &Suite) -> Result<HashMap<String, Package>, 
         manifest.display()
     );
     let output = listing_output(suite.name(), &shown, &mut command)?;
-    parse_metadata(&output.stdout).map_err(|error| SourceError::CannotList {
+    let mut packages = parse_metadata(&output.stdout).map_err(|error| SourceError::CannotList {
         suite: suite.name().to_owned(),
         reason: format!("`{shown}` printed what is not its JSON: {error}"),
-    })
+    })?;
+    for package in packages.values_mut() {
+        package.no_harness = NoHarness::read(&package.manifest_path);
+    }
+    Ok(packages)
 }
 
 fn parse_metadata(json: &[u8]) -> Result<HashMap<String, Package>, serde_json::Error> {
@@ -504,6 +630,7 @@ fn test_binaries(built: &Built, packages: &HashMap<String, Package>) -> Vec<Bina
                 path: artifact.executable.clone(),
                 cwd: package_dir(package),
                 env: test_env(package, artifact, &programs),
+                harness: package.no_harness.has_harness(&artifact.target),
             })
         })
         .collect()
@@ -651,22 +778,24 @@ fn cargo_path() -> String {
 // ---------------------------------------------------------------------------------------------------------------
 // Listing
 
-/// libtest's names of a binary's tests, and of those among them that are ignored.
-type BinaryNames = (Vec<String>, Vec<String>);
+/// What asking a test binary for its tests found.
+#[derive(Debug, PartialEq, Eq)]
+enum BinaryListing {
+    /// libtest's names of its tests, and of those among them that are ignored.
+    Libtest {
+        all: Vec<String>,
+        ignored: Vec<String>,
+    },
+    /// It has no libtest harness (or libtest could not list it): the binary is one test, run whole.
+    Whole,
+}
 
-/// Each binary's tests and its ignored tests, the binaries asked at once (each listing is a process start).
-fn list_all(binaries: &[Binary], suite: &Suite) -> Result<Vec<BinaryNames>, SourceError> {
+/// What each binary has, the binaries asked at once (each listing is a process start).
+fn list_all(binaries: &[Binary], suite: &Suite) -> Result<Vec<BinaryListing>, SourceError> {
     std::thread::scope(|scope| {
         let threads: Vec<_> = binaries
             .iter()
-            .map(|binary| {
-                scope.spawn(move || {
-                    Ok((
-                        list_binary(binary, false, suite)?,
-                        list_binary(binary, true, suite)?,
-                    ))
-                })
-            })
+            .map(|binary| scope.spawn(move || list_binary(binary, suite)))
             .collect();
         threads
             .into_iter()
@@ -682,20 +811,60 @@ fn list_all(binaries: &[Binary], suite: &Suite) -> Result<Vec<BinaryNames>, Sour
     })
 }
 
-/// libtest's names of the binary's tests (`--list --format terse`), or only of its ignored ones.
-fn list_binary(binary: &Binary, ignored: bool, suite: &Suite) -> Result<Vec<String>, SourceError> {
-    let mut args = vec!["--list", "--format", "terse"];
-    if ignored {
-        args.push("--ignored");
+/// What one binary has. One whose manifest entry says `harness = false` is not asked (its `main` would run);
+/// the others are asked with `--list --format terse`, then with `--ignored` when they have tests.
+fn list_binary(binary: &Binary, suite: &Suite) -> Result<BinaryListing, SourceError> {
+    if !binary.harness {
+        return Ok(BinaryListing::Whole);
     }
+    let args = ["--list", "--format", "terse"];
     let shown = format!("{} {}", binary.path.display(), args.join(" "));
+    let output = listing_command(binary, &args)
+        .output()
+        .map_err(|source| SourceError::Spawn {
+            suite: suite.name().to_owned(),
+            command: shown,
+            source,
+        })?;
+    let listed = if output.status.success() {
+        parse_libtest_listing(&String::from_utf8_lossy(&output.stdout))
+    } else {
+        None
+    };
+    let Some(all) = listed else {
+        return Ok(BinaryListing::Whole);
+    };
+    let ignored = if all.is_empty() {
+        Vec::new()
+    } else {
+        let args = ["--list", "--format", "terse", "--ignored"];
+        let shown = format!("{} {}", binary.path.display(), args.join(" "));
+        let output = listing_output(suite.name(), &shown, &mut listing_command(binary, &args))?;
+        parse_terse(&String::from_utf8_lossy(&output.stdout))
+    };
+    Ok(BinaryListing::Libtest { all, ignored })
+}
+
+/// The binary with `args`, in its package's directory and environment, its standard input empty.
+fn listing_command(binary: &Binary, args: &[&str]) -> Command {
     let mut command = Command::new(&binary.path);
     command
-        .args(&args)
+        .args(args)
         .current_dir(&binary.cwd)
-        .envs(binary.env.iter().map(|(key, value)| (key, value)));
-    let output = listing_output(suite.name(), &shown, &mut command)?;
-    Ok(parse_terse(&String::from_utf8_lossy(&output.stdout)))
+        .envs(binary.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null());
+    command
+}
+
+/// The test names of a terse listing that libtest printed; `None` when something else printed it: output
+/// without one line of libtest's (`NAME: test` or `NAME: bench`). libtest prints nothing at all for a binary
+/// with no tests, so empty output is libtest's.
+fn parse_libtest_listing(listing: &str) -> Option<Vec<String>> {
+    let libtests = listing.trim().is_empty()
+        || listing
+            .lines()
+            .any(|line| line.ends_with(": test") || line.ends_with(": bench"));
+    libtests.then(|| parse_terse(listing))
 }
 
 /// The test names in libtest's terse listing (`path::name: test` lines); benchmarks (`: bench`) are left out.
@@ -705,6 +874,14 @@ fn parse_terse(listing: &str) -> Vec<String> {
         .filter_map(|line| line.strip_suffix(": test"))
         .map(str::to_owned)
         .collect()
+}
+
+/// A binary run whole, as its one listed entry.
+fn whole_test(binary: Arc<Binary>) -> Listed {
+    Listed {
+        id: binary.whole_id().to_owned(),
+        how: How::Whole(binary),
+    }
 }
 
 /// A binary's tests as listed entries, the ignored ones to be skipped.
@@ -895,6 +1072,7 @@ mod tests {
             path: PathBuf::from("/target/debug/deps/t-1"),
             cwd: PathBuf::from("/pkg"),
             env: vec![("CARGO_PKG_NAME".to_owned(), "c".to_owned())],
+            harness: true,
         };
         let invocation =
             run_invocation(&binary, "m::x", Protocol::ExitStatus(ExitMapping::AUTOMAKE));
@@ -932,6 +1110,163 @@ mod tests {
             "error: could not compile `demo` (lib) due to 1 previous error"
         ));
         assert!(!is_progress("  |"));
+    }
+
+    #[test]
+    fn the_manifest_says_which_targets_have_no_harness() {
+        let no_harness = NoHarness::parse(
+            "[package]\nname = \"demo-pkg\"\n\n[lib]\nharness = true\n\n\
+             [[test]]\nname = \"custom\"\nharness = false\n\n[[test]]\nname = \"api\"\n\n\
+             [[bin]]\nname = \"my-tool\"\nharness = false\n\n[[bench]]\nname = \"custom\"\n",
+        );
+        assert_eq!(
+            no_harness,
+            NoHarness {
+                lib: false,
+                targets: vec![
+                    ("bin".to_owned(), "my-tool".to_owned()),
+                    ("test".to_owned(), "custom".to_owned())
+                ],
+            }
+        );
+        let target = |kind: &str, name: &str| Target {
+            kind: vec![kind.to_owned()],
+            name: name.to_owned(),
+            doctest: false,
+        };
+        assert!(!no_harness.has_harness(&target("test", "custom")));
+        assert!(!no_harness.has_harness(&target("bin", "my-tool")));
+        assert!(no_harness.has_harness(&target("test", "api")));
+        assert!(
+            no_harness.has_harness(&target("bench", "custom")),
+            "a bench of the same name"
+        );
+        assert!(no_harness.has_harness(&target("lib", "demo_pkg")));
+        assert!(!NoHarness::parse("[lib]\nharness = false\n").has_harness(&target("rlib", "x")));
+        assert_eq!(NoHarness::parse("not toml ["), NoHarness::default());
+        assert_eq!(
+            NoHarness::read(Path::new("/nonexistent/Cargo.toml")),
+            NoHarness::default()
+        );
+
+        let (built, _) = read(MESSAGES);
+        let mut packages = parse_metadata(METADATA.as_bytes()).expect("metadata");
+        packages
+            .get_mut(PACKAGE_ID)
+            .expect("the package")
+            .no_harness = NoHarness::parse("[[test]]\nname = \"foo\"\nharness = false\n");
+        let harnesses: Vec<bool> = test_binaries(&built, &packages)
+            .iter()
+            .map(|binary| binary.harness)
+            .collect();
+        assert_eq!(harnesses, [true, true, false], "tests/foo.rs has none");
+    }
+
+    #[test]
+    fn only_libtests_listing_is_taken_for_one() {
+        assert_eq!(
+            parse_libtest_listing("a::b: test\nc: bench\n"),
+            Some(vec!["a::b".to_owned()])
+        );
+        assert_eq!(parse_libtest_listing("only: bench\n"), Some(Vec::new()));
+        assert_eq!(
+            parse_libtest_listing(""),
+            Some(Vec::new()),
+            "libtest with no tests prints nothing"
+        );
+        assert_eq!(parse_libtest_listing("hello from main\n"), None);
+    }
+
+    /// A `Binary` that is the shell script `script`, written into `dir`.
+    fn script_binary(dir: &Path, name: &str, script: &str, harness: bool) -> Binary {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writes");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Binary {
+            prefix: format!("c::{name}::"),
+            path,
+            cwd: dir.to_path_buf(),
+            env: vec![("PROCTOR_TEST_SEEN".to_owned(), "yes".to_owned())],
+            harness,
+        }
+    }
+
+    #[test]
+    fn a_binary_without_libtest_is_one_test_run_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let suite = suite(&dir.path().join("Cargo.toml"), &[]).expect("a suite");
+        let ran = dir.path().join("ran");
+        let libtest = script_binary(
+            dir.path(),
+            "libtest",
+            r#"case "$*" in *--ignored*) echo "m::slow: test";; *) printf 'm::a: test\nm::slow: test\n';; esac"#,
+            true,
+        );
+        let empty = script_binary(dir.path(), "empty", "exit 0", true);
+        let chatty = script_binary(dir.path(), "chatty", "echo \"hello $*\"", true);
+        let failing = script_binary(
+            dir.path(),
+            "failing",
+            "echo unknown option >&2; exit 2",
+            true,
+        );
+        let custom = script_binary(
+            dir.path(),
+            "custom",
+            &format!("touch {}; exit 0", ran.display()),
+            false,
+        );
+        let listed = list_all(&[libtest, empty, chatty, failing, custom], &suite).expect("lists");
+        assert_eq!(
+            listed,
+            [
+                BinaryListing::Libtest {
+                    all: vec!["m::a".to_owned(), "m::slow".to_owned()],
+                    ignored: vec!["m::slow".to_owned()],
+                },
+                BinaryListing::Libtest {
+                    all: Vec::new(),
+                    ignored: Vec::new(),
+                },
+                BinaryListing::Whole,
+                BinaryListing::Whole,
+                BinaryListing::Whole,
+            ]
+        );
+        assert!(
+            !ran.exists(),
+            "a harness = false binary is not run to list it"
+        );
+
+        let custom = Arc::new(script_binary(
+            dir.path(),
+            "custom",
+            "echo \"args: $# seen: $PROCTOR_TEST_SEEN\"; exit 77",
+            false,
+        ));
+        let entry = whole_test(Arc::clone(&custom));
+        assert_eq!(entry.id, "c::custom");
+        assert!(matches!(&entry.how, How::Whole(binary) if Arc::ptr_eq(binary, &custom)));
+        let invocation = whole_invocation(&custom);
+        assert!(invocation.args.is_empty());
+        assert_eq!(invocation.cwd, dir.path());
+        let Protocol::ExitStatus(mapping) = invocation.protocol else {
+            panic!("{:?}", invocation.protocol)
+        };
+        let output = invocation.command().output().expect("runs");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "args: 0 seen: yes\n"
+        );
+        assert_eq!(output.status.code(), Some(SKIP_STATUS));
+        assert_eq!(
+            mapping.outcome(SKIP_STATUS),
+            ExitOutcome::Fail,
+            "as cargo test has it"
+        );
+        assert_eq!(mapping.outcome(1), ExitOutcome::Fail);
+        assert_eq!(mapping.outcome(0), ExitOutcome::Pass);
     }
 
     #[test]

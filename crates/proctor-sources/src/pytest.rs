@@ -15,8 +15,12 @@
 //! parametrized from data outside the project.
 
 use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +55,8 @@ const NOT_FINGERPRINTED: &[&str] = &[
     "node_modules",
     "target",
 ];
+/// The variable that tells a batch where the collecting process serves batches.
+const SERVER_VARIABLE: &str = "PROCTOR_PYTEST_SERVER";
 /// The cache file, in the cache directory.
 const CACHE_FILE: &str = "pytest-collection.json";
 
@@ -60,6 +66,8 @@ pub(crate) struct PytestTests {
     python: PathBuf,
     /// Where the last collection is kept, when anywhere.
     cache: Option<PathBuf>,
+    /// The process that collected, serving batches, once there is one (shared by the suite's copies).
+    server: Arc<Mutex<Option<Server>>>,
 }
 
 /// The file that configures pytest in `project`, when one does (in pytest's own order of precedence).
@@ -154,6 +162,7 @@ pub(crate) fn suite(project: &Path, cache: Option<&Path>) -> Result<Suite, Sourc
     let tests = PytestTests {
         python: python(project),
         cache: cache.map(Path::to_path_buf),
+        server: Arc::default(),
     };
     Ok(Suite::new(
         "pytest".to_owned(),
@@ -161,6 +170,48 @@ pub(crate) fn suite(project: &Path, cache: Option<&Path>) -> Result<Suite, Sourc
         Runner::Pytest(tests),
         Protocol::Subunit,
     ))
+}
+
+/// A line the plugin prints while collecting: a test, or that it serves batches now.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Listed {
+    Serving { serving: bool },
+    Test(Collected),
+}
+
+/// The collecting process, kept while the suite lives: it forks a child per batch, so that a batch does not
+/// import the tests again. Batches find it through [`SERVER_VARIABLE`]; one that cannot reach it (on an ssh
+/// host, a lab agent) runs alone.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    /// Holds the socket; removed after the process ended.
+    _directory: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing its standard input ends it, and it kills any batch child still running.
+        drop(self.child.stdin.take());
+        for _ in 0..200 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(self.child.kill());
+        drop(self.child.wait());
+    }
+}
+
+/// The file a failed collection's words were written to, from its start (what could be read).
+fn read_from_start(mut file: std::fs::File) -> String {
+    let mut text = String::new();
+    drop(file.seek(SeekFrom::Start(0)));
+    drop(file.take(64 * 1024).read_to_string(&mut text));
+    text
 }
 
 /// A line the plugin prints while collecting (and an entry of the cache).
@@ -263,22 +314,67 @@ impl PytestTests {
         Some(format!("{:016x}", hasher.finish()))
     }
 
-    /// Runs pytest's collection.
+    /// Runs pytest's collection in a process that then stays, serving the run's batches (module docs).
     fn collect(&self, suite: &Suite) -> Result<Vec<Collected>, SourceError> {
-        let idfile = write_idfile(&[]).map_err(|source| SourceError::IdFile {
-            suite: suite.name().to_owned(),
-            source,
+        let directory = tempfile::Builder::new()
+            .prefix("proctor-pytest-")
+            .tempdir()
+            .map_err(|error| {
+                self.cannot_list(
+                    suite,
+                    format!("cannot make its socket's directory: {error}"),
+                )
+            })?;
+        let socket = directory.path().join("batches.sock");
+        let said = tempfile::tempfile().map_err(|error| {
+            self.cannot_list(suite, format!("cannot make a file for its errors: {error}"))
         })?;
-        let output = Command::new(&self.python)
-            .args(["-c", PLUGIN, "collect"])
-            .arg(&*idfile)
+        let mut child = Command::new(&self.python)
+            .args(["-c", PLUGIN, "serve"])
+            .arg(&socket)
             .current_dir(suite.directory())
             .envs(suite.env().iter().map(|(key, value)| (key, value)))
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(
+                said.try_clone()
+                    .map_err(|error| self.cannot_list(suite, error.to_string()))?,
+            )
+            // Its own group, so that a Ctrl-C at the terminal reaches the run, which ends it, and not it.
+            .process_group(0)
+            .spawn()
             .map_err(|error| self.cannot_list(suite, format!("cannot start it: {error}")))?;
-        let said = String::from_utf8_lossy(&output.stderr);
-        if said.contains("No module named pytest") {
+        let mut tests: Vec<Collected> = Vec::new();
+        let mut serving = false;
+        let listing = child
+            .stdout
+            .take()
+            .ok_or_else(|| self.cannot_list(suite, "no standard output".to_owned()))?;
+        for line in BufReader::new(listing).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(Listed::Serving { serving: true }) = serde_json::from_str(&line) {
+                serving = true;
+            } else if let Ok(Listed::Test(collected)) = serde_json::from_str(&line) {
+                if !tests.iter().any(|test| test.id == collected.id) {
+                    tests.push(collected);
+                }
+            }
+        }
+        if serving {
+            let server = Server {
+                child,
+                socket,
+                _directory: directory,
+            };
+            *self.server.lock().unwrap_or_else(PoisonError::into_inner) = Some(server);
+            return Ok(tests);
+        }
+        drop(child.stdin.take());
+        let status = child
+            .wait()
+            .map_err(|error| self.cannot_list(suite, format!("cannot wait for it: {error}")))?;
+        let said = read_from_start(said);
+        if said.contains("No module named pytest") || said.contains("No module named 'pytest'") {
             return Err(self.cannot_list(
                 suite,
                 "pytest is not installed for it: install it there (`python -m pip install pytest`), or name \
@@ -286,21 +382,11 @@ impl PytestTests {
                     .to_owned(),
             ));
         }
-        if !output.status.success() {
+        if !status.success() {
             return Err(self.cannot_list(
                 suite,
-                format!("collection failed ({}): {}", output.status, said.trim()),
+                format!("collection failed ({status}): {}", said.trim()),
             ));
-        }
-        let mut tests: Vec<Collected> = Vec::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(collected) = serde_json::from_str::<Collected>(line) else {
-                // pytest's own lines (warnings) may come before the plugin's.
-                continue;
-            };
-            if !tests.iter().any(|test| test.id == collected.id) {
-                tests.push(collected);
-            }
         }
         Ok(tests)
     }
@@ -322,16 +408,24 @@ impl PytestTests {
             suite: suite.name().to_owned(),
             source,
         })?;
+        let mut env = Vec::new();
+        if let Some(server) = &*self.server.lock().unwrap_or_else(PoisonError::into_inner) {
+            env.push((
+                SERVER_VARIABLE.to_owned(),
+                server.socket.to_string_lossy().into_owned(),
+            ));
+        }
         let args = vec![
             "-c".to_owned(),
             PLUGIN.to_owned(),
             "run".to_owned(),
             idfile.to_string_lossy().into_owned(),
         ];
-        Ok(
+        let mut invocation =
             Invocation::new(&self.python, args, suite.directory(), Protocol::Subunit)
-                .with_idfile(Some(idfile)),
-        )
+                .with_idfile(Some(idfile));
+        invocation.env = env;
+        Ok(invocation)
     }
 }
 

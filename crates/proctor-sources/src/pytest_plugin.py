@@ -1,25 +1,89 @@
-# Proctor's pytest plugin, run as `python -c <this file> MODE IDFILE [pytest arguments]` so that nothing has to be
+# Proctor's pytest plugin, run as `python -c <this file> MODE ARG [pytest arguments]` so that nothing has to be
 # installed where the tests run (a lab agent, an ssh host): pytest.main() gets the plugin object.
 #
-# MODE `collect`: prints one JSON line per collected item, {"id", "group"}, and one per collection error,
-# {"id": <the file's node id>, "error": <the report>}; `group` is the module's node id when a test of the module
-# uses a fixture of class, module or package scope, so the module's tests stay in one process.
-# MODE `run`: runs the node ids listed in IDFILE and writes each test's events to standard output as subunit v2
-# (written here, so the project needs no python-subunit): inprogress, then the final status with the captured
-# output and the failure's long representation as attachments. Anything else printed to standard output goes to
-# standard error, so the stream stays pure.
+# MODE `serve`, ARG a socket path: collects, prints one JSON line per collected item, {"id", "group"}, and one per
+# collection error, {"id": <the file's node id>, "error": <the report>}; `group` is the module's node id when a
+# test of the module uses a fixture of class, module or package scope, so the module's tests stay in one process.
+# Then it prints {"serving": true}, closes standard output and serves batches at the socket until its standard
+# input closes: each batch is a child forked from this collected session, so no batch imports the tests again.
+# MODE `run`, ARG a file of node ids: runs those node ids and writes each test's events to standard output as
+# subunit v2 (written here, so the project needs no python-subunit): inprogress, then the final status with the
+# captured output and the failure's long representation as attachments. Anything else printed to standard output
+# goes to standard error, so the stream stays pure. When $PROCTOR_PYTEST_SERVER names a serving socket that
+# answers, the batch is handed to it with this process's standard streams, environment, directory and process
+# group, and this process waits for the batch's exit status; otherwise (the socket is on another machine, or gone)
+# it runs the batch itself. pytest is imported only after that, as the hand-over needs nothing of it.
 import json
 import os
+import socket
 import struct
 import sys
 import time
 import zlib
 
-import pytest
-
 MODE = sys.argv[1]
-IDFILE = sys.argv[2]
+ARG = sys.argv[2]
 ARGS = sys.argv[3:]
+SERVER_VARIABLE = "PROCTOR_PYTEST_SERVER"
+
+
+def send_message(connection, message, fds=()):
+    data = json.dumps(message).encode()
+    socket.send_fds(connection, [struct.pack(">I", len(data)) + data], list(fds))
+
+
+def receive_message(connection, maxfds=0):
+    """A message and the descriptors sent with it; None when the connection closed first."""
+    data, fds, _, _ = socket.recv_fds(connection, 1 << 16, maxfds)
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        more = connection.recv(1 << 16)
+        if not more:
+            for fd in fds:
+                os.close(fd)
+            return None, []
+        data += more
+    return json.loads(data[4:4 + struct.unpack(">I", data[:4])[0]]), fds
+
+
+def run_through_server(ids):
+    """The batch's exit status when the server ran it; None when there is no server to run it."""
+    path = os.environ.pop(SERVER_VARIABLE, "")
+    if not path:
+        return None
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(path)
+        send_message(connection, {"ids": ids, "cwd": os.getcwd(), "env": dict(os.environ), "pid": os.getpid(),
+                                  "group": os.getpgrp()}, (0, 1, 2))
+        started, _ = receive_message(connection)
+    except OSError:
+        return None
+    if started is None:
+        return None
+    try:
+        ended, _ = receive_message(connection)
+    except OSError:
+        ended = None
+    if ended is None:
+        sys.stderr.write("proctor: the pytest server ended during the batch\n")
+        return 70
+    return ended["status"]
+
+
+def read_ids(path):
+    with open(path, encoding="utf-8") as listed:
+        return [line.rstrip("\n") for line in listed if line.strip()]
+
+
+if MODE == "run":
+    STATUS = run_through_server(read_ids(ARG))
+    if STATUS is not None and STATUS < 0:
+        # The batch was killed by a signal (its memory limit): so is this process, for the supervisor to see.
+        os.kill(os.getpid(), -STATUS)
+    if STATUS is not None:
+        sys.exit(STATUS)
+
+import pytest  # noqa: E402 (after the hand-over, which needs nothing of pytest)
 
 # Subunit v2 status codes (2 is inprogress).
 INPROGRESS, SUCCESS, SKIP, FAIL, XFAIL = 2, 3, 5, 6, 7
@@ -69,15 +133,22 @@ def text_file(test_id, name, text):
             for at, piece in enumerate(pieces)]
 
 
-class Collector:
-    def __init__(self):
+class Server:
+    """Collects, prints the collection, then serves batches from the collected session (see the top)."""
+
+    def __init__(self, listing, path, lifeline):
+        self.listing = listing
+        self.path = path
+        self.lifeline = lifeline
         self.lines = []
+        self.errors = {}
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_collectreport(self, report):
         yield
         if report.failed:
-            self.lines.append({"id": report.nodeid, "error": str(report.longrepr)})
+            self.errors[report.nodeid] = str(report.longrepr)
+            self.lines.append({"id": report.nodeid, "error": self.errors[report.nodeid]})
 
     def pytest_collection_modifyitems(self, session, config, items):
         wide = set()
@@ -89,7 +160,167 @@ class Collector:
         for item in items:
             module = module_of(item)
             self.lines.append({"id": item.nodeid, "group": module if module in wide else None})
-        items[:] = []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        for line in self.lines:
+            self.listing.write(json.dumps(line).encode() + b"\n")
+        listener = self.listen()
+        if listener is not None:
+            self.listing.write(json.dumps({"serving": True}).encode() + b"\n")
+        self.listing.close()
+        if listener is not None:
+            serve(session, listener, self.errors, self.lifeline)
+        return True
+
+    def listen(self):
+        """The socket batches come to; None where children cannot be watched (no pidfd), so batches run alone."""
+        if not hasattr(os, "pidfd_open") or not hasattr(socket, "send_fds"):
+            return None
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.path)
+            listener.listen(64)
+        except OSError:
+            return None
+        return listener
+
+
+def serve(session, listener, errors, lifeline):
+    """Forks a child per batch until `lifeline` (standard input, kept from before pytest's capture) closes,
+    then kills the children left and exits."""
+    import selectors
+    import signal
+
+    watch = selectors.DefaultSelector()
+    watch.register(listener, selectors.EVENT_READ, ("accept",))
+    watch.register(lifeline, selectors.EVENT_READ, ("end",))
+    children = {}
+    while True:
+        for key, _ in watch.select():
+            what = key.data
+            if what[0] == "end" and not os.read(key.fd, 1 << 12):
+                for child in children:
+                    os.kill(child, signal.SIGKILL)
+                os._exit(0)
+            elif what[0] == "accept":
+                connection, _ = listener.accept()
+                connection.settimeout(10)
+                try:
+                    request, fds = receive_message(connection, 3)
+                except (OSError, ValueError):
+                    request, fds = None, []
+                if request is None or len(fds) != 3:
+                    for fd in fds:
+                        os.close(fd)
+                    connection.close()
+                    continue
+                sys.stdout.flush()
+                sys.stderr.flush()
+                child = os.fork()
+                if child == 0:
+                    run_batch(session, request, fds, errors)
+                for fd in fds:
+                    os.close(fd)
+                children[child] = connection
+                watch.register(os.pidfd_open(child), selectors.EVENT_READ, ("exited", child))
+                watch.register(connection, selectors.EVENT_READ, ("client", child))
+                try:
+                    send_message(connection, {"started": child})
+                except OSError:
+                    pass
+            elif what[0] == "client":
+                # The batch's own process went (killed for a limit, or interrupted): so does the batch.
+                try:
+                    gone = not key.fileobj.recv(1 << 12)
+                except OSError:
+                    gone = True
+                if gone:
+                    os.kill(what[1], signal.SIGKILL)
+                    watch.unregister(key.fileobj)
+            elif what[0] == "exited":
+                _, status = os.waitpid(what[1], 0)
+                watch.unregister(key.fd)
+                os.close(key.fd)
+                connection = children.pop(what[1])
+                try:
+                    send_message(connection, {"status": os.waitstatus_to_exitcode(status)})
+                except OSError:
+                    pass
+                try:
+                    watch.unregister(connection)
+                except KeyError:
+                    pass
+                connection.close()
+
+
+def join_batch_process(request):
+    """Puts this child where the batch's own process is: its process group, so that a signal to the batch
+    reaches the child and whatever it starts, and its control groups, so that the batch's limits count it."""
+    try:
+        os.setpgid(0, request["group"])
+    except OSError:
+        pass
+    try:
+        with open("/proc/%d/cgroup" % request["pid"], encoding="utf-8") as groups:
+            lines = groups.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        roots = ["/sys/fs/cgroup"] if hierarchy == "0" else ["/sys/fs/cgroup/" + name
+                                                             for name in controllers.split(",") if name]
+        for root in roots:
+            try:
+                with open(root + path + "/cgroup.procs", "w", encoding="utf-8") as procs:
+                    procs.write(str(os.getpid()))
+            except OSError:
+                pass
+
+
+def run_batch(session, request, fds, errors):
+    """In a forked child: runs the batch's tests with the batch process's streams, environment and directory."""
+    try:
+        join_batch_process(request)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.stop_global_capturing()
+        os.dup2(fds[0], 0)
+        os.dup2(fds[2], 1)
+        os.dup2(fds[2], 2)
+        out = os.fdopen(fds[1], "wb")
+        os.close(fds[0])
+        os.close(fds[2])
+        if capture is not None:
+            capture.start_global_capturing()
+            capture.suspend_global_capture()
+        reporter = Reporter(out)
+        session.config.pluginmanager.register(reporter, "proctor-reporter")
+        by_id = {item.nodeid: item for item in session.items}
+        items = []
+        for nodeid in request["ids"]:
+            if nodeid in by_id:
+                items.append(by_id[nodeid])
+            else:
+                reporter.collection_error(nodeid, errors.get(nodeid, "not collected: no such test in the "
+                                                                     "collected session"))
+        for at, item in enumerate(items):
+            following = items[at + 1] if at + 1 < len(items) else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+        out.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 3
+    os._exit(code)
 
 
 def module_of(item):
@@ -159,28 +390,24 @@ class Reporter:
 
     def pytest_collectreport(self, report):
         if report.failed:
-            self.emit([packet(report.nodeid, INPROGRESS), *text_file(report.nodeid, "traceback",
-                                                                     str(report.longrepr)),
-                       packet(report.nodeid, FAIL)])
+            self.collection_error(report.nodeid, str(report.longrepr))
+
+    def collection_error(self, nodeid, text):
+        self.emit([packet(nodeid, INPROGRESS), *text_file(nodeid, "traceback", text), packet(nodeid, FAIL)])
 
 
 def main():
-    with open(IDFILE, encoding="utf-8") as listed:
-        ids = [line.rstrip("\n") for line in listed if line.strip()]
-    if MODE == "collect":
-        collector = Collector()
-        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                            *ARGS, *ids], plugins=[collector])
-        for line in collector.lines:
-            print(json.dumps(line))
-        sys.stdout.flush()
-        # 5: no tests collected, which is a listing of nothing.
-        return 0 if code in (0, 5) or collector.lines else code
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if MODE == "serve":
+        code = pytest.main(["-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", *ARGS],
+                           plugins=[Server(out, ARG, os.dup(0))])
+        # Here only when it did not serve. 1: collection errors, which are listed; 5: no tests collected, which
+        # is a listing of nothing.
+        return 0 if code in (0, 1, 5) else code
     reporter = Reporter(out)
-    code = pytest.main(["-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", *ARGS, *ids],
+    code = pytest.main(["-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", *ARGS, *read_ids(ARG)],
                        plugins=[reporter])
     return 0 if code in (0, 1, 5) else code
 
