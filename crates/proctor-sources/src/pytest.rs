@@ -5,6 +5,13 @@
 //! with `-p`: nothing has to be installed where the tests run, which may be a lab agent or an ssh host. The node
 //! ids go in a file, so a batch of any size fits on a command line.
 //!
+//! The process that collects stays while the suite lives and serves the run's batches: each batch's own process
+//! (`python -c` of the plugin, which does not import pytest) hands its node ids, standard streams, environment,
+//! directory, process group and control groups to it over a Unix socket, and it forks a child from the collected
+//! session that runs them, so a first run imports the tests once, as pytest-xdist's workers do, and batches stay
+//! apart from each other. Killing the batch's process group kills the child and what it started; a memory limit
+//! counts it. A batch that cannot reach the socket (an ssh host, a lab agent) runs in its own interpreter.
+//!
 //! Collecting imports every test module, which is most of a quick suite's time (`proctor list` took 0.98 s on
 //! toolz, whose whole `pytest -n 2` run takes about 1.1 s; BENCHMARKS.md). So the
 //! last collection is kept in the cache directory the caller gives (the run repository's) with a fingerprint of
