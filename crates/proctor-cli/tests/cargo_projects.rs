@@ -10,7 +10,10 @@ use std::process::{Command as StdCommand, Output};
 
 use assert_cmd::Command;
 use proctor_subunit::{EventReader, Status};
+use support::statuses;
 use tempfile::TempDir;
+
+mod support;
 
 /// The variable naming the crate from crates.io (set by `scripts/test` through `scripts/crates.sh`).
 const TEST_CRATE_VAR: &str = "PROCTOR_TEST_CRATE";
@@ -45,19 +48,6 @@ fn text(output: &Output) -> String {
 fn write(path: &Path, content: &str) {
     fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
     fs::write(path, content).expect("writes");
-}
-
-/// Final statuses by test id in a subunit stream.
-fn statuses(stream: &[u8]) -> Vec<(String, Status)> {
-    EventReader::new(stream)
-        .map(|event| event.expect("decodes"))
-        .filter_map(|event| match (event.test_id, event.status) {
-            (Some(id), Some(status)) if status.is_final() && status != Status::Exists => {
-                Some((id, status))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// The text of a test's attachments in a stream.

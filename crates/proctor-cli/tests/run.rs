@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use proctor_subunit::{EventReader, Status};
+use support::statuses;
 use tempfile::TempDir;
+
+mod support;
 
 /// `proctor` in `project`, with none of the developer's run settings: no user config file (its directory does not
 /// exist) and no `PROCTOR_*` setting variables.
@@ -54,19 +57,6 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("writes the script");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
     path
-}
-
-/// Final statuses by test id in a subunit stream.
-fn statuses(stream: &[u8]) -> Vec<(String, Status)> {
-    EventReader::new(stream)
-        .map(|event| event.expect("decodes"))
-        .filter_map(|event| match (event.test_id, event.status) {
-            (Some(id), Some(status)) if status.is_final() && status != Status::Exists => {
-                Some((id, status))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 fn status_of(stream: &[u8], test_id: &str) -> Option<Status> {

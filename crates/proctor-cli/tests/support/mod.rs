@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use proctor_api::JobView;
 use proctor_client::Client;
+use proctor_subunit::{EventReader, Status};
 
 /// Generous: a correctness bound, not a speed check.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -302,4 +303,17 @@ pub fn eventually(mut condition: impl FnMut() -> bool) {
         assert!(start.elapsed() < PATIENCE, "gave up waiting");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Final statuses by test id in a subunit stream.
+pub fn statuses(stream: &[u8]) -> Vec<(String, Status)> {
+    EventReader::new(stream)
+        .map(|event| event.expect("decodes"))
+        .filter_map(|event| match (event.test_id, event.status) {
+            (Some(id), Some(status)) if status.is_final() && status != Status::Exists => {
+                Some((id, status))
+            }
+            _ => None,
+        })
+        .collect()
 }
